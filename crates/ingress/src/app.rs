@@ -1,0 +1,112 @@
+//! The ingress application: state, router, listener, serving with a bounded drain.
+
+use crate::config::IngressConfig;
+use crate::replay::ReplayCache;
+use crate::routes;
+use crate::slack::verify::Verifier;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use chatops_shared::catalog::Catalog;
+use chatops_shared::queue::JobQueue;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Slash-command bodies are a few hundred bytes; anything near this is not from Slack.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub verifier: Arc<Verifier>,
+    pub catalog: Arc<Catalog>,
+    pub queue: Arc<dyn JobQueue>,
+    pub replays: Arc<ReplayCache>,
+}
+
+impl AppState {
+    pub fn new(verifier: Verifier, catalog: Catalog, queue: Arc<dyn JobQueue>) -> Self {
+        AppState {
+            verifier: Arc::new(verifier),
+            catalog: Arc::new(catalog),
+            queue,
+            replays: Arc::new(ReplayCache::default()),
+        }
+    }
+}
+
+/// All routes. Separate from [`Application`] so tests can drive it in-process.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/slack/commands", post(routes::commands::slash_command))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// A bound listener and the router it will serve.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Loads the catalog, opens the queue (creating it if missing), and binds the listener.
+    pub async fn build(config: IngressConfig) -> anyhow::Result<Self> {
+        let catalog = Catalog::load(&config.catalog_path)?;
+        let queue = chatops_shared::queue::open(config.queue, config.credential.as_ref())?;
+        if let Err(e) = queue.ensure_exists().await {
+            // Not fatal: /readyz reports it, and commands get a clear "try again".
+            tracing::warn!(error = %e, "could not check or create the queue at start");
+        }
+        let state = AppState::new(Verifier::new(config.signing_secrets), catalog, queue);
+        Self::with_state(config.addr, state).await
+    }
+
+    /// Binds `addr` (port 0 picks a free port) for a prepared state.
+    pub async fn with_state(addr: SocketAddr, state: AppState) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Application {
+            listener,
+            router: router(state),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish for at most
+    /// [`DRAIN_LIMIT`].
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
+        let drain_deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(DRAIN_LIMIT).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result,
+            () = drain_deadline => {
+                tracing::warn!("requests still in flight after the drain limit; stopping anyway");
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The ingress's configuration, read once at start. Every variable, with its default:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `CHATOPS_INGRESS_ADDR` | `0.0.0.0:3000` | listen address |
+//! | `SLACK_SIGNING_SECRET` | required | the Slack app's signing secret |
+//! | `SLACK_SIGNING_SECRET_PREVIOUS` | unset | also accepted, while rotating the secret |
+//! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
+//! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
+//! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for `AZURE_STORAGE_QUEUE_ENDPOINT` |
+
+use chatops_shared::config::{self, ConfigError, EnvSource};
+use chatops_shared::credential::{self, Chosen};
+use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
+use chatops_shared::secret::Secret;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub struct IngressConfig {
+    pub addr: SocketAddr,
+    /// Current signing secret first, then the previous one during a rotation.
+    pub signing_secrets: Vec<Secret>,
+    pub catalog_path: PathBuf,
+    /// Queue settings with the interactive retry budget: Slack waits 3 s at most.
+    pub queue: QueueSettings,
+    /// The Azure credential, when the queue is reached with one (endpoint form).
+    pub credential: Option<Chosen>,
+}
+
+impl IngressConfig {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let mut signing_secrets = vec![Secret::new(config::required(env, "SLACK_SIGNING_SECRET")?)];
+        if let Some(previous) = config::optional(env, "SLACK_SIGNING_SECRET_PREVIOUS") {
+            signing_secrets.push(Secret::new(previous));
+        }
+        let queue = QueueSettings::from_env(env, RetryBudget::interactive())?;
+        let credential = match queue.target {
+            QueueTarget::Endpoint(_) => Some(credential::choose(
+                credential::CredentialKind::from_env(env)?,
+                env,
+            )?),
+            QueueTarget::ConnectionString(_) => None,
+        };
+        Ok(IngressConfig {
+            addr: config::socket_addr(env, "CHATOPS_INGRESS_ADDR", "0.0.0.0:3000")?,
+            signing_secrets,
+            catalog_path: PathBuf::from(
+                config::optional(env, "CHATOPS_CATALOG")
+                    .unwrap_or_else(|| "runbooks.toml".to_owned()),
+            ),
+            queue,
+            credential,
+        })
+    }
+}

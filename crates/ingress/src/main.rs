@@ -1,0 +1,39 @@
+//! `chatops-ingress`: reads its configuration, binds, serves until SIGINT/SIGTERM.
+
+use chatops_ingress::app::Application;
+use chatops_ingress::config::IngressConfig;
+use chatops_shared::config::ProcessEnv;
+use chatops_shared::{shutdown, telemetry};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let config = match IngressConfig::from_env(&ProcessEnv) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("configuration error: {e}");
+            eprintln!("chatops-ingress: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            eprintln!("chatops-ingress: cannot start: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match app.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "chatops-ingress listening"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
+    }
+    match app.run_until_stopped(shutdown::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `POST /slack/commands`: verify → parse → validate → enqueue → acknowledge.
+//!
+//! Never waits on Azure Automation: the only outside call is one bounded enqueue.
+
+use crate::app::AppState;
+use crate::reply::{Reply, RequestError, escape};
+use crate::slack::form::{self, Form, SlashCommand};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chatops_shared::catalog::{Caller, Rejection};
+use chatops_shared::command;
+use chatops_shared::job::{self, JobKind, JobMessage, SCHEMA_VERSION};
+use time::OffsetDateTime;
+
+#[tracing::instrument(skip_all, fields(job_id, user_id, runbook))]
+pub async fn slash_command(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, RequestError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = header("x-slack-signature");
+    let now = OffsetDateTime::now_utc();
+    state.verifier.verify(
+        header("x-slack-request-timestamp"),
+        signature,
+        &body,
+        now.unix_timestamp(),
+    )?;
+    let cmd = match form::parse(&body)? {
+        Form::SslCheck => return Ok(StatusCode::OK.into_response()),
+        Form::Command(cmd) => cmd,
+    };
+    // Verified above, so a signature is present.
+    let signature = signature.unwrap_or_default();
+    tracing::Span::current().record("user_id", cmd.user_id.as_str());
+    Ok(handle(&state, &cmd, signature, now).await.into_response())
+}
+
+async fn handle(
+    state: &AppState,
+    cmd: &SlashCommand,
+    signature: &str,
+    now: OffsetDateTime,
+) -> Reply {
+    let caller = Caller {
+        user_id: &cmd.user_id,
+        channel_id: &cmd.channel_id,
+    };
+    let parsed = match command::parse(&cmd.text) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return Reply::ephemeral(format!(
+                "{}\nType `{} help` to see what you can run.",
+                escape(&e.to_string()),
+                escape(&cmd.command)
+            ));
+        }
+    };
+    let accepted = match state.catalog.check(&caller, &parsed) {
+        Ok(accepted) => accepted,
+        Err(Rejection::Help) => {
+            return Reply::ephemeral(escape(&state.catalog.help_text(&caller, &cmd.command)));
+        }
+        Err(rejection) => {
+            tracing::info!(reason = %rejection, "command rejected");
+            return Reply::ephemeral(escape(&rejection.to_string()));
+        }
+    };
+    tracing::Span::current().record("runbook", accepted.runbook.as_str());
+
+    let message = JobMessage {
+        schema: SCHEMA_VERSION,
+        job_id: job::job_id_from_signature(signature),
+        kind: JobKind::Run,
+        runbook: accepted.runbook,
+        params: accepted.params,
+        user_id: cmd.user_id.clone(),
+        user_name: cmd.user_name.clone(),
+        team_id: cmd.team_id.clone(),
+        channel_id: cmd.channel_id.clone(),
+        channel_name: cmd.channel_name.clone(),
+        response_url: cmd.response_url.clone(),
+        requested_at: now,
+        enterprise_id: cmd.enterprise_id.clone(),
+        traceparent: None,
+    };
+    tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
+    let ack = Reply::in_channel(acknowledgement(&message));
+    if state.replays.contains(&message.job_id) {
+        tracing::info!("replayed request: answering again without queueing");
+        return ack;
+    }
+    match state.queue.send(&message.encode()).await {
+        Ok(()) => {
+            state.replays.insert(message.job_id);
+            tracing::info!("job queued");
+            ack
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not queue job");
+            Reply::ephemeral(format!(
+                ":warning: Could not queue `{}` right now: the job queue did not answer. Nothing was started. Please try again in a minute.",
+                escape(&cmd.text)
+            ))
+        }
+    }
+}
+
+/// The in-channel answer: who started which runbook with which parameters.
+fn acknowledgement(message: &JobMessage) -> String {
+    let params = job::format_params(&message.params);
+    let with = if params.is_empty() {
+        String::new()
+    } else {
+        format!(" `{}`", escape(&params))
+    };
+    format!(
+        ":inbox_tray: <@{}> queued *{}*{} (job `{}`)",
+        escape(&message.user_id),
+        escape(&message.runbook),
+        with,
+        message.short_id()
+    )
+}

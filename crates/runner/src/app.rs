@@ -1,0 +1,107 @@
+//! The runner application: the worker loop plus a small HTTP server for health checks.
+
+use crate::config::RunnerConfig;
+use crate::executor::Executor;
+use crate::executor::arm::ArmClient;
+use crate::executor::automation::AutomationExecutor;
+use crate::executor::local::LocalExecutor;
+use crate::notify::slack::SlackNotifier;
+use crate::worker::{Executors, Worker};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use chatops_shared::catalog::Catalog;
+use chatops_shared::queue::JobQueue;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A runner ready to run: the worker and its bound health listener.
+pub struct RunnerApp {
+    listener: TcpListener,
+    worker: Worker,
+    queue: Arc<dyn JobQueue>,
+}
+
+impl RunnerApp {
+    /// Loads the catalog, opens the queue (creating it if missing), builds the executors and
+    /// the notifier, and binds the health listener.
+    pub async fn build(config: RunnerConfig) -> anyhow::Result<Self> {
+        let catalog = Arc::new(Catalog::load(&config.catalog_path)?);
+        let credential = config
+            .credential
+            .as_ref()
+            .map(chatops_shared::credential::build)
+            .transpose()?;
+        let queue: Arc<dyn JobQueue> = Arc::new(chatops_shared::queue::azure::AzureJobQueue::new(
+            config.queue,
+            credential.clone(),
+        )?);
+        if let Err(e) = queue.ensure_exists().await {
+            tracing::warn!(error = %e, "could not check or create the queue at start");
+        }
+        let automation: Option<Arc<dyn Executor>> = match (config.arm, credential) {
+            (Some(arm), Some(credential)) => {
+                let client = Arc::new(ArmClient::new(&arm, credential)?);
+                Some(Arc::new(AutomationExecutor::new(client)))
+            }
+            _ => None,
+        };
+        let executors = Executors {
+            automation,
+            local: Arc::new(LocalExecutor::new()),
+        };
+        let notifier = Arc::new(SlackNotifier::new(config.slack)?);
+        let worker = Worker::new(queue.clone(), catalog, executors, notifier, config.worker);
+        let listener = TcpListener::bind(config.addr).await?;
+        Ok(RunnerApp {
+            listener,
+            worker,
+            queue,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs the worker and the health server until `shutdown` completes.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let router = health_router(self.queue);
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(stopped());
+        let worker = self.worker.run_until_stopped(stopped());
+        let (served, ()) = tokio::join!(server.into_future(), worker);
+        served
+    }
+}
+
+/// `/healthz` (the process is up) and `/readyz` (the queue answers).
+pub fn health_router(queue: Arc<dyn JobQueue>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(queue)
+}
+
+async fn readyz(State(queue): State<Arc<dyn JobQueue>>) -> (StatusCode, &'static str) {
+    match tokio::time::timeout(Duration::from_secs(3), queue.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable"),
+    }
+}

@@ -1,0 +1,103 @@
+//! The runner's configuration, read once at start. Every variable, with its default:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `CHATOPS_RUNNER_ADDR` | `0.0.0.0:3001` | address of `/healthz` and `/readyz` |
+//! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
+//! | `CHATOPS_VISIBILITY_TIMEOUT` | `60s` | how long a taken message stays invisible (extended while its job runs) |
+//! | `CHATOPS_MAX_DEQUEUE` | `5` | deliveries after which a message goes to the poison queue |
+//! | `CHATOPS_RUNNER_CONCURRENCY` | `8` | jobs one runner follows at once |
+//! | `CHATOPS_SHUTDOWN_GRACE` | `10s` | how long jobs in flight may finish after SIGTERM |
+//! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
+//! | Automation variables | | see `executor::arm::ArmConfig` (optional: without them only local runbooks run) |
+//! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for ARM and for `AZURE_STORAGE_QUEUE_ENDPOINT` |
+//! | Slack variables | | see `notify::slack::SlackNotifierConfig` |
+
+use crate::executor::arm::ArmConfig;
+use crate::notify::slack::SlackNotifierConfig;
+use crate::worker::WorkerSettings;
+use chatops_shared::config::{self, ConfigError, EnvSource};
+use chatops_shared::credential::{self, Chosen};
+use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct RunnerConfig {
+    pub addr: SocketAddr,
+    pub catalog_path: PathBuf,
+    pub queue: QueueSettings,
+    pub worker: WorkerSettings,
+    /// `None` when the Automation variables are not set: local runbooks only.
+    pub arm: Option<ArmConfig>,
+    /// The Azure credential, when ARM or the queue endpoint needs one.
+    pub credential: Option<Chosen>,
+    pub slack: SlackNotifierConfig,
+}
+
+impl RunnerConfig {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let queue = QueueSettings::from_env(env, RetryBudget::background())?;
+        let arm = ArmConfig::from_env(env)?;
+        let needs_credential = arm.is_some() || matches!(queue.target, QueueTarget::Endpoint(_));
+        let credential = if needs_credential {
+            Some(credential::choose(
+                credential::CredentialKind::from_env(env)?,
+                env,
+            )?)
+        } else {
+            None
+        };
+        let defaults = WorkerSettings::default();
+        let worker = WorkerSettings {
+            visibility: config::duration(env, "CHATOPS_VISIBILITY_TIMEOUT", defaults.visibility)?,
+            max_dequeue: number(env, "CHATOPS_MAX_DEQUEUE", defaults.max_dequeue)?,
+            concurrency: number(env, "CHATOPS_RUNNER_CONCURRENCY", defaults.concurrency)?,
+            shutdown_grace: config::duration(
+                env,
+                "CHATOPS_SHUTDOWN_GRACE",
+                defaults.shutdown_grace,
+            )?,
+            ..defaults
+        };
+        if worker.visibility < Duration::from_secs(1)
+            || worker.visibility > Duration::from_secs(7 * 24 * 3600)
+        {
+            return Err(ConfigError::new(
+                "CHATOPS_VISIBILITY_TIMEOUT",
+                "must be between 1s and 7 days",
+            ));
+        }
+        Ok(RunnerConfig {
+            addr: config::socket_addr(env, "CHATOPS_RUNNER_ADDR", "0.0.0.0:3001")?,
+            catalog_path: PathBuf::from(
+                config::optional(env, "CHATOPS_CATALOG")
+                    .unwrap_or_else(|| "runbooks.toml".to_owned()),
+            ),
+            queue,
+            worker,
+            arm,
+            credential,
+            slack: SlackNotifierConfig::from_env(env)?,
+        })
+    }
+}
+
+/// A whole number of at least 1, or `default` when unset.
+fn number<T: std::str::FromStr + PartialOrd + From<u8>>(
+    env: &dyn EnvSource,
+    var: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match config::optional(env, var) {
+        None => Ok(default),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if n >= T::from(1) => Ok(n),
+            _ => Err(ConfigError::new(
+                var,
+                format!("`{v}` is not a whole number of at least 1"),
+            )),
+        },
+    }
+}

@@ -1,0 +1,402 @@
+//! Runs a job as an Azure Automation runbook job and follows it to its end.
+//!
+//! - The Automation job is named after the chat request's job id, so starting is exactly-once: a
+//!   redelivered message (or a retried PUT) finds the job already there and follows it; no other
+//!   name is ever generated.
+//! - [`Progress::Running`] is sent once, when the job is first seen started (status `Running` or
+//!   any later one, or a `startTime`), with Azure's start time.
+//! - Polling follows [`PollSchedule`]: every 5 s at first, slowing to every 30 s for long jobs.
+//!   ARM refills a subscription's read budget at 25 reads/s (1,500/min); a followed job costs at
+//!   most 12 reads a minute, and 2 once it has run a few minutes, so hundreds of concurrent jobs
+//!   stay inside it.
+//! - Timeout: a job's age is counted from its `creationTime` as ARM reports it (so a redelivered
+//!   message does not grant a job a second full timeout), or from when this runner started
+//!   following it when that is later or unknown. Past `request.timeout` the job is stopped, then
+//!   followed for at most [`AutomationExecutor::with_stop_wait`] until it stops, and reported
+//!   `TimedOut`. A job that finishes on its own before the stop takes effect keeps its own state.
+//! - A permanent ARM refusal (runbook not found, bad parameters, missing role) is a `Failed`
+//!   outcome; a transient failure that outlasts the client's retries is a [`TransientError`], which
+//!   leaves the message on the queue.
+
+use super::arm::{ArmClient, ArmError, CreateResult, Job, JobStatus};
+use super::{Executor, FinalState, JobRequest, Outcome, Progress, TransientError};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+/// How often the executor asks ARM for a job's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollSchedule {
+    /// The interval while the job is young.
+    pub initial: Duration,
+    /// The longest interval.
+    pub max: Duration,
+    /// How long the job is polled at `initial`; after that the interval grows by a tenth of the
+    /// extra time (1 s more per 10 s) up to `max`.
+    pub slow_after: Duration,
+}
+
+impl Default for PollSchedule {
+    fn default() -> Self {
+        PollSchedule {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(30),
+            slow_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl PollSchedule {
+    /// The same interval throughout (tests).
+    pub fn fixed(interval: Duration) -> Self {
+        PollSchedule {
+            initial: interval,
+            max: interval,
+            slow_after: Duration::ZERO,
+        }
+    }
+
+    /// The wait before the next poll of a job followed for `followed_for`.
+    pub fn interval(&self, followed_for: Duration) -> Duration {
+        let extra = followed_for.saturating_sub(self.slow_after) / 10;
+        (self.initial + extra).min(self.max.max(self.initial))
+    }
+}
+
+/// The [`Executor`] for Azure Automation runbooks.
+pub struct AutomationExecutor {
+    client: Arc<ArmClient>,
+    poll: PollSchedule,
+    stop_wait: Duration,
+    max_error_records: usize,
+}
+
+impl AutomationExecutor {
+    /// Defaults: [`PollSchedule::default`], a 5-minute wait for a stopped job, 10 Error-stream
+    /// records quoted.
+    pub fn new(client: Arc<ArmClient>) -> Self {
+        AutomationExecutor {
+            client,
+            poll: PollSchedule::default(),
+            stop_wait: Duration::from_secs(300),
+            max_error_records: 10,
+        }
+    }
+
+    pub fn with_poll(mut self, poll: PollSchedule) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// How long a timed-out job is followed after the stop request before giving up on it.
+    pub fn with_stop_wait(mut self, stop_wait: Duration) -> Self {
+        self.stop_wait = stop_wait;
+        self
+    }
+
+    /// How many Error-stream records go into [`Outcome::error`].
+    pub fn with_max_error_records(mut self, max: usize) -> Self {
+        self.max_error_records = max;
+        self
+    }
+
+    async fn follow(
+        &self,
+        name: &str,
+        request: &JobRequest,
+        created: Option<Job>,
+        progress: UnboundedSender<Progress>,
+    ) -> Result<Outcome, TransientError> {
+        let following_since = Instant::now();
+        let mut stop_requested: Option<Instant> = None;
+        let mut announced = false;
+        let mut last_status: Option<JobStatus> = None;
+        let mut job = match created {
+            Some(job) => job,
+            None => match self.poll_job(name).await? {
+                Ok(job) => job,
+                Err(lost) => return Ok(lost),
+            },
+        };
+        loop {
+            if last_status.as_ref() != Some(&job.status) {
+                tracing::info!(status = %job.status, "Automation job status");
+                last_status = Some(job.status.clone());
+            }
+            if !announced && (job.status.has_started() || job.start_time.is_some()) {
+                let started_at = job.start_time.unwrap_or_else(OffsetDateTime::now_utc);
+                // The receiver is gone only when the worker stopped caring; keep going anyway.
+                let _ = progress.send(Progress::Running { started_at });
+                announced = true;
+            }
+            if job.status.is_final() {
+                let timed_out = stop_requested.is_some() && job.status == JobStatus::Stopped;
+                return self
+                    .finish(name, &job, timed_out.then_some(request.timeout))
+                    .await;
+            }
+
+            let age = job_age(&job, following_since);
+            match stop_requested {
+                None if age >= request.timeout => {
+                    tracing::warn!(timeout = ?request.timeout, "Automation job ran too long; stopping it");
+                    match self.client.stop_job(name).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_transient() => return Err(transient("stop", &e)),
+                        // Most likely the job ended meanwhile; the next poll tells.
+                        Err(e) => tracing::warn!(error = %e, "Azure refused to stop the job"),
+                    }
+                    stop_requested = Some(Instant::now());
+                }
+                Some(at) if at.elapsed() >= self.stop_wait => {
+                    let message = format!(
+                        "the job ran longer than the {} limit; a stop was requested but the job was still {} after {}",
+                        humantime::format_duration(request.timeout),
+                        job.status,
+                        humantime::format_duration(self.stop_wait),
+                    );
+                    return Ok(Outcome {
+                        state: FinalState::TimedOut,
+                        output: String::new(),
+                        error: Some(message),
+                        started_at: job.start_time,
+                        ended_at: OffsetDateTime::now_utc(),
+                    });
+                }
+                _ => {}
+            }
+
+            let mut wait = self.poll.interval(following_since.elapsed());
+            if stop_requested.is_none() {
+                // Wake up in time to stop the job when its time is up.
+                wait = wait.min(
+                    request
+                        .timeout
+                        .saturating_sub(age)
+                        .max(Duration::from_millis(1)),
+                );
+            }
+            tokio::time::sleep(wait).await;
+            job = match self.poll_job(name).await? {
+                Ok(job) => job,
+                Err(lost) => return Ok(lost),
+            };
+        }
+    }
+
+    /// Reads the job. A permanent error (the job vanished, the role was taken away) ends the
+    /// run as `Failed`: polling again would not help.
+    async fn poll_job(&self, name: &str) -> Result<Result<Job, Outcome>, TransientError> {
+        match self.client.get_job(name).await {
+            Ok(job) => Ok(Ok(job)),
+            Err(e) if e.is_transient() => Err(transient("follow", &e)),
+            Err(e) => Ok(Err(Outcome::without_run(
+                FinalState::Failed,
+                format!("lost track of the Azure Automation job: {e}"),
+            ))),
+        }
+    }
+
+    /// Builds the outcome of an ended job from its output, error stream and exception.
+    /// `timed_out` carries the timeout when this runner stopped the job.
+    async fn finish(
+        &self,
+        name: &str,
+        job: &Job,
+        timed_out: Option<Duration>,
+    ) -> Result<Outcome, TransientError> {
+        let output = match self.client.get_output(name).await {
+            Ok(output) => output,
+            Err(e) if e.is_transient() => return Err(transient("read the output of", &e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the job's output");
+                String::new()
+            }
+        };
+        let mut lines: Vec<String> = Vec::new();
+        if let Some(timeout) = timed_out {
+            lines.push(format!(
+                "the job ran longer than the {} limit and was stopped",
+                humantime::format_duration(timeout)
+            ));
+        }
+        lines.extend(job.exception.clone());
+        lines.extend(self.error_records(name).await?);
+        if lines.is_empty()
+            && matches!(
+                job.status,
+                JobStatus::Failed | JobStatus::Suspended | JobStatus::Stopped
+            )
+        {
+            let details = job
+                .status_details
+                .as_deref()
+                .filter(|d| !d.eq_ignore_ascii_case("none"))
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            lines.push(format!(
+                "Azure Automation reports the job {}{details}",
+                job.status
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        lines.retain(|line| seen.insert(line.trim().to_owned()));
+        let state = match job.status {
+            _ if timed_out.is_some() => FinalState::TimedOut,
+            JobStatus::Completed => FinalState::Completed,
+            JobStatus::Stopped => FinalState::Stopped,
+            JobStatus::Suspended => FinalState::Suspended,
+            _ => FinalState::Failed,
+        };
+        Ok(Outcome {
+            state,
+            output,
+            error: (!lines.is_empty()).then(|| lines.join("\n")),
+            started_at: job.start_time,
+            ended_at: job.end_time.unwrap_or_else(OffsetDateTime::now_utc),
+        })
+    }
+
+    /// The texts of the job's Error-stream records: each record's summary, or its whole text
+    /// when the summary is empty.
+    async fn error_records(&self, name: &str) -> Result<Vec<String>, TransientError> {
+        let records = match self.client.list_streams(name, Some("Error")).await {
+            Ok(records) => records,
+            Err(e) if e.is_transient() => return Err(transient("read the errors of", &e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the job's error stream");
+                return Ok(Vec::new());
+            }
+        };
+        let mut texts = Vec::new();
+        for record in records.iter().take(self.max_error_records) {
+            if let Some(summary) = &record.summary {
+                texts.push(summary.trim().to_owned());
+                continue;
+            }
+            match self.client.get_stream(name, &record.id).await {
+                Ok(full) => texts.extend(full.stream_text.map(|t| t.trim().to_owned())),
+                Err(e) if e.is_transient() => return Err(transient("read the errors of", &e)),
+                Err(e) => tracing::warn!(error = %e, "could not read an error record"),
+            }
+        }
+        if records.len() > self.max_error_records {
+            texts.push(format!(
+                "… and {} more error records",
+                records.len() - self.max_error_records
+            ));
+        }
+        Ok(texts)
+    }
+}
+
+#[async_trait]
+impl Executor for AutomationExecutor {
+    #[tracing::instrument(skip_all, fields(job_id = %request.job_id, runbook = %request.target))]
+    async fn run(
+        &self,
+        request: &JobRequest,
+        progress: UnboundedSender<Progress>,
+    ) -> Result<Outcome, TransientError> {
+        let name = request.job_id.hyphenated().to_string();
+        let created = match self
+            .client
+            .create_job(&name, &request.target, &request.params)
+            .await
+        {
+            Ok(CreateResult::Created(job)) => {
+                tracing::info!("Automation job created");
+                Some(job)
+            }
+            Ok(CreateResult::AlreadyExists) => {
+                tracing::info!(
+                    redelivered = request.redelivered,
+                    "Automation job exists already; following it"
+                );
+                None
+            }
+            Err(e) if e.is_transient() => return Err(transient("start", &e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "Azure Automation refused the job");
+                return Ok(Outcome::without_run(FinalState::Failed, refusal(&e)));
+            }
+        };
+        let outcome = self.follow(&name, request, created, progress).await?;
+        tracing::info!(state = outcome.state.label(), "Automation job ended");
+        Ok(outcome)
+    }
+}
+
+/// How long the job has existed: since its creation as ARM reports it, or since we started
+/// following it, whichever is longer.
+fn job_age(job: &Job, following_since: Instant) -> Duration {
+    let since_created = job
+        .creation_time
+        .and_then(|created| Duration::try_from(OffsetDateTime::now_utc() - created).ok())
+        .unwrap_or(Duration::ZERO);
+    since_created.max(following_since.elapsed())
+}
+
+fn transient(doing: &str, error: &ArmError) -> TransientError {
+    TransientError(format!(
+        "could not {doing} the Azure Automation job: {error}"
+    ))
+}
+
+/// The user's explanation of a refused job, with the roles to check on a 403.
+fn refusal(error: &ArmError) -> String {
+    let mut text = format!("Azure Automation refused the job: {error}");
+    if error.status() == Some(403) {
+        text.push_str(
+            " (the runner's identity needs the roles \"Automation Job Operator\" and \
+             \"Automation Runbook Operator\" on the Automation account)",
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_slows_down_for_long_jobs() {
+        let poll = PollSchedule::default();
+        assert_eq!(poll.interval(Duration::ZERO), Duration::from_secs(5));
+        assert_eq!(
+            poll.interval(Duration::from_secs(120)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            poll.interval(Duration::from_secs(170)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            poll.interval(Duration::from_secs(3600)),
+            Duration::from_secs(30)
+        );
+        let fixed = PollSchedule::fixed(Duration::from_millis(20));
+        assert_eq!(
+            fixed.interval(Duration::from_secs(3600)),
+            Duration::from_millis(20)
+        );
+    }
+
+    #[test]
+    fn refusal_hints_roles_on_403() {
+        let e = ArmError::Api {
+            status: 403,
+            code: "AuthorizationFailed".into(),
+            message: "no".into(),
+        };
+        let text = refusal(&e);
+        assert!(text.starts_with("Azure Automation refused the job: AuthorizationFailed: no"));
+        assert!(
+            text.contains("Automation Job Operator")
+                && text.contains("Automation Runbook Operator")
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Executors run a job to its end: Azure Automation over ARM ([`automation`]) or a local script
+//! ([`local`], the embedded default). The catalog chooses one per runbook.
+
+pub mod arm;
+pub mod automation;
+pub mod local;
+
+use async_trait::async_trait;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::mpsc::UnboundedSender;
+use uuid::Uuid;
+
+/// What an executor needs to run one job.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    /// The job id; Azure Automation's job name.
+    pub job_id: Uuid,
+    /// Automation runbook name, or the resolved script path for local jobs.
+    pub target: String,
+    /// Parameters in catalog order, defaults filled in.
+    pub params: Vec<(String, String)>,
+    /// The job is stopped and reported as TimedOut when it runs longer than this.
+    pub timeout: Duration,
+    /// This message was delivered before (`dequeue_count > 1`): a runner may have started the
+    /// job already and died.
+    pub redelivered: bool,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalState {
+    Completed,
+    Failed,
+    Stopped,
+    /// Azure Automation suspended the job; it waits for a resume that this runner does not do.
+    Suspended,
+    TimedOut,
+    /// The runner's own re-check of the catalog and the caller said no.
+    Refused,
+}
+
+impl FinalState {
+    pub fn label(self) -> &'static str {
+        match self {
+            FinalState::Completed => "Completed",
+            FinalState::Failed => "Failed",
+            FinalState::Stopped => "Stopped",
+            FinalState::Suspended => "Suspended",
+            FinalState::TimedOut => "TimedOut",
+            FinalState::Refused => "Refused",
+        }
+    }
+}
+
+/// A change the executor reports while the job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The job started (or an already started job was found and is being followed).
+    Running { started_at: OffsetDateTime },
+}
+
+/// The end of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub state: FinalState,
+    /// Output stream (Automation `Output`; a script's stdout and stderr in arrival order).
+    pub output: String,
+    /// What went wrong, in the user's terms (error stream, exception, exit code, timeout).
+    pub error: Option<String>,
+    pub started_at: Option<OffsetDateTime>,
+    pub ended_at: OffsetDateTime,
+}
+
+impl Outcome {
+    /// An outcome for a job that ended without running (refused, interrupted, rejected by Azure).
+    pub fn without_run(state: FinalState, error: impl Into<String>) -> Self {
+        Outcome {
+            state,
+            output: String::new(),
+            error: Some(error.into()),
+            started_at: None,
+            ended_at: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// A failure that may go away: the message is left on the queue to be tried again.
+/// Permanent failures are not errors: they are an [`Outcome`] with [`FinalState::Failed`].
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("{0}")]
+pub struct TransientError(pub String);
+
+/// Runs one job to a final state.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Starts the job (or finds the one already started under `job_id`) and follows it to its
+    /// end, sending [`Progress`] as it goes. Must stop the job and return `TimedOut` after
+    /// `request.timeout`.
+    async fn run(
+        &self,
+        request: &JobRequest,
+        progress: UnboundedSender<Progress>,
+    ) -> Result<Outcome, TransientError>;
+}

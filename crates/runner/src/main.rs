@@ -1,0 +1,39 @@
+//! `chatops-runner`: reads its configuration, then takes jobs off the queue until SIGINT/SIGTERM.
+
+use chatops_runner::app::RunnerApp;
+use chatops_runner::config::RunnerConfig;
+use chatops_shared::config::ProcessEnv;
+use chatops_shared::{shutdown, telemetry};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let config = match RunnerConfig::from_env(&ProcessEnv) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("configuration error: {e}");
+            eprintln!("chatops-runner: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match RunnerApp::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            eprintln!("chatops-runner: cannot start: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match app.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "chatops-runner started; health checks listening"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
+    }
+    match app.run_until_stopped(shutdown::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Notifiers tell Slack how a job is going: through the command's `response_url` while it is
+//! usable, then the incoming webhook; without any Slack configuration, the log.
+
+pub mod log;
+pub mod render;
+pub mod slack;
+
+use crate::executor::Outcome;
+use async_trait::async_trait;
+use chatops_shared::job::JobMessage;
+use time::OffsetDateTime;
+
+/// A status change of a job, in the order the requester sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// The job started (queued was the ingress's acknowledgement).
+    Running { started_at: OffsetDateTime },
+    /// The job ended.
+    Finished(Outcome),
+}
+
+/// Why a notification was not delivered.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum NotifyError {
+    /// Worth trying again later (network, 5xx, 429 beyond the wait we allow).
+    #[error("Slack unavailable: {0}")]
+    Transient(String),
+    /// Trying again will not help (for example the webhook's channel was archived).
+    #[error("Slack refused the message: {0}")]
+    Permanent(String),
+}
+
+/// Delivers status updates for a job.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn notify(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError>;
+}

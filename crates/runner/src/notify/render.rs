@@ -1,0 +1,548 @@
+//! The Slack messages for a job's updates: pure functions from a job and an update to JSON.
+//!
+//! Everything a user or a script wrote is escaped (`&`, `<`, `>` are Slack's control
+//! characters) and bounded, so the whole `text` stays under [`MAX_TEXT_CHARS`]; of the output,
+//! the tail is kept, because the end of a log is what tells what happened.
+
+use super::Update;
+use crate::executor::{FinalState, Outcome};
+use chatops_shared::job::JobMessage;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// Upper bound of a message's `text`, in characters (Slack advises under 4,000).
+pub const MAX_TEXT_CHARS: usize = 3500;
+/// Upper bound of the error shown, in characters after escaping.
+const MAX_ERROR_CHARS: usize = 800;
+/// Upper bound of the parameters shown, in characters after escaping.
+const MAX_PARAMS_CHARS: usize = 300;
+/// Upper bound of a runbook, user or channel name shown.
+const MAX_NAME_CHARS: usize = 100;
+/// Breaks a run of backticks so output cannot close its code block.
+const ZERO_WIDTH_SPACE: char = '\u{200B}';
+
+/// The body for the command's `response_url`: replaces the previous status message, visible to
+/// the whole channel.
+pub fn response_url_message(job: &JobMessage, update: &Update) -> Value {
+    json!({
+        "response_type": "in_channel",
+        "replace_original": true,
+        "text": text(job, update),
+    })
+}
+
+/// The body for the incoming webhook, whose channel is fixed by Slack: the text says where the
+/// command came from.
+pub fn webhook_message(job: &JobMessage, update: &Update) -> Value {
+    let prefix = format!("from {}: ", channel(job));
+    json!({ "text": compose(job, update, &prefix) })
+}
+
+/// The message text (mrkdwn), at most [`MAX_TEXT_CHARS`] characters.
+pub fn text(job: &JobMessage, update: &Update) -> String {
+    compose(job, update, "")
+}
+
+fn compose(job: &JobMessage, update: &Update, prefix: &str) -> String {
+    let who = user(job);
+    let what = what(job);
+    let id = job.short_id();
+    let mut text = String::from(prefix);
+    match update {
+        Update::Running { started_at } => {
+            text.push_str(&format!(
+                ":arrow_forward: {who} started {what} — running (job `{id}`)\nStarted {}",
+                slack_date(*started_at)
+            ));
+        }
+        Update::Finished(outcome) => {
+            let verb = if outcome.started_at.is_some() {
+                "ran"
+            } else {
+                "asked for"
+            };
+            text.push_str(&format!(
+                "{} {who} {verb} {what} — *{}*",
+                emoji(outcome.state),
+                outcome.state.label()
+            ));
+            if let Some(started) = outcome.started_at {
+                text.push_str(&format!(
+                    " in {}",
+                    human_duration(outcome.ended_at - started)
+                ));
+            }
+            text.push_str(&format!(" (job `{id}`)\n"));
+            match outcome.started_at {
+                Some(started) => text.push_str(&format!(
+                    "Started {} · ended {}",
+                    slack_date(started),
+                    slack_date(outcome.ended_at)
+                )),
+                None => text.push_str(&format!("Ended {}", slack_date(outcome.ended_at))),
+            }
+            if let Some(error) = outcome.error.as_deref().filter(|e| !e.trim().is_empty()) {
+                text.push_str("\n*Error:* ");
+                text.push_str(&escape_head(error.trim(), MAX_ERROR_CHARS));
+            }
+            push_output(&mut text, outcome);
+        }
+    }
+    // By construction the pieces fit; this guards the limit should that ever change.
+    if text.chars().count() > MAX_TEXT_CHARS {
+        text = text.chars().take(MAX_TEXT_CHARS - 1).collect();
+        text.push('…');
+    }
+    text
+}
+
+/// Appends the output's tail as a code block, with a note when it was cut.
+fn push_output(text: &mut String, outcome: &Outcome) {
+    let output = outcome.output.trim_end();
+    if output.is_empty() {
+        return;
+    }
+    const FENCES: usize = "\n```\n".len() + "\n```".len();
+    let total = output.chars().count();
+    let room = MAX_TEXT_CHARS.saturating_sub(text.chars().count() + FENCES);
+    let (mut shown, mut count) = escape_tail(output, room);
+    if count < total {
+        // Sized for the largest counts the note can hold, so it fits whatever is shown.
+        let note_len = truncation_note(total, total).chars().count();
+        (shown, count) = escape_tail(output, room.saturating_sub(note_len));
+        text.push_str(&truncation_note(count, total));
+    }
+    text.push_str("\n```\n");
+    text.push_str(&shown);
+    text.push_str("\n```");
+}
+
+fn truncation_note(shown: usize, total: usize) -> String {
+    format!("\n(output truncated: last {shown} of {total} characters shown)")
+}
+
+fn emoji(state: FinalState) -> &'static str {
+    match state {
+        FinalState::Completed => ":white_check_mark:",
+        FinalState::Failed => ":x:",
+        FinalState::TimedOut => ":hourglass:",
+        FinalState::Refused => ":no_entry:",
+        FinalState::Stopped => ":octagonal_sign:",
+        FinalState::Suspended => ":double_vertical_bar:",
+    }
+}
+
+/// `*runbook*` and the parameters as the user typed them, `name=value` in name order.
+fn what(job: &JobMessage) -> String {
+    let runbook = format!(
+        "*{}*",
+        escape_head(&job.runbook.replace('*', ""), MAX_NAME_CHARS)
+    );
+    if job.params.is_empty() {
+        return runbook;
+    }
+    let params: Vec<String> = job.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // Inside inline code a backtick or a line break would end the span.
+    let params = params
+        .join(" ")
+        .replace('`', "'")
+        .replace(['\n', '\r'], " ");
+    format!("{runbook} `{}`", escape_head(&params, MAX_PARAMS_CHARS))
+}
+
+/// A mention when the ID looks like a Slack user ID, else the (escaped) name: the message came
+/// off a queue and is not trusted to hold only what Slack sent.
+fn user(job: &JobMessage) -> String {
+    if is_slack_id(&job.user_id, &['U', 'W']) {
+        format!("<@{}>", job.user_id)
+    } else if !job.user_name.trim().is_empty() {
+        escape_head(job.user_name.trim(), MAX_NAME_CHARS)
+    } else {
+        "someone".to_owned()
+    }
+}
+
+fn channel(job: &JobMessage) -> String {
+    if is_slack_id(&job.channel_id, &['C', 'G']) {
+        format!("<#{}>", job.channel_id)
+    } else if job.channel_id.starts_with('D') {
+        "a direct message".to_owned()
+    } else {
+        match job.channel_name.as_deref().map(str::trim) {
+            Some(name) if !name.is_empty() => format!("#{}", escape_head(name, MAX_NAME_CHARS)),
+            _ => "an unknown channel".to_owned(),
+        }
+    }
+}
+
+fn is_slack_id(id: &str, first: &[char]) -> bool {
+    id.len() <= 32
+        && id.starts_with(first)
+        && id.len() > 1
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// Slack's date formatting, shown in the reader's time zone, with a UTC fallback.
+fn slack_date(at: OffsetDateTime) -> String {
+    let fallback = at
+        .to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
+        .unwrap_or_else(|_| at.unix_timestamp().to_string());
+    format!(
+        "<!date^{}^{{date_short_pretty}} {{time}}|{fallback}>",
+        at.unix_timestamp()
+    )
+}
+
+/// `45s`, `1m 12s`, `2h 5m`: the two largest units.
+fn human_duration(d: time::Duration) -> String {
+    let secs = d.whole_seconds().max(0);
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m"),
+    }
+}
+
+fn escape_char(c: char) -> Option<&'static str> {
+    match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        _ => None,
+    }
+}
+
+/// Escapes `&`, `<`, `>` in text from users or scripts.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match escape_char(c) {
+            Some(e) => out.push_str(e),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// The escaped head of `text`, at most `max` characters, ending in `…` when cut.
+fn escape_head(text: &str, max: usize) -> String {
+    let escaped = escape(text);
+    if escaped.chars().count() <= max {
+        return escaped;
+    }
+    let mut out = String::new();
+    let mut len = 0;
+    for c in text.chars() {
+        let piece = escape_char(c).map_or(1, str::len);
+        if len + piece > max.saturating_sub(1) {
+            break;
+        }
+        len += piece;
+        match escape_char(c) {
+            Some(e) => out.push_str(e),
+            None => out.push(c),
+        }
+    }
+    out.push('…');
+    out
+}
+
+/// The escaped tail of `text` that fits in `max` characters, with backtick runs broken, and
+/// how many characters of `text` it shows.
+fn escape_tail(text: &str, max: usize) -> (String, usize) {
+    // Escaping never shortens, so at most `max` characters of the tail can fit.
+    let chars: Vec<char> = text.chars().collect();
+    let start = chars.len().saturating_sub(max);
+    let mut pieces: Vec<(usize, String)> = Vec::with_capacity(chars.len() - start);
+    for i in start..chars.len() {
+        let c = chars[i];
+        let piece = match escape_char(c) {
+            Some(e) => e.to_owned(),
+            None if c == '`' && i > 0 && chars[i - 1] == '`' => format!("{ZERO_WIDTH_SPACE}`"),
+            None => c.to_string(),
+        };
+        pieces.push((piece.chars().count(), piece));
+    }
+    let mut len = 0;
+    let mut keep = 0;
+    for (piece_len, _) in pieces.iter().rev() {
+        if len + piece_len > max {
+            break;
+        }
+        len += piece_len;
+        keep += 1;
+    }
+    let shown: String = pieces[pieces.len() - keep..]
+        .iter()
+        .map(|(_, p)| p.as_str())
+        .collect();
+    (shown, keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatops_shared::job::{JobKind, SCHEMA_VERSION};
+    use chatops_shared::secret::Secret;
+    use std::collections::BTreeMap;
+    use uuid::Uuid;
+
+    const T0: i64 = 1_700_000_000; // 2023-11-14 22:13:20 UTC
+
+    fn at(unix: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(unix).unwrap()
+    }
+
+    fn job() -> JobMessage {
+        JobMessage {
+            schema: SCHEMA_VERSION,
+            job_id: Uuid::parse_str("1a2b3c4d-0000-5000-8000-000000000000").unwrap(),
+            kind: JobKind::Run,
+            runbook: "restart-web".into(),
+            params: BTreeMap::from([("env".into(), "prod".into()), ("count".into(), "1".into())]),
+            user_id: "U123".into(),
+            user_name: "ana".into(),
+            team_id: "T1".into(),
+            channel_id: "C123".into(),
+            channel_name: Some("ops".into()),
+            response_url: Secret::new("https://hooks.slack.com/commands/T1/1/x"),
+            requested_at: at(T0),
+            enterprise_id: None,
+            traceparent: None,
+        }
+    }
+
+    fn finished(state: FinalState, output: &str, error: Option<&str>) -> Update {
+        Update::Finished(Outcome {
+            state,
+            output: output.into(),
+            error: error.map(Into::into),
+            started_at: Some(at(T0)),
+            ended_at: at(T0 + 72),
+        })
+    }
+
+    #[test]
+    fn running() {
+        let t = text(&job(), &Update::Running { started_at: at(T0) });
+        assert_eq!(
+            t,
+            ":arrow_forward: <@U123> started *restart-web* `count=1 env=prod` — running (job `1a2b3c4d`)\n\
+             Started <!date^1700000000^{date_short_pretty} {time}|2023-11-14 22:13 UTC>"
+        );
+    }
+
+    #[test]
+    fn completed_with_output() {
+        let t = text(
+            &job(),
+            &finished(FinalState::Completed, "restarted 3 pods\n", None),
+        );
+        assert_eq!(
+            t,
+            ":white_check_mark: <@U123> ran *restart-web* `count=1 env=prod` — *Completed* in 1m 12s (job `1a2b3c4d`)\n\
+             Started <!date^1700000000^{date_short_pretty} {time}|2023-11-14 22:13 UTC> · \
+             ended <!date^1700000072^{date_short_pretty} {time}|2023-11-14 22:14 UTC>\n\
+             ```\nrestarted 3 pods\n```"
+        );
+    }
+
+    #[test]
+    fn every_state_has_its_emoji_and_label() {
+        for (state, start) in [
+            (FinalState::Completed, ":white_check_mark: "),
+            (FinalState::Failed, ":x: "),
+            (FinalState::TimedOut, ":hourglass: "),
+            (FinalState::Refused, ":no_entry: "),
+            (FinalState::Stopped, ":octagonal_sign: "),
+            (FinalState::Suspended, ":double_vertical_bar: "),
+        ] {
+            let t = text(&job(), &finished(state, "", Some("boom")));
+            assert!(t.starts_with(start), "{t}");
+            assert!(
+                t.contains(&format!("— *{}* in 1m 12s", state.label())),
+                "{t}"
+            );
+            assert!(t.ends_with("\n*Error:* boom"), "{t}");
+        }
+    }
+
+    #[test]
+    fn not_started_has_no_duration() {
+        let update = Update::Finished(Outcome {
+            state: FinalState::Refused,
+            output: String::new(),
+            error: Some("not allowed in <#C9>".into()),
+            started_at: None,
+            ended_at: at(T0),
+        });
+        let t = text(&job(), &update);
+        assert!(t.starts_with(":no_entry: <@U123> asked for *restart-web* `count=1 env=prod` — *Refused* (job `1a2b3c4d`)\nEnded <!date^1700000000^"), "{t}");
+        assert!(t.ends_with("*Error:* not allowed in &lt;#C9&gt;"), "{t}");
+    }
+
+    #[test]
+    fn durations() {
+        let d = time::Duration::seconds;
+        assert_eq!(human_duration(d(0)), "0s");
+        assert_eq!(human_duration(d(45)), "45s");
+        assert_eq!(human_duration(d(72)), "1m 12s");
+        assert_eq!(human_duration(d(2 * 3600 + 5 * 60 + 9)), "2h 5m");
+        assert_eq!(human_duration(d(-3)), "0s");
+    }
+
+    #[test]
+    fn escapes_user_and_script_text() {
+        let mut j = job();
+        j.runbook = "a<b>&*c".into();
+        j.params = BTreeMap::from([("msg".into(), "<!channel> & `x`".into())]);
+        j.user_id = "U1> <!here".into();
+        j.user_name = "<eve>".into();
+        let t = text(
+            &j,
+            &finished(FinalState::Failed, "<!everyone> & done", Some("bad <@U2>")),
+        );
+        assert!(
+            !t.contains("<!channel>") && !t.contains("<!everyone>") && !t.contains("<!here"),
+            "{t}"
+        );
+        assert!(
+            t.contains(":x: &lt;eve&gt; ran *a&lt;b&gt;&amp;c* `msg=&lt;!channel&gt; &amp; 'x'`"),
+            "{t}"
+        );
+        assert!(t.contains("*Error:* bad &lt;@U2&gt;"), "{t}");
+        assert!(t.contains("```\n&lt;!everyone&gt; &amp; done\n```"), "{t}");
+    }
+
+    #[test]
+    fn output_cannot_close_its_code_block() {
+        let t = text(
+            &job(),
+            &finished(FinalState::Completed, "a```b\n```\n````", None),
+        );
+        assert_eq!(t.matches("```").count(), 2, "{t}");
+        assert!(
+            t.ends_with(&format!(
+                "```\na`{z}`{z}`b\n`{z}`{z}`\n`{z}`{z}`{z}`\n```",
+                z = ZERO_WIDTH_SPACE
+            )),
+            "{t}"
+        );
+    }
+
+    /// The longest output of `unit` repeated that is shown whole.
+    fn longest_whole(unit: &str) -> usize {
+        (1..MAX_TEXT_CHARS)
+            .rev()
+            .find(|n| {
+                !text(
+                    &job(),
+                    &finished(FinalState::Completed, &unit.repeat(*n), None),
+                )
+                .contains("(output truncated")
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn truncation_boundary_keeps_the_tail() {
+        let n = longest_whole("x");
+        let whole = text(
+            &job(),
+            &finished(FinalState::Completed, &"x".repeat(n), None),
+        );
+        assert_eq!(whole.chars().count(), MAX_TEXT_CHARS);
+
+        let output = format!("{}END", "x".repeat(n - 2));
+        let cut = text(&job(), &finished(FinalState::Completed, &output, None));
+        let total = n + 1;
+        assert!(cut.chars().count() <= MAX_TEXT_CHARS);
+        let shown = cut.split("```\n").nth(1).unwrap().trim_end_matches("\n```");
+        assert!(shown.ends_with("END"));
+        assert!(
+            cut.contains(&format!(
+                "(output truncated: last {} of {total} characters shown)",
+                shown.chars().count()
+            )),
+            "{cut}"
+        );
+    }
+
+    #[test]
+    fn truncation_counts_escaped_characters() {
+        let n = longest_whole("x");
+        let output = "<".repeat(2000);
+        let t = text(&job(), &finished(FinalState::Completed, &output, None));
+        assert!(t.chars().count() <= MAX_TEXT_CHARS);
+        let shown = t.split("```\n").nth(1).unwrap().trim_end_matches("\n```");
+        assert_eq!(shown.len() % 4, 0);
+        assert!(shown.len() / 4 >= (n - 80) / 4, "{} of {n}", shown.len());
+        assert!(t.contains(&format!("last {} of 2000 characters", shown.len() / 4)));
+    }
+
+    #[test]
+    fn huge_everything_stays_under_the_limit() {
+        let mut j = job();
+        j.runbook = "r".repeat(5000);
+        j.user_name = "<".repeat(5000);
+        j.user_id = String::new();
+        j.params = BTreeMap::from([("p".into(), "&".repeat(5000))]);
+        let update = finished(
+            FinalState::Failed,
+            &"o\n".repeat(100_000),
+            Some(&">".repeat(5000)),
+        );
+        for t in [
+            text(&j, &update),
+            webhook_message(&j, &update)["text"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        ] {
+            assert!(t.chars().count() <= MAX_TEXT_CHARS, "{}", t.chars().count());
+            assert!(t.contains("(output truncated: last "), "{t}");
+            assert!(t.contains("*Error:* &gt;&gt;"));
+            assert!(
+                !t.contains("&g…") && !t.contains("&am…"),
+                "an escape was cut"
+            );
+        }
+    }
+
+    #[test]
+    fn message_shapes() {
+        let u = Update::Running { started_at: at(T0) };
+        let r = response_url_message(&job(), &u);
+        assert_eq!(r["response_type"], "in_channel");
+        assert_eq!(r["replace_original"], true);
+        assert_eq!(r["text"], text(&job(), &u));
+
+        let w = webhook_message(&job(), &u);
+        assert_eq!(w.as_object().unwrap().len(), 1);
+        assert_eq!(w["text"], format!("from <#C123>: {}", text(&job(), &u)));
+
+        let mut dm = job();
+        dm.channel_id = "D42".into();
+        assert!(
+            webhook_message(&dm, &u)["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("from a direct message: ")
+        );
+        let mut odd = job();
+        odd.channel_id = "C1><!here".into();
+        assert!(
+            webhook_message(&odd, &u)["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("from #ops: ")
+        );
+    }
+}

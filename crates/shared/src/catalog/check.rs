@@ -1,0 +1,243 @@
+//! Checking a parsed command against the catalog: which runbook, whether the caller may run
+//! it, and which parameter values it gets.
+
+use super::suggest::closest;
+use super::{Caller, Catalog, RESERVED_WORDS, Runbook};
+use crate::command::{Arg, ParsedCommand};
+use std::collections::BTreeMap;
+
+/// Reserved words that show the help text.
+const HELP_WORDS: &[&str] = &["help", "list"];
+
+/// A command the caller may run, with the values they gave (defaults not filled in: the
+/// runner does that, with [`Runbook::with_defaults`], against its own copy of the catalog).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Catalog key of the runbook.
+    pub runbook: String,
+    /// Values the user gave, by parameter name.
+    pub params: BTreeMap<String, String>,
+}
+
+/// Why a command is not run. Display is the answer for the Slack user: what is wrong and how
+/// to fix it, with the runbook's usage where it helps. It is plain text: escape `&`, `<` and
+/// `>` before sending it as Slack markup. `usage` fields hold the runbook's usage line without
+/// the slash command, like `restart-web env=<dev|prod> [count=1]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// No runbook named, or `help`/`list`: answer with [`Catalog::help_text`].
+    #[error(
+        "Give a runbook name and its values, like `restart-web env=dev`. Send `help` to list the runbooks you may run."
+    )]
+    Help,
+    /// A reserved word for a feature that does not exist yet.
+    #[error("`{word}` is not available yet. Send `help` to list the runbooks you may run.")]
+    NotYetAvailable { word: String },
+    #[error("There is no runbook `{name}` that you may run.{} Send `help` to list the runbooks you may run.", did_you_mean(.suggestion))]
+    UnknownRunbook {
+        name: String,
+        suggestion: Option<String>,
+    },
+    #[error(
+        "You are not allowed to run `{runbook}`. To get access, ask an admin to add your Slack user ID {user_id} to the runbook's allow list."
+    )]
+    NotAllowed { runbook: String, user_id: String },
+    #[error("`{runbook}` cannot be run from this channel. Run it from one of its channels ({}), or ask an admin to add this channel ({channel_id}) to the runbook's allow list.", .channels.join(", "))]
+    WrongChannel {
+        runbook: String,
+        channel_id: String,
+        channels: Vec<String>,
+    },
+    #[error("`{runbook}` takes at most {max} value{} but got {given}. Put a value that contains spaces in quotes, like msg=\"hello world\". Usage: `{usage}`", if *.max == 1 { "" } else { "s" })]
+    TooManyValues {
+        runbook: String,
+        max: usize,
+        given: usize,
+        usage: String,
+    },
+    #[error("`{runbook}` has no parameter `{name}`.{} Usage: `{usage}`", did_you_mean(.suggestion))]
+    UnknownParameter {
+        runbook: String,
+        name: String,
+        suggestion: Option<String>,
+        usage: String,
+    },
+    #[error(
+        "`{name}` is given more than once (a value given by position counts too); give it once. Usage: `{usage}`"
+    )]
+    RepeatedParameter { name: String, usage: String },
+    #[error("`{name}` is required; add {name}=<value>. Usage: `{usage}`")]
+    MissingParameter { name: String, usage: String },
+    #[error("`{name}` is required and cannot be empty. Usage: `{usage}`")]
+    EmptyValue { name: String, usage: String },
+    #[error("{} is not a valid value for `{name}`; use one of: {}. Usage: `{usage}`", shown_value(.value), .choices.join(", "))]
+    NotAChoice {
+        name: String,
+        value: String,
+        choices: Vec<String>,
+        usage: String,
+    },
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" Did you mean `{s}`?"))
+        .unwrap_or_default()
+}
+
+fn shown_value(value: &str) -> String {
+    if value.is_empty() {
+        "An empty value".to_owned()
+    } else {
+        format!("`{value}`")
+    }
+}
+
+impl Catalog {
+    /// Checks a command: the runbook exists, the caller may run it, and the values fit its
+    /// parameters. Runbooks the caller may not run are never suggested.
+    pub fn check(&self, caller: &Caller, parsed: &ParsedCommand) -> Result<Accepted, Rejection> {
+        let typed = parsed.runbook.as_deref().unwrap_or_default();
+        // Runbook names are lowercase; accept `Restart-Web` from a phone's autocapitalization.
+        let name = typed.to_lowercase();
+        if name.is_empty() || HELP_WORDS.contains(&name.as_str()) {
+            return Err(Rejection::Help);
+        }
+        if RESERVED_WORDS.contains(&name.as_str()) {
+            return Err(Rejection::NotYetAvailable { word: name });
+        }
+        let Some(rb) = self.get(&name) else {
+            let runnable = self.runnable_by(caller);
+            return Err(Rejection::UnknownRunbook {
+                name: typed.to_owned(),
+                suggestion: closest(&name, runnable.iter().map(|rb| rb.name.as_str()))
+                    .map(str::to_owned),
+            });
+        };
+        rb.authorize(caller)?;
+        Ok(Accepted {
+            runbook: rb.name.clone(),
+            params: rb.bind(&parsed.args)?,
+        })
+    }
+}
+
+impl Runbook {
+    /// Whether the caller may run this runbook: their user ID is in `allow.users` and, when
+    /// `allow.channels` is given, the command came from one of those channels. Without
+    /// `allow`, nobody may.
+    pub fn authorize(&self, caller: &Caller) -> Result<(), Rejection> {
+        let listed = self
+            .allow
+            .as_ref()
+            .is_some_and(|a| a.users.iter().any(|u| u == caller.user_id));
+        if !listed {
+            return Err(Rejection::NotAllowed {
+                runbook: self.name.clone(),
+                user_id: caller.user_id.to_owned(),
+            });
+        }
+        if let Some(channels) = self.allow.as_ref().and_then(|a| a.channels.as_ref())
+            && !channels.iter().any(|c| c == caller.channel_id)
+        {
+            return Err(Rejection::WrongChannel {
+                runbook: self.name.clone(),
+                channel_id: caller.channel_id.to_owned(),
+                channels: channels.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Matches the arguments to the parameters: positional values fill them in catalog order,
+    /// then named values; a parameter may get one value only. Returns the values given, by
+    /// name, without defaults.
+    pub fn bind(&self, args: &[Arg]) -> Result<BTreeMap<String, String>, Rejection> {
+        let usage = || self.usage_line("");
+        let positional: Vec<&String> = args
+            .iter()
+            .filter_map(|a| match a {
+                Arg::Positional(v) => Some(v),
+                Arg::Named { .. } => None,
+            })
+            .collect();
+        if positional.len() > self.params.len() {
+            return Err(Rejection::TooManyValues {
+                runbook: self.name.clone(),
+                max: self.params.len(),
+                given: positional.len(),
+                usage: usage(),
+            });
+        }
+        let mut given: BTreeMap<String, String> = self
+            .params
+            .iter()
+            .zip(positional)
+            .map(|(p, v)| (p.name.clone(), v.clone()))
+            .collect();
+        for arg in args {
+            let Arg::Named { name, value } = arg else {
+                continue;
+            };
+            if self.param(name).is_none() {
+                return Err(Rejection::UnknownParameter {
+                    runbook: self.name.clone(),
+                    name: name.clone(),
+                    suggestion: closest(name, self.params.iter().map(|p| p.name.as_str()))
+                        .map(str::to_owned),
+                    usage: usage(),
+                });
+            }
+            if given.insert(name.clone(), value.clone()).is_some() {
+                return Err(Rejection::RepeatedParameter {
+                    name: name.clone(),
+                    usage: usage(),
+                });
+            }
+        }
+        for p in &self.params {
+            match given.get(&p.name) {
+                None if p.required => {
+                    return Err(Rejection::MissingParameter {
+                        name: p.name.clone(),
+                        usage: usage(),
+                    });
+                }
+                Some(v) if p.required && v.is_empty() => {
+                    return Err(Rejection::EmptyValue {
+                        name: p.name.clone(),
+                        usage: usage(),
+                    });
+                }
+                Some(v) => {
+                    if let Some(choices) = p.choices.as_ref().filter(|c| !c.contains(v)) {
+                        return Err(Rejection::NotAChoice {
+                            name: p.name.clone(),
+                            value: v.clone(),
+                            choices: choices.clone(),
+                            usage: usage(),
+                        });
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(given)
+    }
+
+    /// Every parameter in catalog order with the value given, or else its default; parameters
+    /// with neither are left out.
+    pub fn with_defaults(&self, given: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .filter_map(|p| {
+                let value = given.get(&p.name).or(p.default.as_ref())?;
+                Some((p.name.clone(), value.clone()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

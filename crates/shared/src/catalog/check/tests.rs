@@ -1,0 +1,462 @@
+use super::*;
+use crate::command::parse;
+use std::path::Path;
+
+const ALICE: Caller = Caller {
+    user_id: "UALICE",
+    channel_id: "COPS",
+};
+const BOB: Caller = Caller {
+    user_id: "UBOB",
+    channel_id: "COPS",
+};
+const NOBODY: Caller = Caller {
+    user_id: "UNOBODY",
+    channel_id: "COPS",
+};
+
+fn catalog() -> Catalog {
+    let text = r#"
+[runbooks.restart-web]
+description = "Restart the web tier"
+executor = "automation"
+target = "Restart-WebApp"
+params = [
+  { name = "env", required = true, choices = ["dev", "prod"], description = "Target environment" },
+  { name = "count", default = "1" },
+  { name = "reason" },
+]
+allow = { users = ["UALICE", "UBOB"] }
+
+[runbooks.restart-db]
+description = "Restart the database"
+executor = "automation"
+target = "Restart-Db"
+allow = { users = ["UALICE"], channels = ["CDBA", "CSRE"] }
+
+[runbooks.rotate-keys]
+executor = "automation"
+target = "Rotate-Keys"
+allow = { users = ["UALICE"] }
+
+[runbooks.secret-thing]
+executor = "automation"
+target = "Secret"
+"#;
+    Catalog::parse(text, Path::new("catalog.toml")).unwrap()
+}
+
+fn check(caller: &Caller, text: &str) -> Result<Accepted, Rejection> {
+    catalog().check(caller, &parse(text).unwrap())
+}
+
+fn rejection(caller: &Caller, text: &str) -> Rejection {
+    check(caller, text).unwrap_err()
+}
+
+fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+const WEB_USAGE: &str = "restart-web env=<dev|prod> [count=1] [reason=<reason>]";
+
+#[test]
+fn accepts_a_valid_command_without_filling_defaults() {
+    assert_eq!(
+        check(&BOB, "restart-web prod reason=\"disk full\""),
+        Ok(Accepted {
+            runbook: "restart-web".into(),
+            params: params(&[("env", "prod"), ("reason", "disk full")]),
+        })
+    );
+}
+
+#[test]
+fn runbook_names_are_matched_ignoring_case() {
+    assert_eq!(
+        check(&BOB, "Restart-Web env=dev").unwrap().runbook,
+        "restart-web"
+    );
+}
+
+#[test]
+fn no_runbook_or_help_words_ask_for_help() {
+    for text in ["", "   ", "''", "help", "list", "HELP", "help restart-web"] {
+        assert_eq!(rejection(&BOB, text), Rejection::Help, "{text:?}");
+    }
+    assert!(Rejection::Help.to_string().contains("Send `help`"));
+}
+
+#[test]
+fn reserved_words_are_not_yet_available() {
+    for word in ["status", "stop", "rerun", "history", "approve"] {
+        let r = rejection(&BOB, &format!("{word} 123"));
+        assert_eq!(r, Rejection::NotYetAvailable { word: word.into() });
+        assert!(
+            r.to_string()
+                .starts_with(&format!("`{word}` is not available yet."))
+        );
+    }
+}
+
+#[test]
+fn unknown_runbook_suggests_only_runnable_names() {
+    let r = rejection(&BOB, "restrat-web");
+    assert_eq!(
+        r,
+        Rejection::UnknownRunbook {
+            name: "restrat-web".into(),
+            suggestion: Some("restart-web".into()),
+        }
+    );
+    assert!(r.to_string().contains("Did you mean `restart-web`?"), "{r}");
+    assert!(r.to_string().contains("Send `help`"), "{r}");
+
+    // Bob may not run `rotate-keys` or `secret-thing`: they are never suggested to him.
+    for typo in ["rotate-key", "secret-thin"] {
+        let r = rejection(&BOB, typo);
+        assert!(
+            matches!(
+                &r,
+                Rejection::UnknownRunbook {
+                    suggestion: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        assert!(!r.to_string().contains("Did you mean"), "{r}");
+    }
+    assert_eq!(
+        rejection(&ALICE, "rotate-key"),
+        Rejection::UnknownRunbook {
+            name: "rotate-key".into(),
+            suggestion: Some("rotate-keys".into()),
+        }
+    );
+    // Alice may run `restart-db` only from its channels; from elsewhere it is not suggested.
+    assert!(matches!(
+        rejection(&ALICE, "restart-dv"),
+        Rejection::UnknownRunbook {
+            suggestion: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn not_allowed_says_whom_to_ask() {
+    for (caller, name) in [
+        (&BOB, "rotate-keys"),
+        (&ALICE, "secret-thing"),
+        (&NOBODY, "restart-web"),
+    ] {
+        let r = rejection(caller, name);
+        assert_eq!(
+            r,
+            Rejection::NotAllowed {
+                runbook: name.into(),
+                user_id: caller.user_id.into(),
+            }
+        );
+        let m = r.to_string();
+        assert!(
+            m.contains(&format!("You are not allowed to run `{name}`")),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!(
+                "ask an admin to add your Slack user ID {} to the runbook's allow list",
+                caller.user_id
+            )),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn channel_restriction_names_the_channels() {
+    let r = rejection(&ALICE, "restart-db");
+    let m = r.to_string();
+    assert!(matches!(r, Rejection::WrongChannel { .. }));
+    assert!(m.contains("cannot be run from this channel"), "{m}");
+    assert!(
+        m.contains("(CDBA, CSRE)") && m.contains("this channel (COPS)"),
+        "{m}"
+    );
+    let in_dba = Caller {
+        user_id: "UALICE",
+        channel_id: "CDBA",
+    };
+    assert!(check(&in_dba, "restart-db").is_ok());
+    // Bob is not listed, so the channel does not matter.
+    let bob_in_dba = Caller {
+        user_id: "UBOB",
+        channel_id: "CDBA",
+    };
+    assert!(matches!(
+        rejection(&bob_in_dba, "restart-db"),
+        Rejection::NotAllowed { .. }
+    ));
+}
+
+#[test]
+fn runnable_by_lists_what_the_caller_may_run_here_sorted() {
+    let c = catalog();
+    let names = |caller: &Caller| {
+        c.runnable_by(caller)
+            .iter()
+            .map(|rb| rb.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&ALICE), ["restart-web", "rotate-keys"]);
+    let in_dba = Caller {
+        user_id: "UALICE",
+        channel_id: "CDBA",
+    };
+    assert_eq!(names(&in_dba), ["restart-db", "restart-web", "rotate-keys"]);
+    assert_eq!(names(&BOB), ["restart-web"]);
+    assert!(names(&NOBODY).is_empty());
+}
+
+#[test]
+fn positionals_fill_params_in_order() {
+    assert_eq!(
+        check(&BOB, "restart-web dev 3 'why not'").unwrap().params,
+        params(&[("env", "dev"), ("count", "3"), ("reason", "why not")])
+    );
+    assert_eq!(
+        check(&BOB, "restart-web count=2 dev").unwrap().params,
+        params(&[("env", "dev"), ("count", "2")])
+    );
+}
+
+#[test]
+fn too_many_values_shows_usage() {
+    let r = rejection(&BOB, "restart-web dev 3 why not");
+    assert_eq!(
+        r,
+        Rejection::TooManyValues {
+            runbook: "restart-web".into(),
+            max: 3,
+            given: 4,
+            usage: WEB_USAGE.into(),
+        }
+    );
+    let m = r.to_string();
+    assert!(m.contains("takes at most 3 values but got 4"), "{m}");
+    assert!(m.contains("in quotes"), "{m}");
+    assert!(m.ends_with(&format!("Usage: `{WEB_USAGE}`")), "{m}");
+    let m = rejection(&ALICE, "rotate-keys now").to_string();
+    assert!(m.contains("takes at most 0 values but got 1"), "{m}");
+}
+
+#[test]
+fn unknown_parameter_suggests_a_close_name() {
+    let r = rejection(&BOB, "restart-web env=dev cuont=2");
+    let m = r.to_string();
+    assert!(matches!(&r, Rejection::UnknownParameter { suggestion: Some(s), .. } if s == "count"));
+    assert!(
+        m.contains("`restart-web` has no parameter `cuont`. Did you mean `count`?"),
+        "{m}"
+    );
+    assert!(m.contains(WEB_USAGE), "{m}");
+    let m = rejection(&BOB, "restart-web env=dev zone=eu").to_string();
+    assert!(
+        m.contains("no parameter `zone`.") && !m.contains("Did you mean"),
+        "{m}"
+    );
+    assert!(
+        rejection(&BOB, "restart-web ENV=dev")
+            .to_string()
+            .contains("Did you mean `env`?")
+    );
+}
+
+#[test]
+fn repeated_parameter_is_rejected() {
+    for text in ["restart-web dev env=prod", "restart-web env=dev env=dev"] {
+        let r = rejection(&BOB, text);
+        assert_eq!(
+            r,
+            Rejection::RepeatedParameter {
+                name: "env".into(),
+                usage: WEB_USAGE.into(),
+            }
+        );
+        assert!(r.to_string().contains("`env` is given more than once"));
+        assert!(r.to_string().contains(WEB_USAGE));
+    }
+}
+
+#[test]
+fn missing_required_parameter_is_rejected() {
+    let r = rejection(&BOB, "restart-web count=2");
+    assert_eq!(
+        r,
+        Rejection::MissingParameter {
+            name: "env".into(),
+            usage: WEB_USAGE.into(),
+        }
+    );
+    let m = r.to_string();
+    assert!(
+        m.contains("`env` is required; add env=<value>") && m.contains(WEB_USAGE),
+        "{m}"
+    );
+}
+
+#[test]
+fn empty_required_value_is_rejected() {
+    let r = rejection(&BOB, "restart-web env=\"\"");
+    assert_eq!(
+        r,
+        Rejection::EmptyValue {
+            name: "env".into(),
+            usage: WEB_USAGE.into(),
+        }
+    );
+    assert!(r.to_string().contains("cannot be empty"));
+    assert!(matches!(
+        rejection(&BOB, "restart-web ''"),
+        Rejection::EmptyValue { .. }
+    ));
+}
+
+#[test]
+fn optional_parameter_may_be_explicitly_empty() {
+    assert_eq!(
+        check(&BOB, "restart-web dev reason=").unwrap().params,
+        params(&[("env", "dev"), ("reason", "")])
+    );
+}
+
+#[test]
+fn value_outside_choices_lists_the_choices() {
+    let r = rejection(&BOB, "restart-web env=staging");
+    let m = r.to_string();
+    assert!(matches!(&r, Rejection::NotAChoice { value, .. } if value == "staging"));
+    assert!(
+        m.contains("`staging` is not a valid value for `env`; use one of: dev, prod."),
+        "{m}"
+    );
+    assert!(m.contains(WEB_USAGE), "{m}");
+    // Choices are case-sensitive.
+    assert!(matches!(
+        rejection(&BOB, "restart-web Prod"),
+        Rejection::NotAChoice { .. }
+    ));
+}
+
+#[test]
+fn empty_value_for_an_optional_choice_is_not_a_choice() {
+    let text = "[runbooks.a]\nexecutor = \"automation\"\ntarget = \"A\"\n\
+                params = [{ name = \"mode\", choices = [\"fast\", \"slow\"] }]\n";
+    let rb = Catalog::parse(text, Path::new("c.toml")).unwrap().runbooks["a"].clone();
+    let r = rb.bind(&parse("a mode=").unwrap().args).unwrap_err();
+    assert!(
+        r.to_string()
+            .starts_with("An empty value is not a valid value for `mode`"),
+        "{r}"
+    );
+    assert_eq!(rb.bind(&[]), Ok(BTreeMap::new()));
+}
+
+#[test]
+fn with_defaults_fills_in_catalog_order() {
+    let c = catalog();
+    let rb = c.get("restart-web").unwrap();
+    let pairs = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rb.with_defaults(&params(&[("env", "dev")])),
+        pairs(&[("env", "dev"), ("count", "1")])
+    );
+    assert_eq!(
+        rb.with_defaults(&params(&[("reason", "x"), ("count", "5"), ("env", "prod")])),
+        pairs(&[("env", "prod"), ("count", "5"), ("reason", "x")])
+    );
+    assert_eq!(rb.with_defaults(&BTreeMap::new()), pairs(&[("count", "1")]));
+}
+
+#[test]
+fn usage_shows_required_optional_defaults_choices_and_descriptions() {
+    let c = catalog();
+    assert_eq!(
+        c.get("restart-web").unwrap().usage("/runbook"),
+        format!("/runbook {WEB_USAGE}\n  env: Target environment")
+    );
+    assert_eq!(
+        c.get("rotate-keys").unwrap().usage("/runbook"),
+        "/runbook rotate-keys"
+    );
+
+    let text = r#"
+[runbooks.deploy]
+executor = "automation"
+target = "Deploy"
+params = [
+  { name = "host", required = true },
+  { name = "mode", choices = ["fast", "slow"], default = "slow" },
+  { name = "msg", default = "hello world", description = "Shown in the log" },
+  { name = "tag", default = "" },
+]
+"#;
+    let c = Catalog::parse(text, Path::new("c.toml")).unwrap();
+    assert_eq!(
+        c.get("deploy").unwrap().usage("/ops"),
+        "/ops deploy host=<host> [mode=<fast|slow>] [msg=\"hello world\"] [tag=\"\"]\n  \
+         mode: (default: slow)\n  \
+         msg: Shown in the log"
+    );
+}
+
+#[test]
+fn help_text_shows_only_runbooks_the_caller_may_run() {
+    let c = catalog();
+    let help = c.help_text(&BOB, "/runbook");
+    assert!(
+        help.starts_with("Usage: `/runbook <runbook> [value…] [name=value…]`"),
+        "{help}"
+    );
+    assert!(help.contains("Runbooks you may run:"), "{help}");
+    assert!(
+        help.contains("• restart-web: Restart the web tier"),
+        "{help}"
+    );
+    assert!(
+        help.contains(&format!("    /runbook {WEB_USAGE}")),
+        "{help}"
+    );
+    assert!(help.contains("    env: Target environment"), "{help}");
+    for hidden in ["restart-db", "rotate-keys", "secret-thing"] {
+        assert!(!help.contains(hidden), "{hidden} shown to Bob: {help}");
+    }
+
+    let help = c.help_text(&ALICE, "/runbook");
+    assert!(
+        help.contains("• rotate-keys\n    /runbook rotate-keys"),
+        "{help}"
+    );
+    assert!(!help.contains("restart-db"), "{help}");
+}
+
+#[test]
+fn help_text_says_how_to_get_access_when_nothing_is_runnable() {
+    let help = catalog().help_text(&NOBODY, "/runbook");
+    assert!(help.starts_with("Usage: `/runbook "), "{help}");
+    assert!(
+        !help.contains("Runbooks you may run") && !help.contains("restart"),
+        "{help}"
+    );
+    assert!(
+        help.contains("ask an admin to add your Slack user ID UNOBODY to a runbook's allow list"),
+        "{help}"
+    );
+}

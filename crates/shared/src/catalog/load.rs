@@ -1,0 +1,338 @@
+//! Reading the catalog file and validating it, with errors that point at a line and column.
+//!
+//! Syntax, types, unknown keys and bad durations are caught while deserializing, and toml's
+//! error span gives the place. The rules serde cannot express (names, targets, Slack IDs, …)
+//! are checked afterwards; their place is found in toml's spanned document tree.
+
+use super::{Catalog, ExecutorKind, RESERVED_WORDS, Runbook};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::de::DeTable;
+
+/// Why the catalog cannot be used. Display is `<path>:<line>:<column>: <problem>`, or
+/// `<path>: <problem>` when the file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{}: cannot read the runbook catalog: {error}", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// `line` and `column` count from 1; `column` counts characters.
+    #[error("{}:{line}:{column}: {problem}", .path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        problem: String,
+    },
+}
+
+impl CatalogError {
+    fn invalid(path: &Path, text: &str, offset: usize, problem: impl Into<String>) -> Self {
+        let (line, column) = line_column(text, offset);
+        CatalogError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The file's top level.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    runbooks: BTreeMap<String, Runbook>,
+}
+
+pub(super) fn parse(text: &str, path: &Path) -> Result<Catalog, CatalogError> {
+    let file: CatalogFile = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        CatalogError::invalid(path, text, offset, e.message())
+    })?;
+    let mut runbooks = file.runbooks;
+    for (name, rb) in &mut runbooks {
+        rb.name.clone_from(name);
+    }
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut problems = Problems::new(text);
+    for rb in runbooks.values() {
+        validate(rb, dir, &mut problems);
+    }
+    // Report the problem that comes first in the file, as a parser would.
+    if let Some((offset, problem)) = problems.found.into_iter().min_by_key(|(offset, _)| *offset) {
+        return Err(CatalogError::invalid(path, text, offset, problem));
+    }
+    Ok(Catalog {
+        path: path.to_owned(),
+        runbooks,
+    })
+}
+
+/// `timeout`: a humantime duration above zero.
+pub(super) fn deserialize_timeout<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Duration, D::Error> {
+    let value = String::deserialize(d)?;
+    let timeout = humantime::parse_duration(&value).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "timeout `{value}` is not a duration like 90s, 30m or 3h ({e})"
+        ))
+    })?;
+    if timeout.is_zero() {
+        return Err(serde::de::Error::custom(format!(
+            "timeout `{value}` must be longer than zero"
+        )));
+    }
+    Ok(timeout)
+}
+
+fn validate(rb: &Runbook, dir: &Path, problems: &mut Problems) {
+    let name = rb.name.as_str();
+    if RESERVED_WORDS.contains(&name) {
+        problems.add(
+            name,
+            &[],
+            format!("`{name}` is a reserved word of the command language and cannot name a runbook; pick another name"),
+        );
+    } else if !is_runbook_name(name) {
+        problems.add(
+            name,
+            &[],
+            format!(
+                "runbook name `{name}` must start with a lowercase letter and hold only lowercase letters, digits and `-` (at most 63 characters)"
+            ),
+        );
+    }
+
+    let target = &[At::Key("target")];
+    if rb.target.trim().is_empty() {
+        problems.add(
+            name,
+            target,
+            "`target` is empty; name the Automation runbook or the script to run",
+        );
+    } else {
+        match rb.executor {
+            ExecutorKind::Automation if !is_automation_name(&rb.target) => problems.add(
+                name,
+                target,
+                format!(
+                    "`{}` is not an Azure Automation runbook name: it must start with a letter and hold only letters, digits, `_` and `-`",
+                    rb.target
+                ),
+            ),
+            ExecutorKind::Local if !dir.join(&rb.target).is_file() => problems.add(
+                name,
+                target,
+                format!(
+                    "script `{}` not found (looked for `{}`; local targets are relative to the catalog file's directory)",
+                    rb.target,
+                    dir.join(&rb.target).display()
+                ),
+            ),
+            _ => {}
+        }
+    }
+
+    validate_params(rb, problems);
+    validate_allow(rb, problems);
+}
+
+fn validate_params(rb: &Runbook, problems: &mut Problems) {
+    let mut seen = BTreeSet::new();
+    for (i, p) in rb.params.iter().enumerate() {
+        let at = |key| [At::Key("params"), At::Index(i), At::Key(key)];
+        if !is_param_name(&p.name) {
+            problems.add(
+                &rb.name,
+                &at("name"),
+                format!(
+                    "parameter name `{}` must start with a letter and hold only letters, digits, `_` and `-` (at most 64 characters)",
+                    p.name
+                ),
+            );
+        } else if !seen.insert(p.name.as_str()) {
+            problems.add(
+                &rb.name,
+                &at("name"),
+                format!("parameter `{}` is defined twice", p.name),
+            );
+        }
+        if p.required && p.default.is_some() {
+            problems.add(
+                &rb.name,
+                &at("default"),
+                format!(
+                    "parameter `{}` is required, so its default would never be used; remove `default` or `required`",
+                    p.name
+                ),
+            );
+        }
+        match (&p.choices, &p.default) {
+            (Some(choices), _) if choices.is_empty() => problems.add(
+                &rb.name,
+                &at("choices"),
+                format!("parameter `{}` has an empty `choices` list; list the accepted values or remove `choices`", p.name),
+            ),
+            (Some(choices), Some(default)) if !choices.contains(default) => problems.add(
+                &rb.name,
+                &at("default"),
+                format!(
+                    "default `{default}` of parameter `{}` is not among its choices ({})",
+                    p.name,
+                    choices.join(", ")
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn validate_allow(rb: &Runbook, problems: &mut Problems) {
+    let Some(allow) = &rb.allow else { return };
+    let users = [At::Key("allow"), At::Key("users")];
+    if allow.users.is_empty() {
+        problems.add(
+            &rb.name,
+            &users,
+            "`allow.users` is empty; list the Slack user IDs (like U012AB3CD) of who may run it, or remove `allow` so nobody can",
+        );
+    }
+    for (i, user) in allow.users.iter().enumerate() {
+        if !is_slack_id(user, &['U', 'W']) {
+            problems.add(
+                &rb.name,
+                &[At::Key("allow"), At::Key("users"), At::Index(i)],
+                format!(
+                    "`{user}` is not a Slack user ID (like U012AB3CD); copy it from the person's Slack profile (“Copy member ID”)"
+                ),
+            );
+        }
+    }
+    let Some(channels) = &allow.channels else {
+        return;
+    };
+    if channels.is_empty() {
+        problems.add(
+            &rb.name,
+            &[At::Key("allow"), At::Key("channels")],
+            "`allow.channels` is empty, so nobody could run it; list Slack channel IDs (like C024BE91L), or remove `channels` to allow any channel",
+        );
+    }
+    for (i, channel) in channels.iter().enumerate() {
+        if !is_slack_id(channel, &['C', 'G', 'D']) {
+            problems.add(
+                &rb.name,
+                &[At::Key("allow"), At::Key("channels"), At::Index(i)],
+                format!(
+                    "`{channel}` is not a Slack channel ID (like C024BE91L); copy it from the channel's details in Slack"
+                ),
+            );
+        }
+    }
+}
+
+/// `^[a-z][a-z0-9-]{0,62}$`
+fn is_runbook_name(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `^[a-zA-Z][a-zA-Z0-9_-]*$`
+fn is_automation_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `^[A-Za-z][A-Za-z0-9_-]{0,63}$`
+fn is_param_name(s: &str) -> bool {
+    s.len() <= 64 && is_automation_name(s)
+}
+
+/// `^[<first>][A-Z0-9]{2,}$`
+fn is_slack_id(s: &str, first: &[char]) -> bool {
+    s.len() >= 3
+        && s.starts_with(first)
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// A step into the document below a runbook's table.
+enum At<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Semantic problems found, each with the byte offset it is about.
+struct Problems<'t> {
+    /// The document with spans; `None` only if it cannot be parsed, which deserializing
+    /// has already ruled out.
+    doc: Option<toml::Spanned<DeTable<'t>>>,
+    found: Vec<(usize, String)>,
+}
+
+impl<'t> Problems<'t> {
+    fn new(text: &'t str) -> Self {
+        Problems {
+            doc: DeTable::parse(text).ok(),
+            found: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, runbook: &str, path: &[At], problem: impl Into<String>) {
+        let offset = self.locate(runbook, path).start;
+        self.found.push((offset, problem.into()));
+    }
+
+    /// The span of the value at `path` in runbook `runbook`, or of the nearest thing above it
+    /// that exists (the runbook's key at worst).
+    fn locate(&self, runbook: &str, path: &[At]) -> Range<usize> {
+        let Some(doc) = &self.doc else { return 0..0 };
+        let Some(runbooks) = doc.get_ref().get("runbooks") else {
+            return 0..0;
+        };
+        let Some((key, mut value)) = runbooks
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get_key_value(runbook))
+        else {
+            return runbooks.span();
+        };
+        let mut span = key.span();
+        for step in path {
+            let next = match step {
+                At::Key(k) => value.get_ref().get(*k),
+                At::Index(i) => value.get_ref().get(*i),
+            };
+            let Some(next) = next else { break };
+            span = next.span();
+            value = next;
+        }
+        span
+    }
+}
+
+#[cfg(test)]
+mod tests;

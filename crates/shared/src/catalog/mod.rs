@@ -1,0 +1,188 @@
+//! The runbook catalog: which runbooks exist, how each one runs, which parameters it takes and
+//! who may run it.
+//!
+//! The catalog is a TOML file kept by admins; its format is a public contract:
+//!
+//! ```toml
+//! [runbooks.restart-web]
+//! description = "Restart the web tier"
+//! executor = "automation"          # or "local"
+//! target = "Restart-WebApp"        # Automation runbook name, or script path relative to this file
+//! timeout = "30m"                  # optional, default 3h
+//! params = [
+//!   { name = "env", required = true, choices = ["dev", "prod"], description = "Target environment" },
+//!   { name = "count", default = "1" },
+//! ]
+//! allow = { users = ["U012AB3CD"], channels = ["C024BE91L"] }
+//! ```
+//!
+//! Unknown keys are errors so that typos are caught; new keys are added as new fields (with a
+//! serde default) on the structs below. The catalog is validated when loaded, so the
+//! rest of the service can trust it.
+//!
+//! Access is denied by default: a runbook without `allow` can be run by nobody.
+//!
+//! - `load`: reading and validating the file ([`Catalog::load`], [`CatalogError`]).
+//! - `check`: checking a parsed command against the catalog ([`Catalog::check`], [`Rejection`]).
+//! - `usage`: usage lines and the help text ([`Runbook::usage`], [`Catalog::help_text`]).
+
+mod check;
+mod load;
+mod suggest;
+mod usage;
+
+pub use check::{Accepted, Rejection};
+pub use load::CatalogError;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Words of the command language that cannot name a runbook.
+pub const RESERVED_WORDS: &[&str] = &[
+    "help", "list", "status", "stop", "rerun", "history", "approve",
+];
+
+/// How long a runbook may run when its entry gives no `timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3 * 60 * 60);
+
+/// A validated runbook catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    /// The file the catalog was read from; local script targets are relative to its directory.
+    pub path: PathBuf,
+    /// The runbooks by name.
+    pub runbooks: BTreeMap<String, Runbook>,
+}
+
+/// One runbook: a `[runbooks.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runbook {
+    /// The table's key; what users type to run it.
+    #[serde(skip)]
+    pub name: String,
+    /// One line for the help text.
+    #[serde(default)]
+    pub description: String,
+    /// What runs it.
+    pub executor: ExecutorKind,
+    /// The Azure Automation runbook name, or the script path relative to the catalog file
+    /// (see [`Catalog::resolve_target`]).
+    pub target: String,
+    /// How long a run may take before it is stopped; [`DEFAULT_TIMEOUT`] when not given.
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "load::deserialize_timeout"
+    )]
+    pub timeout: Duration,
+    /// Parameters in catalog order, which is the order positional values fill them.
+    #[serde(default)]
+    pub params: Vec<ParamSpec>,
+    /// Who may run it; nobody when absent.
+    #[serde(default)]
+    pub allow: Option<Allow>,
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// What runs a runbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// An Azure Automation runbook, started as a job.
+    Automation,
+    /// A script on the runner's machine.
+    Local,
+}
+
+/// One parameter of a runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    /// What users write before `=`, and the name the executor receives.
+    pub name: String,
+    /// Whether the user must give a value (a required parameter has no default).
+    #[serde(default)]
+    pub required: bool,
+    /// The value the runner uses when the user gives none.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// The only values accepted, when given.
+    #[serde(default)]
+    pub choices: Option<Vec<String>>,
+    /// One line for the usage text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Who may run a runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    /// Slack user IDs (`U…` or `W…`) of the people who may run it.
+    pub users: Vec<String>,
+    /// Slack channel IDs it may be run from; any channel when absent.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+}
+
+/// Who is asking, from where: the Slack IDs of a slash command's sender and channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller<'a> {
+    pub user_id: &'a str,
+    pub channel_id: &'a str,
+}
+
+impl Catalog {
+    /// Reads and validates the catalog file.
+    pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        let text = std::fs::read_to_string(path).map_err(|error| CatalogError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates catalog text read from `path`. `path` names the file in errors and anchors
+    /// local script targets, which must exist.
+    pub fn parse(text: &str, path: &Path) -> Result<Catalog, CatalogError> {
+        load::parse(text, path)
+    }
+
+    /// The runbook with this exact name.
+    pub fn get(&self, name: &str) -> Option<&Runbook> {
+        self.runbooks.get(name)
+    }
+
+    /// The runbooks this caller may run from this channel, sorted by name.
+    pub fn runnable_by(&self, caller: &Caller) -> Vec<&Runbook> {
+        self.runbooks
+            .values()
+            .filter(|rb| rb.authorize(caller).is_ok())
+            .collect()
+    }
+
+    /// What the executor runs: for a local script, its path joined to the catalog file's
+    /// directory; for Automation, the runbook name unchanged.
+    pub fn resolve_target(&self, rb: &Runbook) -> String {
+        match rb.executor {
+            ExecutorKind::Automation => rb.target.clone(),
+            ExecutorKind::Local => self.dir().join(&rb.target).to_string_lossy().into_owned(),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+}
+
+impl Runbook {
+    /// The parameter with this exact name.
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}

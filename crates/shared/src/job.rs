@@ -1,0 +1,237 @@
+//! The job message: the only thing the ingress and the runner share at run time.
+//!
+//! On the queue a message is the base64 of UTF-8 JSON, the form Azure Functions' queue trigger
+//! and the Python/.NET SDKs' default base64 policies read. The fields and their meaning are
+//! documented in `docs/job-message.md` with a JSON Schema (`docs/job-message.schema.json`).
+//! Readers ignore fields they do not know, so a writer may add optional fields within a schema
+//! version; anything else needs a new `schema` number.
+
+use crate::secret::Secret;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Namespace for deriving `job_id` from a Slack request (UUIDv5). Fixed forever: changing it
+/// would give a replayed request a different job id.
+const JOB_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c3f_1a52_8d0e_4b7a_9f41_2e5d_c0b8_a917);
+
+/// What the runner is asked to do. Later schema-1 writers may add kinds (approvals, stop, …);
+/// a runner that meets a kind it does not know sends the message to the poison queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Run a runbook from the catalog.
+    #[default]
+    Run,
+}
+
+/// One job, as put on the queue by the ingress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobMessage {
+    /// Schema version of this message; [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// Deterministic id of the job (UUIDv5 of the Slack request signature): a replayed or
+    /// redelivered request names the same job, and Azure Automation's job name is this id.
+    pub job_id: Uuid,
+    /// What to do; `run` when absent.
+    #[serde(default)]
+    pub kind: JobKind,
+    /// Catalog key of the runbook.
+    pub runbook: String,
+    /// Parameters by name, as validated by the ingress (defaults not yet filled in).
+    pub params: BTreeMap<String, String>,
+    /// Slack user ID of the requester.
+    pub user_id: String,
+    /// Slack user name of the requester (display only; Slack deprecated it).
+    pub user_name: String,
+    /// Slack workspace ID.
+    pub team_id: String,
+    /// Slack channel ID the command came from.
+    pub channel_id: String,
+    /// Slack channel name, when Slack sent one (used to say where a webhook message came from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_name: Option<String>,
+    /// The command's `response_url`: a credential, never logged.
+    pub response_url: Secret,
+    /// When the ingress accepted the command.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// Enterprise Grid organization ID, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_id: Option<String>,
+    /// W3C trace context of the ingress request, for distributed tracing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+/// Why a queue message could not be read as a job.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    #[error("message is not valid base64: {0}")]
+    Base64(String),
+    #[error("message is not UTF-8 JSON: {0}")]
+    Json(String),
+    #[error("message has no numeric `schema` field")]
+    MissingSchema,
+    #[error("message schema {found} is not supported (this runner reads schema {SCHEMA_VERSION})")]
+    UnsupportedSchema { found: u64 },
+}
+
+/// Derives the job id from the Slack request signature (the `v0=…` header value).
+pub fn job_id_from_signature(signature: &str) -> Uuid {
+    Uuid::new_v5(&JOB_ID_NAMESPACE, signature.as_bytes())
+}
+
+impl JobMessage {
+    /// The queue form: base64 of the JSON.
+    pub fn encode(&self) -> String {
+        // Serializing plain strings, maps and a timestamp cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        BASE64.encode(json)
+    }
+
+    /// Reads a queue message. The schema is checked before the rest of the fields, so that a
+    /// message from a newer writer is named as such rather than as a missing field.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let bytes = BASE64
+            .decode(text.trim())
+            .map_err(|e| DecodeError::Base64(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let schema = value
+            .get("schema")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(DecodeError::MissingSchema)?;
+        if schema != u64::from(SCHEMA_VERSION) {
+            return Err(DecodeError::UnsupportedSchema { found: schema });
+        }
+        serde_json::from_value(value).map_err(|e| DecodeError::Json(e.to_string()))
+    }
+
+    /// Short form of the job id for people: the first 8 hex digits.
+    pub fn short_id(&self) -> String {
+        short_id(&self.job_id)
+    }
+}
+
+/// Parameters as a user would type them: `env=prod msg="two words"`, sorted by name.
+pub fn format_params(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .map(|(k, v)| {
+            if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
+                format!("{k}=\"{escaped}\"")
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The first 8 hex digits of a job id.
+pub fn short_id(id: &Uuid) -> String {
+    id.simple().to_string().chars().take(8).collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample() -> JobMessage {
+        JobMessage {
+            schema: SCHEMA_VERSION,
+            job_id: job_id_from_signature("v0=abc"),
+            kind: JobKind::Run,
+            runbook: "restart-web".into(),
+            params: BTreeMap::from([("env".into(), "prod".into())]),
+            user_id: "U1".into(),
+            user_name: "ana".into(),
+            team_id: "T1".into(),
+            channel_id: "C1".into(),
+            channel_name: Some("ops".into()),
+            response_url: Secret::new("https://hooks.slack.com/commands/T1/1/x"),
+            requested_at: OffsetDateTime::from_unix_timestamp(1_700_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            enterprise_id: None,
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_base64_json() {
+        let m = sample();
+        assert_eq!(JobMessage::decode(&m.encode()), Ok(m));
+    }
+
+    #[test]
+    fn job_id_is_deterministic_per_signature() {
+        assert_eq!(job_id_from_signature("v0=1"), job_id_from_signature("v0=1"));
+        assert_ne!(job_id_from_signature("v0=1"), job_id_from_signature("v0=2"));
+        assert_eq!(job_id_from_signature("v0=1").get_version_num(), 5);
+    }
+
+    #[test]
+    fn ignores_unknown_fields_and_defaults_kind() {
+        let mut v = serde_json::to_value(sample()).unwrap_or_default();
+        v["future_field"] = serde_json::json!({"x": 1});
+        if let Some(o) = v.as_object_mut() {
+            o.remove("kind");
+        }
+        let text = BASE64.encode(serde_json::to_vec(&v).unwrap_or_default());
+        let m = JobMessage::decode(&text);
+        assert_eq!(m.map(|m| m.kind), Ok(JobKind::Run));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_read() {
+        assert!(matches!(
+            JobMessage::decode("%%%"),
+            Err(DecodeError::Base64(_))
+        ));
+        assert!(matches!(
+            JobMessage::decode(&BASE64.encode("not json")),
+            Err(DecodeError::Json(_))
+        ));
+        assert_eq!(
+            JobMessage::decode(&BASE64.encode("{}")),
+            Err(DecodeError::MissingSchema)
+        );
+        assert_eq!(
+            JobMessage::decode(&BASE64.encode(r#"{"schema":2}"#)),
+            Err(DecodeError::UnsupportedSchema { found: 2 })
+        );
+        let mut v = serde_json::to_value(sample()).unwrap_or_default();
+        v["kind"] = serde_json::json!("approve");
+        assert!(matches!(
+            JobMessage::decode(&BASE64.encode(serde_json::to_vec(&v).unwrap_or_default())),
+            Err(DecodeError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn params_read_back_as_typed() {
+        let p = BTreeMap::from([
+            ("a".to_owned(), "x".to_owned()),
+            ("b".to_owned(), "two words".to_owned()),
+            ("c".to_owned(), String::new()),
+            ("d".to_owned(), r#"say "hi""#.to_owned()),
+        ]);
+        assert_eq!(
+            format_params(&p),
+            r#"a=x b="two words" c="" d="say \"hi\"""#
+        );
+    }
+
+    #[test]
+    fn response_url_does_not_print() {
+        assert!(!format!("{:?}", sample()).contains("hooks.slack.com"));
+    }
+}

@@ -1,0 +1,18 @@
+//! What the ingress and the runner must agree on, and nothing that only one of them needs.
+//!
+//! - [`job`]: the job message on the queue (versioned, documented in `docs/job-message.md`).
+//! - [`command`]: the command language (`<runbook> [positional…] [name=value…]`).
+//! - [`catalog`]: the runbook catalog, validation of a parsed command, authorization.
+//! - [`queue`]: queue access behind [`queue::JobQueue`], with the Azure Storage implementation.
+//! - [`credential`]: the `azure_identity` credential chosen by configuration.
+//! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
+
+pub mod catalog;
+pub mod command;
+pub mod config;
+pub mod credential;
+pub mod job;
+pub mod queue;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,133 @@
+//! Queue access behind [`JobQueue`], so the services (and tests) do not depend on the SDK.
+//!
+//! - [`connection`]: parsing `AZURE_STORAGE_CONNECTION_STRING`.
+//! - [`sas`]: account SAS tokens signed with a shared key (the 1.x SDK has no shared-key auth).
+//! - [`azure`]: [`AzureJobQueue`](azure::AzureJobQueue), over the GA `azure_storage_queue` crate.
+
+pub mod azure;
+pub mod connection;
+pub mod sas;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// One message taken from the queue. Invisible to other consumers until its visibility ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message_id: String,
+    /// Needed to update or delete the message; replaced by every update.
+    pub pop_receipt: String,
+    /// 1 on first delivery; each redelivery adds one.
+    pub dequeue_count: u32,
+    /// The message text as stored (base64 JSON for job messages).
+    pub text: String,
+}
+
+/// Why a queue operation failed. Messages are safe to log: SAS signatures are redacted.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue could not be reached in time, or answered 5xx/429 on every attempt.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    /// The queue answered that the caller may not do this (401/403).
+    #[error("queue access denied: {0}")]
+    Forbidden(String),
+    /// The message or pop receipt is no longer valid (404): another consumer owns it now.
+    #[error("queue message not found (its visibility ended or it was deleted)")]
+    MessageGone,
+    /// Any other answer.
+    #[error("queue error: {0}")]
+    Other(String),
+}
+
+impl QueueError {
+    /// Worth trying again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, QueueError::Unavailable(_))
+    }
+}
+
+/// The job queue and its poison queue (`<name>-poison`).
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Creates the queue and its poison queue if missing. A 403 (deployments where the
+    /// identity may not create queues) is not an error: the deployment created them.
+    async fn ensure_exists(&self) -> Result<(), QueueError>;
+    /// Checks that the queue answers (readiness).
+    async fn ping(&self) -> Result<(), QueueError>;
+    /// Appends a message.
+    async fn send(&self, text: &str) -> Result<(), QueueError>;
+    /// Takes up to `max` (1..=32) messages, invisible to others for `visibility`.
+    async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError>;
+    /// Extends a message's invisibility; returns the new pop receipt.
+    async fn extend(&self, message: &Received, visibility: Duration) -> Result<String, QueueError>;
+    /// Deletes a message (with its latest pop receipt).
+    async fn delete(&self, message: &Received) -> Result<(), QueueError>;
+    /// Appends a message to the poison queue.
+    async fn send_poison(&self, text: &str) -> Result<(), QueueError>;
+}
+
+/// Why the queue could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("Azure credential: {0}")]
+    Credential(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Queue(#[from] QueueError),
+}
+
+/// Opens the Azure queue from validated settings, with the configured credential when the queue
+/// is reached by endpoint rather than by connection string.
+pub fn open(
+    settings: azure::QueueSettings,
+    credential: Option<&crate::credential::Chosen>,
+) -> Result<std::sync::Arc<dyn JobQueue>, OpenError> {
+    let credential = credential.map(crate::credential::build).transpose()?;
+    Ok(std::sync::Arc::new(azure::AzureJobQueue::new(
+        settings, credential,
+    )?))
+}
+
+/// What the runner puts on `<queue>-poison` for a message it gives up on: the reason, and the
+/// original text unchanged so an operator can inspect it or put it back on the queue.
+/// Base64 of UTF-8 JSON, like job messages.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoisonRecord {
+    /// Why the message was given up on, in words an operator understands.
+    pub reason: String,
+    /// The original message's id on the job queue.
+    pub message_id: String,
+    /// How many times the original was delivered.
+    pub dequeue_count: u32,
+    /// When it was given up on (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub poisoned_at: time::OffsetDateTime,
+    /// The original message text, exactly as it was on the queue.
+    pub original: String,
+}
+
+impl PoisonRecord {
+    pub fn new(message: &Received, reason: impl Into<String>) -> Self {
+        PoisonRecord {
+            reason: reason.into(),
+            message_id: message.message_id.clone(),
+            dequeue_count: message.dequeue_count,
+            poisoned_at: time::OffsetDateTime::now_utc(),
+            original: message.text.clone(),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}

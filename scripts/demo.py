@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Runs the whole stack locally on the embedded default and shows commands going through it.
+
+    python3 scripts/demo.py          # build, start, send a few commands, stop
+    python3 scripts/demo.py --keep   # ...then keep the stack running for your own commands
+
+What it starts, all on 127.0.0.1 with free ports:
+  - Azurite's queue service (npm package `azurite`, installed once into .cache/azurite);
+  - a small stand-in for Slack's response_url endpoint, which prints every message the
+    runner posts, i.e. what the channel would see;
+  - chatops-ingress and chatops-runner (debug builds) with the sample catalog runbooks.toml,
+    whose runbooks are local scripts in runbooks/.
+Then it sends signed slash commands (scripts/slack_command.py) and prints what Slack would
+show. Logs go to .demo/. Standard library only; needs cargo, node and npm.
+"""
+import argparse
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import slack_command  # noqa: E402
+
+SECRET = "demo-signing-secret"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_DIR = os.path.join(ROOT, ".cache", "azurite")
+LOG_DIR = os.path.join(ROOT, ".demo")
+
+posted = []  # messages the runner posted to response_url, in order
+posted_lock = threading.Condition()
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, what, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"demo: timed out waiting for {what}; see the logs in .demo/")
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+class FakeSlack(http.server.BaseHTTPRequestHandler):
+    """Plays Slack's response_url endpoint: accepts the message and prints it."""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            message = json.loads(body)
+        except ValueError:
+            message = {"text": body.decode(errors="replace")}
+        with posted_lock:
+            posted.append(message)
+            posted_lock.notify_all()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok":true}')
+
+    def log_message(self, *args):
+        pass
+
+
+def install_azurite():
+    bin_path = os.path.join(AZURITE_DIR, "node_modules", ".bin", "azurite-queue")
+    if not os.path.exists(bin_path):
+        say("installing Azurite into .cache/azurite (npm, once) ...")
+        os.makedirs(AZURITE_DIR, exist_ok=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", AZURITE_DIR, "azurite@3"],
+                       check=True, stdout=subprocess.DEVNULL)
+    return bin_path
+
+
+def start(name, argv, env, procs):
+    log = open(os.path.join(LOG_DIR, f"{name}.log"), "w")
+    p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    procs.append(p)
+    return p
+
+
+def show_answer(status, answer):
+    if isinstance(answer, dict):
+        kind = answer.get("response_type", "ephemeral")
+        who = "everyone in the channel sees" if kind == "in_channel" else "only you see"
+        say(f"  <- HTTP {status}, {who}:")
+        for line in str(answer.get("text", "")).splitlines():
+            say(f"       {line}")
+    else:
+        say(f"  <- HTTP {status}: {answer}")
+
+
+def wait_for_final(job_short_id, timeout=60.0):
+    """Prints the runner's messages for a job until one is final."""
+    shown = 0
+    deadline = time.time() + timeout
+    finals = ("Completed", "Failed", "TimedOut", "Refused", "Stopped", "Suspended")
+    while time.time() < deadline:
+        with posted_lock:
+            mine = [m for m in posted if job_short_id in m.get("text", "")]
+            if len(mine) <= shown:
+                posted_lock.wait(timeout=0.5)
+                continue
+        for m in mine[shown:]:
+            how = "replaces the message" if m.get("replace_original") else "posts"
+            say(f"  <- runner {how} via response_url:")
+            for line in m.get("text", "").splitlines():
+                say(f"       {line}")
+            if any(f"*{f}*" in m.get("text", "") for f in finals):
+                return
+        shown = len(mine)
+    raise SystemExit(f"demo: no final status for job {job_short_id} within {timeout:.0f}s; see .demo/runner.log")
+
+
+def command(ingress, text, response_url, **kw):
+    say()
+    say(f"  -> /runbook {text}")
+    status, answer = slack_command.send(ingress, SECRET, text, response_url=response_url, **kw)
+    show_answer(status, answer)
+    return answer
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="keep the stack running after the demo")
+    parser.add_argument("--ingress-port", type=int, default=0, help="port for chatops-ingress (default: a free one)")
+    args = parser.parse_args()
+    for tool in ("cargo", "node", "npm"):
+        if not shutil.which(tool):
+            raise SystemExit(f"demo: `{tool}` is not on PATH")
+
+    say("building chatops-ingress and chatops-runner (cargo build --locked --bins) ...")
+    subprocess.run(["cargo", "build", "--locked", "--quiet", "--bins"], cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    azurite = install_azurite()
+    os.makedirs(LOG_DIR, exist_ok=True)
+    procs = []
+    data_dir = tempfile.mkdtemp(prefix="chatops-demo-azurite-")
+
+    def stop(*_):
+        for p in reversed(procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    try:
+        queue_port = free_port()
+        start("azurite", [azurite, "--queueHost", "127.0.0.1", "--queuePort", str(queue_port), "--location", data_dir,
+                          "--skipApiVersionCheck", "--disableTelemetry", "--loose"], os.environ.copy(), procs)
+        wait_until(lambda: port_open(queue_port), "Azurite to listen")
+
+        slack = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeSlack)
+        threading.Thread(target=slack.serve_forever, daemon=True).start()
+        slack_url = f"http://127.0.0.1:{slack.server_address[1]}/"
+
+        ingress_port = args.ingress_port or free_port()
+        runner_port = free_port()
+        env = dict(os.environ)
+        env.update({
+            "SLACK_SIGNING_SECRET": SECRET,
+            "AZURE_STORAGE_CONNECTION_STRING": (
+                "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                f"AccountKey={ACCOUNT_KEY};QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"),
+            "CHATOPS_CATALOG": os.path.join(ROOT, "runbooks.toml"),
+            "CHATOPS_INGRESS_ADDR": f"127.0.0.1:{ingress_port}",
+            "CHATOPS_RUNNER_ADDR": f"127.0.0.1:{runner_port}",
+            # The stand-in for Slack: the runner only posts to response_urls under this prefix.
+            "CHATOPS_SLACK_RESPONSE_URL_PREFIX": slack_url,
+        })
+        env.setdefault("RUST_LOG", "info")
+        start("ingress", [os.path.join(target, "debug", "chatops-ingress")], env, procs)
+        start("runner", [os.path.join(target, "debug", "chatops-runner")], env, procs)
+        ingress = f"http://127.0.0.1:{ingress_port}"
+        wait_until(lambda: http_ok(f"{ingress}/readyz"), "chatops-ingress to be ready")
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{runner_port}/readyz"), "chatops-runner to be ready")
+        say(f"stack is up: ingress {ingress}, runner health http://127.0.0.1:{runner_port}, "
+            f"Azurite queue port {queue_port}; logs in .demo/")
+        say("you are Slack user U0DEMO in channel C0DEMO; every command below is signed as Slack signs it")
+
+        response_url = f"{slack_url}commands/T0DEMO/1/demo"
+        command(ingress, "help", response_url)
+        command(ingress, "deploy service=web env=staging", response_url)
+        command(ingress, "deploy web prod", response_url, channel_id="C0RANDOM")
+        for text in ("deploy web prod version=1.4.2", "disk-check threshold=1"):
+            answer = command(ingress, text, response_url + "/" + str(time.time_ns()))
+            short = answer.get("text", "").rsplit("job `", 1)[-1].split("`", 1)[0] if isinstance(answer, dict) else ""
+            if not short:
+                raise SystemExit("demo: the command was not queued; see .demo/ingress.log")
+            wait_for_final(short)
+        say()
+        say("done: the ingress verified, validated and queued; the runner ran the scripts and reported back.")
+        if args.keep:
+            say()
+            say("the stack keeps running; send your own commands from another terminal:")
+            say(f"  SLACK_SIGNING_SECRET={SECRET} CHATOPS_URL={ingress} \\")
+            say(f"    CHATOPS_DEMO_RESPONSE_URL={response_url} python3 scripts/slack_command.py 'hello name=you'")
+            say("the runner's messages appear here. Ctrl-C stops everything.")
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            shown = len(posted)
+            while True:
+                with posted_lock:
+                    posted_lock.wait(timeout=1)
+                    new = posted[shown:]
+                    shown = len(posted)
+                for m in new:
+                    say("  <- runner posts via response_url:")
+                    for line in m.get("text", "").splitlines():
+                        say(f"       {line}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    main()

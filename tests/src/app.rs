@@ -1,0 +1,498 @@
+//! `TestApp`: a real Azurite, an in-process ingress on a free port, and test servers for Slack
+//! and Azure Resource Manager, with helpers to send signed commands and to run worker steps.
+//!
+//! Every test ends with [`TestApp::finish`], which fails the test when messages were left on the
+//! job queue or the poison queue (unless the test took them); dropping a `TestApp` without it
+//! fails the test too.
+
+use crate::arm::{ArmServer, Script};
+use crate::azurite::{self, Azurite};
+use crate::slack::SlackServer;
+use chatops_ingress::app::{AppState, Application};
+use chatops_ingress::slack::verify::{Verifier, sign};
+use chatops_runner::executor::arm::{ArmClient, RetryPolicy};
+use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
+use chatops_runner::executor::local::LocalExecutor;
+use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
+use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
+use chatops_shared::catalog::Catalog;
+use chatops_shared::job::JobMessage;
+use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
+use chatops_shared::queue::connection::ConnectionString;
+use chatops_shared::queue::{JobQueue, PoisonRecord, Received};
+use chatops_shared::secret::Secret;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const SIGNING_SECRET: &str = "e2e-signing-secret";
+/// Allowed to run everything in the test catalog.
+pub const ALICE: &str = "UALICE";
+/// Allowed nowhere.
+pub const BOB: &str = "UBOB";
+/// The channel `restart-web` and `deploy` are limited to.
+pub const OPS: &str = "COPS";
+pub const RANDOM: &str = "CRANDOM";
+
+/// The catalog every `TestApp` uses. `{dir}` is replaced by the temp dir holding the scripts.
+const CATALOG: &str = r#"
+[runbooks.echo]
+description = "Prints its arguments and environment"
+executor = "local"
+target = "echo.sh"
+timeout = "30s"
+params = [
+  { name = "first", required = true },
+  { name = "second", default = "two" },
+]
+allow = { users = ["UALICE"] }
+
+[runbooks.deploy]
+description = "Deploys"
+executor = "local"
+target = "echo.sh"
+params = [
+  { name = "service", required = true, choices = ["web", "api"] },
+  { name = "env", required = true, choices = ["dev", "prod"] },
+]
+allow = { users = ["UALICE"], channels = ["COPS"] }
+
+[runbooks.fail]
+description = "Fails"
+executor = "local"
+target = "fail.sh"
+allow = { users = ["UALICE"] }
+
+[runbooks.slow]
+description = "Runs past its timeout"
+executor = "local"
+target = "slow.sh"
+timeout = "1s"
+allow = { users = ["UALICE"] }
+
+[runbooks.record]
+description = "Appends its job id to a file"
+executor = "local"
+target = "record.sh"
+params = [ { name = "n", required = true } ]
+allow = { users = ["UALICE"] }
+
+[runbooks.restart-web]
+description = "Restart the web tier"
+executor = "automation"
+target = "Restart-WebApp"
+timeout = "30m"
+params = [
+  { name = "env", required = true, choices = ["dev", "prod"] },
+  { name = "count", default = "1" },
+]
+allow = { users = ["UALICE"], channels = ["COPS"] }
+
+[runbooks.broken]
+description = "Names an Automation runbook that does not exist"
+executor = "automation"
+target = "No-Such-Runbook"
+allow = { users = ["UALICE"] }
+"#;
+
+pub struct TestApp {
+    pub azurite: Azurite,
+    pub slack: SlackServer,
+    pub arm: ArmServer,
+    pub queue_name: String,
+    pub queue: Arc<dyn JobQueue>,
+    /// The poison queue, read as a queue of its own.
+    pub poison: Arc<dyn JobQueue>,
+    pub catalog: Arc<Catalog>,
+    pub dir: PathBuf,
+    pub ingress_url: String,
+    pub client: reqwest::Client,
+    ingress: tokio::task::JoinHandle<()>,
+    finished: bool,
+}
+
+/// The answer the ingress gave a command.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn text(&self) -> String {
+        self.json()["text"].as_str().unwrap_or_default().to_owned()
+    }
+    pub fn response_type(&self) -> String {
+        self.json()["response_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        init_test_log();
+        let azurite = Azurite::start().await;
+        let slack = SlackServer::start().await;
+        let arm = ArmServer::start().await;
+        arm.script(
+            "Restart-WebApp",
+            Script::completes("Restart-WebApp: restarted 2 of 2 instances").polls(1, 2),
+        );
+        let queue_name = azurite::unique_queue_name("e2e").await;
+        let queue = queue_for(&azurite, &queue_name, RetryBudget::interactive());
+        let poison = queue_for(
+            &azurite,
+            &format!("{queue_name}-poison"),
+            RetryBudget::interactive(),
+        );
+        queue.ensure_exists().await.expect("create queues");
+
+        let dir =
+            std::env::temp_dir().join(format!("chatops-e2e-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        write_scripts(&dir);
+        let catalog_path = dir.join("runbooks.toml");
+        std::fs::write(&catalog_path, CATALOG).expect("write catalog");
+        let catalog = Catalog::load(&catalog_path).expect("test catalog loads");
+
+        let state = AppState::new(
+            Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
+            catalog.clone(),
+            queue.clone(),
+        );
+        let app = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
+            .await
+            .expect("bind ingress");
+        let ingress_url = format!("http://{}", app.local_addr().expect("addr"));
+        let ingress = tokio::spawn(async move {
+            let _ = app.run_until_stopped(std::future::pending()).await;
+        });
+        TestApp {
+            azurite,
+            slack,
+            arm,
+            queue_name,
+            queue,
+            poison,
+            catalog: Arc::new(catalog),
+            dir,
+            ingress_url,
+            client: reqwest::Client::new(),
+            ingress,
+            finished: false,
+        }
+    }
+
+    /// Posts a slash command as Slack would: signed, now, from `user` in `channel`.
+    pub async fn command(&self, user: &str, channel: &str, text: &str) -> Answer {
+        let body = self.form(user, channel, text);
+        self.post_signed(body, time::OffsetDateTime::now_utc().unix_timestamp())
+            .await
+    }
+
+    /// The form body Slack would send, with a fresh response_url on the Slack test server.
+    pub fn form(&self, user: &str, channel: &str, text: &str) -> String {
+        let pairs = [
+            ("token", "unused"),
+            ("team_id", "T0TEST"),
+            ("team_domain", "test"),
+            ("channel_id", channel),
+            ("channel_name", "ops"),
+            ("user_id", user),
+            ("user_name", "alice"),
+            ("command", "/runbook"),
+            ("text", text),
+            ("response_url", &self.slack.response_url()),
+            ("trigger_id", "1.2.3"),
+            ("api_app_id", "A0TEST"),
+        ];
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    }
+
+    pub async fn post_signed(&self, body: String, timestamp: i64) -> Answer {
+        let signature = sign(SIGNING_SECRET, timestamp, body.as_bytes());
+        self.post_raw(body, Some(timestamp.to_string()), Some(signature))
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        body: String,
+        timestamp: Option<String>,
+        signature: Option<String>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}/slack/commands", self.ingress_url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(ts) = timestamp {
+            request = request.header("x-slack-request-timestamp", ts);
+        }
+        if let Some(sig) = signature {
+            request = request.header("x-slack-signature", sig);
+        }
+        let response = request.send().await.expect("ingress answers");
+        Answer {
+            status: response.status().as_u16(),
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    /// A worker like the runner's, wired to this app's queue, Slack and ARM test servers.
+    pub fn worker(&self) -> Worker {
+        self.worker_with(self.worker_settings())
+    }
+
+    pub fn worker_settings(&self) -> WorkerSettings {
+        WorkerSettings {
+            visibility: Duration::from_secs(5),
+            max_dequeue: 5,
+            concurrency: 4,
+            max_idle_poll: Duration::from_millis(200),
+            final_notify_patience: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+
+    pub fn worker_with(&self, settings: WorkerSettings) -> Worker {
+        let queue = queue_for(&self.azurite, &self.queue_name, RetryBudget::background());
+        Worker::new(
+            queue,
+            self.catalog.clone(),
+            self.executors(),
+            Arc::new(self.notifier()),
+            settings,
+        )
+    }
+
+    pub fn executors(&self) -> Executors {
+        // Quick retries, so that tests of ARM failures do not wait for production backoffs.
+        let retry = RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            max_retry_after: Duration::from_secs(2),
+        };
+        let client = ArmClient::new(&self.arm.config(), self.arm.credential())
+            .expect("arm client")
+            .with_retry(retry);
+        Executors {
+            automation: Some(Arc::new(
+                AutomationExecutor::new(Arc::new(client))
+                    .with_poll(PollSchedule::fixed(Duration::from_millis(30))),
+            )),
+            local: Arc::new(LocalExecutor::new()),
+        }
+    }
+
+    pub fn notifier(&self) -> SlackNotifier {
+        SlackNotifier::new(SlackNotifierConfig {
+            webhook_url: Some(Secret::new(self.slack.webhook_url())),
+            response_url_prefix: self.slack.base_url(),
+        })
+        .expect("notifier")
+    }
+
+    /// Runs worker steps until the queue is empty; returns how many messages were processed.
+    pub async fn drain(&self, worker: &Worker) -> usize {
+        let mut processed = 0;
+        loop {
+            match worker.process_next().await.expect("queue answers") {
+                Step::Processed => processed += 1,
+                Step::Empty => return processed,
+            }
+        }
+    }
+
+    /// The job messages now on the queue (taken for a second, then left to come back).
+    pub async fn peek_jobs(&self) -> Vec<JobMessage> {
+        let taken = self
+            .queue
+            .receive(32, Duration::from_secs(1))
+            .await
+            .expect("receive");
+        let jobs = taken
+            .iter()
+            .filter_map(|m| JobMessage::decode(&m.text).ok())
+            .collect();
+        for m in &taken {
+            // Make them visible again at once.
+            let _ = self.queue.extend(m, Duration::ZERO).await;
+        }
+        jobs
+    }
+
+    /// Takes every message on the poison queue.
+    pub async fn take_poison(&self) -> Vec<PoisonRecord> {
+        let mut records = Vec::new();
+        loop {
+            let taken = self
+                .poison
+                .receive(32, Duration::from_secs(30))
+                .await
+                .expect("receive poison");
+            if taken.is_empty() {
+                return records;
+            }
+            for m in taken {
+                records.push(PoisonRecord::decode(&m.text).expect("poison record decodes"));
+                self.poison.delete(&m).await.expect("delete poison");
+            }
+        }
+    }
+
+    /// Puts a raw message on the job queue, as a foreign writer could.
+    pub async fn put_raw(&self, text: &str) {
+        self.queue.send(text).await.expect("send");
+    }
+
+    /// Fails when anything is left on the job or the poison queue.
+    pub async fn finish(mut self) {
+        self.finished = true;
+        let left: Vec<Received> = self
+            .queue
+            .receive(32, Duration::from_secs(1))
+            .await
+            .expect("receive");
+        assert!(
+            left.is_empty(),
+            "{} message(s) left on the job queue",
+            left.len()
+        );
+        let poison: Vec<Received> = self
+            .poison
+            .receive(32, Duration::from_secs(1))
+            .await
+            .expect("receive");
+        assert!(
+            poison.is_empty(),
+            "{} message(s) left on the poison queue",
+            poison.len()
+        );
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.ingress.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.finished && !std::thread::panicking() {
+            panic!(
+                "TestApp dropped without finish(): call app.finish().await to check no message was left behind"
+            );
+        }
+    }
+}
+
+/// An `AzureJobQueue` on this Azurite.
+pub fn queue_for(azurite: &Azurite, name: &str, budget: RetryBudget) -> Arc<dyn JobQueue> {
+    let settings = QueueSettings {
+        target: QueueTarget::ConnectionString(
+            azurite
+                .connection_string()
+                .parse::<ConnectionString>()
+                .expect("connection string"),
+        ),
+        name: name.to_owned(),
+        budget,
+    };
+    Arc::new(AzureJobQueue::new(settings, None).expect("queue"))
+}
+
+fn write_scripts(dir: &Path) {
+    let record_file = dir.join("record.log");
+    let scripts = [
+        (
+            "echo.sh",
+            "#!/bin/sh\necho \"args: $*\"\nenv | sort | grep -v '^_=' | sed 's/^/env: /'\n"
+                .to_owned(),
+        ),
+        (
+            "fail.sh",
+            "#!/bin/sh\necho 'starting'\necho 'boom: disk full' >&2\nexit 3\n".to_owned(),
+        ),
+        (
+            "slow.sh",
+            "#!/bin/sh\necho 'sleeping'\nsleep 30\necho 'woke up'\n".to_owned(),
+        ),
+        (
+            "record.sh",
+            format!(
+                "#!/bin/sh\necho \"$CHATOPS_JOB_ID $1\" >> '{}'\necho recorded\n",
+                record_file.display()
+            ),
+        ),
+    ];
+    for (name, text) in scripts {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write script");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}
+
+/// Logs go to the test output only when `TEST_LOG` is set.
+pub fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+impl TestApp {
+    /// For tests that took the queue down on purpose: skips the left-behind check.
+    pub fn forget_queue(mut self) {
+        self.finished = true;
+    }
+
+    /// Waits until Slack received a message for `job_short_id` that contains `needle`.
+    pub async fn wait_for_slack(
+        &self,
+        job_short_id: &str,
+        needle: &str,
+    ) -> Vec<crate::slack::Message> {
+        let id = job_short_id.to_owned();
+        let needle = needle.to_owned();
+        self.slack
+            .wait_for(
+                move |all| {
+                    all.iter()
+                        .any(|m| m.text().contains(&id) && m.text().contains(&needle))
+                },
+                Duration::from_secs(20),
+            )
+            .await
+            .into_iter()
+            .filter(|m| m.text().contains(job_short_id))
+            .collect()
+    }
+
+    /// The text of the last Slack message for a job, once one contains `needle`.
+    pub async fn final_text(&self, job_short_id: &str, needle: &str) -> String {
+        self.wait_for_slack(job_short_id, needle)
+            .await
+            .last()
+            .map(|m| m.text().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The job id named in an in-channel acknowledgement.
+    pub fn short_id(answer: &Answer) -> String {
+        let text = answer.text();
+        text.rsplit("job `")
+            .next()
+            .and_then(|s| s.split('`').next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}

@@ -1,0 +1,15 @@
+//! Test harness for the end-to-end tests in `tests/tests/`.
+//!
+//! - [`azurite`]: installs (npm, into the git-ignored `.cache/azurite`) and starts a real Azurite.
+//! - [`slack`]: a test server that plays Slack's `response_url` and incoming webhook endpoints.
+//! - [`arm`]: a test server that plays Azure Resource Manager (Automation jobs) and the
+//!   Container Apps managed-identity token endpoint.
+//! - [`app`]: `TestApp`, which wires the above to an ingress and runners.
+
+// Test code: a failed setup step should stop the test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod app;
+pub mod arm;
+pub mod azurite;
+pub mod slack;

@@ -1,0 +1,299 @@
+//! The ingress end to end: signed requests over HTTP to the real router, a real Azurite queue.
+//! Every rejection must answer without queueing anything; every accepted command queues one
+//! message.
+
+use chatops_e2e::app::{ALICE, BOB, OPS, RANDOM, SIGNING_SECRET, TestApp};
+use chatops_ingress::slack::verify::sign;
+use chatops_shared::job::{JobKind, SCHEMA_VERSION};
+use std::time::{Duration, Instant};
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[tokio::test]
+async fn requests_not_from_slack_get_401_and_nothing_is_queued() {
+    let app = TestApp::spawn().await;
+    let body = app.form(ALICE, OPS, "echo hi");
+    let ts = now();
+
+    let forged = sign("not-the-secret", ts, body.as_bytes());
+    let cases = [
+        (
+            Some(ts.to_string()),
+            Some(forged),
+            "signature does not match",
+        ),
+        (Some(ts.to_string()), None, "missing X-Slack-Signature"),
+        (
+            None,
+            Some(sign(SIGNING_SECRET, ts, body.as_bytes())),
+            "missing X-Slack-Request-Timestamp",
+        ),
+        (
+            Some((ts - 301).to_string()),
+            Some(sign(SIGNING_SECRET, ts - 301, body.as_bytes())),
+            "outside the 5-minute window",
+        ),
+    ];
+    for (timestamp, signature, reason) in cases {
+        let answer = app.post_raw(body.clone(), timestamp, signature).await;
+        assert_eq!(answer.status, 401, "{answer:?}");
+        assert!(
+            answer.body.contains(reason),
+            "expected {reason:?} in {answer:?}"
+        );
+    }
+    // A body changed after signing.
+    let signature = sign(SIGNING_SECRET, ts, body.as_bytes());
+    let tampered = body.replace("UALICE", "UMALLORY");
+    let answer = app
+        .post_raw(tampered, Some(ts.to_string()), Some(signature))
+        .await;
+    assert_eq!(answer.status, 401);
+    assert!(app.peek_jobs().await.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn oversized_body_gets_413_and_ssl_check_gets_200() {
+    let app = TestApp::spawn().await;
+    let big = format!(
+        "{}&pad={}",
+        app.form(ALICE, OPS, "echo hi"),
+        "x".repeat(17 * 1024)
+    );
+    let answer = app.post_signed(big, now()).await;
+    assert_eq!(answer.status, 413, "{answer:?}");
+
+    let answer = app
+        .post_signed("ssl_check=1&token=x".to_owned(), now())
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.body.is_empty(),
+        "ssl_check answers nothing: {answer:?}"
+    );
+    assert!(app.peek_jobs().await.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn user_mistakes_get_an_ephemeral_answer_with_usage_and_nothing_is_queued() {
+    let app = TestApp::spawn().await;
+    // (user, channel, text, what the answer must say)
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            ALICE,
+            OPS,
+            "restart-wbe env=dev",
+            &["no runbook `restart-wbe`", "restart-web"],
+        ),
+        (BOB, OPS, "echo hi", &["not allowed to run `echo`", "UBOB"]),
+        (
+            ALICE,
+            RANDOM,
+            "restart-web env=dev",
+            &["cannot be run from this channel", "COPS"],
+        ),
+        (
+            ALICE,
+            OPS,
+            "restart-web",
+            &[
+                "`env` is required",
+                "Usage: `restart-web env=&lt;dev|prod&gt; [count=1]`",
+            ],
+        ),
+        (
+            ALICE,
+            OPS,
+            "restart-web env=\"\"",
+            &["`env` is required and cannot be empty"],
+        ),
+        (
+            ALICE,
+            OPS,
+            "restart-web env=dev colour=red",
+            &["no parameter `colour`", "Usage:"],
+        ),
+        (
+            ALICE,
+            OPS,
+            "restart-web env=dev cuont=2",
+            &["no parameter `cuont`", "count"],
+        ),
+        (
+            ALICE,
+            OPS,
+            "restart-web dev env=prod",
+            &["`env` is given more than once"],
+        ),
+        (
+            ALICE,
+            OPS,
+            "restart-web env=staging",
+            &["not a valid value for `env`", "dev, prod"],
+        ),
+        (
+            ALICE,
+            OPS,
+            "restart-web dev 2 3",
+            &["takes at most 2 values"],
+        ),
+        (ALICE, OPS, "echo \"unclosed", &["quote"]),
+        (ALICE, OPS, "status", &["`status` is not available yet"]),
+    ];
+    for (user, channel, text, expected) in cases {
+        let answer = app.command(user, channel, text).await;
+        assert_eq!(answer.status, 200, "{text}: {answer:?}");
+        assert_eq!(answer.response_type(), "ephemeral", "{text}: {answer:?}");
+        for needle in *expected {
+            assert!(
+                answer.text().contains(needle),
+                "{text}: expected {needle:?} in {:?}",
+                answer.text()
+            );
+        }
+    }
+    assert!(
+        app.peek_jobs().await.is_empty(),
+        "a rejected command was queued"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn help_lists_only_what_the_caller_may_run() {
+    let app = TestApp::spawn().await;
+    for text in ["", "help", "  "] {
+        let answer = app.command(ALICE, OPS, text).await;
+        assert_eq!(answer.response_type(), "ephemeral");
+        let help = answer.text();
+        assert!(
+            help.contains("restart-web") && help.contains("echo"),
+            "{help}"
+        );
+    }
+    // From a channel where restart-web is not allowed, it is not offered.
+    let help = app.command(ALICE, RANDOM, "help").await.text();
+    assert!(
+        help.contains("echo") && !help.contains("restart-web"),
+        "{help}"
+    );
+    // Bob may run nothing and is told how to get access.
+    let help = app.command(BOB, OPS, "help").await.text();
+    assert!(
+        !help.contains("echo") && !help.contains("restart-web"),
+        "{help}"
+    );
+    assert!(help.contains("UBOB"), "{help}");
+    assert!(app.peek_jobs().await.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn accepted_command_is_queued_once_and_acknowledged_in_channel() {
+    let app = TestApp::spawn().await;
+    let started = Instant::now();
+    let answer = app.command(ALICE, OPS, "restart-web prod note=x").await;
+    // `note` is not a parameter: first the mistake...
+    assert_eq!(answer.response_type(), "ephemeral");
+    let answer = app.command(ALICE, OPS, "restart-web prod count=3").await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    let text = answer.text();
+    assert!(
+        text.contains("<@UALICE>") && text.contains("*restart-web*"),
+        "{text}"
+    );
+    assert!(text.contains("`count=3 env=prod`"), "{text}");
+
+    let jobs = app.peek_jobs().await;
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(job.schema, SCHEMA_VERSION);
+    assert_eq!(job.kind, JobKind::Run);
+    assert_eq!(job.runbook, "restart-web");
+    assert_eq!(job.params.get("env").map(String::as_str), Some("prod"));
+    assert_eq!(job.params.get("count").map(String::as_str), Some("3"));
+    assert_eq!(
+        (
+            job.user_id.as_str(),
+            job.channel_id.as_str(),
+            job.team_id.as_str()
+        ),
+        (ALICE, OPS, "T0TEST")
+    );
+    assert!(job.response_url.expose().starts_with(&app.slack.base_url()));
+    assert!(
+        text.contains(&job.short_id()),
+        "the answer names the job: {text}"
+    );
+    app.drain(&app.worker()).await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_replay_gets_the_same_answer_and_job_id_and_is_not_queued_twice() {
+    let app = TestApp::spawn().await;
+    let body = app.form(ALICE, OPS, "echo hi");
+    let ts = now();
+    let first = app.post_signed(body.clone(), ts).await;
+    let second = app.post_signed(body, ts).await;
+    assert_eq!(first.response_type(), "in_channel");
+    assert_eq!(first.body, second.body, "same acknowledgement");
+    assert_eq!(
+        app.peek_jobs().await.len(),
+        1,
+        "one job for a replayed request"
+    );
+    app.drain(&app.worker()).await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn queue_down_gets_a_try_again_answer_within_slacks_3_seconds() {
+    let mut app = TestApp::spawn().await;
+    app.azurite.stop().await;
+    let started = Instant::now();
+    let answer = app.command(ALICE, OPS, "echo hi").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.response_type(), "ephemeral");
+    assert!(answer.text().contains("Could not queue"), "{answer:?}");
+    assert!(answer.text().contains("try again"), "{answer:?}");
+
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.ingress_url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    let healthy = app
+        .client
+        .get(format!("{}/healthz", app.ingress_url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(healthy.status().as_u16(), 200);
+    app.forget_queue();
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_when_the_queue_is_up() {
+    let app = TestApp::spawn().await;
+    for path in ["/healthz", "/readyz"] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.ingress_url))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    app.finish().await;
+}

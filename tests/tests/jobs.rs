@@ -1,0 +1,345 @@
+//! Jobs end to end: a signed command through the ingress onto a real Azurite queue, taken by a
+//! worker (the runner's own code), run by the local executor or by Azure Automation (the ARM
+//! test server), and reported to the Slack test server.
+
+use chatops_e2e::app::{ALICE, BOB, OPS, TestApp};
+use chatops_e2e::slack::PathKind;
+use chatops_runner::worker::Step;
+use chatops_shared::job::{JobMessage, SCHEMA_VERSION, job_id_from_signature};
+use chatops_shared::secret::Secret;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+#[tokio::test]
+async fn local_runbook_runs_with_its_arguments_and_reports_running_then_completed() {
+    let app = TestApp::spawn().await;
+    let answer = app.command(ALICE, OPS, "echo \"hello world\"").await;
+    let id = TestApp::short_id(&answer);
+    assert_eq!(app.worker().process_next().await, Ok(Step::Processed));
+
+    let messages = app.wait_for_slack(&id, "*Completed*").await;
+    assert_eq!(messages.len(), 2, "running, then completed: {messages:#?}");
+    assert!(
+        messages[0].text().contains("running"),
+        "{}",
+        messages[0].text()
+    );
+    let done = &messages[1];
+    assert_eq!(done.kind, PathKind::ResponseUrl);
+    assert_eq!(done.body["replace_original"], true);
+    assert_eq!(done.body["response_type"], "in_channel");
+    let text = done.text();
+    // argv: the value given, then the default, in catalog order.
+    assert!(text.contains("args: hello world two"), "{text}");
+    assert!(
+        text.contains("env: CHATOPS_PARAM_FIRST=hello world"),
+        "{text}"
+    );
+    assert!(text.contains("env: CHATOPS_JOB_ID="), "{text}");
+    // Nothing else of the runner's environment reaches the script.
+    for line in text.lines().filter(|l| l.starts_with("env: ")) {
+        let name = line["env: ".len()..].split('=').next().unwrap_or_default();
+        assert!(
+            ["PATH", "HOME", "LANG", "PWD", "SHLVL", "CHATOPS_JOB_ID"].contains(&name)
+                || name.starts_with("CHATOPS_PARAM_"),
+            "unexpected variable {name} in the script's environment"
+        );
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_failing_runbook_reports_failed_with_its_error_output() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "fail").await);
+    app.drain(&app.worker()).await;
+    let messages = app.wait_for_slack(&id, "*Failed*").await;
+    let text = messages.last().map(|m| m.text()).unwrap_or_default();
+    assert!(text.contains("boom: disk full"), "{text}");
+    assert!(text.contains("status 3"), "{text}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_runbook_over_its_timeout_is_killed_and_reported_timed_out() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "slow").await);
+    app.drain(&app.worker()).await;
+    let messages = app.wait_for_slack(&id, "*TimedOut*").await;
+    let text = messages.last().map(|m| m.text()).unwrap_or_default();
+    assert!(
+        text.contains("sleeping") && !text.contains("woke up"),
+        "{text}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn automation_runbook_starts_one_job_follows_it_and_reports_its_output() {
+    let app = TestApp::spawn().await;
+    let answer = app.command(ALICE, OPS, "restart-web prod").await;
+    let id = TestApp::short_id(&answer);
+    let job_id = app.peek_jobs().await[0].job_id;
+    app.drain(&app.worker()).await;
+    let messages = app.wait_for_slack(&id, "*Completed*").await;
+    assert!(
+        messages.iter().any(|m| m.text().contains("running")),
+        "{messages:#?}"
+    );
+    let text = messages.last().map(|m| m.text()).unwrap_or_default();
+    assert!(
+        text.contains("Restart-WebApp"),
+        "the scripted output is shown: {text}"
+    );
+    assert_eq!(app.arm.put_count(&job_id.to_string()), 1);
+    let job = app
+        .arm
+        .job(&job_id.to_string())
+        .expect("job created under the job id");
+    assert_eq!(job.runbook, "Restart-WebApp");
+    assert_eq!(job.params.get("env").map(String::as_str), Some("prod"));
+    assert_eq!(
+        job.params.get("count").map(String::as_str),
+        Some("1"),
+        "default filled in"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_automation_job_is_followed_not_started_again() {
+    let app = TestApp::spawn().await;
+    let answer = app.command(ALICE, OPS, "restart-web dev").await;
+    let id = TestApp::short_id(&answer);
+    let job = app.peek_jobs().await.remove(0);
+    // The same message a second time, as after a runner died before deleting it.
+    app.put_raw(&job.encode()).await;
+    app.drain(&app.worker()).await;
+    let finals = app.wait_for_slack(&id, "*Completed*").await;
+    assert!(!finals.is_empty());
+    assert_eq!(
+        app.arm.put_count(&job.job_id.to_string()),
+        2,
+        "the second start was answered 409"
+    );
+    assert_eq!(app.arm.jobs().len(), 1, "one job in Azure Automation");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn azure_automation_refusing_the_job_is_reported_as_failed_with_its_message() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "broken").await);
+    app.drain(&app.worker()).await;
+    let text = app.final_text(&id, "*Failed*").await;
+    assert!(
+        text.contains("No-Such-Runbook"),
+        "the ARM error message is shown: {text}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn arm_throttling_and_server_errors_are_retried() {
+    let app = TestApp::spawn().await;
+    app.arm.fail_next(1, 429);
+    app.arm.fail_next(1, 503);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web dev").await);
+    app.drain(&app.worker()).await;
+    app.wait_for_slack(&id, "*Completed*").await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn arm_down_for_good_leaves_the_message_then_gives_up_and_tells_the_requester() {
+    let app = TestApp::spawn().await;
+    app.arm.fail_next(10_000, 500);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web dev").await);
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(1);
+    settings.max_dequeue = 2;
+    let worker = app.worker_with(settings);
+    // Deliveries 1 and 2 fail transiently; delivery 3 is over the limit.
+    let mut steps = 0;
+    while steps < 3 {
+        if worker.process_next().await == Ok(Step::Processed) {
+            steps += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let text = app.final_text(&id, "*Failed*").await;
+    assert!(text.contains("gave up"), "{text}");
+    let poison = app.take_poison().await;
+    assert_eq!(poison.len(), 1);
+    assert!(
+        poison[0].reason.contains("delivered 3 times"),
+        "{:?}",
+        poison[0].reason
+    );
+    assert_eq!(
+        JobMessage::decode(&poison[0].original).map(|j| j.runbook),
+        Ok("restart-web".to_owned())
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn slack_rate_limiting_is_honoured_and_the_final_status_still_arrives() {
+    let app = TestApp::spawn().await;
+    app.slack
+        .fail_next(PathKind::ResponseUrl, 2, 429, "rate_limited");
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
+    app.drain(&app.worker()).await;
+    let messages = app.slack.messages();
+    let limited: Vec<_> = messages.iter().filter(|m| m.status == 429).collect();
+    assert_eq!(limited.len(), 2);
+    let final_at = app
+        .wait_for_slack(&id, "*Completed*")
+        .await
+        .last()
+        .map(|m| m.at)
+        .expect("final");
+    assert!(
+        final_at.duration_since(limited[0].at) >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn unreadable_messages_go_to_the_poison_queue_with_the_reason() {
+    let app = TestApp::spawn().await;
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    app.put_raw("%%% not base64").await;
+    app.put_raw(&b64("{not json")).await;
+    app.put_raw(&b64(r#"{"schema": 2, "job_id": "x"}"#)).await;
+    assert_eq!(app.drain(&app.worker()).await, 3);
+    let mut reasons: Vec<String> = app
+        .take_poison()
+        .await
+        .into_iter()
+        .map(|p| p.reason)
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("not valid base64")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not UTF-8 JSON")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("schema 2 is not supported")),
+        "{reasons:?}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
+    let app = TestApp::spawn().await;
+    // Written straight to the queue, bypassing the ingress: Bob may not run `echo`.
+    let job = JobMessage {
+        schema: SCHEMA_VERSION,
+        job_id: job_id_from_signature("v0=forged"),
+        kind: Default::default(),
+        runbook: "echo".into(),
+        params: BTreeMap::from([("first".into(), "x".into())]),
+        user_id: BOB.into(),
+        user_name: "bob".into(),
+        team_id: "T0TEST".into(),
+        channel_id: OPS.into(),
+        channel_name: None,
+        response_url: Secret::new(app.slack.response_url()),
+        requested_at: time::OffsetDateTime::now_utc(),
+        enterprise_id: None,
+        traceparent: None,
+    };
+    app.put_raw(&job.encode()).await;
+    app.drain(&app.worker()).await;
+    let text = app.final_text(&job.short_id(), "*Refused*").await;
+    assert!(text.contains("not allowed"), "{text}");
+    assert!(!text.contains("args:"), "nothing ran: {text}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_local_job_whose_runner_died_is_reported_interrupted_not_run_again() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
+    // A runner takes the message and dies before deleting it.
+    let taken = app
+        .queue
+        .receive(1, Duration::from_secs(1))
+        .await
+        .expect("receive");
+    assert_eq!(taken.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.drain(&app.worker()).await;
+    let text = app.final_text(&id, "*Failed*").await;
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(
+        !app.dir.join("record.log").exists(),
+        "the script was not run again"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn two_runners_n_commands_make_exactly_n_jobs() {
+    const N: usize = 24;
+    let app = TestApp::spawn().await;
+    let mut ids = HashSet::new();
+    for n in 0..N {
+        let answer = app.command(ALICE, OPS, &format!("record n={n}")).await;
+        assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+        ids.insert(TestApp::short_id(&answer));
+    }
+    assert_eq!(ids.len(), N);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            let worker = app.worker();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(worker.run_until_stopped(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }))
+        })
+        .collect();
+    let finals = app
+        .slack
+        .wait_for(
+            |all| {
+                all.iter()
+                    .filter(|m| m.text().contains("*Completed*"))
+                    .count()
+                    >= N
+            },
+            Duration::from_secs(60),
+        )
+        .await;
+    let _ = stop_tx.send(true);
+    for r in runners {
+        r.await.expect("runner stops");
+    }
+    let completed: Vec<_> = finals
+        .iter()
+        .filter(|m| m.text().contains("*Completed*"))
+        .collect();
+    assert_eq!(completed.len(), N, "one final message per job");
+    let log = std::fs::read_to_string(app.dir.join("record.log")).expect("record log");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), N, "each job ran once:\n{log}");
+    let distinct: HashSet<&str> = lines
+        .iter()
+        .map(|l| l.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(distinct.len(), N, "no job ran twice:\n{log}");
+    app.finish().await;
+}
