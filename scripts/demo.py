@@ -17,6 +17,7 @@ import argparse
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -112,12 +113,20 @@ def start(name, argv, env, procs):
     return p
 
 
+def as_slack_shows(text):
+    """Renders Slack markup the way the Slack client shows it: dates, mentions, entities."""
+    text = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", text)
+    text = re.sub(r"<@(\w+)>", r"@\1", text)
+    text = re.sub(r"<#(\w+)(\|[^>]*)?>", r"#\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def show_answer(status, answer):
     if isinstance(answer, dict):
         kind = answer.get("response_type", "ephemeral")
         who = "everyone in the channel sees" if kind == "in_channel" else "only you see"
         say(f"  <- HTTP {status}, {who}:")
-        for line in str(answer.get("text", "")).splitlines():
+        for line in as_slack_shows(str(answer.get("text", ""))).splitlines():
             say(f"       {line}")
     else:
         say(f"  <- HTTP {status}: {answer}")
@@ -137,7 +146,7 @@ def wait_for_final(job_short_id, timeout=60.0):
         for m in mine[shown:]:
             how = "replaces the message" if m.get("replace_original") else "posts"
             say(f"  <- runner {how} via response_url:")
-            for line in m.get("text", "").splitlines():
+            for line in as_slack_shows(m.get("text", "")).splitlines():
                 say(f"       {line}")
             if any(f"*{f}*" in m.get("text", "") for f in finals):
                 return
@@ -245,7 +254,7 @@ def main():
                     shown = len(posted)
                 for m in new:
                     say("  <- runner posts via response_url:")
-                    for line in m.get("text", "").splitlines():
+                    for line in as_slack_shows(m.get("text", "")).splitlines():
                         say(f"       {line}")
     except KeyboardInterrupt:
         pass
