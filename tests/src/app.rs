@@ -486,6 +486,28 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// The environment a service binary needs to join this app: same queue, catalog and Slack.
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        [
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                self.azurite.connection_string(),
+            ),
+            ("CHATOPS_QUEUE_NAME", self.queue_name.clone()),
+            (
+                "CHATOPS_CATALOG",
+                self.dir.join("runbooks.toml").display().to_string(),
+            ),
+            ("CHATOPS_SLACK_RESPONSE_URL_PREFIX", self.slack.base_url()),
+            ("SLACK_SIGNING_SECRET", SIGNING_SECRET.to_owned()),
+            ("CHATOPS_INGRESS_ADDR", "127.0.0.1:0".to_owned()),
+            ("CHATOPS_RUNNER_ADDR", "127.0.0.1:0".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// The job id named in an in-channel acknowledgement.
     pub fn short_id(answer: &Answer) -> String {
         let text = answer.text();

@@ -4,6 +4,7 @@
 //! - [`slack`]: a test server that plays Slack's `response_url` and incoming webhook endpoints.
 //! - [`arm`]: a test server that plays Azure Resource Manager (Automation jobs) and the
 //!   Container Apps managed-identity token endpoint.
+//! - [`process`]: the service binaries as child processes.
 //! - [`app`]: `TestApp`, which wires the above to an ingress and runners.
 
 // Test code: a failed setup step should stop the test with its message.
@@ -12,4 +13,5 @@
 pub mod app;
 pub mod arm;
 pub mod azurite;
+pub mod process;
 pub mod slack;

@@ -45,7 +45,9 @@ impl RunnerApp {
         let automation: Option<Arc<dyn Executor>> = match (config.arm, credential) {
             (Some(arm), Some(credential)) => {
                 let client = Arc::new(ArmClient::new(&arm, credential)?);
-                Some(Arc::new(AutomationExecutor::new(client)))
+                Some(Arc::new(
+                    AutomationExecutor::new(client).with_poll(config.poll),
+                ))
             }
             _ => None,
         };

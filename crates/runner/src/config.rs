@@ -10,10 +10,12 @@
 //! | `CHATOPS_SHUTDOWN_GRACE` | `10s` | how long jobs in flight may finish after SIGTERM |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
 //! | Automation variables | | see `executor::arm::ArmConfig` (optional: without them only local runbooks run) |
+//! | `CHATOPS_AUTOMATION_POLL_INTERVAL` | `5s` | how often a young Automation job's status is read; slows to 30s for long jobs |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for ARM and for `AZURE_STORAGE_QUEUE_ENDPOINT` |
 //! | Slack variables | | see `notify::slack::SlackNotifierConfig` |
 
 use crate::executor::arm::ArmConfig;
+use crate::executor::automation::PollSchedule;
 use crate::notify::slack::SlackNotifierConfig;
 use crate::worker::WorkerSettings;
 use chatops_shared::config::{self, ConfigError, EnvSource};
@@ -31,6 +33,8 @@ pub struct RunnerConfig {
     pub worker: WorkerSettings,
     /// `None` when the Automation variables are not set: local runbooks only.
     pub arm: Option<ArmConfig>,
+    /// How often Automation jobs are polled.
+    pub poll: PollSchedule,
     /// The Azure credential, when ARM or the queue endpoint needs one.
     pub credential: Option<Chosen>,
     pub slack: SlackNotifierConfig,
@@ -69,6 +73,15 @@ impl RunnerConfig {
                 "must be between 1s and 7 days",
             ));
         }
+        let default_poll = PollSchedule::default();
+        let poll = PollSchedule {
+            initial: config::duration(
+                env,
+                "CHATOPS_AUTOMATION_POLL_INTERVAL",
+                default_poll.initial,
+            )?,
+            ..default_poll
+        };
         Ok(RunnerConfig {
             addr: config::socket_addr(env, "CHATOPS_RUNNER_ADDR", "0.0.0.0:3001")?,
             catalog_path: PathBuf::from(
@@ -78,6 +91,7 @@ impl RunnerConfig {
             queue,
             worker,
             arm,
+            poll,
             credential,
             slack: SlackNotifierConfig::from_env(env)?,
         })

@@ -1,0 +1,144 @@
+//! The service binaries as child processes, for the tests that must see the real thing:
+//! configuration from the process environment, the managed-identity credential (which reads
+//! `IDENTITY_ENDPOINT` itself), exit codes, signals, and what the logs contain.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Path of a workspace binary (`chatops-ingress`, `chatops-runner`), built on first use.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--locked",
+                "--bins",
+                "-p",
+                "chatops-ingress",
+                "-p",
+                "chatops-runner",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build of the service binaries failed"
+        );
+    });
+    // This test executable is target/<profile>/deps/<name>-<hash>; binaries are in target/<profile>.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    profile_dir.join(name)
+}
+
+/// A running service binary whose output (stdout and stderr) is collected line by line.
+pub struct Service {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    /// Starts `binary` with exactly `env` (plus `PATH`), JSON logs.
+    pub fn start(name: &str, env: &[(String, String)]) -> Service {
+        let mut command = Command::new(binary(name));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CHATOPS_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn service");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            collect(BufReader::new(out), lines.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            collect(BufReader::new(err), lines.clone());
+        }
+        Service { child, lines }
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits for a printed line that satisfies `matches`; panics with the output on timeout.
+    pub async fn wait_for_line(&self, matches: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.output().into_iter().find(|l| matches(l)) {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected line not printed; output:\n{}",
+                self.output().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The address a service logged as bound (`"addr":"127.0.0.1:…"`).
+    pub async fn bound_addr(&self) -> String {
+        let line = self
+            .wait_for_line(|l| l.contains("\"addr\":"), Duration::from_secs(30))
+            .await;
+        let value: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        value["addr"].as_str().expect("addr field").to_owned()
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub async fn terminate(&mut self, within: Duration) -> Option<i32> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("service exits after SIGTERM in time")
+            .expect("wait for service");
+        status.code()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("service exits in time")
+            .expect("wait for service");
+        // Let the readers take the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status.code()
+    }
+}
+
+fn collect<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    reader: BufReader<R>,
+    lines: Arc<Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        let mut reader = reader.lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if let Ok(mut l) = lines.lock() {
+                l.push(line);
+            }
+        }
+    });
+}

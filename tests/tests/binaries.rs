@@ -1,0 +1,188 @@
+//! The service binaries as processes: configuration from the environment, the managed-identity
+//! credential, exit codes, SIGTERM, and logs that never carry a secret.
+
+use chatops_e2e::app::{ALICE, OPS, SIGNING_SECRET, TestApp};
+use chatops_e2e::process::Service;
+use chatops_shared::queue::connection::DEVSTORE_KEY;
+use std::time::Duration;
+
+fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+        .cloned()
+        .collect();
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env
+}
+
+#[tokio::test]
+async fn runner_binary_gets_its_arm_token_from_the_managed_identity_endpoint() {
+    let app = TestApp::spawn().await;
+    let mut env = app.service_env();
+    env.extend(app.arm.env());
+    env.push(("CHATOPS_AUTOMATION_POLL_INTERVAL".into(), "100ms".into()));
+    let mut runner = Service::start("chatops-runner", &env);
+    runner
+        .wait_for_line(
+            |l| l.contains("chatops-runner started"),
+            Duration::from_secs(30),
+        )
+        .await;
+
+    let answer = app.command(ALICE, OPS, "restart-web prod").await;
+    let id = TestApp::short_id(&answer);
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("Restart-WebApp"), "{text}");
+    assert!(
+        app.arm.token_requests() >= 1,
+        "the token came from the identity endpoint"
+    );
+
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    let logs = runner.output().join("\n");
+    assert!(!logs.contains(app.arm.token()), "bearer token in the logs");
+    assert!(
+        !logs.contains(app.arm.identity_header()),
+        "identity header in the logs"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_whole_stack_as_processes_runs_a_command_and_keeps_secrets_out_of_the_logs() {
+    let app = TestApp::spawn().await;
+    let env = app.service_env();
+    let mut ingress = Service::start("chatops-ingress", &env);
+    let mut runner = Service::start("chatops-runner", &env);
+    let addr = ingress.bound_addr().await;
+    runner
+        .wait_for_line(
+            |l| l.contains("chatops-runner started"),
+            Duration::from_secs(30),
+        )
+        .await;
+
+    // A signed command to the ingress process, as Slack sends it.
+    let body = app.form(ALICE, OPS, "echo 'from the binaries'");
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let response = app
+        .client
+        .post(format!("http://{addr}/slack/commands"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header(
+            "x-slack-signature",
+            chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes()),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .expect("ingress answers");
+    let answer: serde_json::Value = response.json().await.expect("JSON answer");
+    assert_eq!(answer["response_type"], "in_channel", "{answer}");
+    let text = answer["text"].as_str().unwrap_or_default();
+    let id = text
+        .rsplit("job `")
+        .next()
+        .and_then(|s| s.split('`').next())
+        .unwrap_or_default()
+        .to_owned();
+    let done = app.final_text(&id, "*Completed*").await;
+    assert!(done.contains("args: from the binaries two"), "{done}");
+
+    assert_eq!(ingress.terminate(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    let logs = [ingress.output(), runner.output()].concat().join("\n");
+    let response_url = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "response_url")
+        .map(|(_, v)| v.into_owned())
+        .expect("response_url in the form");
+    for (what, secret) in [
+        ("signing secret", SIGNING_SECRET),
+        ("account key", DEVSTORE_KEY),
+        ("response_url", response_url.as_str()),
+        ("SAS signature", "sig="),
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{what} appears in the logs:\n{logs}"
+        );
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn services_refuse_to_start_on_bad_configuration_and_say_why() {
+    let app = TestApp::spawn().await;
+    let env = app.service_env();
+    let bad_catalog = app.dir.join("bad.toml");
+    std::fs::write(
+        &bad_catalog,
+        "[runbooks.Bad-Name]\nexecutor = \"local\"\ntarget = \"echo.sh\"\n",
+    )
+    .expect("write");
+    let bad_catalog = bad_catalog.display().to_string();
+
+    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+        (
+            "chatops-ingress",
+            env.iter()
+                .filter(|(k, _)| k != "SLACK_SIGNING_SECRET")
+                .cloned()
+                .collect(),
+            "SLACK_SIGNING_SECRET: is required",
+        ),
+        (
+            "chatops-ingress",
+            with(&env, &[("CHATOPS_CATALOG", &bad_catalog)]),
+            "bad.toml:1:",
+        ),
+        (
+            "chatops-runner",
+            with(&env, &[("CHATOPS_CATALOG", &bad_catalog)]),
+            "bad.toml:1:",
+        ),
+        (
+            "chatops-runner",
+            with(&env, &[("CHATOPS_VISIBILITY_TIMEOUT", "soon")]),
+            "CHATOPS_VISIBILITY_TIMEOUT",
+        ),
+        (
+            "chatops-runner",
+            with(&env, &[("CHATOPS_QUEUE_NAME", "Not_A_Queue")]),
+            "CHATOPS_QUEUE_NAME",
+        ),
+        (
+            "chatops-runner",
+            with(
+                &env,
+                &[(
+                    "AZURE_STORAGE_QUEUE_ENDPOINT",
+                    "https://acct.queue.core.windows.net",
+                )],
+            ),
+            "AZURE_STORAGE_QUEUE_ENDPOINT",
+        ),
+        (
+            "chatops-runner",
+            with(&env, &[("AZURE_SUBSCRIPTION_ID", "sub")]),
+            "AUTOMATION_RESOURCE_GROUP",
+        ),
+    ];
+    for (name, env, expected) in cases {
+        let mut service = Service::start(name, &env);
+        let code = service.exit_code(Duration::from_secs(30)).await;
+        let output = service.output().join("\n");
+        assert_eq!(code, Some(2), "{name} with {expected}: {output}");
+        assert!(
+            output.contains(expected),
+            "{name}: expected {expected:?} in:\n{output}"
+        );
+    }
+    app.finish().await;
+}
