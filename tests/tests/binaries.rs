@@ -6,8 +6,11 @@ use chatops_e2e::process::Service;
 use chatops_shared::queue::connection::DEVSTORE_KEY;
 use std::time::Duration;
 
-fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = env
+/// A service's environment.
+type Env = Vec<(String, String)>;
+
+fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Env {
+    let mut env: Env = env
         .iter()
         .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
         .cloned()
@@ -128,7 +131,7 @@ async fn services_refuse_to_start_on_bad_configuration_and_say_why() {
     .expect("write");
     let bad_catalog = bad_catalog.display().to_string();
 
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    let cases: Vec<(&str, Env, &str)> = vec![
         (
             "chatops-ingress",
             env.iter()
