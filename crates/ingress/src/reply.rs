@@ -69,22 +69,9 @@ impl IntoResponse for RequestError {
     }
 }
 
-/// Escapes the characters Slack's mrkdwn gives meaning to (`&`, `<`, `>`), so that text a user
-/// typed cannot become a mention such as `<!channel>` or a link.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_neutralizes_mentions() {
-        assert_eq!(escape("<!channel> & co"), "&lt;!channel&gt; &amp; co");
-    }
 
     #[test]
     fn reply_serializes_as_slack_expects() {

@@ -4,6 +4,7 @@
 //! - [`command`]: the command language (`<runbook> [positional…] [name=value…]`).
 //! - [`catalog`]: the runbook catalog, validation of a parsed command, authorization.
 //! - [`queue`]: queue access behind [`queue::JobQueue`], with the Azure Storage implementation.
+//! - [`mrkdwn`]: escaping text for Slack messages.
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
@@ -12,6 +13,7 @@ pub mod command;
 pub mod config;
 pub mod credential;
 pub mod job;
+pub mod mrkdwn;
 pub mod queue;
 pub mod secret;
 pub mod shutdown;

@@ -3,7 +3,7 @@
 //! Never waits on Azure Automation: the only outside call is one bounded enqueue.
 
 use crate::app::AppState;
-use crate::reply::{Reply, RequestError, escape};
+use crate::reply::{Reply, RequestError};
 use crate::slack::form::{self, Form, SlashCommand};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chatops_shared::catalog::{Caller, Rejection};
 use chatops_shared::command;
 use chatops_shared::job::{self, JobKind, JobMessage, SCHEMA_VERSION};
+use chatops_shared::mrkdwn::{escape, inline_code};
 use time::OffsetDateTime;
 
 #[tracing::instrument(skip_all, fields(job_id, user_id, runbook))]
@@ -111,11 +112,13 @@ async fn handle(
 
 /// The in-channel answer: who started which runbook with which parameters.
 fn acknowledgement(message: &JobMessage) -> String {
-    let params = job::format_params(&message.params);
-    let with = if params.is_empty() {
+    let with = if message.params.is_empty() {
         String::new()
     } else {
-        format!(" `{}`", escape(&params))
+        format!(
+            " `{}`",
+            escape(&inline_code(&job::format_params(&message.params)))
+        )
     };
     format!(
         ":inbox_tray: <@{}> queued *{}*{} (job `{}`)",

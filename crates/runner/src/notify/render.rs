@@ -6,7 +6,8 @@
 
 use super::Update;
 use crate::executor::{FinalState, Outcome};
-use chatops_shared::job::JobMessage;
+use chatops_shared::job::{JobMessage, format_params};
+use chatops_shared::mrkdwn::{self, escape, escape_char};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -142,12 +143,7 @@ fn what(job: &JobMessage) -> String {
     if job.params.is_empty() {
         return runbook;
     }
-    let params: Vec<String> = job.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    // Inside inline code a backtick or a line break would end the span.
-    let params = params
-        .join(" ")
-        .replace('`', "'")
-        .replace(['\n', '\r'], " ");
+    let params = mrkdwn::inline_code(&format_params(&job.params));
     format!("{runbook} `{}`", escape_head(&params, MAX_PARAMS_CHARS))
 }
 
@@ -208,27 +204,6 @@ fn human_duration(d: time::Duration) -> String {
         (0, _) => format!("{m}m {s}s"),
         _ => format!("{h}h {m}m"),
     }
-}
-
-fn escape_char(c: char) -> Option<&'static str> {
-    match c {
-        '&' => Some("&amp;"),
-        '<' => Some("&lt;"),
-        '>' => Some("&gt;"),
-        _ => None,
-    }
-}
-
-/// Escapes `&`, `<`, `>` in text from users or scripts.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match escape_char(c) {
-            Some(e) => out.push_str(e),
-            None => out.push(c),
-        }
-    }
-    out
 }
 
 /// The escaped head of `text`, at most `max` characters, ending in `…` when cut.
@@ -414,7 +389,9 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains(":x: &lt;eve&gt; ran *a&lt;b&gt;&amp;c* `msg=&lt;!channel&gt; &amp; 'x'`"),
+            t.contains(
+                ":x: &lt;eve&gt; ran *a&lt;b&gt;&amp;c* `msg=\"&lt;!channel&gt; &amp; 'x'\"`"
+            ),
             "{t}"
         );
         assert!(t.contains("*Error:* bad &lt;@U2&gt;"), "{t}");
