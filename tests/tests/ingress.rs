@@ -102,7 +102,7 @@ async fn user_mistakes_get_an_ephemeral_answer_with_usage_and_nothing_is_queued(
             "restart-web",
             &[
                 "`env` is required",
-                "Usage: `restart-web env=&lt;dev|prod&gt; [count=1]`",
+                "Usage: `/runbook restart-web env=&lt;dev|prod&gt; [count=1]`",
             ],
         ),
         (
@@ -141,7 +141,12 @@ async fn user_mistakes_get_an_ephemeral_answer_with_usage_and_nothing_is_queued(
             "restart-web dev 2 3",
             &["takes at most 2 values"],
         ),
-        (ALICE, OPS, "echo \"unclosed", &["quote"]),
+        (
+            ALICE,
+            OPS,
+            "echo \"unclosed",
+            &["quote", "Usage: `/runbook &lt;runbook&gt;"],
+        ),
         (ALICE, OPS, "status", &["`status` is not available yet"]),
     ];
     for (user, channel, text, expected) in cases {

@@ -233,18 +233,22 @@ async fn rate_limiting_beyond_what_we_wait_for_is_transient() {
     let e = n.notify(&j, &running()).await.unwrap_err();
 
     assert!(
-        matches!(&e, NotifyError::Transient(m) if m.starts_with("webhook: rate limited")),
+        matches!(&e, NotifyError::RateLimited { detail, .. } if detail.starts_with("webhook: rate limited")),
         "{e:?}"
     );
     assert_eq!(slack.messages().len(), 3, "at most 3 tries");
     assert_no_url(&e);
 
-    // Slack asking for more than the per-call limit is not waited for at all.
+    // Slack asking for more than the per-call limit is not waited for in the call: the caller
+    // is told how long Slack asked it to wait.
     slack.set_retry_after(120);
     let started = Instant::now();
     let e = n.notify(&j, &running()).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(e, NotifyError::Transient(_)));
+    assert!(
+        matches!(e, NotifyError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(120)),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]

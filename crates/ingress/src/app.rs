@@ -60,7 +60,12 @@ impl Application {
     /// Loads the catalog, opens the queue (creating it if missing), and binds the listener.
     pub async fn build(config: IngressConfig) -> anyhow::Result<Self> {
         let catalog = Catalog::load(&config.catalog_path)?;
-        let queue = chatops_shared::queue::open(config.queue, config.credential.as_ref())?;
+        let credential = config
+            .credential
+            .as_ref()
+            .map(chatops_shared::credential::build)
+            .transpose()?;
+        let queue = chatops_shared::queue::open(config.queue, credential)?;
         if let Err(e) = queue.ensure_exists().await {
             // Not fatal: /readyz reports it, and commands get a clear "try again".
             tracing::warn!(error = %e, "could not check or create the queue at start");

@@ -22,24 +22,30 @@ pub struct ReplayCache {
 }
 
 impl ReplayCache {
-    /// Whether this job was queued by this process within the window.
-    pub fn contains(&self, job_id: &Uuid) -> bool {
-        let now = Instant::now();
-        self.lock()
-            .get(job_id)
-            .is_some_and(|at| now.duration_since(*at) < REMEMBER_FOR)
-    }
-
-    /// Records a queued job, forgetting old entries.
-    pub fn insert(&self, job_id: Uuid) {
+    /// Claims a job before it is queued: true the first time within the window, false for a
+    /// replay. One step, so that two copies of a request arriving together cannot both win.
+    pub fn claim(&self, job_id: Uuid) -> bool {
         let now = Instant::now();
         let mut seen = self.lock();
+        if seen
+            .get(&job_id)
+            .is_some_and(|at| now.duration_since(*at) < REMEMBER_FOR)
+        {
+            return false;
+        }
         if seen.len() >= MAX_ENTRIES {
             seen.retain(|_, at| now.duration_since(*at) < REMEMBER_FOR);
         }
+        // Past the bound every request is queued: the runner's executors still make one job.
         if seen.len() < MAX_ENTRIES {
             seen.insert(job_id, now);
         }
+        true
+    }
+
+    /// Gives a claim back when the job could not be queued, so that Slack's retry can.
+    pub fn release(&self, job_id: &Uuid) {
+        self.lock().remove(job_id);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
@@ -55,12 +61,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remembers_what_was_inserted() {
+    fn a_job_is_claimed_once_until_released() {
         let c = ReplayCache::default();
         let id = Uuid::from_u128(1);
-        assert!(!c.contains(&id));
-        c.insert(id);
-        assert!(c.contains(&id));
-        assert!(!c.contains(&Uuid::from_u128(2)));
+        assert!(c.claim(id));
+        assert!(!c.claim(id));
+        assert!(c.claim(Uuid::from_u128(2)));
+        c.release(&id);
+        assert!(c.claim(id));
     }
 }

@@ -35,10 +35,7 @@ impl RunnerApp {
             .as_ref()
             .map(chatops_shared::credential::build)
             .transpose()?;
-        let queue: Arc<dyn JobQueue> = Arc::new(chatops_shared::queue::azure::AzureJobQueue::new(
-            config.queue,
-            credential.clone(),
-        )?);
+        let queue = chatops_shared::queue::open(config.queue, credential.clone())?;
         if let Err(e) = queue.ensure_exists().await {
             tracing::warn!(error = %e, "could not check or create the queue at start");
         }

@@ -19,11 +19,13 @@ use chatops_shared::catalog::{Caller, Catalog, ExecutorKind};
 use chatops_shared::command::Arg;
 use chatops_shared::job::JobMessage;
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Mutex, Semaphore};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::Instrument;
+use uuid::Uuid;
 
 /// What one call of [`Worker::process_next`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +69,16 @@ impl Default for WorkerSettings {
             max_dequeue: 5,
             concurrency: 8,
             max_idle_poll: Duration::from_secs(1),
-            final_notify_patience: Duration::from_secs(120),
+            final_notify_patience: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(10),
         }
     }
 }
+
+/// How long this runner remembers the local jobs it ran, to drop duplicate messages.
+const CLAIM_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// A bound on that memory.
+const MAX_CLAIMS: usize = 100_000;
 
 /// A competing consumer of the job queue.
 #[derive(Clone)]
@@ -81,6 +88,71 @@ pub struct Worker {
     executors: Executors,
     notifier: Arc<dyn Notifier>,
     settings: WorkerSettings,
+    /// Local jobs this runner started, by job id.
+    claimed: Arc<std::sync::Mutex<HashMap<Uuid, Instant>>>,
+}
+
+/// A job checked against the catalog, ready to run.
+struct Prepared {
+    request: JobRequest,
+    executor: Arc<dyn Executor>,
+    local: bool,
+}
+
+/// Keeps a message invisible while its job runs, extending it every third of the visibility.
+/// Stopped by [`Extender::stop`], which waits for an extension under way (so the newest pop
+/// receipt is never lost) and returns the message; aborted if dropped without that.
+struct Extender {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Received>>,
+}
+
+impl Extender {
+    fn start(queue: Arc<dyn JobQueue>, message: Received, visibility: Duration) -> Self {
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let every = (visibility / 3).max(Duration::from_millis(200));
+        let task = tokio::spawn(
+            async move {
+                let mut message = message;
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => return message,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    match queue.extend(&message, visibility).await {
+                        Ok(pop_receipt) => message.pop_receipt = pop_receipt,
+                        Err(e) => tracing::warn!(error = %e, "could not extend the message's invisibility"),
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Extender {
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops extending and returns the message with its newest pop receipt.
+    async fn stop(mut self) -> Option<Received> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take()?.await.ok()
+    }
+}
+
+impl Drop for Extender {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn stopped(stop: &watch::Receiver<bool>) {
+    let mut stop = stop.clone();
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 impl Worker {
@@ -97,6 +169,7 @@ impl Worker {
             executors,
             notifier,
             settings,
+            claimed: Arc::default(),
         }
     }
 
@@ -115,15 +188,27 @@ impl Worker {
     /// Polls and handles messages until `shutdown` completes, then gives in-flight jobs
     /// `shutdown_grace` to finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let watcher = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = watcher => {}
+            () = self.poll_until(stop_rx) => {}
+        }
+    }
+
+    async fn poll_until(&self, stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = tokio::task::JoinSet::new();
         let mut idle = Duration::from_millis(50);
-        tokio::pin!(shutdown);
         loop {
             // Reap finished jobs so the set does not grow.
             while in_flight.try_join_next().is_some() {}
             let permit = tokio::select! {
-                () = &mut shutdown => break,
+                () = stopped(&stop) => break,
                 permit = slots.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
@@ -131,10 +216,15 @@ impl Worker {
             };
             let free = slots.available_permits() + 1;
             let batch = u8::try_from(free.min(32)).unwrap_or(32);
-            let received = tokio::select! {
-                () = &mut shutdown => break,
-                r = self.queue.receive(batch, self.settings.visibility) => r,
-            };
+            // Not raced against shutdown: messages the service already handed out must be
+            // handled or handed back, not left invisible.
+            let received = self.queue.receive(batch, self.settings.visibility).await;
+            if *stop.borrow() {
+                if let Ok(messages) = received {
+                    self.hand_back(messages).await;
+                }
+                break;
+            }
             let wait = match received {
                 Ok(messages) if messages.is_empty() => {
                     let wait = idle;
@@ -144,13 +234,17 @@ impl Worker {
                 Ok(messages) => {
                     idle = Duration::from_millis(50);
                     let mut permit = Some(permit);
-                    for message in messages {
+                    let mut messages = messages.into_iter();
+                    for message in messages.by_ref() {
                         let permit = match permit.take() {
                             Some(p) => p,
-                            // Received several: each needs a slot; we asked for no more than free.
+                            // We asked for no more messages than free slots.
                             None => match slots.clone().try_acquire_owned() {
                                 Ok(p) => p,
-                                Err(_) => break,
+                                Err(_) => {
+                                    self.hand_back(vec![message]).await;
+                                    continue;
+                                }
                             },
                         };
                         let worker = self.clone();
@@ -163,15 +257,13 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the queue; backing off");
-                    idle = (idle * 2)
-                        .min(Duration::from_secs(5))
-                        .max(Duration::from_millis(500));
+                    idle = (idle * 2).clamp(Duration::from_millis(500), Duration::from_secs(5));
                     idle
                 }
             };
             if !wait.is_zero() {
                 tokio::select! {
-                    () = &mut shutdown => break,
+                    () = stopped(&stop) => break,
                     () = tokio::time::sleep(wait) => {}
                 }
             }
@@ -189,6 +281,15 @@ impl Worker {
                 "jobs still running after the shutdown grace; their messages return to the queue"
             );
             in_flight.abort_all();
+        }
+    }
+
+    /// Makes messages taken but not handled visible again at once, for another runner.
+    async fn hand_back(&self, messages: Vec<Received>) {
+        for message in messages {
+            if let Err(e) = self.queue.extend(&message, Duration::ZERO).await {
+                tracing::warn!(error = %e, message_id = %message.message_id, "could not hand a message back; it returns when its visibility ends");
+            }
         }
     }
 
@@ -229,21 +330,43 @@ impl Worker {
             return;
         }
 
-        let current = Arc::new(Mutex::new(message));
-        let keep_invisible = self.spawn_visibility_extender(current.clone());
-        let result = self.run_job(&job, current.lock().await.dequeue_count).await;
-        keep_invisible.abort();
-        let message = current.lock().await.clone();
-
+        let dequeue_count = message.dequeue_count;
+        // Runs until the message is deleted or handed back, so no other runner takes it
+        // while its job runs or its final status is being delivered.
+        let extender = Extender::start(self.queue.clone(), message, self.settings.visibility);
+        let result = match self.prepare(&job, dequeue_count) {
+            Err(outcome) => Ok(outcome),
+            Ok(prepared) => {
+                if prepared.local && !self.claim(job.job_id) {
+                    // A second message for a job this runner already ran (a retried or replayed
+                    // enqueue): the first one reports it.
+                    tracing::warn!(
+                        "duplicate message for a local job already run here; deleting it"
+                    );
+                    if let Some(message) = extender.stop().await {
+                        self.delete(&message).await;
+                    }
+                    return;
+                }
+                self.execute(&job, &prepared).await
+            }
+        };
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(error = %e, "job hit a transient error; leaving the message for a retry");
+                // The message comes back when the visibility of its last extension ends.
+                let _ = extender.stop().await;
                 return;
             }
         };
         tracing::info!(state = outcome.state.label(), "job finished");
-        match self.notify_final(&job, &outcome).await {
+        let notified = self.notify_final(&job, &outcome).await;
+        let Some(message) = extender.stop().await else {
+            tracing::error!("lost the message while finishing the job; it will come back");
+            return;
+        };
+        match notified {
             Ok(()) => self.delete(&message).await,
             Err(e) => {
                 let reason = format!(
@@ -256,18 +379,14 @@ impl Worker {
         }
     }
 
-    /// Re-checks the command against the catalog, runs it, and reports progress.
-    async fn run_job(
+    /// Runs a prepared job and reports its progress.
+    async fn execute(
         &self,
         job: &JobMessage,
-        dequeue_count: u32,
+        prepared: &Prepared,
     ) -> Result<Outcome, crate::executor::TransientError> {
-        let (request, executor) = match self.prepare(job, dequeue_count) {
-            Ok(prepared) => prepared,
-            Err(outcome) => return Ok(outcome),
-        };
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
-        let run = executor.run(&request, progress_tx);
+        let run = prepared.executor.run(&prepared.request, progress_tx);
         let report = async {
             while let Some(Progress::Running { started_at }) = progress_rx.recv().await {
                 if let Err(e) = self
@@ -283,13 +402,28 @@ impl Worker {
         result
     }
 
+    /// Records that this runner runs `job_id`; false when it already did (or does).
+    fn claim(&self, job_id: Uuid) -> bool {
+        let now = Instant::now();
+        let mut claimed = self
+            .claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if claimed.len() >= MAX_CLAIMS {
+            claimed.retain(|_, at| now.duration_since(*at) < CLAIM_MEMORY);
+        }
+        match claimed.entry(job_id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(now);
+                true
+            }
+        }
+    }
+
     /// The runner's own check: the catalog may have changed since the ingress accepted the
     /// command, and the queue may hold messages the ingress never wrote.
-    fn prepare(
-        &self,
-        job: &JobMessage,
-        dequeue_count: u32,
-    ) -> Result<(JobRequest, Arc<dyn Executor>), Outcome> {
+    fn prepare(&self, job: &JobMessage, dequeue_count: u32) -> Result<Prepared, Outcome> {
         let refused = |why: String| Outcome::without_run(FinalState::Refused, why);
         let runbook = self.catalog.get(&job.runbook).ok_or_else(|| {
             refused(format!(
@@ -322,37 +456,25 @@ impl Worker {
                 )
             })?,
         };
+        let local = runbook.executor == ExecutorKind::Local;
         let request = JobRequest {
             job_id: job.job_id,
             target: self.catalog.resolve_target(runbook),
-            params: runbook.with_defaults(&given),
+            // A script takes its values by position: every parameter has its place. Automation
+            // takes them by name: leave out what has no value.
+            params: if local {
+                runbook.argv(&given)
+            } else {
+                runbook.with_defaults(&given)
+            },
             timeout: runbook.timeout,
             redelivered: dequeue_count > 1,
         };
-        Ok((request, executor))
-    }
-
-    /// Keeps the message invisible while its job runs, so no other runner takes it.
-    fn spawn_visibility_extender(
-        &self,
-        current: Arc<Mutex<Received>>,
-    ) -> tokio::task::JoinHandle<()> {
-        let queue = self.queue.clone();
-        let visibility = self.settings.visibility;
-        let every = (visibility / 3).max(Duration::from_millis(200));
-        tokio::spawn(
-            async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let mut message = current.lock().await;
-                    match queue.extend(&message, visibility).await {
-                        Ok(pop_receipt) => message.pop_receipt = pop_receipt,
-                        Err(e) => tracing::warn!(error = %e, "could not extend the message's invisibility"),
-                    }
-                }
-            }
-            .in_current_span(),
-        )
+        Ok(Prepared {
+            request,
+            executor,
+            local,
+        })
     }
 
     /// Delivers the final status, retrying transient failures for `final_notify_patience`.
@@ -361,15 +483,29 @@ impl Worker {
         let deadline = tokio::time::Instant::now() + self.settings.final_notify_patience;
         let mut wait = Duration::from_millis(500);
         loop {
-            match self.notifier.notify(job, &update).await {
+            let pause = match self.notifier.notify(job, &update).await {
                 Ok(()) => return Ok(()),
-                Err(NotifyError::Transient(e)) if tokio::time::Instant::now() + wait < deadline => {
+                Err(NotifyError::Transient(e)) => {
                     tracing::warn!(error = %e, "final notification failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(15));
+                    wait
                 }
-                Err(e) => return Err(e),
+                Err(NotifyError::RateLimited {
+                    retry_after,
+                    detail,
+                }) => {
+                    tracing::warn!(%detail, "final notification rate limited; waiting as Slack asked");
+                    retry_after.max(wait)
+                }
+                Err(e @ NotifyError::Permanent(_)) => return Err(e),
+            };
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(NotifyError::Transient(format!(
+                    "still failing after {}s",
+                    self.settings.final_notify_patience.as_secs()
+                )));
             }
+            tokio::time::sleep(pause).await;
+            wait = (wait * 2).min(Duration::from_secs(15));
         }
     }
 

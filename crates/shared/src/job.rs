@@ -83,9 +83,14 @@ pub enum DecodeError {
     UnsupportedSchema { found: u64 },
 }
 
-/// Derives the job id from the Slack request signature (the `v0=…` header value).
+/// Derives the job id from the Slack request signature (the `v0=…` header value). Hex is
+/// read case-insensitively by the verifier, so the id is taken from the lower-cased form: a
+/// replay with the signature's case changed names the same job.
 pub fn job_id_from_signature(signature: &str) -> Uuid {
-    Uuid::new_v5(&JOB_ID_NAMESPACE, signature.as_bytes())
+    Uuid::new_v5(
+        &JOB_ID_NAMESPACE,
+        signature.trim().to_ascii_lowercase().as_bytes(),
+    )
 }
 
 impl JobMessage {
@@ -174,6 +179,10 @@ pub(crate) mod tests {
     #[test]
     fn job_id_is_deterministic_per_signature() {
         assert_eq!(job_id_from_signature("v0=1"), job_id_from_signature("v0=1"));
+        assert_eq!(
+            job_id_from_signature("v0=ab12"),
+            job_id_from_signature("V0=AB12")
+        );
         assert_ne!(job_id_from_signature("v0=1"), job_id_from_signature("v0=2"));
         assert_eq!(job_id_from_signature("v0=1").get_version_num(), 5);
     }

@@ -53,11 +53,10 @@ async fn handle(
     let parsed = match command::parse(&cmd.text) {
         Ok(parsed) => parsed,
         Err(e) => {
-            return Reply::ephemeral(format!(
-                "{}\nType `{} help` to see what you can run.",
-                escape(&e.to_string()),
-                escape(&cmd.command)
-            ));
+            let command = &cmd.command;
+            return Reply::ephemeral(escape(&format!(
+                "{e}\nUsage: `{command} <runbook> [value…] [name=value…]`. Type `{command} help` to see what you can run."
+            )));
         }
     };
     let accepted = match state.catalog.check(&caller, &parsed) {
@@ -67,7 +66,7 @@ async fn handle(
         }
         Err(rejection) => {
             tracing::info!(reason = %rejection, "command rejected");
-            return Reply::ephemeral(escape(&rejection.to_string()));
+            return Reply::ephemeral(escape(&rejection.with_command(&cmd.command).to_string()));
         }
     };
     tracing::Span::current().record("runbook", accepted.runbook.as_str());
@@ -90,17 +89,17 @@ async fn handle(
     };
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
     let ack = Reply::in_channel(acknowledgement(&message));
-    if state.replays.contains(&message.job_id) {
+    if !state.replays.claim(message.job_id) {
         tracing::info!("replayed request: answering again without queueing");
         return ack;
     }
     match state.queue.send(&message.encode()).await {
         Ok(()) => {
-            state.replays.insert(message.job_id);
             tracing::info!("job queued");
             ack
         }
         Err(e) => {
+            state.replays.release(&message.job_id);
             tracing::error!(error = %e, "could not queue job");
             Reply::ephemeral(format!(
                 ":warning: Could not queue `{}` right now: the job queue did not answer. Nothing was started. Please try again in a minute.",

@@ -250,25 +250,9 @@ fn command(program: &Path, request: &JobRequest) -> Command {
     }
     command.env("CHATOPS_JOB_ID", request.job_id.to_string());
     for (name, value) in &request.params {
-        command.env(param_var(name), value);
+        command.env(chatops_shared::catalog::param_env_var(name), value);
     }
     command
-}
-
-/// `CHATOPS_PARAM_<NAME>`: upper case, and anything but letters, digits and `_` (such as `-`)
-/// becomes `_`.
-fn param_var(name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("CHATOPS_PARAM_{name}")
 }
 
 /// Spawns, retrying briefly on ETXTBSY: a script written just now may still be open for
@@ -763,8 +747,14 @@ mod tests {
 
     #[test]
     fn param_names_become_variable_names() {
-        assert_eq!(param_var("max-count"), "CHATOPS_PARAM_MAX_COUNT");
-        assert_eq!(param_var("env"), "CHATOPS_PARAM_ENV");
+        assert_eq!(
+            chatops_shared::catalog::param_env_var("max-count"),
+            "CHATOPS_PARAM_MAX_COUNT"
+        );
+        assert_eq!(
+            chatops_shared::catalog::param_env_var("env"),
+            "CHATOPS_PARAM_ENV"
+        );
     }
 
     #[test]

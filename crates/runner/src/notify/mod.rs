@@ -22,9 +22,16 @@ pub enum Update {
 /// Why a notification was not delivered.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum NotifyError {
-    /// Worth trying again later (network, 5xx, 429 beyond the wait we allow).
+    /// Worth trying again later (network, 5xx).
     #[error("Slack unavailable: {0}")]
     Transient(String),
+    /// Slack answered 429 and asked us to wait longer than one call waits: try again after
+    /// `retry_after`, not before.
+    #[error("Slack rate limited: {detail}")]
+    RateLimited {
+        retry_after: std::time::Duration,
+        detail: String,
+    },
     /// Trying again will not help (for example the webhook's channel was archived).
     #[error("Slack refused the message: {0}")]
     Permanent(String),

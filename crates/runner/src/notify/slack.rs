@@ -126,8 +126,10 @@ impl fmt::Display for Path {
 enum PostError {
     /// Slack said no (4xx other than 429, or a redirect): retrying will not help.
     Refused(String),
-    /// Network, 5xx or rate limiting beyond what we wait for.
+    /// Network or 5xx beyond our retries.
     Unavailable(String),
+    /// Rate limited beyond what one call waits for: Slack asked to wait `wait` before the next try.
+    RateLimited { wait: Duration, reason: String },
 }
 
 /// Waiting left in one `notify` call.
@@ -243,6 +245,12 @@ impl SlackNotifier {
                         Path::ResponseUrl
                     )));
                 }
+                Err(PostError::RateLimited { wait, reason }) => {
+                    return Err(NotifyError::RateLimited {
+                        retry_after: wait,
+                        detail: format!("{}: {reason}", Path::ResponseUrl),
+                    });
+                }
             }
         }
         let Some(webhook) = &self.webhook_url else {
@@ -263,6 +271,10 @@ impl SlackNotifier {
                 "{}: {reason}",
                 Path::Webhook
             ))),
+            Err(PostError::RateLimited { wait, reason }) => Err(NotifyError::RateLimited {
+                retry_after: wait,
+                detail: format!("{}: {reason}", Path::Webhook),
+            }),
         }
     }
 
@@ -286,10 +298,12 @@ impl SlackNotifier {
                         "rate limited (HTTP 429, Slack asked to wait {}s)",
                         wait.as_secs()
                     );
-                    if rate_limited >= MAX_RATE_LIMITED_TRIES {
-                        return Err(PostError::Unavailable(reason));
+                    if rate_limited >= MAX_RATE_LIMITED_TRIES || !budget.take(wait) {
+                        return Err(PostError::RateLimited { wait, reason });
                     }
-                    (wait, reason)
+                    tracing::info!(%path, %reason, "Slack rate limited us; waiting as asked");
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -332,7 +346,10 @@ impl Notifier for SlackNotifier {
         // After the last update the entry is no longer needed, unless that update is to be
         // tried again.
         if matches!(update, Update::Finished(_))
-            && !matches!(result, Err(NotifyError::Transient(_)))
+            && !matches!(
+                result,
+                Err(NotifyError::Transient(_) | NotifyError::RateLimited { .. })
+            )
         {
             self.uses().remove(&job.job_id);
         }

@@ -79,6 +79,27 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// The same rejection with usage lines that start with the slash command (`/runbook …`),
+    /// as the user would type them.
+    pub fn with_command(mut self, command: &str) -> Self {
+        match &mut self {
+            Rejection::TooManyValues { usage, .. }
+            | Rejection::UnknownParameter { usage, .. }
+            | Rejection::RepeatedParameter { usage, .. }
+            | Rejection::MissingParameter { usage, .. }
+            | Rejection::EmptyValue { usage, .. }
+            | Rejection::NotAChoice { usage, .. } => *usage = format!("{command} {usage}"),
+            Rejection::Help
+            | Rejection::NotYetAvailable { .. }
+            | Rejection::UnknownRunbook { .. }
+            | Rejection::NotAllowed { .. }
+            | Rejection::WrongChannel { .. } => {}
+        }
+        self
+    }
+}
+
 fn did_you_mean(suggestion: &Option<String>) -> String {
     suggestion
         .as_ref()
@@ -234,6 +255,23 @@ impl Runbook {
             .filter_map(|p| {
                 let value = given.get(&p.name).or(p.default.as_ref())?;
                 Some((p.name.clone(), value.clone()))
+            })
+            .collect()
+    }
+
+    /// Every parameter in catalog order with the value given, else its default, else empty:
+    /// what a local script gets, by position, so that a missing optional value never shifts
+    /// the ones after it.
+    pub fn argv(&self, given: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .map(|p| {
+                let value = given
+                    .get(&p.name)
+                    .or(p.default.as_ref())
+                    .cloned()
+                    .unwrap_or_default();
+                (p.name.clone(), value)
             })
             .collect()
     }

@@ -147,6 +147,7 @@ fn validate(rb: &Runbook, dir: &Path, problems: &mut Problems) {
 
 fn validate_params(rb: &Runbook, problems: &mut Problems) {
     let mut seen = BTreeSet::new();
+    let mut env_names = std::collections::BTreeMap::new();
     for (i, p) in rb.params.iter().enumerate() {
         let at = |key| [At::Key("params"), At::Index(i), At::Key(key)];
         if !is_param_name(&p.name) {
@@ -163,6 +164,17 @@ fn validate_params(rb: &Runbook, problems: &mut Problems) {
                 &rb.name,
                 &at("name"),
                 format!("parameter `{}` is defined twice", p.name),
+            );
+        } else if let Some(other) = env_names.insert(super::param_env_var(&p.name), p.name.as_str())
+        {
+            problems.add(
+                &rb.name,
+                &at("name"),
+                format!(
+                    "parameters `{other}` and `{}` would both reach a script as {}; rename one",
+                    p.name,
+                    super::param_env_var(&p.name)
+                ),
             );
         }
         if p.required && p.default.is_some() {

@@ -186,3 +186,19 @@ impl Runbook {
         self.params.iter().find(|p| p.name == name)
     }
 }
+
+/// The environment variable through which a local script gets parameter `name`:
+/// `CHATOPS_PARAM_` and the name upper-cased, every character but letters and digits as `_`.
+pub fn param_env_var(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("CHATOPS_PARAM_{name}")
+}

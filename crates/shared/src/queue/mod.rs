@@ -67,25 +67,36 @@ pub trait JobQueue: Send + Sync {
     async fn send_poison(&self, text: &str) -> Result<(), QueueError>;
 }
 
-/// Why the queue could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("Azure credential: {0}")]
-    Credential(#[from] crate::config::ConfigError),
-    #[error("{0}")]
-    Queue(#[from] QueueError),
-}
-
-/// Opens the Azure queue from validated settings, with the configured credential when the queue
-/// is reached by endpoint rather than by connection string.
+/// Opens the Azure queue from validated settings, with a credential when the queue is reached
+/// by endpoint rather than by connection string. With a credential, a background task keeps
+/// its storage token fresh, so that no queue call (each has a short time limit on the
+/// ingress) waits for a token to be fetched.
 pub fn open(
     settings: azure::QueueSettings,
-    credential: Option<&crate::credential::Chosen>,
-) -> Result<std::sync::Arc<dyn JobQueue>, OpenError> {
-    let credential = credential.map(crate::credential::build).transpose()?;
+    credential: Option<std::sync::Arc<dyn azure_core::credentials::TokenCredential>>,
+) -> Result<std::sync::Arc<dyn JobQueue>, QueueError> {
+    if let Some(credential) = &credential {
+        tokio::spawn(keep_token_fresh(credential.clone()));
+    }
     Ok(std::sync::Arc::new(azure::AzureJobQueue::new(
         settings, credential,
     )?))
+}
+
+/// Asks for the storage token now and every two minutes. The credential caches tokens and
+/// renews them shortly before they expire, so most calls return at once and the renewal
+/// happens here rather than inside a queue call.
+async fn keep_token_fresh(
+    credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
+) {
+    const SCOPE: &str = "https://storage.azure.com/.default";
+    loop {
+        if let Err(e) = credential.get_token(&[SCOPE], None).await {
+            let error = crate::secret::redact_url_secrets(&e.to_string());
+            tracing::warn!(%error, "could not get a storage token");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    }
 }
 
 /// What the runner puts on `<queue>-poison` for a message it gives up on: the reason, and the
@@ -102,9 +113,17 @@ pub struct PoisonRecord {
     /// When it was given up on (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub poisoned_at: time::OffsetDateTime,
-    /// The original message text, exactly as it was on the queue.
+    /// The original message text, exactly as it was on the queue (its first
+    /// [`POISON_ORIGINAL_MAX`] characters when it was longer: see `original_truncated`).
     pub original: String,
+    /// True when `original` was cut to fit the poison record in one queue message.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original_truncated: bool,
 }
+
+/// How much of the original text a poison record keeps: with the record's own base64 the
+/// message stays under the queue's 64 KiB.
+pub const POISON_ORIGINAL_MAX: usize = 40_000;
 
 impl PoisonRecord {
     pub fn new(message: &Received, reason: impl Into<String>) -> Self {
@@ -113,7 +132,8 @@ impl PoisonRecord {
             message_id: message.message_id.clone(),
             dequeue_count: message.dequeue_count,
             poisoned_at: time::OffsetDateTime::now_utc(),
-            original: message.text.clone(),
+            original: message.text.chars().take(POISON_ORIGINAL_MAX).collect(),
+            original_truncated: message.text.chars().count() > POISON_ORIGINAL_MAX,
         }
     }
 
