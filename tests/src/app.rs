@@ -71,10 +71,10 @@ timeout = "1s"
 allow = { users = ["UALICE"] }
 
 [runbooks.record]
-description = "Appends its job id to a file"
+description = "Appends its job id to a file, after a pause"
 executor = "local"
 target = "record.sh"
-params = [ { name = "n", required = true } ]
+params = [ { name = "n", required = true }, { name = "pause", default = "0" } ]
 allow = { users = ["UALICE"] }
 
 [runbooks.restart-web]
@@ -101,6 +101,8 @@ pub struct TestApp {
     pub arm: ArmServer,
     pub queue_name: String,
     pub queue: Arc<dyn JobQueue>,
+    /// The same queue, for what only the Azure implementation offers (message counts).
+    pub azure_queue: Arc<AzureJobQueue>,
     /// The poison queue, read as a queue of its own.
     pub poison: Arc<dyn JobQueue>,
     pub catalog: Arc<Catalog>,
@@ -144,7 +146,8 @@ impl TestApp {
             Script::completes("Restart-WebApp: restarted 2 of 2 instances").polls(1, 2),
         );
         let queue_name = azurite::unique_queue_name("e2e").await;
-        let queue = queue_for(&azurite, &queue_name, RetryBudget::interactive());
+        let azure_queue = azure_queue_for(&azurite, &queue_name, RetryBudget::interactive());
+        let queue: Arc<dyn JobQueue> = azure_queue.clone();
         let poison = queue_for(
             &azurite,
             &format!("{queue_name}-poison"),
@@ -178,6 +181,7 @@ impl TestApp {
             arm,
             queue_name,
             queue,
+            azure_queue,
             poison,
             catalog: Arc::new(catalog),
             dir,
@@ -394,6 +398,10 @@ impl Drop for TestApp {
 
 /// An `AzureJobQueue` on this Azurite.
 pub fn queue_for(azurite: &Azurite, name: &str, budget: RetryBudget) -> Arc<dyn JobQueue> {
+    azure_queue_for(azurite, name, budget)
+}
+
+fn azure_queue_for(azurite: &Azurite, name: &str, budget: RetryBudget) -> Arc<AzureJobQueue> {
     let settings = QueueSettings {
         target: QueueTarget::ConnectionString(
             azurite
@@ -426,7 +434,7 @@ fn write_scripts(dir: &Path) {
         (
             "record.sh",
             format!(
-                "#!/bin/sh\necho \"$CHATOPS_JOB_ID $1\" >> '{}'\necho recorded\n",
+                "#!/bin/sh\nsleep \"$2\"\necho \"$CHATOPS_JOB_ID $1\" >> '{}'\necho recorded\n",
                 record_file.display()
             ),
         ),

@@ -1,6 +1,9 @@
 //! The service binaries as processes: configuration from the environment, the managed-identity
 //! credential, exit codes, SIGTERM, and logs that never carry a secret.
 
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::expect_used)]
+
 use chatops_e2e::app::{ALICE, OPS, SIGNING_SECRET, TestApp};
 use chatops_e2e::process::Service;
 use chatops_shared::queue::connection::DEVSTORE_KEY;
@@ -21,6 +24,24 @@ fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Env {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
     env
+}
+
+/// Posts a signed slash command to an ingress process; returns its JSON answer.
+async fn post_command(app: &TestApp, addr: &str, body: String) -> serde_json::Value {
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signature = chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes());
+    app.client
+        .post(format!("http://{addr}/slack/commands"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("ingress answers")
+        .json()
+        .await
+        .expect("JSON answer")
 }
 
 #[tokio::test]
@@ -188,4 +209,97 @@ async fn services_refuse_to_start_on_bad_configuration_and_say_why() {
         );
     }
     app.finish().await;
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_the_logs_when_everything_fails() {
+    use chatops_e2e::slack::PathKind;
+    let mut app = TestApp::spawn().await;
+    let sas = app.azurite.sas_connection_string();
+    let sig = sas
+        .split(['&', ';', '?'])
+        .find_map(|p| p.strip_prefix("sig="))
+        .expect("SAS has a signature")
+        .to_owned();
+    let webhook = app.slack.webhook_url();
+    let mut env = with(
+        &app.service_env(),
+        &[
+            ("AZURE_STORAGE_CONNECTION_STRING", &sas),
+            ("SLACK_WEBHOOK_URL", &webhook),
+        ],
+    );
+    env.extend(app.arm.env());
+    env.push(("CHATOPS_AUTOMATION_POLL_INTERVAL".into(), "100ms".into()));
+    let mut ingress = Service::start("chatops-ingress", &env);
+    let mut runner = Service::start("chatops-runner", &env);
+    let addr = ingress.bound_addr().await;
+    runner
+        .wait_for_line(
+            |l| l.contains("chatops-runner started"),
+            Duration::from_secs(30),
+        )
+        .await;
+
+    // Azure Automation fails every call; Slack refuses the response_url and the webhook fails.
+    app.arm.fail_next(100_000, 500);
+    app.slack
+        .fail_next(PathKind::ResponseUrl, 1000, 404, "expired_url");
+    app.slack
+        .fail_next(PathKind::Webhook, 1000, 500, "rollup_error");
+    post_command(&app, &addr, app.form(ALICE, OPS, "restart-web prod")).await;
+    post_command(&app, &addr, app.form(ALICE, OPS, "echo hi")).await;
+    runner
+        .wait_for_line(
+            |l| l.contains("job hit a transient error"),
+            Duration::from_secs(30),
+        )
+        .await;
+    runner
+        .wait_for_line(
+            |l| l.contains("final notification failed"),
+            Duration::from_secs(30),
+        )
+        .await;
+    // And the queue goes away under both services.
+    app.azurite.stop().await;
+    let answer = post_command(&app, &addr, app.form(ALICE, OPS, "echo again")).await;
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Could not queue"),
+        "{answer}"
+    );
+    ingress
+        .wait_for_line(
+            |l| l.contains("could not queue job"),
+            Duration::from_secs(10),
+        )
+        .await;
+    runner
+        .wait_for_line(
+            |l| l.contains("cannot read the queue"),
+            Duration::from_secs(60),
+        )
+        .await;
+
+    assert_eq!(ingress.terminate(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(runner.terminate(Duration::from_secs(30)).await, Some(0));
+    let logs = [ingress.output(), runner.output()].concat().join("\n");
+    for (what, secret) in [
+        ("SAS signature", sig.as_str()),
+        ("account key", DEVSTORE_KEY),
+        ("signing secret", SIGNING_SECRET),
+        ("webhook URL", webhook.as_str()),
+        ("response_url path", "/commands/T000/"),
+        ("ARM token", app.arm.token()),
+        ("identity header", app.arm.identity_header()),
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{what} appears in the logs:\n{logs}"
+        );
+    }
+    app.forget_queue();
 }

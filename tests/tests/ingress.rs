@@ -302,3 +302,31 @@ async fn health_and_readiness_answer_when_the_queue_is_up() {
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn concurrent_and_re_cased_replays_queue_one_job() {
+    let app = TestApp::spawn().await;
+    let body = app.form(ALICE, OPS, "echo hi");
+    let ts = now();
+    let (a, b, c) = tokio::join!(
+        app.post_signed(body.clone(), ts),
+        app.post_signed(body.clone(), ts),
+        app.post_signed(body.clone(), ts),
+    );
+    // Hex is read case-insensitively, so the same signature in upper case is the same request.
+    let upper = sign(SIGNING_SECRET, ts, body.as_bytes())
+        .to_uppercase()
+        .replacen("V0=", "v0=", 1);
+    let d = app.post_raw(body, Some(ts.to_string()), Some(upper)).await;
+    for answer in [&a, &b, &c, &d] {
+        assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+        assert_eq!(answer.body, a.body, "every copy names the same job");
+    }
+    assert_eq!(
+        app.peek_jobs().await.len(),
+        1,
+        "one job for four copies of a request"
+    );
+    app.drain(&app.worker()).await;
+    app.finish().await;
+}

@@ -343,3 +343,44 @@ async fn two_runners_n_commands_make_exactly_n_jobs() {
     assert_eq!(distinct.len(), N, "no job ran twice:\n{log}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_job_longer_than_the_visibility_timeout_runs_once_while_another_runner_polls() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=3").await);
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(1);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            let worker = app.worker_with(settings.clone());
+            let mut rx = stop_rx.clone();
+            tokio::spawn(worker.run_until_stopped(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }))
+        })
+        .collect();
+    app.wait_for_slack(&id, "*Completed*").await;
+    // Past another visibility period: a message whose invisibility lapsed would be taken again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _ = stop_tx.send(true);
+    for r in runners {
+        r.await.expect("runner stops");
+    }
+    let log = std::fs::read_to_string(app.dir.join("record.log")).expect("record log");
+    assert_eq!(log.lines().count(), 1, "ran once:\n{log}");
+    let mine: Vec<String> = app
+        .slack
+        .messages()
+        .iter()
+        .filter(|m| m.text().contains(&id))
+        .map(|m| m.text().to_owned())
+        .collect();
+    assert_eq!(
+        mine.iter().filter(|t| t.contains("*Completed*")).count(),
+        1,
+        "{mine:#?}"
+    );
+    assert!(!mine.iter().any(|t| t.contains("interrupted")), "{mine:#?}");
+    app.finish().await;
+}

@@ -52,6 +52,7 @@ impl RunnerApp {
             automation,
             local: Arc::new(LocalExecutor::new()),
         };
+        warn_about_unreported_ends(&catalog, config.slack.webhook_url.is_some());
         let notifier = Arc::new(SlackNotifier::new(config.slack)?);
         let worker = Worker::new(queue.clone(), catalog, executors, notifier, config.worker);
         let listener = TcpListener::bind(config.addr).await?;
@@ -87,6 +88,26 @@ impl RunnerApp {
         let worker = self.worker.run_until_stopped(stopped());
         let (served, ()) = tokio::join!(server.into_future(), worker);
         served
+    }
+}
+
+/// A command's `response_url` works for 30 minutes. Runbooks that may run longer need the
+/// webhook for their final status; without one it reaches only the log. Say so at start.
+fn warn_about_unreported_ends(catalog: &Catalog, has_webhook: bool) {
+    if has_webhook {
+        return;
+    }
+    let long: Vec<&str> = catalog
+        .runbooks
+        .values()
+        .filter(|rb| rb.timeout > Duration::from_secs(25 * 60))
+        .map(|rb| rb.name.as_str())
+        .collect();
+    if !long.is_empty() {
+        tracing::warn!(
+            runbooks = %long.join(", "),
+            "these runbooks may run past the 30 minutes a response_url lasts; set SLACK_WEBHOOK_URL or their final status reaches only this log"
+        );
     }
 }
 

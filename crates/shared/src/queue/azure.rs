@@ -343,6 +343,29 @@ impl AzureJobQueue {
         &self.target.poison_name
     }
 
+    /// The service's approximate count of messages on the job queue (`poison`: the poison
+    /// queue), invisible ones included. Needs the right to read queue metadata, which the
+    /// least-privilege roles do not have: for tests and operators' tools, not the services.
+    pub async fn approximate_len(&self, poison: bool) -> Result<u64, QueueError> {
+        use azure_storage_queue::models::QueueClientGetPropertiesResultHeaders as _;
+        let name = if poison {
+            self.poison_name()
+        } else {
+            self.name()
+        };
+        let properties = self
+            .run(Op::Ping, name, |c| async move {
+                let client = if poison { &c.poison } else { &c.queue };
+                client.get_properties(None).await
+            })
+            .await
+            .map_err(|f| f.into_error(Op::Ping, name))?;
+        let count = properties
+            .approximate_messages_count()
+            .map_err(|e| QueueError::Other(redact_url_secrets(&e.to_string())))?;
+        Ok(count.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
     /// The current clients, renewed first if our SAS is about to end.
     fn clients(&self) -> Result<Arc<Clients>, Failure> {
         let now = OffsetDateTime::now_utc();

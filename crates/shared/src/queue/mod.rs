@@ -151,3 +151,35 @@ impl PoisonRecord {
         serde_json::from_slice(&bytes).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(text: String) -> Received {
+        Received {
+            message_id: "m1".into(),
+            pop_receipt: "p1".into(),
+            dequeue_count: 6,
+            text,
+        }
+    }
+
+    #[test]
+    fn poison_record_round_trips_and_keeps_the_original() {
+        let r = PoisonRecord::new(&received("aGVsbG8=".into()), "unreadable");
+        assert_eq!(PoisonRecord::decode(&r.encode()), Some(r.clone()));
+        assert_eq!(
+            (r.original.as_str(), r.original_truncated, r.dequeue_count),
+            ("aGVsbG8=", false, 6)
+        );
+    }
+
+    #[test]
+    fn poison_record_of_the_largest_message_still_fits_one_message() {
+        let r = PoisonRecord::new(&received("x".repeat(64 * 1024)), "too big");
+        assert!(r.original_truncated);
+        assert_eq!(r.original.len(), POISON_ORIGINAL_MAX);
+        assert!(r.encode().len() < 64 * 1024, "{} bytes", r.encode().len());
+    }
+}

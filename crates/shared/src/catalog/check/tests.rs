@@ -460,3 +460,46 @@ fn help_text_says_how_to_get_access_when_nothing_is_runnable() {
         "{help}"
     );
 }
+
+#[test]
+fn script_arguments_keep_their_positions_when_an_optional_value_is_missing() {
+    let c = catalog();
+    let rb = c.get("restart-web").unwrap();
+    // `count` has a default, `reason` has none: a script still gets three arguments.
+    assert_eq!(
+        rb.argv(&params(&[("env", "dev")])),
+        vec![
+            ("env".to_owned(), "dev".to_owned()),
+            ("count".to_owned(), "1".to_owned()),
+            ("reason".to_owned(), String::new()),
+        ]
+    );
+    // By name (Automation), what has no value is left out.
+    assert_eq!(
+        rb.with_defaults(&params(&[("env", "dev")])),
+        vec![
+            ("env".to_owned(), "dev".to_owned()),
+            ("count".to_owned(), "1".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn with_command_puts_the_slash_command_in_usage_lines() {
+    let alice = Caller {
+        user_id: "UALICE",
+        channel_id: "CANY",
+    };
+    let r = rejection(&alice, "restart-web env=staging").with_command("/runbook");
+    assert!(
+        r.to_string()
+            .contains(&format!("Usage: `/runbook {WEB_USAGE}`")),
+        "{r}"
+    );
+    // Rejections without a usage line are unchanged.
+    let r = rejection(&alice, "status");
+    assert_eq!(
+        r.clone().with_command("/runbook").to_string(),
+        r.to_string()
+    );
+}

@@ -344,6 +344,17 @@ fn param_names_follow_the_rule_and_are_unique() {
         "params = [\n  { name = \"env\" },\n  { name = \"env\" },\n]\n",
     );
     assert_error(&text, 6, 12, &["parameter `env` is defined twice"]);
+    // Different names that a script would see as the same variable.
+    let text = runbook(
+        "a",
+        "params = [\n  { name = \"max-count\" },\n  { name = \"max_count\" },\n]\n",
+    );
+    assert_error(
+        &text,
+        6,
+        12,
+        &["`max-count` and `max_count`", "CHATOPS_PARAM_MAX_COUNT"],
+    );
 }
 
 #[test]
