@@ -84,12 +84,22 @@ async fn the_whole_stack_as_processes_runs_a_command_and_keeps_secrets_out_of_th
     let mut ingress = Service::start("chatops-ingress", &env);
     let mut runner = Service::start("chatops-runner", &env);
     let addr = ingress.bound_addr().await;
-    runner
-        .wait_for_line(
-            |l| l.contains("chatops-runner started"),
-            Duration::from_secs(30),
-        )
-        .await;
+    let runner_addr = runner.bound_addr().await;
+    for url in [
+        format!("http://{addr}/healthz"),
+        format!("http://{addr}/readyz"),
+        format!("http://{runner_addr}/healthz"),
+        format!("http://{runner_addr}/readyz"),
+    ] {
+        let status = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .expect("health answers")
+            .status();
+        assert_eq!(status.as_u16(), 200, "{url}");
+    }
 
     // A signed command to the ingress process, as Slack sends it.
     let body = app.form(ALICE, OPS, "echo 'from the binaries'");

@@ -54,3 +54,86 @@ impl IngressConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = IngressConfig::from_env(&env(&[
+            ("SLACK_SIGNING_SECRET", "s1"),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:3000");
+        assert_eq!(c.catalog_path, PathBuf::from("runbooks.toml"));
+        assert_eq!(c.queue.name, "runbook-jobs");
+        assert_eq!(c.signing_secrets, vec![Secret::new("s1")]);
+        assert!(
+            c.credential.is_none(),
+            "a connection string needs no Azure credential"
+        );
+    }
+
+    #[test]
+    fn previous_signing_secret_is_accepted_too() {
+        let c = IngressConfig::from_env(&env(&[
+            ("SLACK_SIGNING_SECRET", "new"),
+            ("SLACK_SIGNING_SECRET_PREVIOUS", "old"),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true",
+            ),
+            ("CHATOPS_INGRESS_ADDR", "127.0.0.1:8080"),
+            ("CHATOPS_CATALOG", "/etc/chatops/runbooks.toml"),
+            ("CHATOPS_QUEUE_NAME", "ops-jobs"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.signing_secrets,
+            vec![Secret::new("new"), Secret::new("old")]
+        );
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.catalog_path, PathBuf::from("/etc/chatops/runbooks.toml"));
+        assert_eq!(c.queue.name, "ops-jobs");
+    }
+
+    #[test]
+    fn endpoint_form_chooses_a_credential_and_errors_never_quote_secrets() {
+        let c = IngressConfig::from_env(&env(&[
+            ("SLACK_SIGNING_SECRET", "s"),
+            (
+                "AZURE_STORAGE_QUEUE_ENDPOINT",
+                "https://acct.queue.core.windows.net",
+            ),
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:42356/msi/token"),
+            ("IDENTITY_HEADER", "h"),
+        ]))
+        .unwrap();
+        assert!(c.credential.is_some());
+        let e = IngressConfig::from_env(&env(&[("AZURE_STORAGE_CONNECTION_STRING", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SLACK_SIGNING_SECRET"), "{e}");
+        let e = IngressConfig::from_env(&env(&[
+            ("SLACK_SIGNING_SECRET", "s"),
+            ("CHATOPS_INGRESS_ADDR", "everywhere"),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true",
+            ),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("CHATOPS_INGRESS_ADDR:"), "{e}");
+    }
+}

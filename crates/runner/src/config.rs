@@ -115,3 +115,87 @@ fn number<T: std::str::FromStr + PartialOrd + From<u8>>(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    const QUEUE: (&str, &str) = (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "UseDevelopmentStorage=true",
+    );
+
+    #[test]
+    fn defaults() {
+        let c = RunnerConfig::from_env(&env(&[QUEUE])).unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:3001");
+        assert_eq!(c.catalog_path, PathBuf::from("runbooks.toml"));
+        assert_eq!(c.worker.visibility, Duration::from_secs(60));
+        assert_eq!(c.worker.max_dequeue, 5);
+        assert_eq!(c.worker.concurrency, 8);
+        assert_eq!(c.worker.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(c.poll.initial, Duration::from_secs(5));
+        assert!(
+            c.arm.is_none(),
+            "without the Automation variables only local runbooks run"
+        );
+        assert!(c.credential.is_none());
+        assert!(c.slack.webhook_url.is_none());
+        assert_eq!(c.slack.response_url_prefix, "https://hooks.slack.com/");
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let c = RunnerConfig::from_env(&env(&[
+            QUEUE,
+            ("CHATOPS_RUNNER_ADDR", "127.0.0.1:9001"),
+            ("CHATOPS_VISIBILITY_TIMEOUT", "2m"),
+            ("CHATOPS_MAX_DEQUEUE", "3"),
+            ("CHATOPS_RUNNER_CONCURRENCY", "2"),
+            ("CHATOPS_SHUTDOWN_GRACE", "30s"),
+            ("CHATOPS_AUTOMATION_POLL_INTERVAL", "10s"),
+            (
+                "AZURE_SUBSCRIPTION_ID",
+                "00000000-0000-0000-0000-000000000001",
+            ),
+            ("AUTOMATION_RESOURCE_GROUP", "rg"),
+            ("AUTOMATION_ACCOUNT", "acct"),
+            ("CHATOPS_AZURE_CREDENTIAL", "azure-cli"),
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/T0/B0/X",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:9001");
+        assert_eq!(c.worker.visibility, Duration::from_secs(120));
+        assert_eq!((c.worker.max_dequeue, c.worker.concurrency), (3, 2));
+        assert_eq!(c.worker.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.poll.initial, Duration::from_secs(10));
+        assert_eq!(c.arm.as_ref().map(|a| a.account.as_str()), Some("acct"));
+        assert!(c.credential.is_some(), "Automation needs a credential");
+        assert!(c.slack.webhook_url.is_some());
+        assert!(
+            !format!("{c:?}").contains("hooks.slack.com/services"),
+            "the webhook URL is a secret"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("CHATOPS_VISIBILITY_TIMEOUT", "8d"),
+            ("CHATOPS_MAX_DEQUEUE", "0"),
+            ("CHATOPS_RUNNER_CONCURRENCY", "many"),
+            ("CHATOPS_RUNNER_ADDR", "here"),
+        ] {
+            let e = RunnerConfig::from_env(&env(&[QUEUE, (var, value)])).unwrap_err();
+            assert_eq!(e.var, var, "{e}");
+        }
+    }
+}
