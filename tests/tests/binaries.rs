@@ -313,3 +313,28 @@ async fn secrets_stay_out_of_the_logs_when_everything_fails() {
     }
     app.forget_queue();
 }
+
+#[tokio::test]
+async fn without_slack_the_runner_prints_the_status_messages_to_its_log() {
+    let app = TestApp::spawn().await;
+    // The default prefix (https://hooks.slack.com/) does not cover the test server's
+    // response_urls, and there is no webhook: nothing can reach Slack.
+    let env: Env = app
+        .service_env()
+        .into_iter()
+        .filter(|(k, _)| k != "CHATOPS_SLACK_RESPONSE_URL_PREFIX")
+        .collect();
+    let mut runner = Service::start("chatops-runner", &env);
+    runner.bound_addr().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo logged").await);
+    let line = runner
+        .wait_for_line(
+            |l| l.contains(&id) && l.contains("*Completed*"),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(line.contains("args: logged two"), "{line}");
+    assert!(app.slack.messages().is_empty(), "nothing was posted");
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    app.finish().await;
+}
