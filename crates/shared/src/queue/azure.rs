@@ -20,221 +20,32 @@
 //! anyway, so consumers must tolerate duplicates. Likewise an Update or Delete retried after a
 //! lost answer may come back as `MessageGone`.
 
-use super::connection::{ConnectionString, StorageAuth};
-use super::sas::{SasProtocol, account_sas};
+use super::clients::{Auth, Clients, Target};
+use super::connection::StorageAuth;
+use super::failure::{Failure, Op, error_chain};
+use super::settings::POISON_SUFFIX;
 use super::{JobQueue, QueueError, Received};
-use crate::config::{ConfigError, EnvSource, optional};
-use crate::secret::{Secret, redact_url_secrets};
+use crate::secret::redact_url_secrets;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
-use azure_core::error::ErrorKind;
 use azure_core::http::headers::HeaderName;
 use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport, XmlFormat};
+use azure_storage_queue::QueueClientOptions;
 use azure_storage_queue::models::{QueueClientReceiveMessagesOptions, QueueMessage};
-use azure_storage_queue::{QueueClient, QueueClientOptions};
 use std::fmt;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use time::OffsetDateTime;
-use url::Url;
 
-/// Connection string (Azurite, account key, or SAS). Exclusive with [`QUEUE_ENDPOINT_VAR`].
-pub const CONNECTION_STRING_VAR: &str = "AZURE_STORAGE_CONNECTION_STRING";
-/// `https://<account>.queue.core.windows.net`, used with an Entra ID credential.
-pub const QUEUE_ENDPOINT_VAR: &str = "AZURE_STORAGE_QUEUE_ENDPOINT";
-/// The queue name; its poison queue is `<name>-poison`.
-pub const QUEUE_NAME_VAR: &str = "CHATOPS_QUEUE_NAME";
-pub const DEFAULT_QUEUE_NAME: &str = "runbook-jobs";
-const POISON_SUFFIX: &str = "-poison";
+pub use super::retry::RetryBudget;
+pub use super::settings::{
+    CONNECTION_STRING_VAR, DEFAULT_QUEUE_NAME, QUEUE_ENDPOINT_VAR, QUEUE_NAME_VAR, QueueSettings,
+    QueueTarget, validate_queue_name,
+};
 
-/// How long a SAS we sign is valid, and how long before its end we replace it.
-const SAS_VALIDITY: Duration = Duration::from_secs(24 * 3600);
-const SAS_RENEW_BEFORE: Duration = Duration::from_secs(3600);
 /// Longest visibility timeout the service accepts (7 days).
 const MAX_VISIBILITY_SECS: u64 = 7 * 24 * 3600;
-
-/// Where the queue service is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueueTarget {
-    /// `AZURE_STORAGE_CONNECTION_STRING`: Azurite, account key or SAS.
-    ConnectionString(ConnectionString),
-    /// `AZURE_STORAGE_QUEUE_ENDPOINT` (https): needs an Entra ID credential.
-    Endpoint(Url),
-}
-
-/// Everything needed to build an [`AzureJobQueue`] except the credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSettings {
-    pub target: QueueTarget,
-    /// Validated queue name; the poison queue is `<name>-poison`.
-    pub name: String,
-    pub budget: RetryBudget,
-}
-
-/// How long one queue operation may take in all: tries, per-try timeout, waits between tries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryBudget {
-    /// Tries in all, the first included (at least one is made).
-    pub attempts: u32,
-    /// Limit on one try: connecting, sending, and reading the answer.
-    pub per_try_timeout: Duration,
-    /// Wait before the second try; it doubles before each further one.
-    pub first_backoff: Duration,
-    /// Cap on one wait.
-    pub max_backoff: Duration,
-    /// Shorten each wait by a random part of up to half, so that many runners that failed
-    /// together do not retry in step.
-    pub jitter: bool,
-}
-
-impl RetryBudget {
-    /// For the ingress, which must answer Slack within 3 s: 3 tries of at most 600 ms, waits of
-    /// 100 ms then 200 ms. Worst case 2.1 s.
-    pub fn interactive() -> Self {
-        RetryBudget {
-            attempts: 3,
-            per_try_timeout: Duration::from_millis(600),
-            first_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(200),
-            jitter: false,
-        }
-    }
-
-    /// For the runner: 5 tries of at most 10 s, waits from 200 ms doubling with jitter, capped
-    /// at 5 s.
-    pub fn background() -> Self {
-        RetryBudget {
-            attempts: 5,
-            per_try_timeout: Duration::from_secs(10),
-            first_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-            jitter: true,
-        }
-    }
-
-    /// The wait after failed try number `failed_try` (1-based).
-    pub fn backoff(&self, failed_try: u32) -> Duration {
-        let doublings = failed_try.saturating_sub(1).min(16);
-        let full = self
-            .first_backoff
-            .saturating_mul(1 << doublings)
-            .min(self.max_backoff);
-        if !self.jitter {
-            return full;
-        }
-        // A random fraction in [0, 0.5): std's RandomState is seeded randomly per instance.
-        let random = std::hash::RandomState::new().hash_one(failed_try) % 1000;
-        full.saturating_sub(full.mul_f64(random as f64 / 2000.0))
-    }
-
-    /// The longest one operation can take: every try times out and every wait is full.
-    pub fn worst_case(&self) -> Duration {
-        let attempts = self.attempts.max(1);
-        let waits: Duration = (1..attempts)
-            .map(|n| {
-                RetryBudget {
-                    jitter: false,
-                    ..*self
-                }
-                .backoff(n)
-            })
-            .sum();
-        self.per_try_timeout.saturating_mul(attempts) + waits
-    }
-}
-
-impl QueueSettings {
-    /// Reads the queue settings; `budget` is chosen by the service.
-    ///
-    /// - `AZURE_STORAGE_CONNECTION_STRING` or `AZURE_STORAGE_QUEUE_ENDPOINT` (https), exactly one.
-    /// - `CHATOPS_QUEUE_NAME`, default `runbook-jobs`.
-    pub fn from_env(
-        env: &dyn EnvSource,
-        budget: RetryBudget,
-    ) -> Result<QueueSettings, ConfigError> {
-        let connection = optional(env, CONNECTION_STRING_VAR);
-        let endpoint = optional(env, QUEUE_ENDPOINT_VAR);
-        let target = match (connection, endpoint) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    CONNECTION_STRING_VAR,
-                    format!(
-                        "set either {CONNECTION_STRING_VAR} (account key or SAS) or \
-                         {QUEUE_ENDPOINT_VAR} (managed identity), not both"
-                    ),
-                ));
-            }
-            (None, None) => {
-                return Err(ConfigError::new(
-                    QUEUE_ENDPOINT_VAR,
-                    format!(
-                        "no queue configured: set {QUEUE_ENDPOINT_VAR}=https://<account>.queue.core.windows.net \
-                         (managed identity), or {CONNECTION_STRING_VAR} (`UseDevelopmentStorage=true` \
-                         for Azurite)"
-                    ),
-                ));
-            }
-            (Some(c), None) => QueueTarget::ConnectionString(
-                c.parse()
-                    .map_err(|e| ConfigError::new(CONNECTION_STRING_VAR, format!("{e}")))?,
-            ),
-            (None, Some(_)) => {
-                let mut url = crate::config::url(env, QUEUE_ENDPOINT_VAR)?
-                    .ok_or_else(|| ConfigError::new(QUEUE_ENDPOINT_VAR, "is required"))?;
-                if url.scheme() != "https" {
-                    return Err(ConfigError::new(
-                        QUEUE_ENDPOINT_VAR,
-                        "must be https (Entra ID tokens are only sent over https); for Azurite use \
-                         AZURE_STORAGE_CONNECTION_STRING=UseDevelopmentStorage=true",
-                    ));
-                }
-                if url.query().is_some() || url.fragment().is_some() {
-                    return Err(ConfigError::new(
-                        QUEUE_ENDPOINT_VAR,
-                        "must not carry a query string (a SAS goes in AZURE_STORAGE_CONNECTION_STRING)",
-                    ));
-                }
-                let path = url.path().trim_end_matches('/').to_owned();
-                url.set_path(&path);
-                QueueTarget::Endpoint(url)
-            }
-        };
-        let name = optional(env, QUEUE_NAME_VAR).unwrap_or_else(|| DEFAULT_QUEUE_NAME.to_owned());
-        validate_queue_name(&name).map_err(|p| ConfigError::new(QUEUE_NAME_VAR, p))?;
-        Ok(QueueSettings {
-            target,
-            name,
-            budget,
-        })
-    }
-}
-
-/// Azure's queue-name rules (3-63 characters; lowercase letters, digits and single hyphens; no
-/// hyphen first or last), applied so that `<name>-poison` is valid too.
-pub fn validate_queue_name(name: &str) -> Result<(), String> {
-    let max = 63 - POISON_SUFFIX.len();
-    if name.len() < 3 || name.len() > max {
-        return Err(format!(
-            "`{name}` must be 3 to {max} characters long (so that `{name}{POISON_SUFFIX}` fits in 63)"
-        ));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(format!(
-            "`{name}` may contain only lowercase letters, digits and hyphens"
-        ));
-    }
-    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(format!(
-            "`{name}` must not start or end with a hyphen nor contain two in a row"
-        ));
-    }
-    Ok(())
-}
 
 /// The queue and its poison queue on Azure Storage. See the module doc.
 pub struct AzureJobQueue {
@@ -242,31 +53,6 @@ pub struct AzureJobQueue {
     budget: RetryBudget,
     /// Replaced when our own SAS nears its end; cloned out, never held across an await.
     clients: RwLock<Arc<Clients>>,
-}
-
-/// What the clients are built from (immutable).
-struct Target {
-    endpoint: Url,
-    name: String,
-    poison_name: String,
-    auth: Auth,
-    options: QueueClientOptions,
-}
-
-enum Auth {
-    SharedKey {
-        account_name: String,
-        account_key: Secret,
-    },
-    Sas(Secret),
-    Token(Arc<dyn TokenCredential>),
-}
-
-struct Clients {
-    queue: QueueClient,
-    poison: QueueClient,
-    /// When to sign a new SAS and rebuild; `None` when nothing expires.
-    renew_at: Option<OffsetDateTime>,
 }
 
 impl AzureJobQueue {
@@ -480,43 +266,6 @@ impl AzureJobQueue {
     }
 }
 
-impl Target {
-    fn build(&self, now: OffsetDateTime) -> Result<Clients, QueueError> {
-        let (query, credential, renew_at) = match &self.auth {
-            Auth::SharedKey {
-                account_name,
-                account_key,
-            } => {
-                let sas = account_sas(
-                    account_name,
-                    account_key,
-                    now + SAS_VALIDITY,
-                    SasProtocol::for_endpoint(&self.endpoint),
-                )
-                .map_err(|e| QueueError::Other(format!("cannot sign an account SAS: {e}")))?;
-                (Some(sas), None, Some(now + SAS_VALIDITY - SAS_RENEW_BEFORE))
-            }
-            Auth::Sas(sas) => (Some(sas.clone()), None, None),
-            Auth::Token(credential) => (None, Some(credential.clone()), None),
-        };
-        let client = |name: &str| -> Result<QueueClient, QueueError> {
-            let mut url = self.endpoint.clone();
-            url.path_segments_mut()
-                .map_err(|()| QueueError::Other("the queue endpoint is not a base URL".into()))?
-                .pop_if_empty()
-                .push(name);
-            url.set_query(query.as_ref().map(Secret::expose));
-            QueueClient::new(url, credential.clone(), Some(self.options.clone()))
-                .map_err(|e| QueueError::Other(redact_url_secrets(&error_chain(&e))))
-        };
-        Ok(Clients {
-            queue: client(&self.name)?,
-            poison: client(&self.poison_name)?,
-            renew_at,
-        })
-    }
-}
-
 /// No secrets: the endpoint carries no query, the auth shows only its kind.
 impl fmt::Debug for AzureJobQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -640,271 +389,16 @@ fn visibility_secs(d: Duration, min: u64) -> i32 {
     i32::try_from(secs.clamp(min, MAX_VISIBILITY_SECS)).unwrap_or(i32::MAX)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Op {
-    Create,
-    Ping,
-    Send,
-    Receive,
-    Extend,
-    Delete,
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Op::Create => "create queue",
-            Op::Ping => "get properties of queue",
-            Op::Send => "put message on queue",
-            Op::Receive => "get messages from queue",
-            Op::Extend => "update message on queue",
-            Op::Delete => "delete message from queue",
-        })
-    }
-}
-
-/// One failed try, already redacted.
-#[derive(Debug)]
-struct Failure {
-    status: Option<u16>,
-    /// The service's error code (`x-ms-error-code`), e.g. `AuthorizationPermissionMismatch`.
-    code: Option<String>,
-    transient: bool,
-    message: String,
-    /// Set when the failure was transient and the budget ran out.
-    exhausted_after: Option<u32>,
-}
-
-impl Failure {
-    fn from_sdk(e: &azure_core::Error) -> Self {
-        match e.kind() {
-            ErrorKind::HttpResponse {
-                status,
-                error_code,
-                raw_response,
-            } => {
-                let status = u16::from(*status);
-                let mut message = format!("HTTP {status}");
-                if let Some(code) = error_code {
-                    message.push_str(&format!(" {code}"));
-                }
-                let detail = raw_response
-                    .as_ref()
-                    .and_then(|r| xml_message(&String::from_utf8_lossy(r.body())));
-                if let Some(detail) = detail {
-                    message.push_str(&format!(" ({detail})"));
-                }
-                Failure {
-                    status: Some(status),
-                    code: error_code.clone(),
-                    transient: status == 408 || status == 429 || status >= 500,
-                    message: redact_url_secrets(&message),
-                    exhausted_after: None,
-                }
-            }
-            kind => Failure {
-                status: None,
-                code: None,
-                transient: matches!(kind, ErrorKind::Connection | ErrorKind::Io),
-                message: redact_url_secrets(&error_chain(e)),
-                exhausted_after: None,
-            },
-        }
-    }
-
-    fn timeout(after: Duration) -> Self {
-        Failure {
-            status: None,
-            code: None,
-            transient: true,
-            message: format!("no answer within {after:?}"),
-            exhausted_after: None,
-        }
-    }
-
-    fn permanent(e: QueueError) -> Self {
-        let message = match e {
-            QueueError::Other(m) | QueueError::Unavailable(m) | QueueError::Forbidden(m) => m,
-            QueueError::MessageGone => e.to_string(),
-        };
-        Failure {
-            status: None,
-            code: None,
-            transient: false,
-            message: redact_url_secrets(&message),
-            exhausted_after: None,
-        }
-    }
-
-    fn into_error(self, op: Op, queue: &str) -> QueueError {
-        let text = redact_url_secrets(&format!("{op} `{queue}`: {}", self.message));
-        if let Some(n) = self.exhausted_after {
-            return QueueError::Unavailable(format!("{text} (gave up after {n} tries)"));
-        }
-        match self.status {
-            // Azure answers 404 MessageNotFound; Azurite (and Azure, per its error code list)
-            // 400 PopReceiptMismatch when the receipt was replaced by a later update.
-            Some(404) if matches!(op, Op::Extend | Op::Delete) => QueueError::MessageGone,
-            Some(400)
-                if matches!(op, Op::Extend | Op::Delete)
-                    && self.code.as_deref() == Some("PopReceiptMismatch") =>
-            {
-                QueueError::MessageGone
-            }
-            Some(401 | 403) => QueueError::Forbidden(text),
-            Some(404) => QueueError::Other(format!(
-                "{text}: the queue does not exist (create it in the deployment, or call ensure_exists)"
-            )),
-            _ => QueueError::Other(text),
-        }
-    }
-}
-
-/// `e` and its sources, joined with `: ` (azure_core's `Display` omits the cause, which is
-/// where the useful part, such as "Connection refused", is).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// The `<Message>` of a Storage XML error body, first line, at most 200 characters.
-fn xml_message(body: &str) -> Option<String> {
-    let start = body.find("<Message>")? + "<Message>".len();
-    let end = start + body[start..].find("</Message>")?;
-    let line = body[start..end].lines().next()?.trim();
-    Some(line.chars().take(200).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
-        pairs.iter().copied().collect()
-    }
+    use url::Url;
 
     fn settings(connection: &str) -> QueueSettings {
         QueueSettings {
             target: QueueTarget::ConnectionString(connection.parse().unwrap()),
             name: "jobs".into(),
             budget: RetryBudget::interactive(),
-        }
-    }
-
-    #[test]
-    fn interactive_budget_fits_slacks_three_seconds() {
-        let b = RetryBudget::interactive();
-        assert_eq!(b.backoff(1), Duration::from_millis(100));
-        assert_eq!(b.backoff(2), Duration::from_millis(200));
-        assert_eq!(b.worst_case(), Duration::from_millis(2100));
-        assert!(b.worst_case() < Duration::from_millis(2500));
-    }
-
-    #[test]
-    fn background_backoff_doubles_with_jitter_and_a_cap() {
-        let b = RetryBudget::background();
-        for n in 1..=10 {
-            let full = Duration::from_millis(200 * (1 << (n - 1))).min(Duration::from_secs(5));
-            let wait = b.backoff(n);
-            assert!(
-                wait <= full && wait >= full / 2,
-                "try {n}: {wait:?} vs {full:?}"
-            );
-        }
-        assert_eq!(
-            b.worst_case(),
-            Duration::from_millis(50_000 + 200 + 400 + 800 + 1600)
-        );
-    }
-
-    #[test]
-    fn from_env_needs_exactly_one_target() {
-        let both = env(&[
-            (CONNECTION_STRING_VAR, "UseDevelopmentStorage=true"),
-            (QUEUE_ENDPOINT_VAR, "https://a.queue.core.windows.net"),
-        ]);
-        let e = QueueSettings::from_env(&both, RetryBudget::interactive()).unwrap_err();
-        assert!(e.to_string().contains("not both"), "{e}");
-
-        let e = QueueSettings::from_env(&env(&[]), RetryBudget::interactive()).unwrap_err();
-        assert!(e.to_string().contains("UseDevelopmentStorage=true"), "{e}");
-
-        let s = QueueSettings::from_env(
-            &env(&[(CONNECTION_STRING_VAR, "UseDevelopmentStorage=true")]),
-            RetryBudget::interactive(),
-        )
-        .unwrap();
-        assert_eq!(s.name, "runbook-jobs");
-        assert_eq!(
-            s.target,
-            QueueTarget::ConnectionString(ConnectionString::development_storage())
-        );
-    }
-
-    #[test]
-    fn from_env_endpoint_must_be_https() {
-        let e = QueueSettings::from_env(
-            &env(&[(QUEUE_ENDPOINT_VAR, "http://a.queue.core.windows.net")]),
-            RetryBudget::background(),
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("AZURE_STORAGE_QUEUE_ENDPOINT: must be https"),
-            "{e}"
-        );
-
-        let s = QueueSettings::from_env(
-            &env(&[
-                (QUEUE_ENDPOINT_VAR, "https://a.queue.core.windows.net/"),
-                (QUEUE_NAME_VAR, "jobs-2"),
-            ]),
-            RetryBudget::background(),
-        )
-        .unwrap();
-        assert_eq!(
-            s.target,
-            QueueTarget::Endpoint(Url::parse("https://a.queue.core.windows.net").unwrap())
-        );
-        assert_eq!(s.name, "jobs-2");
-    }
-
-    #[test]
-    fn from_env_connection_string_errors_do_not_quote_it() {
-        let e = QueueSettings::from_env(
-            &env(&[(CONNECTION_STRING_VAR, "AccountName=a;AccountKey=hunter2!")]),
-            RetryBudget::background(),
-        )
-        .unwrap_err();
-        assert_eq!(e.var, CONNECTION_STRING_VAR);
-        assert!(!e.to_string().contains("hunter2"), "{e}");
-    }
-
-    #[test]
-    fn queue_names_follow_azure_rules_with_room_for_poison() {
-        for ok in ["abc", "runbook-jobs", "a1-b2-c3", &"a".repeat(56)] {
-            assert_eq!(validate_queue_name(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "ab",
-            "Jobs",
-            "-jobs",
-            "jobs-",
-            "a--b",
-            "jobs_1",
-            &"a".repeat(57),
-        ] {
-            assert!(validate_queue_name(bad).is_err(), "{bad}");
         }
     }
 
@@ -984,13 +478,6 @@ mod tests {
             c.queue.url().as_str(),
             "https://a.queue.core.windows.net/jobs?sv=1&sig=abc"
         );
-    }
-
-    #[test]
-    fn xml_error_message_is_extracted() {
-        let body = "<?xml version=\"1.0\"?><Error><Code>X</Code><Message>Not allowed.\nRequestId:1</Message></Error>";
-        assert_eq!(xml_message(body).as_deref(), Some("Not allowed."));
-        assert_eq!(xml_message("nothing"), None);
     }
 
     /// Nothing listens on port 1: every try is refused, so the budget runs out quickly, and the

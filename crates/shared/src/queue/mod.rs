@@ -1,12 +1,22 @@
 //! Queue access behind [`JobQueue`], so the services (and tests) do not depend on the SDK.
 //!
+//! - [`settings`]: [`QueueSettings`](settings::QueueSettings) from the environment (connection
+//!   string or endpoint, queue name).
 //! - [`connection`]: parsing `AZURE_STORAGE_CONNECTION_STRING`.
 //! - [`sas`]: account SAS tokens signed with a shared key (the 1.x SDK has no shared-key auth).
-//! - [`azure`]: [`AzureJobQueue`](azure::AzureJobQueue), over the GA `azure_storage_queue` crate.
+//! - [`retry`]: [`RetryBudget`](retry::RetryBudget), the time limits and backoff of one operation.
+//! - `failure`: one failed try: transient or not, and the [`QueueError`] it becomes.
+//! - `clients`: the SDK clients for the queue and its poison queue, and when our SAS is renewed.
+//! - [`azure`]: [`AzureJobQueue`](azure::AzureJobQueue), over the GA `azure_storage_queue` crate;
+//!   it re-exports the settings and the budget.
 
 pub mod azure;
+mod clients;
 pub mod connection;
+mod failure;
+pub mod retry;
 pub mod sas;
+pub mod settings;
 
 use async_trait::async_trait;
 use std::time::Duration;

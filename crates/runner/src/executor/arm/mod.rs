@@ -1,0 +1,23 @@
+//! The Azure Resource Manager client for Automation jobs: the only place that builds ARM URLs
+//! and reads ARM answers (see `shared/reference/azure-automation.md` for the calls).
+//!
+//! Transient failures (network, timeouts, 5xx, 429, token errors) are retried here, a bounded
+//! number of times with exponential backoff and jitter, honouring `Retry-After`. Callers see a
+//! typed [`ArmError`] that keeps ARM's error code and message and never a token or a raw body.
+//!
+//! Retrying a job's PUT is safe: the job name is chosen by the caller, so a repeated PUT whose
+//! first answer was lost is refused as "already exists" and reported as
+//! [`CreateResult::AlreadyExists`].
+
+mod client;
+mod config;
+mod error;
+mod model;
+mod retry;
+mod transport;
+
+pub use client::ArmClient;
+pub use config::{API_VERSION, ArmConfig, DEFAULT_ENDPOINT, DEFAULT_SCOPE};
+pub use error::ArmError;
+pub use model::{CreateResult, Job, JobStatus, StreamRecord};
+pub use retry::RetryPolicy;

@@ -1,0 +1,113 @@
+//! [`RetryBudget`]: how long one queue operation may take in all, and how long to wait between
+//! its tries.
+//!
+//! The SDK's retry policy is off (by default one refused connection takes over a minute to come
+//! back as an error); [`AzureJobQueue`](super::azure::AzureJobQueue) runs every call in its own
+//! loop, bounded by a budget. The ingress uses [`RetryBudget::interactive`] to answer Slack
+//! within 3 s; the runner [`RetryBudget::background`].
+
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+/// How long one queue operation may take in all: tries, per-try timeout, waits between tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudget {
+    /// Tries in all, the first included (at least one is made).
+    pub attempts: u32,
+    /// Limit on one try: connecting, sending, and reading the answer.
+    pub per_try_timeout: Duration,
+    /// Wait before the second try; it doubles before each further one.
+    pub first_backoff: Duration,
+    /// Cap on one wait.
+    pub max_backoff: Duration,
+    /// Shorten each wait by a random part of up to half, so that many runners that failed
+    /// together do not retry in step.
+    pub jitter: bool,
+}
+
+impl RetryBudget {
+    /// For the ingress, which must answer Slack within 3 s: 3 tries of at most 600 ms, waits of
+    /// 100 ms then 200 ms. Worst case 2.1 s.
+    pub fn interactive() -> Self {
+        RetryBudget {
+            attempts: 3,
+            per_try_timeout: Duration::from_millis(600),
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(200),
+            jitter: false,
+        }
+    }
+
+    /// For the runner: 5 tries of at most 10 s, waits from 200 ms doubling with jitter, capped
+    /// at 5 s.
+    pub fn background() -> Self {
+        RetryBudget {
+            attempts: 5,
+            per_try_timeout: Duration::from_secs(10),
+            first_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            jitter: true,
+        }
+    }
+
+    /// The wait after failed try number `failed_try` (1-based).
+    pub fn backoff(&self, failed_try: u32) -> Duration {
+        let doublings = failed_try.saturating_sub(1).min(16);
+        let full = self
+            .first_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff);
+        if !self.jitter {
+            return full;
+        }
+        // A random fraction in [0, 0.5): std's RandomState is seeded randomly per instance.
+        let random = std::hash::RandomState::new().hash_one(failed_try) % 1000;
+        full.saturating_sub(full.mul_f64(random as f64 / 2000.0))
+    }
+
+    /// The longest one operation can take: every try times out and every wait is full.
+    pub fn worst_case(&self) -> Duration {
+        let attempts = self.attempts.max(1);
+        let waits: Duration = (1..attempts)
+            .map(|n| {
+                RetryBudget {
+                    jitter: false,
+                    ..*self
+                }
+                .backoff(n)
+            })
+            .sum();
+        self.per_try_timeout.saturating_mul(attempts) + waits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interactive_budget_fits_slacks_three_seconds() {
+        let b = RetryBudget::interactive();
+        assert_eq!(b.backoff(1), Duration::from_millis(100));
+        assert_eq!(b.backoff(2), Duration::from_millis(200));
+        assert_eq!(b.worst_case(), Duration::from_millis(2100));
+        assert!(b.worst_case() < Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn background_backoff_doubles_with_jitter_and_a_cap() {
+        let b = RetryBudget::background();
+        for n in 1..=10 {
+            let full = Duration::from_millis(200 * (1 << (n - 1))).min(Duration::from_secs(5));
+            let wait = b.backoff(n);
+            assert!(
+                wait <= full && wait >= full / 2,
+                "try {n}: {wait:?} vs {full:?}"
+            );
+        }
+        assert_eq!(
+            b.worst_case(),
+            Duration::from_millis(50_000 + 200 + 400 + 800 + 1600)
+        );
+    }
+}
