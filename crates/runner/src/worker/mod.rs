@@ -19,13 +19,15 @@ use chatops_shared::catalog::{Caller, Catalog, ExecutorKind};
 use chatops_shared::command::Arg;
 use chatops_shared::job::JobMessage;
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
+use extender::Extender;
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
+
+mod extender;
+mod poll;
 
 /// What one call of [`Worker::process_next`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,62 +101,6 @@ struct Prepared {
     local: bool,
 }
 
-/// Keeps a message invisible while its job runs, extending it every third of the visibility.
-/// Stopped by [`Extender::stop`], which waits for an extension under way (so the newest pop
-/// receipt is never lost) and returns the message; aborted if dropped without that.
-struct Extender {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Received>>,
-}
-
-impl Extender {
-    fn start(queue: Arc<dyn JobQueue>, message: Received, visibility: Duration) -> Self {
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let every = (visibility / 3).max(Duration::from_millis(200));
-        let task = tokio::spawn(
-            async move {
-                let mut message = message;
-                loop {
-                    tokio::select! {
-                        _ = &mut stop_rx => return message,
-                        () = tokio::time::sleep(every) => {}
-                    }
-                    match queue.extend(&message, visibility).await {
-                        Ok(pop_receipt) => message.pop_receipt = pop_receipt,
-                        Err(e) => tracing::warn!(error = %e, "could not extend the message's invisibility"),
-                    }
-                }
-            }
-            .in_current_span(),
-        );
-        Extender {
-            stop: Some(stop_tx),
-            task: Some(task),
-        }
-    }
-
-    /// Stops extending and returns the message with its newest pop receipt.
-    async fn stop(mut self) -> Option<Received> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.take()?.await.ok()
-    }
-}
-
-impl Drop for Extender {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-async fn stopped(stop: &watch::Receiver<bool>) {
-    let mut stop = stop.clone();
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
 impl Worker {
     pub fn new(
         queue: Arc<dyn JobQueue>,
@@ -181,114 +127,6 @@ impl Worker {
             Some(message) => {
                 self.handle(message).await;
                 Ok(Step::Processed)
-            }
-        }
-    }
-
-    /// Polls and handles messages until `shutdown` completes, then gives in-flight jobs
-    /// `shutdown_grace` to finish.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let watcher = async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-            std::future::pending::<()>().await;
-        };
-        tokio::select! {
-            () = watcher => {}
-            () = self.poll_until(stop_rx) => {}
-        }
-    }
-
-    async fn poll_until(&self, stop: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
-        let mut in_flight = tokio::task::JoinSet::new();
-        let mut idle = Duration::from_millis(50);
-        loop {
-            // Reap finished jobs so the set does not grow.
-            while in_flight.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                () = stopped(&stop) => break,
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let free = slots.available_permits() + 1;
-            let batch = u8::try_from(free.min(32)).unwrap_or(32);
-            // Not raced against shutdown: messages the service already handed out must be
-            // handled or handed back, not left invisible.
-            let received = self.queue.receive(batch, self.settings.visibility).await;
-            if *stop.borrow() {
-                if let Ok(messages) = received {
-                    self.hand_back(messages).await;
-                }
-                break;
-            }
-            let wait = match received {
-                Ok(messages) if messages.is_empty() => {
-                    let wait = idle;
-                    idle = (idle * 2).min(self.settings.max_idle_poll);
-                    wait
-                }
-                Ok(messages) => {
-                    idle = Duration::from_millis(50);
-                    let mut permit = Some(permit);
-                    let mut messages = messages.into_iter();
-                    for message in messages.by_ref() {
-                        let permit = match permit.take() {
-                            Some(p) => p,
-                            // We asked for no more messages than free slots.
-                            None => match slots.clone().try_acquire_owned() {
-                                Ok(p) => p,
-                                Err(_) => {
-                                    self.hand_back(vec![message]).await;
-                                    continue;
-                                }
-                            },
-                        };
-                        let worker = self.clone();
-                        in_flight.spawn(async move {
-                            worker.handle(message).await;
-                            drop(permit);
-                        });
-                    }
-                    Duration::ZERO
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the queue; backing off");
-                    idle = (idle * 2).clamp(Duration::from_millis(500), Duration::from_secs(5));
-                    idle
-                }
-            };
-            if !wait.is_zero() {
-                tokio::select! {
-                    () = stopped(&stop) => break,
-                    () = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-        tracing::info!(
-            jobs = in_flight.len(),
-            "stopped taking messages; waiting for jobs in flight"
-        );
-        let drain = async { while in_flight.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.settings.shutdown_grace, drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "jobs still running after the shutdown grace; their messages return to the queue"
-            );
-            in_flight.abort_all();
-        }
-    }
-
-    /// Makes messages taken but not handled visible again at once, for another runner.
-    async fn hand_back(&self, messages: Vec<Received>) {
-        for message in messages {
-            if let Err(e) = self.queue.extend(&message, Duration::ZERO).await {
-                tracing::warn!(error = %e, message_id = %message.message_id, "could not hand a message back; it returns when its visibility ends");
             }
         }
     }

@@ -1,0 +1,124 @@
+//! The loop the runner binary runs: poll, hand messages to jobs, back off when idle, and stop
+//! cleanly.
+
+use super::Worker;
+use chatops_shared::queue::Received;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+impl Worker {
+    /// Polls and handles messages until `shutdown` completes, then gives in-flight jobs
+    /// `shutdown_grace` to finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let watcher = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = watcher => {}
+            () = self.poll_until(stop_rx) => {}
+        }
+    }
+
+    async fn poll_until(&self, stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut idle = Duration::from_millis(50);
+        loop {
+            // Reap finished jobs so the set does not grow.
+            while in_flight.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                () = stopped(&stop) => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let free = slots.available_permits() + 1;
+            let batch = u8::try_from(free.min(32)).unwrap_or(32);
+            // Not raced against shutdown: messages the service already handed out must be
+            // handled or handed back, not left invisible.
+            let received = self.queue.receive(batch, self.settings.visibility).await;
+            if *stop.borrow() {
+                if let Ok(messages) = received {
+                    self.hand_back(messages).await;
+                }
+                break;
+            }
+            let wait = match received {
+                Ok(messages) if messages.is_empty() => {
+                    let wait = idle;
+                    idle = (idle * 2).min(self.settings.max_idle_poll);
+                    wait
+                }
+                Ok(messages) => {
+                    idle = Duration::from_millis(50);
+                    let mut permit = Some(permit);
+                    let mut messages = messages.into_iter();
+                    for message in messages.by_ref() {
+                        let permit = match permit.take() {
+                            Some(p) => p,
+                            // We asked for no more messages than free slots.
+                            None => match slots.clone().try_acquire_owned() {
+                                Ok(p) => p,
+                                Err(_) => {
+                                    self.hand_back(vec![message]).await;
+                                    continue;
+                                }
+                            },
+                        };
+                        let worker = self.clone();
+                        in_flight.spawn(async move {
+                            worker.handle(message).await;
+                            drop(permit);
+                        });
+                    }
+                    Duration::ZERO
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the queue; backing off");
+                    idle = (idle * 2).clamp(Duration::from_millis(500), Duration::from_secs(5));
+                    idle
+                }
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = stopped(&stop) => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+        tracing::info!(
+            jobs = in_flight.len(),
+            "stopped taking messages; waiting for jobs in flight"
+        );
+        let drain = async { while in_flight.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.settings.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "jobs still running after the shutdown grace; their messages return to the queue"
+            );
+            in_flight.abort_all();
+        }
+    }
+
+    /// Makes messages taken but not handled visible again at once, for another runner.
+    async fn hand_back(&self, messages: Vec<Received>) {
+        for message in messages {
+            if let Err(e) = self.queue.extend(&message, Duration::ZERO).await {
+                tracing::warn!(error = %e, message_id = %message.message_id, "could not hand a message back; it returns when its visibility ends");
+            }
+        }
+    }
+}
+
+async fn stopped(stop: &watch::Receiver<bool>) {
+    let mut stop = stop.clone();
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
