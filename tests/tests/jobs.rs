@@ -347,9 +347,9 @@ async fn two_runners_n_commands_make_exactly_n_jobs() {
 #[tokio::test]
 async fn a_job_longer_than_the_visibility_timeout_runs_once_while_another_runner_polls() {
     let app = TestApp::spawn().await;
-    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=3").await);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=5").await);
     let mut settings = app.worker_settings();
-    settings.visibility = Duration::from_secs(1);
+    settings.visibility = Duration::from_secs(2);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runners: Vec<_> = (0..2)
         .map(|_| {
@@ -362,7 +362,7 @@ async fn a_job_longer_than_the_visibility_timeout_runs_once_while_another_runner
         .collect();
     app.wait_for_slack(&id, "*Completed*").await;
     // Past another visibility period: a message whose invisibility lapsed would be taken again.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let _ = stop_tx.send(true);
     for r in runners {
         r.await.expect("runner stops");
