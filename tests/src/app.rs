@@ -381,6 +381,16 @@ impl TestApp {
             "{} message(s) left on the poison queue",
             poison.len()
         );
+        // Messages someone took and neither deleted nor handed back are invisible: count them.
+        for poison in [false, true] {
+            let n = self
+                .azure_queue
+                .approximate_len(poison)
+                .await
+                .expect("queue properties");
+            let which = if poison { "poison" } else { "job" };
+            assert_eq!(n, 0, "{n} message(s) left invisible on the {which} queue");
+        }
     }
 }
 

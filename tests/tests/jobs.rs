@@ -260,6 +260,7 @@ async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
         requested_at: time::OffsetDateTime::now_utc(),
         enterprise_id: None,
         traceparent: None,
+        started_at: None,
     };
     app.put_raw(&job.encode()).await;
     app.drain(&app.worker()).await;
@@ -273,13 +274,20 @@ async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
 async fn a_local_job_whose_runner_died_is_reported_interrupted_not_run_again() {
     let app = TestApp::spawn().await;
     let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
-    // A runner takes the message and dies before deleting it.
+    // A runner takes the message, marks the job started (as the worker does just before the
+    // script starts), and dies before deleting it.
     let taken = app
         .queue
-        .receive(1, Duration::from_secs(1))
+        .receive(1, Duration::from_secs(30))
         .await
         .expect("receive");
     assert_eq!(taken.len(), 1);
+    let mut job = JobMessage::decode(&taken[0].text).expect("job message");
+    job.started_at = Some(time::OffsetDateTime::now_utc());
+    app.queue
+        .replace(&taken[0], &job.encode(), Duration::from_secs(1))
+        .await
+        .expect("mark started");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     app.drain(&app.worker()).await;
     let text = app.final_text(&id, "*Failed*").await;
@@ -288,6 +296,29 @@ async fn a_local_job_whose_runner_died_is_reported_interrupted_not_run_again() {
         !app.dir.join("record.log").exists(),
         "the script was not run again"
     );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_message_handed_back_before_its_job_started_runs_normally() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
+    // Taken and handed back at once, as a runner does with messages it received while
+    // shutting down: delivered twice, but never started.
+    let taken = app
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .expect("receive");
+    app.queue
+        .extend(&taken[0], Duration::ZERO)
+        .await
+        .expect("hand back");
+    app.drain(&app.worker()).await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("recorded"), "{text}");
+    let log = std::fs::read_to_string(app.dir.join("record.log")).expect("record log");
+    assert_eq!(log.lines().count(), 1);
     app.finish().await;
 }
 

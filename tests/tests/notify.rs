@@ -40,6 +40,7 @@ fn job(response_url: String, age: time::Duration) -> JobMessage {
         requested_at: OffsetDateTime::now_utc() - age,
         enterprise_id: None,
         traceparent: None,
+        started_at: None,
     }
 }
 

@@ -68,6 +68,15 @@ pub struct JobMessage {
     /// W3C trace context of the ingress request, for distributed tracing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Written by the runner (Update Message) just before it starts a job that must never be
+    /// started twice, a local script: a later delivery of this message knows the job was
+    /// started, and reports it as interrupted instead of running it again.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub started_at: Option<OffsetDateTime>,
 }
 
 /// Why a queue message could not be read as a job.
@@ -167,6 +176,7 @@ pub(crate) mod tests {
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
             enterprise_id: None,
             traceparent: None,
+            started_at: None,
         }
     }
 

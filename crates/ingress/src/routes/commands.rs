@@ -86,6 +86,7 @@ async fn handle(
         requested_at: now,
         enterprise_id: cmd.enterprise_id.clone(),
         traceparent: None,
+        started_at: None,
     };
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
     let ack = Reply::in_channel(acknowledgement(&message));

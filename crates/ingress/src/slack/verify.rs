@@ -50,7 +50,7 @@ impl Verifier {
         let timestamp = timestamp.ok_or(VerifyError::MissingTimestamp)?.trim();
         let signature = signature.ok_or(VerifyError::MissingSignature)?.trim();
         let ts: i64 = timestamp.parse().map_err(|_| VerifyError::BadTimestamp)?;
-        if (now - ts).abs() > WINDOW_SECS {
+        if now.abs_diff(ts) > WINDOW_SECS.unsigned_abs() {
             return Err(VerifyError::Expired);
         }
         let given = signature
@@ -173,5 +173,12 @@ mod tests {
             v.verify(Some("yesterday"), Some(EXPECTED), b"", TS),
             Err(VerifyError::BadTimestamp)
         );
+        // Extreme values are outside the window, not an overflow.
+        for ts in [i64::MIN, i64::MAX] {
+            assert_eq!(
+                v.verify(Some(&ts.to_string()), Some(EXPECTED), b"", TS),
+                Err(VerifyError::Expired)
+            );
+        }
     }
 }

@@ -291,6 +291,7 @@ mod tests {
             requested_at: at(T0),
             enterprise_id: None,
             traceparent: None,
+            started_at: None,
         }
     }
 

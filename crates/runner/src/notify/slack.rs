@@ -414,13 +414,18 @@ fn slack_code(body: &str) -> String {
         .collect()
 }
 
+/// The longest `Retry-After` taken at its word: a larger value (or a hostile one) is capped.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// `Retry-After` in seconds; Slack always sends seconds.
 fn retry_after(headers: &HeaderMap) -> Duration {
     headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs)
+        .map_or(DEFAULT_RETRY_AFTER, |s| {
+            Duration::from_secs(s).min(MAX_RETRY_AFTER)
+        })
 }
 
 /// A network error in words, without its URL.
@@ -466,6 +471,7 @@ mod tests {
             requested_at: OffsetDateTime::now_utc() - age,
             enterprise_id: None,
             traceparent: None,
+            started_at: None,
         }
     }
 
@@ -595,6 +601,8 @@ mod tests {
         assert_eq!(retry_after(&h), DEFAULT_RETRY_AFTER);
         h.insert(RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h), Duration::from_secs(7));
+        h.insert(RETRY_AFTER, "18446744073709551615".parse().unwrap());
+        assert_eq!(retry_after(&h), MAX_RETRY_AFTER);
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), DEFAULT_RETRY_AFTER);
     }

@@ -13,7 +13,7 @@
 //! - the message is deleted only after the final status reached Slack (or, when Slack refuses
 //!   it for good, after the message went to the poison queue with the outcome).
 
-use crate::executor::{Executor, FinalState, JobRequest, Outcome, Progress};
+use crate::executor::{Executor, FinalState, JobRequest, Outcome, Progress, TransientError};
 use crate::notify::{Notifier, NotifyError, Update};
 use chatops_shared::catalog::{Caller, Catalog, ExecutorKind};
 use chatops_shared::command::Arg;
@@ -138,8 +138,15 @@ impl Worker {
             Ok(job) => job,
             Err(e) => {
                 tracing::warn!(message_id = %message.message_id, reason = %e, "unreadable message");
-                self.poison(&message, format!("unreadable job message: {e}"))
-                    .await;
+                if !self
+                    .poison(&message, format!("unreadable job message: {e}"))
+                    .await
+                    && message.dequeue_count > self.settings.max_dequeue
+                {
+                    // Neither readable nor movable: keeping it would bring it back forever.
+                    tracing::error!(message_id = %message.message_id, "deleting an unreadable message that could not be moved to the poison queue");
+                    self.delete(&message).await;
+                }
                 return;
             }
         };
@@ -154,6 +161,9 @@ impl Worker {
                 message.dequeue_count, self.settings.max_dequeue
             );
             tracing::error!(%reason, "giving up on job");
+            // Off the job queue first, so that a slow notification cannot let another runner
+            // take the message and give up on it a second time.
+            self.poison(&message, reason.clone()).await;
             let outcome = Outcome::without_run(
                 FinalState::Failed,
                 format!(
@@ -164,7 +174,6 @@ impl Worker {
             if let Err(e) = self.notifier.notify(&job, &Update::Finished(outcome)).await {
                 tracing::warn!(error = %e, "could not tell the requester about the given-up job");
             }
-            self.poison(&message, reason).await;
             return;
         }
 
@@ -173,37 +182,30 @@ impl Worker {
         // while its job runs or its final status is being delivered.
         let extender = Extender::start(self.queue.clone(), message, self.settings.visibility);
         let result = match self.prepare(&job, dequeue_count) {
-            Err(outcome) => Ok(outcome),
-            Ok(prepared) => {
-                if prepared.local && !self.claim(job.job_id) {
-                    // A second message for a job this runner already ran (a retried or replayed
-                    // enqueue): the first one reports it.
-                    tracing::warn!(
-                        "duplicate message for a local job already run here; deleting it"
-                    );
-                    if let Some(message) = extender.stop().await {
-                        self.delete(&message).await;
-                    }
-                    return;
-                }
-                self.execute(&job, &prepared).await
-            }
+            Err(outcome) => Ok(Some(outcome)),
+            Ok(prepared) if prepared.local => self.run_local(&job, &prepared, &extender).await,
+            Ok(prepared) => self.execute(&job, &prepared).await.map(Some),
         };
         let outcome = match result {
-            Ok(outcome) => outcome,
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => {
+                // A second message for a job this runner already ran (a retried or replayed
+                // enqueue, or a delete that failed): the first one reported it.
+                tracing::warn!("duplicate message for a local job already run here; deleting it");
+                let message = extender.stop().await;
+                self.delete(&message).await;
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "job hit a transient error; leaving the message for a retry");
                 // The message comes back when the visibility of its last extension ends.
-                let _ = extender.stop().await;
+                extender.stop().await;
                 return;
             }
         };
         tracing::info!(state = outcome.state.label(), "job finished");
         let notified = self.notify_final(&job, &outcome).await;
-        let Some(message) = extender.stop().await else {
-            tracing::error!("lost the message while finishing the job; it will come back");
-            return;
-        };
+        let message = extender.stop().await;
         match notified {
             Ok(()) => self.delete(&message).await,
             Err(e) => {
@@ -215,6 +217,37 @@ impl Worker {
                 self.poison(&message, reason).await;
             }
         }
+    }
+
+    /// A local script starts at most once: the job id is claimed in this runner, and the
+    /// message on the queue is marked `started_at` before the script starts. A marked message
+    /// that comes back means a runner started the job and did not finish: the executor reports
+    /// it as interrupted. `None`: a duplicate of a job this runner already ran.
+    async fn run_local(
+        &self,
+        job: &JobMessage,
+        prepared: &Prepared,
+        extender: &Extender,
+    ) -> Result<Option<Outcome>, TransientError> {
+        if !self.claim(job.job_id) {
+            return Ok(None);
+        }
+        if job.started_at.is_none() {
+            let mut marked = job.clone();
+            marked.started_at = Some(time::OffsetDateTime::now_utc());
+            if let Err(e) = extender.replace_text(marked.encode()).await {
+                self.release(&job.job_id);
+                return Err(TransientError(format!(
+                    "could not mark the job as started on the queue, so it was not started: {e}"
+                )));
+            }
+        }
+        let result = self.execute(job, prepared).await;
+        if result.is_err() {
+            // The next delivery (marked) reports the job as interrupted, here or elsewhere.
+            self.release(&job.job_id);
+        }
+        result.map(Some)
     }
 
     /// Runs a prepared job and reports its progress.
@@ -247,16 +280,25 @@ impl Worker {
             .claimed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if claimed.contains_key(&job_id) {
+            return false;
+        }
         if claimed.len() >= MAX_CLAIMS {
             claimed.retain(|_, at| now.duration_since(*at) < CLAIM_MEMORY);
         }
-        match claimed.entry(job_id) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(now);
-                true
-            }
+        // Past the bound nothing more is remembered; the start mark on the queue still holds.
+        if claimed.len() < MAX_CLAIMS {
+            claimed.insert(job_id, now);
         }
+        true
+    }
+
+    /// Forgets a claim whose job did not start.
+    fn release(&self, job_id: &Uuid) {
+        self.claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(job_id);
     }
 
     /// The runner's own check: the catalog may have changed since the ingress accepted the
@@ -306,7 +348,13 @@ impl Worker {
                 runbook.with_defaults(&given)
             },
             timeout: runbook.timeout,
-            redelivered: dequeue_count > 1,
+            // A local job was started when its message carries the start mark; an Automation
+            // job is found by name, so a redelivery is only worth logging.
+            redelivered: if local {
+                job.started_at.is_some()
+            } else {
+                dequeue_count > 1
+            },
         };
         Ok(Prepared {
             request,
@@ -336,7 +384,10 @@ impl Worker {
                 }
                 Err(e @ NotifyError::Permanent(_)) => return Err(e),
             };
-            if tokio::time::Instant::now() + pause >= deadline {
+            if tokio::time::Instant::now()
+                .checked_add(pause)
+                .is_none_or(|resume| resume >= deadline)
+            {
                 return Err(NotifyError::Transient(format!(
                     "still failing after {}s",
                     self.settings.final_notify_patience.as_secs()
@@ -354,12 +405,17 @@ impl Worker {
         }
     }
 
-    async fn poison(&self, message: &Received, reason: String) {
+    /// Moves a message to the poison queue; false when that failed (the message stays).
+    async fn poison(&self, message: &Received, reason: String) -> bool {
         let record = PoisonRecord::new(message, reason);
         match self.queue.send_poison(&record.encode()).await {
-            Ok(()) => self.delete(message).await,
+            Ok(()) => {
+                self.delete(message).await;
+                true
+            }
             Err(e) => {
-                tracing::error!(error = %e, "could not move the message to the poison queue; it will come back")
+                tracing::error!(error = %e, "could not move the message to the poison queue; it will come back");
+                false
             }
         }
     }

@@ -31,7 +31,9 @@ use azure_core::credentials::TokenCredential;
 use azure_core::http::headers::HeaderName;
 use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport, XmlFormat};
 use azure_storage_queue::QueueClientOptions;
-use azure_storage_queue::models::{QueueClientReceiveMessagesOptions, QueueMessage};
+use azure_storage_queue::models::{
+    QueueClientReceiveMessagesOptions, QueueClientUpdateMessageOptions, QueueMessage,
+};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -237,19 +239,48 @@ impl AzureJobQueue {
         }
     }
 
+    /// Update Message: new invisibility, and new text when given. Returns the new pop receipt.
+    async fn update(
+        &self,
+        message: &Received,
+        text: Option<&str>,
+        visibility: Duration,
+    ) -> Result<String, QueueError> {
+        let (id, receipt) = (message.message_id.as_str(), message.pop_receipt.as_str());
+        // Update Message accepts 0: the message becomes visible again at once.
+        let seconds = visibility_secs(visibility, 0);
+        let body = text.map(xml_body).transpose()?;
+        let popreceipt = HeaderName::from("x-ms-popreceipt");
+        let popreceipt = &popreceipt;
+        self.run(Op::Extend, self.name(), |c| {
+            let options = body
+                .clone()
+                .map(|queue_message| QueueClientUpdateMessageOptions {
+                    queue_message: Some(queue_message),
+                    ..Default::default()
+                });
+            async move {
+                let response = c
+                    .queue
+                    .update_message(id, receipt, seconds, options)
+                    .await?;
+                Ok(response.headers().get_optional_string(popreceipt))
+            }
+        })
+        .await
+        .map_err(|f| f.into_error(Op::Extend, self.name()))?
+        .ok_or_else(|| {
+            QueueError::Other("Update Message answered without a new pop receipt".into())
+        })
+    }
+
     async fn put(&self, poison: bool, text: &str) -> Result<(), QueueError> {
         let name = if poison {
             self.poison_name()
         } else {
             self.name()
         };
-        let message = QueueMessage {
-            message_text: Some(text.to_owned()),
-        };
-        let body: RequestContent<QueueMessage, XmlFormat> =
-            message.try_into().map_err(|e: azure_core::Error| {
-                QueueError::Other(redact_url_secrets(&error_chain(&e)))
-            })?;
+        let body = xml_body(text)?;
         self.run(Op::Send, name, |c| {
             let body = body.clone();
             async move {
@@ -352,20 +383,16 @@ impl JobQueue for AzureJobQueue {
     }
 
     async fn extend(&self, message: &Received, visibility: Duration) -> Result<String, QueueError> {
-        let (id, receipt) = (message.message_id.as_str(), message.pop_receipt.as_str());
-        // Update Message accepts 0: the message becomes visible again at once.
-        let seconds = visibility_secs(visibility, 0);
-        let popreceipt = HeaderName::from("x-ms-popreceipt");
-        let popreceipt = &popreceipt;
-        self.run(Op::Extend, self.name(), |c| async move {
-            let response = c.queue.update_message(id, receipt, seconds, None).await?;
-            Ok(response.headers().get_optional_string(popreceipt))
-        })
-        .await
-        .map_err(|f| f.into_error(Op::Extend, self.name()))?
-        .ok_or_else(|| {
-            QueueError::Other("Update Message answered without a new pop receipt".into())
-        })
+        self.update(message, None, visibility).await
+    }
+
+    async fn replace(
+        &self,
+        message: &Received,
+        text: &str,
+        visibility: Duration,
+    ) -> Result<String, QueueError> {
+        self.update(message, Some(text), visibility).await
     }
 
     async fn delete(&self, message: &Received) -> Result<(), QueueError> {
@@ -384,6 +411,16 @@ impl JobQueue for AzureJobQueue {
 }
 
 /// Seconds for a visibility timeout: rounded up, within 1 s ..= 7 days.
+/// A message text as the XML body the queue service takes.
+fn xml_body(text: &str) -> Result<RequestContent<QueueMessage, XmlFormat>, QueueError> {
+    let message = QueueMessage {
+        message_text: Some(text.to_owned()),
+    };
+    message
+        .try_into()
+        .map_err(|e: azure_core::Error| QueueError::Other(redact_url_secrets(&error_chain(&e))))
+}
+
 fn visibility_secs(d: Duration, min: u64) -> i32 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     i32::try_from(secs.clamp(min, MAX_VISIBILITY_SECS)).unwrap_or(i32::MAX)

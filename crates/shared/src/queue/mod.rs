@@ -71,6 +71,14 @@ pub trait JobQueue: Send + Sync {
     async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError>;
     /// Extends a message's invisibility; returns the new pop receipt.
     async fn extend(&self, message: &Received, visibility: Duration) -> Result<String, QueueError>;
+    /// Replaces a message's text and extends its invisibility; returns the new pop receipt.
+    /// A later delivery of the message carries the new text.
+    async fn replace(
+        &self,
+        message: &Received,
+        text: &str,
+        visibility: Duration,
+    ) -> Result<String, QueueError>;
     /// Deletes a message (with its latest pop receipt).
     async fn delete(&self, message: &Received) -> Result<(), QueueError>;
     /// Appends a message to the poison queue.
@@ -123,28 +131,40 @@ pub struct PoisonRecord {
     /// When it was given up on (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub poisoned_at: time::OffsetDateTime,
-    /// The original message text, exactly as it was on the queue (its first
-    /// [`POISON_ORIGINAL_MAX`] characters when it was longer: see `original_truncated`).
+    /// The original message text, exactly as it was on the queue; only its beginning when the
+    /// whole would not fit one queue message (see `original_truncated`).
     pub original: String,
     /// True when `original` was cut to fit the poison record in one queue message.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub original_truncated: bool,
 }
 
-/// How much of the original text a poison record keeps: with the record's own base64 the
-/// message stays under the queue's 64 KiB.
-pub const POISON_ORIGINAL_MAX: usize = 40_000;
+/// The largest poison record, encoded: under the queue's 64 KiB message limit.
+pub const POISON_RECORD_MAX: usize = 60 * 1024;
 
 impl PoisonRecord {
     pub fn new(message: &Received, reason: impl Into<String>) -> Self {
-        PoisonRecord {
+        let mut record = PoisonRecord {
             reason: reason.into(),
             message_id: message.message_id.clone(),
             dequeue_count: message.dequeue_count,
             poisoned_at: time::OffsetDateTime::now_utc(),
-            original: message.text.chars().take(POISON_ORIGINAL_MAX).collect(),
-            original_truncated: message.text.chars().count() > POISON_ORIGINAL_MAX,
+            original: message.text.clone(),
+            original_truncated: false,
+        };
+        // JSON escaping and base64 can make the record much larger than the original (a
+        // backslash becomes two characters, then a third more): cut until it fits.
+        while record.encode().len() > POISON_RECORD_MAX {
+            let chars = record.original.chars().count();
+            if chars == 0 {
+                let keep = record.reason.chars().count() / 2;
+                record.reason = record.reason.chars().take(keep).collect();
+                continue;
+            }
+            record.original = record.original.chars().take(chars * 3 / 4).collect();
+            record.original_truncated = true;
         }
+        record
     }
 
     pub fn encode(&self) -> String {
@@ -186,10 +206,30 @@ mod tests {
     }
 
     #[test]
-    fn poison_record_of_the_largest_message_still_fits_one_message() {
-        let r = PoisonRecord::new(&received("x".repeat(64 * 1024)), "too big");
-        assert!(r.original_truncated);
-        assert_eq!(r.original.len(), POISON_ORIGINAL_MAX);
-        assert!(r.encode().len() < 64 * 1024, "{} bytes", r.encode().len());
+    fn poison_record_of_the_largest_messages_still_fits_one_message() {
+        // Plain, escaping-heavy, and multi-byte originals up to the queue's own limit.
+        for original in [
+            "x".repeat(64 * 1024),
+            "\\".repeat(40_000),
+            "€".repeat(21_000),
+            "\"".repeat(30_000),
+        ] {
+            let r = PoisonRecord::new(&received(original.clone()), "too big");
+            assert!(
+                r.encode().len() <= POISON_RECORD_MAX,
+                "{} bytes",
+                r.encode().len()
+            );
+            assert!(r.original_truncated);
+            assert!(original.starts_with(&r.original), "keeps the beginning");
+            assert!(
+                r.original.len() > 10_000,
+                "keeps a useful part: {}",
+                r.original.len()
+            );
+        }
+        // A huge reason cannot make it loop forever.
+        let r = PoisonRecord::new(&received(String::new()), "r".repeat(100_000));
+        assert!(r.encode().len() <= POISON_RECORD_MAX);
     }
 }
