@@ -153,6 +153,11 @@ async fn user_mistakes_get_an_ephemeral_answer_with_usage_and_nothing_is_queued(
         let answer = app.command(user, channel, text).await;
         assert_eq!(answer.status, 200, "{text}: {answer:?}");
         assert_eq!(answer.response_type(), "ephemeral", "{text}: {answer:?}");
+        assert!(
+            answer.text().contains("Usage: `/runbook "),
+            "{text}: no usage in {:?}",
+            answer.text()
+        );
         for needle in *expected {
             assert!(
                 answer.text().contains(needle),
@@ -331,5 +336,27 @@ async fn concurrent_and_re_cased_replays_queue_one_job() {
         "one job for four copies of a request"
     );
     app.drain(&app.worker()).await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_request_gets_408_instead_of_holding_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let addr = app.ingress_url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /slack/commands HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=x"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("the ingress answers within its request limit")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     app.finish().await;
 }

@@ -6,6 +6,7 @@ use crate::routes;
 use crate::slack::verify::Verifier;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatops_shared::catalog::Catalog;
 use chatops_shared::queue::JobQueue;
@@ -14,9 +15,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
 
 /// Slash-command bodies are a few hundred bytes; anything near this is not from Slack.
 pub const BODY_LIMIT: usize = 16 * 1024;
+/// The longest a request may take, body included. Slack gives up after 3 s; the enqueue
+/// budget is 2.1 s at worst.
+pub const REQUEST_LIMIT: Duration = Duration::from_secs(5);
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -47,6 +52,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_LIMIT,
+        ))
         .with_state(state)
 }
 

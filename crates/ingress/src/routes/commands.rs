@@ -53,10 +53,7 @@ async fn handle(
     let parsed = match command::parse(&cmd.text) {
         Ok(parsed) => parsed,
         Err(e) => {
-            let command = &cmd.command;
-            return Reply::ephemeral(escape(&format!(
-                "{e}\nUsage: `{command} <runbook> [value…] [name=value…]`. Type `{command} help` to see what you can run."
-            )));
+            return Reply::ephemeral(escape(&format!("{e}\n{}", general_usage(&cmd.command))));
         }
     };
     let accepted = match state.catalog.check(&caller, &parsed) {
@@ -66,7 +63,7 @@ async fn handle(
         }
         Err(rejection) => {
             tracing::info!(reason = %rejection, "command rejected");
-            return Reply::ephemeral(escape(&rejection.with_command(&cmd.command).to_string()));
+            return Reply::ephemeral(escape(&rejection_text(rejection, &cmd.command)));
         }
     };
     tracing::Span::current().record("runbook", accepted.runbook.as_str());
@@ -108,6 +105,31 @@ async fn handle(
             ))
         }
     }
+}
+
+/// What a rejected command gets: what is wrong, and the usage that fixes it (the runbook's
+/// own, or the command's general usage where there is no runbook to show).
+fn rejection_text(rejection: Rejection, command: &str) -> String {
+    let general = matches!(
+        rejection,
+        Rejection::UnknownRunbook { .. }
+            | Rejection::NotAllowed { .. }
+            | Rejection::WrongChannel { .. }
+            | Rejection::NotYetAvailable { .. }
+    );
+    let text = rejection.with_command(command).to_string();
+    if general {
+        format!("{text}\n{}", general_usage(command))
+    } else {
+        text
+    }
+}
+
+/// The command language in one line.
+fn general_usage(command: &str) -> String {
+    format!(
+        "Usage: `{command} <runbook> [value…] [name=value…]`; `{command} help` lists what you can run."
+    )
 }
 
 /// The in-channel answer: who started which runbook with which parameters.

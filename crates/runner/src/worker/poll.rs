@@ -45,7 +45,15 @@ impl Worker {
             let received = self.queue.receive(batch, self.settings.visibility).await;
             if *stop.borrow() {
                 if let Ok(messages) = received {
-                    self.hand_back(messages).await;
+                    let hand_back = self.hand_back(messages);
+                    if tokio::time::timeout(self.settings.shutdown_grace, hand_back)
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(
+                            "could not hand every message back in time; the rest return when their visibility ends"
+                        );
+                    }
                 }
                 break;
             }

@@ -38,12 +38,14 @@ impl RetryBudget {
         }
     }
 
-    /// For the runner: 5 tries of at most 10 s, waits from 200 ms doubling with jitter, capped
-    /// at 5 s.
+    /// For the runner: 4 tries of at most 4 s, waits from 200 ms doubling with jitter, capped
+    /// at 5 s; 17.4 s at worst. That is under two thirds of the shortest visibility timeout the
+    /// runner accepts (30 s), so when one extension fails outright (extensions start every
+    /// third of the visibility) the next still lands before the message becomes visible.
     pub fn background() -> Self {
         RetryBudget {
-            attempts: 5,
-            per_try_timeout: Duration::from_secs(10),
+            attempts: 4,
+            per_try_timeout: Duration::from_secs(4),
             first_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             jitter: true,
@@ -107,7 +109,10 @@ mod tests {
         }
         assert_eq!(
             b.worst_case(),
-            Duration::from_millis(50_000 + 200 + 400 + 800 + 1600)
+            Duration::from_millis(16_000 + 200 + 400 + 800)
         );
+        // Extensions start every third of the visibility: a fully failed one plus the next
+        // must fit in what is left of the shortest accepted visibility (30 s).
+        assert!(b.worst_case() * 3 / 2 < Duration::from_secs(30));
     }
 }
