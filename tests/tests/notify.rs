@@ -247,9 +247,52 @@ async fn rate_limiting_beyond_what_we_wait_for_is_transient() {
     let e = n.notify(&j, &running()).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
-        matches!(e, NotifyError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(120)),
+        matches!(e, NotifyError::RateLimited { retry_after, .. }
+                if retry_after > Duration::from_secs(119) && retry_after <= Duration::from_secs(120)),
         "{e:?}"
     );
+}
+
+#[tokio::test]
+async fn a_webhook_rate_limit_holds_back_the_next_job_too() {
+    let slack = SlackServer::start().await;
+    let n = std::sync::Arc::new(notifier(&slack, true));
+    slack.set_retry_after(2);
+    slack.fail_next(PathKind::Webhook, 1, 429, "rate_limited");
+    // Two jobs whose response_urls have expired: both go to the one webhook.
+    let a = job(slack.response_url(), time::Duration::minutes(31));
+    let b = job(slack.response_url(), time::Duration::minutes(31));
+    let first = {
+        let n = n.clone();
+        tokio::spawn(async move { n.notify(&a, &finished()).await })
+    };
+    slack
+        .wait_for(
+            |all| all.iter().any(|m| m.status == 429),
+            Duration::from_secs(5),
+        )
+        .await;
+    // Job B comes while Slack's wait for job A runs (well after A's notifier read the 429:
+    // the server records it a moment before the client sees it): B must not post before the
+    // wait ends.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    n.notify(&b, &finished()).await.unwrap();
+    first.await.unwrap().unwrap();
+    let messages = slack.messages_to(PathKind::Webhook);
+    let limited = messages
+        .iter()
+        .find(|m| m.status == 429)
+        .map(|m| m.at)
+        .unwrap();
+    let delivered: Vec<_> = messages.iter().filter(|m| m.status == 200).collect();
+    assert_eq!(delivered.len(), 2, "{messages:#?}");
+    for m in delivered {
+        assert!(
+            m.at.duration_since(limited) >= Duration::from_secs(2),
+            "a post went out {:?} after the 429",
+            m.at.duration_since(limited)
+        );
+    }
 }
 
 #[tokio::test]

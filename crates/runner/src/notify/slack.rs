@@ -92,6 +92,10 @@ pub struct SlackNotifier {
     /// Per job: how its `response_url` has been used. Entries go after the job's last update,
     /// or once the URL has expired anyway.
     response_urls: Mutex<HashMap<Uuid, ResponseUrlUse>>,
+    /// When Slack said to wait (429 `Retry-After`): no post before then, whichever job it is
+    /// for. Keyed by path: `None` the webhook (shared by all jobs), `Some(job)` that job's
+    /// `response_url`.
+    not_before: Mutex<HashMap<Option<Uuid>, tokio::time::Instant>>,
     /// Where messages go when Slack cannot be reached by any configured path.
     log: LogNotifier,
 }
@@ -169,8 +173,32 @@ impl SlackNotifier {
             webhook_url: config.webhook_url.filter(|u| !u.is_empty()),
             response_url_prefix: with_trailing_slash(&config.response_url_prefix),
             response_urls: Mutex::new(HashMap::new()),
+            not_before: Mutex::new(HashMap::new()),
             log: LogNotifier,
         })
+    }
+
+    /// How long Slack asked us to wait before posting to this path again, if still waiting.
+    fn held_for(&self, key: Option<Uuid>) -> Option<Duration> {
+        let now = tokio::time::Instant::now();
+        let held = self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.get(&key)
+            .filter(|until| **until > now)
+            .map(|until| *until - now)
+    }
+
+    /// Remembers that Slack asked to wait `wait` before the next post to this path.
+    fn hold(&self, key: Option<Uuid>, wait: Duration) {
+        let now = tokio::time::Instant::now();
+        let mut held = self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.retain(|_, until| *until > now);
+        held.insert(key, now + wait);
     }
 
     fn uses(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, ResponseUrlUse>> {
@@ -230,7 +258,10 @@ impl SlackNotifier {
     ) -> Result<(), NotifyError> {
         if let Some(url) = self.usable_response_url(job) {
             let body = render::response_url_message(job, update);
-            match self.post(Path::ResponseUrl, url, &body, budget).await {
+            match self
+                .post(Path::ResponseUrl, Some(job.job_id), url, &body, budget)
+                .await
+            {
                 Ok(()) => {
                     self.record(job.job_id, true);
                     return Ok(());
@@ -259,7 +290,7 @@ impl SlackNotifier {
         };
         let body = render::webhook_message(job, update);
         match self
-            .post(Path::Webhook, webhook.expose(), &body, budget)
+            .post(Path::Webhook, None, webhook.expose(), &body, budget)
             .await
         {
             Ok(()) => Ok(()),
@@ -283,6 +314,7 @@ impl SlackNotifier {
     async fn post(
         &self,
         path: Path,
+        key: Option<Uuid>,
         url: &str,
         body: &Value,
         budget: &mut WaitBudget,
@@ -290,19 +322,31 @@ impl SlackNotifier {
         let mut rate_limited = 0;
         let mut failures = 0;
         loop {
+            // Slack asked (maybe while posting for another job) to wait: do not post before then.
+            if let Some(wait) = self.held_for(key) {
+                let reason = format!(
+                    "rate limited (Slack asked to wait {}s)",
+                    wait.as_secs().max(1)
+                );
+                if !budget.take(wait) {
+                    return Err(PostError::RateLimited { wait, reason });
+                }
+                tracing::info!(%path, %reason, "waiting before posting, as Slack asked");
+                tokio::time::sleep(wait).await;
+            }
             let (wait, reason) = match self.client.post(url).json(body).send().await {
                 Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
                     rate_limited += 1;
                     let wait = retry_after(response.headers());
+                    self.hold(key, wait);
                     let reason = format!(
                         "rate limited (HTTP 429, Slack asked to wait {}s)",
                         wait.as_secs()
                     );
-                    if rate_limited >= MAX_RATE_LIMITED_TRIES || !budget.take(wait) {
+                    if rate_limited >= MAX_RATE_LIMITED_TRIES {
                         return Err(PostError::RateLimited { wait, reason });
                     }
-                    tracing::info!(%path, %reason, "Slack rate limited us; waiting as asked");
-                    tokio::time::sleep(wait).await;
+                    // The wait happens at the top of the loop.
                     continue;
                 }
                 Ok(response) => {
