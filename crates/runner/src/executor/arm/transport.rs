@@ -10,6 +10,9 @@ use serde_json::Value;
 use std::time::Duration;
 use url::Url;
 
+/// The longest wait for an Azure token in one ARM try.
+const TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A successful answer, read whole.
 pub(super) struct Answer {
     headers: HeaderMap,
@@ -81,11 +84,15 @@ impl ArmClient {
         body: &Body<'_>,
         accept: &str,
     ) -> Result<Answer, Failure> {
-        let token = self
-            .credential
-            .get_token(&[self.scope.as_str()], None)
-            .await
-            .map_err(|e| ArmError::Token(redact_url_secrets(&e.to_string())))?;
+        // The credential has retries of its own; bound the whole wait so one try of ours
+        // cannot hang on the identity endpoint.
+        let token = tokio::time::timeout(
+            TOKEN_TIMEOUT,
+            self.credential.get_token(&[self.scope.as_str()], None),
+        )
+        .await
+        .map_err(|_| ArmError::Token(format!("no token within {}s", TOKEN_TIMEOUT.as_secs())))?
+        .map_err(|e| ArmError::Token(redact_url_secrets(&e.to_string())))?;
         let mut request = self
             .http
             .request(method.clone(), url.clone())
