@@ -305,6 +305,21 @@ impl TestApp {
         .expect("notifier")
     }
 
+    /// `n` runners, each a worker running its polling loop, as `chatops-runner` processes do.
+    pub fn spawn_runners(&self, n: usize, settings: WorkerSettings) -> Runners {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let handles = (0..n)
+            .map(|_| {
+                let worker = self.worker_with(settings.clone());
+                let mut stopped = stopped.clone();
+                tokio::spawn(worker.run_until_stopped(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }))
+            })
+            .collect();
+        Runners { stop, handles }
+    }
+
     /// Runs worker steps until the queue is empty; returns how many messages were processed.
     pub async fn drain(&self, worker: &Worker) -> usize {
         let mut processed = 0;
@@ -402,6 +417,22 @@ impl Drop for TestApp {
             panic!(
                 "TestApp dropped without finish(): call app.finish().await to check no message was left behind"
             );
+        }
+    }
+}
+
+/// Runners started by [`TestApp::spawn_runners`].
+pub struct Runners {
+    stop: tokio::sync::watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Runners {
+    /// Signals shutdown and waits for every runner to stop.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for handle in self.handles {
+            handle.await.expect("runner stops");
         }
     }
 }

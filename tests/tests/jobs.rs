@@ -333,16 +333,7 @@ async fn two_runners_n_commands_make_exactly_n_jobs() {
         ids.insert(TestApp::short_id(&answer));
     }
     assert_eq!(ids.len(), N);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let runners: Vec<_> = (0..2)
-        .map(|_| {
-            let worker = app.worker();
-            let mut rx = stop_rx.clone();
-            tokio::spawn(worker.run_until_stopped(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }))
-        })
-        .collect();
+    let runners = app.spawn_runners(2, app.worker_settings());
     let finals = app
         .slack
         .wait_for(
@@ -355,10 +346,7 @@ async fn two_runners_n_commands_make_exactly_n_jobs() {
             Duration::from_secs(60),
         )
         .await;
-    let _ = stop_tx.send(true);
-    for r in runners {
-        r.await.expect("runner stops");
-    }
+    runners.stop().await;
     let completed: Vec<_> = finals
         .iter()
         .filter(|m| m.text().contains("*Completed*"))
@@ -381,23 +369,11 @@ async fn a_job_longer_than_the_visibility_timeout_runs_once_while_another_runner
     let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=5").await);
     let mut settings = app.worker_settings();
     settings.visibility = Duration::from_secs(2);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let runners: Vec<_> = (0..2)
-        .map(|_| {
-            let worker = app.worker_with(settings.clone());
-            let mut rx = stop_rx.clone();
-            tokio::spawn(worker.run_until_stopped(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }))
-        })
-        .collect();
+    let runners = app.spawn_runners(2, settings);
     app.wait_for_slack(&id, "*Completed*").await;
     // Past another visibility period: a message whose invisibility lapsed would be taken again.
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    let _ = stop_tx.send(true);
-    for r in runners {
-        r.await.expect("runner stops");
-    }
+    runners.stop().await;
     let log = std::fs::read_to_string(app.dir.join("record.log")).expect("record log");
     assert_eq!(log.lines().count(), 1, "ran once:\n{log}");
     let mine: Vec<String> = app

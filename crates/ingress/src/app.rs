@@ -1,7 +1,6 @@
 //! The ingress application: state, router, listener, serving with a bounded drain.
 
 use crate::config::IngressConfig;
-use crate::replay::ReplayCache;
 use crate::routes;
 use crate::slack::verify::Verifier;
 use axum::Router;
@@ -9,6 +8,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatops_shared::catalog::Catalog;
+use chatops_shared::claims::Claims;
 use chatops_shared::queue::JobQueue;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +19,10 @@ use tower_http::timeout::TimeoutLayer;
 
 /// Slash-command bodies are a few hundred bytes; anything near this is not from Slack.
 pub const BODY_LIMIT: usize = 16 * 1024;
+/// Longer than the signature window, so every replay that verifies is still remembered.
+const REPLAY_MEMORY: Duration = Duration::from_secs(6 * 60);
+/// A bound on that memory if something floods us with valid requests.
+const MAX_REPLAYS: usize = 100_000;
 /// The longest a request may take, body included. Slack gives up after 3 s; the enqueue
 /// budget is 2.1 s at worst.
 pub const REQUEST_LIMIT: Duration = Duration::from_secs(5);
@@ -31,7 +35,11 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub catalog: Arc<Catalog>,
     pub queue: Arc<dyn JobQueue>,
-    pub replays: Arc<ReplayCache>,
+    /// Jobs this process queued in the last few minutes: a replayed request (same signature,
+    /// inside Slack's 5-minute window) gets the same answer without a second message. Per
+    /// process: a replay that lands on another replica is queued again under the same
+    /// `job_id` (see docs/design.md).
+    pub replays: Arc<Claims>,
 }
 
 impl AppState {
@@ -40,7 +48,7 @@ impl AppState {
             verifier: Arc::new(verifier),
             catalog: Arc::new(catalog),
             queue,
-            replays: Arc::new(ReplayCache::default()),
+            replays: Arc::new(Claims::new(REPLAY_MEMORY, MAX_REPLAYS)),
         }
     }
 }

@@ -9,7 +9,6 @@
 
 pub mod app;
 pub mod config;
-pub mod replay;
 pub mod reply;
 pub mod routes;
 pub mod slack;

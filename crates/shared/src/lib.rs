@@ -6,9 +6,11 @@
 //! - [`queue`]: queue access behind [`queue::JobQueue`], with the Azure Storage implementation.
 //! - [`mrkdwn`]: escaping text for Slack messages.
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
+//! - [`claims`]: job ids claimed recently in this process.
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
 pub mod catalog;
+pub mod claims;
 pub mod command;
 pub mod config;
 pub mod credential;

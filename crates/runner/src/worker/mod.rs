@@ -16,15 +16,14 @@
 use crate::executor::{Executor, FinalState, JobRequest, Outcome, Progress, TransientError};
 use crate::notify::{Notifier, NotifyError, Update};
 use chatops_shared::catalog::{Caller, Catalog, ExecutorKind};
+use chatops_shared::claims::Claims;
 use chatops_shared::command::Arg;
 use chatops_shared::job::JobMessage;
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
 use extender::Extender;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::Instrument;
-use uuid::Uuid;
 
 mod extender;
 mod poll;
@@ -91,7 +90,7 @@ pub struct Worker {
     notifier: Arc<dyn Notifier>,
     settings: WorkerSettings,
     /// Local jobs this runner started, by job id.
-    claimed: Arc<std::sync::Mutex<HashMap<Uuid, Instant>>>,
+    claimed: Arc<Claims>,
 }
 
 /// A job checked against the catalog, ready to run.
@@ -115,7 +114,7 @@ impl Worker {
             executors,
             notifier,
             settings,
-            claimed: Arc::default(),
+            claimed: Arc::new(Claims::new(CLAIM_MEMORY, MAX_CLAIMS)),
         }
     }
 
@@ -229,14 +228,14 @@ impl Worker {
         prepared: &Prepared,
         extender: &Extender,
     ) -> Result<Option<Outcome>, TransientError> {
-        if !self.claim(job.job_id) {
+        if !self.claimed.claim(job.job_id) {
             return Ok(None);
         }
         if job.started_at.is_none() {
             let mut marked = job.clone();
             marked.started_at = Some(time::OffsetDateTime::now_utc());
             if let Err(e) = extender.replace_text(marked.encode()).await {
-                self.release(&job.job_id);
+                self.claimed.release(&job.job_id);
                 return Err(TransientError(format!(
                     "could not mark the job as started on the queue, so it was not started: {e}"
                 )));
@@ -245,7 +244,7 @@ impl Worker {
         let result = self.execute(job, prepared).await;
         if result.is_err() {
             // The next delivery (marked) reports the job as interrupted, here or elsewhere.
-            self.release(&job.job_id);
+            self.claimed.release(&job.job_id);
         }
         result.map(Some)
     }
@@ -271,34 +270,6 @@ impl Worker {
         };
         let (result, ()) = tokio::join!(run, report);
         result
-    }
-
-    /// Records that this runner runs `job_id`; false when it already did (or does).
-    fn claim(&self, job_id: Uuid) -> bool {
-        let now = Instant::now();
-        let mut claimed = self
-            .claimed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if claimed.contains_key(&job_id) {
-            return false;
-        }
-        if claimed.len() >= MAX_CLAIMS {
-            claimed.retain(|_, at| now.duration_since(*at) < CLAIM_MEMORY);
-        }
-        // Past the bound nothing more is remembered; the start mark on the queue still holds.
-        if claimed.len() < MAX_CLAIMS {
-            claimed.insert(job_id, now);
-        }
-        true
-    }
-
-    /// Forgets a claim whose job did not start.
-    fn release(&self, job_id: &Uuid) {
-        self.claimed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(job_id);
     }
 
     /// The runner's own check: the catalog may have changed since the ingress accepted the
