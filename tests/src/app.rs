@@ -475,7 +475,8 @@ fn write_scripts(dir: &Path) {
         (
             "record.sh",
             format!(
-                "#!/bin/sh\nsleep \"$2\"\necho \"$CHATOPS_JOB_ID $1\" >> '{}'\necho recorded\n",
+                "#!/bin/sh\necho \"$CHATOPS_JOB_ID $1\" >> '{}'\nsleep \"$2\"\necho \"$CHATOPS_JOB_ID $1\" >> '{}'\necho recorded\n",
+                dir.join("started.log").display(),
                 record_file.display()
             ),
         ),

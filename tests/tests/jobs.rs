@@ -391,3 +391,64 @@ async fn a_job_longer_than_the_visibility_timeout_runs_once_while_another_runner
     assert!(!mine.iter().any(|t| t.contains("interrupted")), "{mine:#?}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_local_job_whose_runner_is_killed_mid_script_is_not_run_again() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    let worker = app.worker_with(settings.clone());
+    let runner = tokio::spawn(async move { worker.process_next().await });
+    let started = app.dir.join("started.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the script never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The runner dies mid-script: its task is dropped (the script's process group with it) and
+    // the message comes back when its invisibility ends.
+    runner.abort();
+    let _ = runner.await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.drain(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Failed*").await;
+    assert!(text.contains("interrupted"), "{text}");
+    let starts = std::fs::read_to_string(&started).expect("started log");
+    assert_eq!(starts.lines().count(), 1, "started once:\n{starts}");
+    assert!(
+        !app.dir.join("record.log").exists(),
+        "the first run was killed, and none followed"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn two_messages_for_one_local_job_run_it_once() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
+    // A second copy of the message, as a retried enqueue or a replay on another replica makes.
+    let job = app.peek_jobs().await.remove(0);
+    app.put_raw(&job.encode()).await;
+    assert_eq!(app.drain(&app.worker()).await, 2);
+    app.final_text(&id, "*Completed*").await;
+    let log = std::fs::read_to_string(app.dir.join("record.log")).expect("record log");
+    assert_eq!(log.lines().count(), 1, "ran once:\n{log}");
+    let mine: Vec<String> = app
+        .slack
+        .messages()
+        .iter()
+        .filter(|m| m.text().contains(&id))
+        .map(|m| m.text().to_owned())
+        .collect();
+    assert_eq!(
+        mine.iter().filter(|t| t.contains("*Completed*")).count(),
+        1,
+        "{mine:#?}"
+    );
+    assert!(!mine.iter().any(|t| t.contains("interrupted")), "{mine:#?}");
+    app.finish().await;
+}

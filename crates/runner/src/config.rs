@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `CHATOPS_RUNNER_ADDR` | `0.0.0.0:3001` | address of `/healthz` and `/readyz` |
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
-//! | `CHATOPS_VISIBILITY_TIMEOUT` | `60s` | how long a taken message stays invisible (extended while its job runs); 30s to 7 days |
+//! | `CHATOPS_VISIBILITY_TIMEOUT` | `60s` | how long a taken message stays invisible (extended while its job runs); 60s to 7 days |
 //! | `CHATOPS_MAX_DEQUEUE` | `5` | deliveries after which a message goes to the poison queue |
 //! | `CHATOPS_RUNNER_CONCURRENCY` | `8` | jobs one runner follows at once |
 //! | `CHATOPS_SHUTDOWN_GRACE` | `10s` | how long jobs in flight may finish after SIGTERM |
@@ -65,14 +65,14 @@ impl RunnerConfig {
             )?,
             ..defaults
         };
-        // Below 30 s a slow or failing extension could let the message reappear while its job
-        // runs (see `RetryBudget::background`).
-        if worker.visibility < Duration::from_secs(30)
+        // Shorter, and a slow or failing extension could let the message reappear while its
+        // job runs (see `worker::MIN_VISIBILITY`).
+        if worker.visibility < crate::worker::MIN_VISIBILITY
             || worker.visibility > Duration::from_secs(7 * 24 * 3600)
         {
             return Err(ConfigError::new(
                 "CHATOPS_VISIBILITY_TIMEOUT",
-                "must be between 30s and 7 days",
+                "must be between 60s and 7 days",
             ));
         }
         let default_poll = PollSchedule::default();
@@ -192,7 +192,7 @@ mod tests {
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("CHATOPS_VISIBILITY_TIMEOUT", "8d"),
-            ("CHATOPS_VISIBILITY_TIMEOUT", "10s"),
+            ("CHATOPS_VISIBILITY_TIMEOUT", "59s"),
             ("CHATOPS_MAX_DEQUEUE", "0"),
             ("CHATOPS_RUNNER_CONCURRENCY", "many"),
             ("CHATOPS_RUNNER_ADDR", "here"),

@@ -134,6 +134,25 @@ impl JobMessage {
     }
 }
 
+/// The queue text of a job message with `started_at` set, every other field kept as it was,
+/// unknown ones included (a newer writer's fields must survive the runner's mark).
+pub fn mark_started(text: &str, at: OffsetDateTime) -> Result<String, DecodeError> {
+    let bytes = BASE64
+        .decode(text.trim())
+        .map_err(|e| DecodeError::Base64(e.to_string()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let stamp = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
+    value
+        .as_object_mut()
+        .ok_or_else(|| DecodeError::Json("not a JSON object".into()))?
+        .insert("started_at".into(), serde_json::Value::String(stamp));
+    let json = serde_json::to_vec(&value).map_err(|e| DecodeError::Json(e.to_string()))?;
+    Ok(BASE64.encode(json))
+}
+
 /// Parameters as a user would type them: `env=prod msg="two words"`, sorted by name.
 pub fn format_params(params: &BTreeMap<String, String>) -> String {
     params
@@ -247,6 +266,24 @@ pub(crate) mod tests {
             format_params(&p),
             r#"a=x b="two words" c="" d="say \"hi\"""#
         );
+    }
+
+    #[test]
+    fn the_start_mark_keeps_fields_this_reader_does_not_know() {
+        let mut v = serde_json::to_value(sample()).unwrap_or_default();
+        v["from_a_newer_writer"] = serde_json::json!([1, 2]);
+        let text = BASE64.encode(serde_json::to_vec(&v).unwrap_or_default());
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_100)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let marked = mark_started(&text, at).unwrap_or_default();
+        let back: serde_json::Value =
+            serde_json::from_slice(&BASE64.decode(&marked).unwrap_or_default()).unwrap_or_default();
+        assert_eq!(back["from_a_newer_writer"], serde_json::json!([1, 2]));
+        assert_eq!(
+            JobMessage::decode(&marked).map(|j| j.started_at),
+            Ok(Some(at))
+        );
+        assert!(mark_started("%%%", at).is_err());
     }
 
     #[test]

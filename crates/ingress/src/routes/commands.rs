@@ -10,10 +10,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chatops_shared::catalog::{Caller, Rejection};
+use chatops_shared::claims::Claims;
 use chatops_shared::command;
 use chatops_shared::job::{self, JobKind, JobMessage, SCHEMA_VERSION};
 use chatops_shared::mrkdwn::{escape, inline_code};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 #[tracing::instrument(skip_all, fields(job_id, user_id, runbook))]
 pub async fn slash_command(
@@ -91,18 +93,46 @@ async fn handle(
         tracing::info!("replayed request: answering again without queueing");
         return ack;
     }
+    // Given back unless the job is queued, also when this request is dropped mid-way (its
+    // time limit, or the client going away), so that a later copy is not told "queued".
+    let claim = Claim {
+        claims: &state.replays,
+        job_id: message.job_id,
+        queued: false,
+    };
     match state.queue.send(&message.encode()).await {
         Ok(()) => {
+            claim.queued();
             tracing::info!("job queued");
             ack
         }
         Err(e) => {
-            state.replays.release(&message.job_id);
             tracing::error!(error = %e, "could not queue job");
             Reply::ephemeral(format!(
                 ":warning: Could not queue `{}` right now: the job queue did not answer. Nothing was started. Please try again in a minute.",
                 escape(&cmd.text)
             ))
+        }
+    }
+}
+
+/// A job id claimed against replays, released on drop unless the job was queued.
+struct Claim<'a> {
+    claims: &'a Claims,
+    job_id: Uuid,
+    queued: bool,
+}
+
+impl Claim<'_> {
+    fn queued(mut self) {
+        self.queued = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.queued {
+            self.claims.release(&self.job_id);
         }
     }
 }

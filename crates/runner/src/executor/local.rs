@@ -84,7 +84,8 @@ impl Executor for LocalExecutor {
             // runbook twice could do harm.
             return Ok(Outcome::without_run(
                 FinalState::Failed,
-                "interrupted: the runner that started this job stopped before it finished; \
+                "interrupted: a runner marked this job as started and stopped before it \
+                 reported the end, so the script may have run in part, in full or not at all; \
                  it was not run again",
             ));
         }
@@ -711,7 +712,7 @@ mod tests {
             outcome
                 .error
                 .unwrap_or_default()
-                .starts_with("interrupted: the runner")
+                .starts_with("interrupted: a runner marked this job as started")
         );
         assert!(progress.is_empty());
         assert!(!marker.exists());

@@ -198,7 +198,11 @@ impl SlackNotifier {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         held.retain(|_, until| *until > now);
-        held.insert(key, now + wait);
+        // Keep the later of two waits: a shorter answer does not cancel a longer one.
+        let until = now + wait;
+        held.entry(key)
+            .and_modify(|held_until| *held_until = (*held_until).max(until))
+            .or_insert(until);
     }
 
     fn uses(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, ResponseUrlUse>> {
@@ -323,7 +327,8 @@ impl SlackNotifier {
         let mut failures = 0;
         loop {
             // Slack asked (maybe while posting for another job) to wait: do not post before then.
-            if let Some(wait) = self.held_for(key) {
+            // Checked again after each wait: another post may have been told to wait longer.
+            while let Some(wait) = self.held_for(key) {
                 let reason = format!(
                     "rate limited (Slack asked to wait {}s)",
                     wait.as_secs().max(1)

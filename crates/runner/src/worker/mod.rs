@@ -26,6 +26,8 @@ use std::time::Duration;
 use tracing::Instrument;
 
 mod extender;
+
+pub use extender::MIN_VISIBILITY;
 mod poll;
 
 /// What one call of [`Worker::process_next`] did.
@@ -91,6 +93,38 @@ pub struct Worker {
     settings: WorkerSettings,
     /// Local jobs this runner started, by job id.
     claimed: Arc<Claims>,
+    /// Local jobs running on this runner now.
+    running: Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
+}
+
+/// Marks a local job as running on this runner for as long as it lives.
+struct Running {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
+    job_id: uuid::Uuid,
+}
+
+impl Running {
+    fn new(
+        set: &Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
+        job_id: uuid::Uuid,
+    ) -> Self {
+        set.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(job_id);
+        Running {
+            set: set.clone(),
+            job_id,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.job_id);
+    }
 }
 
 /// A job checked against the catalog, ready to run.
@@ -115,6 +149,7 @@ impl Worker {
             notifier,
             settings,
             claimed: Arc::new(Claims::new(CLAIM_MEMORY, MAX_CLAIMS)),
+            running: Arc::default(),
         }
     }
 
@@ -229,24 +264,39 @@ impl Worker {
         extender: &Extender,
     ) -> Result<Option<Outcome>, TransientError> {
         if !self.claimed.claim(job.job_id) {
+            if self.running_here(&job.job_id) {
+                // Another copy (or this message, back after its invisibility lapsed) of a job
+                // still running here: leave it; once the job has reported, it is dropped.
+                return Err(TransientError(
+                    "this job is still running on this runner; leaving this copy for later".into(),
+                ));
+            }
             return Ok(None);
         }
-        if job.started_at.is_none() {
-            let mut marked = job.clone();
-            marked.started_at = Some(time::OffsetDateTime::now_utc());
-            if let Err(e) = extender.replace_text(marked.encode()).await {
-                self.claimed.release(&job.job_id);
-                return Err(TransientError(format!(
-                    "could not mark the job as started on the queue, so it was not started: {e}"
-                )));
-            }
+        if job.started_at.is_none()
+            && let Err(e) = extender.mark_started(time::OffsetDateTime::now_utc()).await
+        {
+            self.claimed.release(&job.job_id);
+            return Err(TransientError(format!(
+                "could not mark the job as started on the queue, so it was not started: {e}"
+            )));
         }
-        let result = self.execute(job, prepared).await;
+        let result = {
+            let _running = Running::new(&self.running, job.job_id);
+            self.execute(job, prepared).await
+        };
         if result.is_err() {
             // The next delivery (marked) reports the job as interrupted, here or elsewhere.
             self.claimed.release(&job.job_id);
         }
         result.map(Some)
+    }
+
+    fn running_here(&self, job_id: &uuid::Uuid) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(job_id)
     }
 
     /// Runs a prepared job and reports its progress.
