@@ -2,6 +2,9 @@
 //! worker (the runner's own code), run by the local executor or by Azure Automation (the ARM
 //! test server), and reported to the Slack test server.
 
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::expect_used)]
+
 use chatops_e2e::app::{ALICE, BOB, OPS, TestApp};
 use chatops_e2e::slack::PathKind;
 use chatops_runner::worker::Step;
@@ -374,21 +377,7 @@ async fn a_job_longer_than_the_visibility_timeout_runs_once_while_another_runner
     // Past another visibility period: a message whose invisibility lapsed would be taken again.
     tokio::time::sleep(Duration::from_millis(3000)).await;
     runners.stop().await;
-    let log = std::fs::read_to_string(app.dir.join("record.log")).expect("record log");
-    assert_eq!(log.lines().count(), 1, "ran once:\n{log}");
-    let mine: Vec<String> = app
-        .slack
-        .messages()
-        .iter()
-        .filter(|m| m.text().contains(&id))
-        .map(|m| m.text().to_owned())
-        .collect();
-    assert_eq!(
-        mine.iter().filter(|t| t.contains("*Completed*")).count(),
-        1,
-        "{mine:#?}"
-    );
-    assert!(!mine.iter().any(|t| t.contains("interrupted")), "{mine:#?}");
+    assert_ran_once_and_reported_once(&app, &id);
     app.finish().await;
 }
 
@@ -435,20 +424,22 @@ async fn two_messages_for_one_local_job_run_it_once() {
     app.put_raw(&job.encode()).await;
     assert_eq!(app.drain(&app.worker()).await, 2);
     app.final_text(&id, "*Completed*").await;
+    assert_ran_once_and_reported_once(&app, &id);
+    app.finish().await;
+}
+
+/// The `record` job ran exactly once, and Slack got one final status for it: Completed.
+fn assert_ran_once_and_reported_once(app: &TestApp, id: &str) {
     let log = std::fs::read_to_string(app.dir.join("record.log")).expect("record log");
     assert_eq!(log.lines().count(), 1, "ran once:\n{log}");
     let mine: Vec<String> = app
         .slack
         .messages()
         .iter()
-        .filter(|m| m.text().contains(&id))
+        .filter(|m| m.text().contains(id))
         .map(|m| m.text().to_owned())
         .collect();
-    assert_eq!(
-        mine.iter().filter(|t| t.contains("*Completed*")).count(),
-        1,
-        "{mine:#?}"
-    );
+    let completed = mine.iter().filter(|t| t.contains("*Completed*")).count();
+    assert_eq!(completed, 1, "{mine:#?}");
     assert!(!mine.iter().any(|t| t.contains("interrupted")), "{mine:#?}");
-    app.finish().await;
 }
