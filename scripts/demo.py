@@ -14,6 +14,7 @@ Then it sends signed slash commands (scripts/slack_command.py) and prints what S
 show. Logs go to .demo/. Standard library only; needs cargo, node and npm.
 """
 import argparse
+import ctypes
 import http.server
 import json
 import os
@@ -105,10 +106,18 @@ def install_azurite():
     return bin_path
 
 
+def die_with_parent():
+    """In the child before exec: SIGTERM it when the demo dies, even by kill -9 (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def start(name, argv, env, procs):
     log = open(os.path.join(LOG_DIR, f"{name}.log"), "w")
     p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=die_with_parent)
     procs.append(p)
     return p
 
@@ -218,6 +227,7 @@ def main():
             "CHATOPS_SLACK_RESPONSE_URL_PREFIX": slack_url,
         })
         env.setdefault("RUST_LOG", "info")
+        env["NO_COLOR"] = "1"  # plain logs in .demo/, easy to grep
         start("ingress", [os.path.join(target, "debug", "chatops-ingress")], env, procs)
         start("runner", [os.path.join(target, "debug", "chatops-runner")], env, procs)
         ingress = f"http://127.0.0.1:{ingress_port}"
@@ -246,6 +256,7 @@ def main():
             say(f"    CHATOPS_DEMO_RESPONSE_URL={response_url} python3 scripts/slack_command.py 'hello name=you'")
             say("the runner's messages appear here. Ctrl-C stops everything.")
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
             shown = len(posted)
             while True:
                 with posted_lock:
@@ -253,7 +264,8 @@ def main():
                     new = posted[shown:]
                     shown = len(posted)
                 for m in new:
-                    say("  <- runner posts via response_url:")
+                    how = "replaces the message" if m.get("replace_original") else "posts"
+                    say(f"  <- runner {how} via response_url:")
                     for line in as_slack_shows(m.get("text", "")).splitlines():
                         say(f"       {line}")
     except KeyboardInterrupt:

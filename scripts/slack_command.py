@@ -68,8 +68,10 @@ def main():
     secret = os.environ.get("SLACK_SIGNING_SECRET")
     if not secret:
         sys.exit("set SLACK_SIGNING_SECRET to the ingress's signing secret")
+    # Slack gives every command its own response_url.
+    response_url = f"{args.response_url.rstrip('/')}/{time.time_ns()}"
     status, answer = send(args.url, secret, args.text, user_id=args.user,
-                          channel_id=args.channel, response_url=args.response_url)
+                          channel_id=args.channel, response_url=response_url)
     print(f"HTTP {status}")
     print(json.dumps(answer, indent=2) if isinstance(answer, dict) else answer)
 

@@ -39,6 +39,11 @@ async fn local_runbook_runs_with_its_arguments_and_reports_running_then_complete
         "{text}"
     );
     assert!(text.contains("env: CHATOPS_JOB_ID="), "{text}");
+    // Scripts run in their own directory.
+    assert!(
+        text.contains(&format!("env: PWD={}", app.dir.display())),
+        "{text}"
+    );
     // Nothing else of the runner's environment reaches the script.
     for line in text.lines().filter(|l| l.starts_with("env: ")) {
         let name = line["env: ".len()..].split('=').next().unwrap_or_default();

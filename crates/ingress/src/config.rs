@@ -35,11 +35,10 @@ impl IngressConfig {
             signing_secrets.push(Secret::new(previous));
         }
         let queue = QueueSettings::from_env(env, RetryBudget::interactive())?;
+        // Checked even when unused, so that a typo does not wait for the day it matters.
+        let kind = credential::CredentialKind::from_env(env)?;
         let credential = match queue.target {
-            QueueTarget::Endpoint(_) => Some(credential::choose(
-                credential::CredentialKind::from_env(env)?,
-                env,
-            )?),
+            QueueTarget::Endpoint(_) => Some(credential::choose(kind, env)?),
             QueueTarget::ConnectionString(_) => None,
         };
         Ok(IngressConfig {

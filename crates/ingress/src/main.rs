@@ -12,7 +12,6 @@ async fn main() -> ExitCode {
     let config = match IngressConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
         Err(e) => {
-            tracing::error!("configuration error: {e}");
             eprintln!("chatops-ingress: configuration error: {e}");
             return ExitCode::from(2);
         }
@@ -20,7 +19,6 @@ async fn main() -> ExitCode {
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!("cannot start: {e:#}");
             eprintln!("chatops-ingress: cannot start: {e:#}");
             return ExitCode::from(2);
         }

@@ -53,6 +53,7 @@ impl RunnerApp {
             local: Arc::new(LocalExecutor::new()),
         };
         warn_about_unreported_ends(&catalog, config.slack.webhook_url.is_some());
+        warn_about_missing_automation(&catalog, executors.automation.is_some());
         let notifier = Arc::new(SlackNotifier::new(config.slack)?);
         let worker = Worker::new(queue.clone(), catalog, executors, notifier, config.worker);
         let listener = TcpListener::bind(config.addr).await?;
@@ -107,6 +108,26 @@ fn warn_about_unreported_ends(catalog: &Catalog, has_webhook: bool) {
         tracing::warn!(
             runbooks = %long.join(", "),
             "these runbooks may run past the 30 minutes a response_url lasts; set SLACK_WEBHOOK_URL or their final status reaches only this log"
+        );
+    }
+}
+
+/// Automation runbooks in the catalog need the Automation variables; without them every such
+/// command ends Failed. Say so at start rather than in the channel.
+fn warn_about_missing_automation(catalog: &Catalog, configured: bool) {
+    if configured {
+        return;
+    }
+    let automation: Vec<&str> = catalog
+        .runbooks
+        .values()
+        .filter(|rb| rb.executor == chatops_shared::catalog::ExecutorKind::Automation)
+        .map(|rb| rb.name.as_str())
+        .collect();
+    if !automation.is_empty() {
+        tracing::warn!(
+            runbooks = %automation.join(", "),
+            "these runbooks run in Azure Automation, which is not configured (AZURE_SUBSCRIPTION_ID, AUTOMATION_RESOURCE_GROUP, AUTOMATION_ACCOUNT): they will end Failed"
         );
     }
 }

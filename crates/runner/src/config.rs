@@ -45,11 +45,10 @@ impl RunnerConfig {
         let queue = QueueSettings::from_env(env, RetryBudget::background())?;
         let arm = ArmConfig::from_env(env)?;
         let needs_credential = arm.is_some() || matches!(queue.target, QueueTarget::Endpoint(_));
+        // Checked even when unused, so that a typo does not wait for the day it matters.
+        let kind = credential::CredentialKind::from_env(env)?;
         let credential = if needs_credential {
-            Some(credential::choose(
-                credential::CredentialKind::from_env(env)?,
-                env,
-            )?)
+            Some(credential::choose(kind, env)?)
         } else {
             None
         };
@@ -196,6 +195,8 @@ mod tests {
             ("CHATOPS_MAX_DEQUEUE", "0"),
             ("CHATOPS_RUNNER_CONCURRENCY", "many"),
             ("CHATOPS_RUNNER_ADDR", "here"),
+            // Checked even though nothing here needs a credential.
+            ("CHATOPS_AZURE_CREDENTIAL", "magic"),
         ] {
             let e = RunnerConfig::from_env(&env(&[QUEUE, (var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{e}");

@@ -12,7 +12,6 @@ async fn main() -> ExitCode {
     let config = match RunnerConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
         Err(e) => {
-            tracing::error!("configuration error: {e}");
             eprintln!("chatops-runner: configuration error: {e}");
             return ExitCode::from(2);
         }
@@ -20,7 +19,6 @@ async fn main() -> ExitCode {
     let app = match RunnerApp::build(config).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!("cannot start: {e:#}");
             eprintln!("chatops-runner: cannot start: {e:#}");
             return ExitCode::from(2);
         }

@@ -237,7 +237,13 @@ fn program_path(target: &str) -> PathBuf {
 }
 
 fn command(program: &Path, request: &JobRequest) -> Command {
-    let mut command = Command::new(program);
+    // Absolute first: a relative program path is ambiguous once the working directory changes.
+    let program = std::path::absolute(program).unwrap_or_else(|_| program.to_path_buf());
+    let mut command = Command::new(&program);
+    // Scripts run in their own directory, so that files beside them are found by plain names.
+    if let Some(dir) = program.parent() {
+        command.current_dir(dir);
+    }
     command
         .args(request.params.iter().map(|(_, value)| value))
         .env_clear()

@@ -247,7 +247,9 @@ impl Worker {
                     "job ended {} but the final Slack notification failed: {e}",
                     outcome.state.label()
                 );
-                tracing::error!(%reason, "moving message to the poison queue");
+                // The status the channel did not get, for the operator who reads this log.
+                let status = crate::notify::render::text(&job, &Update::Finished(outcome.clone()));
+                tracing::error!(%reason, %status, "moving message to the poison queue");
                 self.poison(&message, reason).await;
             }
         }

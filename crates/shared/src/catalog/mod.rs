@@ -144,7 +144,14 @@ impl Catalog {
             path: path.to_owned(),
             error,
         })?;
-        Self::parse(&text, path)
+        let catalog = Self::parse(&text, path)?;
+        if catalog.runbooks.is_empty() {
+            tracing::warn!(
+                catalog = %path.display(),
+                "the catalog lists no runbooks: every command will be answered with help"
+            );
+        }
+        Ok(catalog)
     }
 
     /// Validates catalog text read from `path`. `path` names the file in errors and anchors
