@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use chatops_shared::catalog::Catalog;
+use chatops_shared::catalog::{Catalog, ExecutorKind, Runbook};
 use chatops_shared::queue::JobQueue;
 use std::future::Future;
 use std::sync::Arc;
@@ -95,19 +95,11 @@ impl RunnerApp {
 /// A command's `response_url` works for 30 minutes. Runbooks that may run longer need the
 /// webhook for their final status; without one it reaches only the log. Say so at start.
 fn warn_about_unreported_ends(catalog: &Catalog, has_webhook: bool) {
-    if has_webhook {
-        return;
-    }
-    let long: Vec<&str> = catalog
-        .runbooks
-        .values()
-        .filter(|rb| rb.timeout > Duration::from_secs(25 * 60))
-        .map(|rb| rb.name.as_str())
-        .collect();
-    if !long.is_empty() {
-        tracing::warn!(
-            runbooks = %long.join(", "),
-            "these runbooks may run past the 30 minutes a response_url lasts; set SLACK_WEBHOOK_URL or their final status reaches only this log"
+    if !has_webhook {
+        warn_about(
+            catalog,
+            |rb| rb.timeout > Duration::from_secs(25 * 60),
+            "these runbooks may run past the 30 minutes a response_url lasts; set SLACK_WEBHOOK_URL or their final status reaches only this log",
         );
     }
 }
@@ -115,20 +107,25 @@ fn warn_about_unreported_ends(catalog: &Catalog, has_webhook: bool) {
 /// Automation runbooks in the catalog need the Automation variables; without them every such
 /// command ends Failed. Say so at start rather than in the channel.
 fn warn_about_missing_automation(catalog: &Catalog, configured: bool) {
-    if configured {
-        return;
+    if !configured {
+        warn_about(
+            catalog,
+            |rb| rb.executor == ExecutorKind::Automation,
+            "these runbooks run in Azure Automation, which is not configured (AZURE_SUBSCRIPTION_ID, AUTOMATION_RESOURCE_GROUP, AUTOMATION_ACCOUNT): they will end Failed",
+        );
     }
-    let automation: Vec<&str> = catalog
+}
+
+/// Logs `warning` with the names of the runbooks that match, if any do.
+fn warn_about(catalog: &Catalog, matches: impl Fn(&Runbook) -> bool, warning: &str) {
+    let names: Vec<&str> = catalog
         .runbooks
         .values()
-        .filter(|rb| rb.executor == chatops_shared::catalog::ExecutorKind::Automation)
+        .filter(|rb| matches(rb))
         .map(|rb| rb.name.as_str())
         .collect();
-    if !automation.is_empty() {
-        tracing::warn!(
-            runbooks = %automation.join(", "),
-            "these runbooks run in Azure Automation, which is not configured (AZURE_SUBSCRIPTION_ID, AUTOMATION_RESOURCE_GROUP, AUTOMATION_ACCOUNT): they will end Failed"
-        );
+    if !names.is_empty() {
+        tracing::warn!(runbooks = %names.join(", "), "{warning}");
     }
 }
 

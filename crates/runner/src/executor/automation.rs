@@ -66,12 +66,14 @@ impl PollSchedule {
     }
 }
 
+/// How many Error-stream records go into [`Outcome::error`].
+const MAX_ERROR_RECORDS: usize = 10;
+
 /// The [`Executor`] for Azure Automation runbooks.
 pub struct AutomationExecutor {
     client: Arc<ArmClient>,
     poll: PollSchedule,
     stop_wait: Duration,
-    max_error_records: usize,
 }
 
 impl AutomationExecutor {
@@ -82,7 +84,6 @@ impl AutomationExecutor {
             client,
             poll: PollSchedule::default(),
             stop_wait: Duration::from_secs(300),
-            max_error_records: 10,
         }
     }
 
@@ -94,12 +95,6 @@ impl AutomationExecutor {
     /// How long a timed-out job is followed after the stop request before giving up on it.
     pub fn with_stop_wait(mut self, stop_wait: Duration) -> Self {
         self.stop_wait = stop_wait;
-        self
-    }
-
-    /// How many Error-stream records go into [`Outcome::error`].
-    pub fn with_max_error_records(mut self, max: usize) -> Self {
-        self.max_error_records = max;
         self
     }
 
@@ -272,7 +267,7 @@ impl AutomationExecutor {
             }
         };
         let mut texts = Vec::new();
-        for record in records.iter().take(self.max_error_records) {
+        for record in records.iter().take(MAX_ERROR_RECORDS) {
             if let Some(summary) = &record.summary {
                 texts.push(summary.trim().to_owned());
                 continue;
@@ -283,10 +278,10 @@ impl AutomationExecutor {
                 Err(e) => tracing::warn!(error = %e, "could not read an error record"),
             }
         }
-        if records.len() > self.max_error_records {
+        if records.len() > MAX_ERROR_RECORDS {
             texts.push(format!(
                 "… and {} more error records",
-                records.len() - self.max_error_records
+                records.len() - MAX_ERROR_RECORDS
             ));
         }
         Ok(texts)

@@ -9,12 +9,6 @@ use chatops_shared::job::JobMessage;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogNotifier;
 
-impl LogNotifier {
-    pub fn new() -> Self {
-        LogNotifier
-    }
-}
-
 #[async_trait]
 impl Notifier for LogNotifier {
     async fn notify(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError> {
