@@ -214,9 +214,19 @@ def main():
 
         ingress_port = args.ingress_port or free_port()
         runner_port = free_port()
+        # A fresh job signing key for this run: the ingress signs every job message with it and
+        # the runner runs only messages whose `mac` verifies.
+        job_key = subprocess.run([os.path.join(target, "debug", "chatops-runner"), "keygen"],
+                                 check=True, capture_output=True, text=True).stdout.strip()
         env = dict(os.environ)
+        if os.geteuid() == 0:
+            # A runner started as root must say who its scripts run as. The demo's secrets are
+            # throwaway values, so it accepts that its scripts run as root (and could read them);
+            # a real deployment runs the runner as a non-root user or sets a script user.
+            env.setdefault("CHATOPS_SCRIPT_USER", "root")
         env.update({
             "SLACK_SIGNING_SECRET": SECRET,
+            "CHATOPS_JOB_SIGNING_KEY": job_key,
             "AZURE_STORAGE_CONNECTION_STRING": (
                 "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
                 f"AccountKey={ACCOUNT_KEY};QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"),

@@ -16,7 +16,7 @@ use chatops_runner::executor::local::LocalExecutor;
 use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
 use chatops_shared::catalog::Catalog;
-use chatops_shared::job::JobMessage;
+use chatops_shared::job::{JobKey, JobKeys, JobMessage};
 use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::queue::connection::ConnectionString;
 use chatops_shared::queue::{JobQueue, PoisonRecord, Received};
@@ -106,6 +106,8 @@ pub struct TestApp {
     /// The poison queue, read as a queue of its own.
     pub poison: Arc<dyn JobQueue>,
     pub catalog: Arc<Catalog>,
+    /// The job signing key this app's ingress and runners share, generated per app.
+    pub job_keys: JobKeys,
     pub dir: PathBuf,
     pub ingress_url: String,
     pub client: reqwest::Client,
@@ -163,10 +165,12 @@ impl TestApp {
         std::fs::write(&catalog_path, CATALOG).expect("write catalog");
         let catalog = Catalog::load(&catalog_path).expect("test catalog loads");
 
+        let job_keys = JobKeys::new(JobKey::generate().expect("job key"), None);
         let state = AppState::new(
             Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
             catalog.clone(),
             queue.clone(),
+            job_keys.current().clone(),
         );
         let app = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
             .await
@@ -184,6 +188,7 @@ impl TestApp {
             azure_queue,
             poison,
             catalog: Arc::new(catalog),
+            job_keys,
             dir,
             ingress_url,
             client: reqwest::Client::new(),
@@ -271,6 +276,7 @@ impl TestApp {
         Worker::new(
             queue,
             self.catalog.clone(),
+            self.job_keys.clone(),
             self.executors(),
             Arc::new(self.notifier()),
             settings,
@@ -340,7 +346,7 @@ impl TestApp {
             .expect("receive");
         let jobs = taken
             .iter()
-            .filter_map(|m| JobMessage::decode(&m.text).ok())
+            .filter_map(|m| JobMessage::decode(&m.text, &self.job_keys).ok())
             .collect();
         for m in &taken {
             // Make them visible again at once.
@@ -366,6 +372,16 @@ impl TestApp {
                 self.poison.delete(&m).await.expect("delete poison");
             }
         }
+    }
+
+    /// The queue text of `job` as this app's ingress writes it: signed with its key.
+    pub fn queue_text(&self, job: &JobMessage) -> String {
+        job.encode(self.job_keys.current())
+    }
+
+    /// Reads a message as this app's runners do (its `mac` checked).
+    pub fn decode(&self, text: &str) -> JobMessage {
+        JobMessage::decode(text, &self.job_keys).expect("a job message signed with this app's key")
     }
 
     /// Puts a raw message on the job queue, as a foreign writer could.
@@ -550,6 +566,10 @@ impl TestApp {
             ),
             ("CHATOPS_SLACK_RESPONSE_URL_PREFIX", self.slack.base_url()),
             ("SLACK_SIGNING_SECRET", SIGNING_SECRET.to_owned()),
+            (
+                "CHATOPS_JOB_SIGNING_KEY",
+                self.job_keys.current().to_base64(),
+            ),
             ("CHATOPS_INGRESS_ADDR", "127.0.0.1:0".to_owned()),
             ("CHATOPS_RUNNER_ADDR", "127.0.0.1:0".to_owned()),
         ]

@@ -136,8 +136,10 @@ async fn the_whole_stack_as_processes_runs_a_command_and_keeps_secrets_out_of_th
         .find(|(k, _)| k == "response_url")
         .map(|(_, v)| v.into_owned())
         .expect("response_url in the form");
+    let job_key = app.job_keys.current().to_base64();
     for (what, secret) in [
         ("signing secret", SIGNING_SECRET),
+        ("job signing key", job_key.as_str()),
         ("account key", DEVSTORE_KEY),
         ("response_url", response_url.as_str()),
         ("SAS signature", "sig="),
@@ -162,13 +164,13 @@ async fn services_refuse_to_start_on_bad_configuration_and_say_why() {
     .expect("write");
     let bad_catalog = bad_catalog.display().to_string();
 
-    let cases: Vec<(&str, Env, &str)> = vec![
+    let without = |var: &str| -> Env { env.iter().filter(|(k, _)| k != var).cloned().collect() };
+    // 16 bytes: half of what a key needs.
+    let short_key = "MDEyMzQ1Njc4OWFiY2RlZg==";
+    let mut cases: Vec<(&str, Env, &str)> = vec![
         (
             "chatops-ingress",
-            env.iter()
-                .filter(|(k, _)| k != "SLACK_SIGNING_SECRET")
-                .cloned()
-                .collect(),
+            without("SLACK_SIGNING_SECRET"),
             "SLACK_SIGNING_SECRET: is required",
         ),
         (
@@ -208,6 +210,30 @@ async fn services_refuse_to_start_on_bad_configuration_and_say_why() {
             "AUTOMATION_RESOURCE_GROUP",
         ),
     ];
+    for name in ["chatops-ingress", "chatops-runner"] {
+        cases.extend([
+            (
+                name,
+                without("CHATOPS_JOB_SIGNING_KEY"),
+                "CHATOPS_JOB_SIGNING_KEY: is required",
+            ),
+            (
+                name,
+                with(&env, &[("CHATOPS_JOB_SIGNING_KEY", "not base64!")]),
+                "CHATOPS_JOB_SIGNING_KEY: is not base64",
+            ),
+            (
+                name,
+                with(&env, &[("CHATOPS_JOB_SIGNING_KEY", short_key)]),
+                "CHATOPS_JOB_SIGNING_KEY: decodes to 16 bytes",
+            ),
+        ]);
+    }
+    cases.push((
+        "chatops-runner",
+        with(&env, &[("CHATOPS_JOB_SIGNING_KEY_PREVIOUS", short_key)]),
+        "CHATOPS_JOB_SIGNING_KEY_PREVIOUS: decodes to 16 bytes",
+    ));
     for (name, env, expected) in cases {
         let mut service = Service::start(name, &env);
         let code = service.exit_code(Duration::from_secs(30)).await;
@@ -217,8 +243,37 @@ async fn services_refuse_to_start_on_bad_configuration_and_say_why() {
             output.contains(expected),
             "{name}: expected {expected:?} in:\n{output}"
         );
+        assert!(
+            !output.contains(short_key),
+            "a key is never quoted: {output}"
+        );
     }
     app.finish().await;
+}
+
+#[tokio::test]
+async fn keygen_prints_a_fresh_key_that_both_services_accept() {
+    use base64::Engine as _;
+    let mut keys = Vec::new();
+    for name in ["chatops-ingress", "chatops-runner", "chatops-runner"] {
+        let out = std::process::Command::new(chatops_e2e::process::binary(name))
+            .arg("keygen")
+            .env_clear()
+            .output()
+            .expect("keygen runs");
+        assert!(out.status.success(), "{name} keygen: {out:?}");
+        let key = String::from_utf8(out.stdout).expect("utf-8");
+        let key = key.trim().to_owned();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&key)
+            .expect("standard base64");
+        assert_eq!(bytes.len(), 32, "{name}: {key}");
+        assert!(chatops_shared::job::JobKey::from_base64(&key).is_ok());
+        keys.push(key);
+    }
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "every key is fresh");
 }
 
 #[tokio::test]

@@ -121,7 +121,7 @@ async fn a_redelivered_automation_job_is_followed_not_started_again() {
     let id = TestApp::short_id(&answer);
     let job = app.peek_jobs().await.remove(0);
     // The same message a second time, as after a runner died before deleting it.
-    app.put_raw(&job.encode()).await;
+    app.put_raw(&app.queue_text(&job)).await;
     app.drain(&app.worker()).await;
     let finals = app.wait_for_slack(&id, "*Completed*").await;
     assert!(!finals.is_empty());
@@ -185,10 +185,7 @@ async fn arm_down_for_good_leaves_the_message_then_gives_up_and_tells_the_reques
         "{:?}",
         poison[0].reason
     );
-    assert_eq!(
-        JobMessage::decode(&poison[0].original).map(|j| j.runbook),
-        Ok("restart-web".to_owned())
-    );
+    assert_eq!(app.decode(&poison[0].original).runbook, "restart-web");
     app.finish().await;
 }
 
@@ -250,6 +247,67 @@ async fn unreadable_messages_go_to_the_poison_queue_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_message_without_a_valid_mac_is_poisoned_never_run_and_nothing_is_posted() {
+    let app = TestApp::spawn().await;
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // What someone who can write to the queue, but lacks the key, could put there: a job for an
+    // allowed user, unsigned, signed with another key, or a signed job with its user changed.
+    let job = |n: u8| JobMessage {
+        schema: SCHEMA_VERSION,
+        job_id: job_id_from_signature(&format!("v0=forged{n}")),
+        kind: Default::default(),
+        runbook: "record".into(),
+        params: BTreeMap::from([("n".into(), n.to_string())]),
+        user_id: ALICE.into(),
+        user_name: "alice".into(),
+        team_id: "T0TEST".into(),
+        channel_id: OPS.into(),
+        channel_name: None,
+        response_url: Secret::new(app.slack.response_url()),
+        requested_at: time::OffsetDateTime::now_utc(),
+        enterprise_id: None,
+        traceparent: None,
+        started_at: None,
+    };
+    let unsigned = b64.encode(serde_json::to_vec(&job(1)).expect("json"));
+    let other_key = chatops_shared::job::JobKey::generate().expect("key");
+    let wrong_key = job(2).encode(&other_key);
+    let mut altered: serde_json::Value =
+        serde_json::from_slice(&b64.decode(app.queue_text(&job(3))).expect("b64")).expect("json");
+    altered["user_id"] = serde_json::json!(BOB);
+    altered["params"]["n"] = serde_json::json!("33");
+    let altered = b64.encode(altered.to_string());
+    for text in [&unsigned, &wrong_key, &altered] {
+        app.put_raw(text).await;
+    }
+    assert_eq!(app.drain(&app.worker()).await, 3);
+    let poison = app.take_poison().await;
+    assert_eq!(poison.len(), 3, "each goes to the poison queue at once");
+    assert!(
+        poison
+            .iter()
+            .all(|p| p.dequeue_count == 1 && p.reason.contains("`mac`")),
+        "{:?}",
+        poison.iter().map(|p| &p.reason).collect::<Vec<_>>()
+    );
+    let mut originals: Vec<&str> = poison.iter().map(|p| p.original.as_str()).collect();
+    originals.sort_unstable();
+    let mut sent = vec![unsigned.as_str(), wrong_key.as_str(), altered.as_str()];
+    sent.sort_unstable();
+    assert_eq!(originals, sent, "kept unchanged for an operator");
+    assert!(
+        !app.dir.join("started.log").exists(),
+        "no script was started"
+    );
+    assert!(
+        app.slack.messages().is_empty(),
+        "nothing is posted to a response_url an unverified message names"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
     let app = TestApp::spawn().await;
     // Written straight to the queue, bypassing the ingress: Bob may not run `echo`.
@@ -270,7 +328,8 @@ async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
         traceparent: None,
         started_at: None,
     };
-    app.put_raw(&job.encode()).await;
+    // Signed with the ingress's key, as after a catalog change since the command was accepted.
+    app.put_raw(&app.queue_text(&job)).await;
     app.drain(&app.worker()).await;
     let text = app.final_text(&job.short_id(), "*Refused*").await;
     assert!(text.contains("not allowed"), "{text}");
@@ -290,10 +349,10 @@ async fn a_local_job_whose_runner_died_is_reported_interrupted_not_run_again() {
         .await
         .expect("receive");
     assert_eq!(taken.len(), 1);
-    let mut job = JobMessage::decode(&taken[0].text).expect("job message");
+    let mut job = app.decode(&taken[0].text);
     job.started_at = Some(time::OffsetDateTime::now_utc());
     app.queue
-        .replace(&taken[0], &job.encode(), Duration::from_secs(1))
+        .replace(&taken[0], &app.queue_text(&job), Duration::from_secs(1))
         .await
         .expect("mark started");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -426,7 +485,7 @@ async fn two_messages_for_one_local_job_run_it_once() {
     let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
     // A second copy of the message, as a retried enqueue or a replay on another replica makes.
     let job = app.peek_jobs().await.remove(0);
-    app.put_raw(&job.encode()).await;
+    app.put_raw(&app.queue_text(&job)).await;
     assert_eq!(app.drain(&app.worker()).await, 2);
     app.final_text(&id, "*Completed*").await;
     assert_ran_once_and_reported_once(&app, &id);

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatops_shared::catalog::Catalog;
 use chatops_shared::claims::Claims;
+use chatops_shared::job::JobKey;
 use chatops_shared::queue::JobQueue;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub catalog: Arc<Catalog>,
     pub queue: Arc<dyn JobQueue>,
+    /// Signs every job message put on the queue.
+    pub job_key: Arc<JobKey>,
     /// Jobs this process queued in the last few minutes: a replayed request (same signature,
     /// inside Slack's 5-minute window) gets the same answer without a second message. Per
     /// process: a replay that lands on another replica is queued again under the same
@@ -43,11 +46,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(verifier: Verifier, catalog: Catalog, queue: Arc<dyn JobQueue>) -> Self {
+    pub fn new(
+        verifier: Verifier,
+        catalog: Catalog,
+        queue: Arc<dyn JobQueue>,
+        job_key: JobKey,
+    ) -> Self {
         AppState {
             verifier: Arc::new(verifier),
             catalog: Arc::new(catalog),
             queue,
+            job_key: Arc::new(job_key),
             replays: Arc::new(Claims::new(REPLAY_MEMORY, MAX_REPLAYS)),
         }
     }
@@ -87,7 +96,12 @@ impl Application {
             // Not fatal: /readyz reports it, and commands get a clear "try again".
             tracing::warn!(error = %e, "could not check or create the queue at start");
         }
-        let state = AppState::new(Verifier::new(config.signing_secrets), catalog, queue);
+        let state = AppState::new(
+            Verifier::new(config.signing_secrets),
+            catalog,
+            queue,
+            config.job_key,
+        );
         Self::with_state(config.addr, state).await
     }
 

@@ -5,12 +5,14 @@
 //! | `CHATOPS_INGRESS_ADDR` | `0.0.0.0:3000` | listen address |
 //! | `SLACK_SIGNING_SECRET` | required | the Slack app's signing secret |
 //! | `SLACK_SIGNING_SECRET_PREVIOUS` | unset | also accepted, while rotating the secret |
+//! | `CHATOPS_JOB_SIGNING_KEY` | required | base64 of at least 32 random bytes; signs every job message (`chatops-ingress keygen`) |
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for `AZURE_STORAGE_QUEUE_ENDPOINT` |
 
 use chatops_shared::config::{self, ConfigError, EnvSource};
 use chatops_shared::credential::{self, Chosen};
+use chatops_shared::job::JobKey;
 use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::secret::Secret;
 use std::net::SocketAddr;
@@ -21,6 +23,8 @@ pub struct IngressConfig {
     pub addr: SocketAddr,
     /// Current signing secret first, then the previous one during a rotation.
     pub signing_secrets: Vec<Secret>,
+    /// Signs every job message this ingress queues (the runner checks it).
+    pub job_key: JobKey,
     pub catalog_path: PathBuf,
     /// Queue settings with the interactive retry budget: Slack waits 3 s at most.
     pub queue: QueueSettings,
@@ -34,6 +38,7 @@ impl IngressConfig {
         if let Some(previous) = config::optional(env, "SLACK_SIGNING_SECRET_PREVIOUS") {
             signing_secrets.push(Secret::new(previous));
         }
+        let job_key = JobKey::from_env(env, chatops_shared::job::mac::KEY_VAR)?;
         let queue = QueueSettings::from_env(env, RetryBudget::interactive())?;
         // Checked even when unused, so that a typo does not wait for the day it matters.
         let kind = credential::CredentialKind::from_env(env)?;
@@ -44,6 +49,7 @@ impl IngressConfig {
         Ok(IngressConfig {
             addr: config::socket_addr(env, "CHATOPS_INGRESS_ADDR", "0.0.0.0:3000")?,
             signing_secrets,
+            job_key,
             catalog_path: PathBuf::from(
                 config::optional(env, "CHATOPS_CATALOG")
                     .unwrap_or_else(|| "runbooks.toml".to_owned()),
@@ -59,8 +65,35 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// A valid key (32 bytes of 0..31), present unless a test overrides it.
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
     fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
-        pairs.iter().copied().collect()
+        std::iter::once(("CHATOPS_JOB_SIGNING_KEY", KEY))
+            .chain(pairs.iter().copied())
+            .collect()
+    }
+
+    #[test]
+    fn the_job_signing_key_is_required_well_formed_and_never_quoted() {
+        let base = [
+            ("SLACK_SIGNING_SECRET", "s"),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true",
+            ),
+        ];
+        for bad in ["", "not base64!", "c2hvcnQ="] {
+            let mut e = env(&base);
+            e.insert("CHATOPS_JOB_SIGNING_KEY", bad);
+            let err = IngressConfig::from_env(&e).unwrap_err();
+            assert_eq!(err.var, "CHATOPS_JOB_SIGNING_KEY", "{err}");
+            if !bad.is_empty() {
+                assert!(!err.to_string().contains(bad), "{err}");
+            }
+        }
+        let c = IngressConfig::from_env(&env(&base)).unwrap();
+        assert_eq!(c.job_key.to_base64(), KEY);
     }
 
     #[test]

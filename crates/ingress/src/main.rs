@@ -1,4 +1,5 @@
 //! `chatops-ingress`: reads its configuration, binds, serves until SIGINT/SIGTERM.
+//! `chatops-ingress keygen` prints a fresh `CHATOPS_JOB_SIGNING_KEY`.
 
 use chatops_ingress::app::Application;
 use chatops_ingress::config::IngressConfig;
@@ -8,6 +9,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("keygen") {
+        return chatops_shared::job::mac::keygen();
+    }
     telemetry::init();
     let config = match IngressConfig::from_env(&ProcessEnv) {
         Ok(config) => config,

@@ -55,7 +55,14 @@ impl RunnerApp {
         warn_about_unreported_ends(&catalog, config.slack.webhook_url.is_some());
         warn_about_missing_automation(&catalog, executors.automation.is_some());
         let notifier = Arc::new(SlackNotifier::new(config.slack)?);
-        let worker = Worker::new(queue.clone(), catalog, executors, notifier, config.worker);
+        let worker = Worker::new(
+            queue.clone(),
+            catalog,
+            config.job_keys,
+            executors,
+            notifier,
+            config.worker,
+        );
         let listener = TcpListener::bind(config.addr).await?;
         Ok(RunnerApp {
             listener,

@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | `CHATOPS_RUNNER_ADDR` | `0.0.0.0:3001` | address of `/healthz` and `/readyz` |
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
+//! | `CHATOPS_JOB_SIGNING_KEY` | required | base64 of at least 32 random bytes; a message whose `mac` does not verify is never run |
+//! | `CHATOPS_JOB_SIGNING_KEY_PREVIOUS` | unset | also accepted, while rotating the key |
 //! | `CHATOPS_VISIBILITY_TIMEOUT` | `60s` | how long a taken message stays invisible (extended while its job runs); 60s to 7 days |
 //! | `CHATOPS_MAX_DEQUEUE` | `5` | deliveries after which a message goes to the poison queue |
 //! | `CHATOPS_RUNNER_CONCURRENCY` | `8` | jobs one runner follows at once |
@@ -20,6 +22,7 @@ use crate::notify::slack::SlackNotifierConfig;
 use crate::worker::WorkerSettings;
 use chatops_shared::config::{self, ConfigError, EnvSource};
 use chatops_shared::credential::{self, Chosen};
+use chatops_shared::job::JobKeys;
 use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +32,8 @@ use std::time::Duration;
 pub struct RunnerConfig {
     pub addr: SocketAddr,
     pub catalog_path: PathBuf,
+    /// The keys a job message's `mac` must verify under.
+    pub job_keys: JobKeys,
     pub queue: QueueSettings,
     pub worker: WorkerSettings,
     /// `None` when the Automation variables are not set: local runbooks only.
@@ -42,6 +47,7 @@ pub struct RunnerConfig {
 
 impl RunnerConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let job_keys = JobKeys::from_env(env)?;
         let queue = QueueSettings::from_env(env, RetryBudget::background())?;
         let arm = ArmConfig::from_env(env)?;
         let needs_credential = arm.is_some() || matches!(queue.target, QueueTarget::Endpoint(_));
@@ -89,6 +95,7 @@ impl RunnerConfig {
                 config::optional(env, "CHATOPS_CATALOG")
                     .unwrap_or_else(|| "runbooks.toml".to_owned()),
             ),
+            job_keys,
             queue,
             worker,
             arm,
@@ -122,8 +129,29 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// A valid key (32 bytes of 0..31), present unless a test overrides it.
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
     fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
-        pairs.iter().copied().collect()
+        std::iter::once(("CHATOPS_JOB_SIGNING_KEY", KEY))
+            .chain(pairs.iter().copied())
+            .collect()
+    }
+
+    #[test]
+    fn the_job_signing_keys_are_required_and_well_formed() {
+        for (var, value) in [
+            ("CHATOPS_JOB_SIGNING_KEY", ""),
+            ("CHATOPS_JOB_SIGNING_KEY", "c2hvcnQ="),
+            ("CHATOPS_JOB_SIGNING_KEY", "%%%"),
+            ("CHATOPS_JOB_SIGNING_KEY_PREVIOUS", "c2hvcnQ="),
+        ] {
+            let e = RunnerConfig::from_env(&env(&[QUEUE, (var, value)])).unwrap_err();
+            assert_eq!(e.var, var, "{e}");
+        }
+        let c = RunnerConfig::from_env(&env(&[QUEUE, ("CHATOPS_JOB_SIGNING_KEY_PREVIOUS", KEY)]))
+            .unwrap();
+        assert!(!format!("{c:?}").contains(KEY), "keys never print");
     }
 
     const QUEUE: (&str, &str) = (

@@ -1,4 +1,5 @@
 //! `chatops-runner`: reads its configuration, then takes jobs off the queue until SIGINT/SIGTERM.
+//! `chatops-runner keygen` prints a fresh `CHATOPS_JOB_SIGNING_KEY`.
 
 use chatops_runner::app::RunnerApp;
 use chatops_runner::config::RunnerConfig;
@@ -8,6 +9,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("keygen") {
+        return chatops_shared::job::mac::keygen();
+    }
     telemetry::init();
     let config = match RunnerConfig::from_env(&ProcessEnv) {
         Ok(config) => config,

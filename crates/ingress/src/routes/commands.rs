@@ -100,7 +100,7 @@ async fn handle(
         job_id: message.job_id,
         queued: false,
     };
-    match state.queue.send(&message.encode()).await {
+    match state.queue.send(&message.encode(&state.job_key)).await {
         Ok(()) => {
             claim.queued();
             tracing::info!("job queued");

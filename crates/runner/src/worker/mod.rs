@@ -18,7 +18,7 @@ use crate::notify::{Notifier, NotifyError, Update};
 use chatops_shared::catalog::{Caller, Catalog, ExecutorKind};
 use chatops_shared::claims::Claims;
 use chatops_shared::command::Arg;
-use chatops_shared::job::JobMessage;
+use chatops_shared::job::{JobKeys, JobMessage};
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
 use extender::Extender;
 use std::sync::Arc;
@@ -88,6 +88,8 @@ const MAX_CLAIMS: usize = 100_000;
 pub struct Worker {
     queue: Arc<dyn JobQueue>,
     catalog: Arc<Catalog>,
+    /// A message runs only when its `mac` verifies under one of these.
+    job_keys: Arc<JobKeys>,
     executors: Executors,
     notifier: Arc<dyn Notifier>,
     settings: WorkerSettings,
@@ -138,6 +140,7 @@ impl Worker {
     pub fn new(
         queue: Arc<dyn JobQueue>,
         catalog: Arc<Catalog>,
+        job_keys: JobKeys,
         executors: Executors,
         notifier: Arc<dyn Notifier>,
         settings: WorkerSettings,
@@ -145,6 +148,7 @@ impl Worker {
         Worker {
             queue,
             catalog,
+            job_keys: Arc::new(job_keys),
             executors,
             notifier,
             settings,
@@ -166,9 +170,11 @@ impl Worker {
     }
 
     /// Sees one message through. Never returns an error: every failure ends in a retry (the
-    /// message is left to come back) or in the poison queue.
+    /// message is left to come back) or in the poison queue. A message that cannot be read, or
+    /// whose `mac` does not verify, goes to the poison queue at once and nothing is posted: its
+    /// `response_url` is not to be trusted.
     async fn handle(&self, message: Received) {
-        let job = match JobMessage::decode(&message.text) {
+        let job = match JobMessage::decode(&message.text, &self.job_keys) {
             Ok(job) => job,
             Err(e) => {
                 tracing::warn!(message_id = %message.message_id, reason = %e, "unreadable message");

@@ -5,10 +5,16 @@
 //! documented in `docs/job-message.md` with a JSON Schema (`docs/job-message.schema.json`).
 //! Readers ignore fields they do not know, so a writer may add optional fields within a schema
 //! version; anything else needs a new `schema` number.
+//!
+//! Every message carries a `mac` ([`mac`]): [`JobMessage::encode`] signs and
+//! [`JobMessage::decode`] verifies, so no message is written unsigned or read unverified.
+
+pub mod mac;
 
 use crate::secret::Secret;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+pub use mac::{JobKey, JobKeys, MacError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -90,6 +96,8 @@ pub enum DecodeError {
     MissingSchema,
     #[error("message schema {found} is not supported (this runner reads schema {SCHEMA_VERSION})")]
     UnsupportedSchema { found: u64 },
+    #[error("{0}")]
+    Mac(#[from] MacError),
 }
 
 /// Derives the job id from the Slack request signature (the `v0=…` header value). Hex is
@@ -103,21 +111,21 @@ pub fn job_id_from_signature(signature: &str) -> Uuid {
 }
 
 impl JobMessage {
-    /// The queue form: base64 of the JSON.
-    pub fn encode(&self) -> String {
-        // Serializing plain strings, maps and a timestamp cannot fail.
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        BASE64.encode(json)
+    /// The queue form: base64 of the JSON, signed with `key` (the `mac` field).
+    pub fn encode(&self, key: &JobKey) -> String {
+        // Serializing plain strings, maps and a timestamp cannot fail, and gives an object.
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            mac::sign(object, key);
+        }
+        BASE64.encode(value.to_string())
     }
 
-    /// Reads a queue message. The schema is checked before the rest of the fields, so that a
-    /// message from a newer writer is named as such rather than as a missing field.
-    pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        let bytes = BASE64
-            .decode(text.trim())
-            .map_err(|e| DecodeError::Base64(e.to_string()))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    /// Reads a queue message and checks its `mac` against `keys`. The schema is checked first,
+    /// so that a message from a newer writer is named as such; the fields are read only once
+    /// the MAC verified.
+    pub fn decode(text: &str, keys: &JobKeys) -> Result<Self, DecodeError> {
+        let value = decode_object(text)?;
         let schema = value
             .get("schema")
             .and_then(serde_json::Value::as_u64)
@@ -125,7 +133,9 @@ impl JobMessage {
         if schema != u64::from(SCHEMA_VERSION) {
             return Err(DecodeError::UnsupportedSchema { found: schema });
         }
-        serde_json::from_value(value).map_err(|e| DecodeError::Json(e.to_string()))
+        mac::verify(&value, keys)?;
+        serde_json::from_value(serde_json::Value::Object(value))
+            .map_err(|e| DecodeError::Json(e.to_string()))
     }
 
     /// Short form of the job id for people: the first 8 hex digits.
@@ -134,37 +144,35 @@ impl JobMessage {
     }
 }
 
-/// The queue text of a job message with `started_at` set, every other field kept as it was,
-/// unknown ones included (a newer writer's fields must survive the runner's mark).
-pub fn mark_started(text: &str, at: OffsetDateTime) -> Result<String, DecodeError> {
+/// The JSON object inside a queue message's base64.
+fn decode_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, DecodeError> {
     let bytes = BASE64
         .decode(text.trim())
         .map_err(|e| DecodeError::Base64(e.to_string()))?;
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    match serde_json::from_slice(&bytes).map_err(|e| DecodeError::Json(e.to_string()))? {
+        serde_json::Value::Object(object) => Ok(object),
+        _ => Err(DecodeError::Json("not a JSON object".into())),
+    }
+}
+
+/// The queue text of a job message with `started_at` set, every other field kept as it was,
+/// unknown ones and the `mac` included (a newer writer's fields must survive the runner's mark;
+/// `started_at` is outside the MAC, see [`mac::RUNNER_WRITTEN`]).
+pub fn mark_started(text: &str, at: OffsetDateTime) -> Result<String, DecodeError> {
+    let mut object = decode_object(text)?;
     let stamp = at
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| DecodeError::Json(e.to_string()))?;
-    value
-        .as_object_mut()
-        .ok_or_else(|| DecodeError::Json("not a JSON object".into()))?
-        .insert("started_at".into(), serde_json::Value::String(stamp));
-    let json = serde_json::to_vec(&value).map_err(|e| DecodeError::Json(e.to_string()))?;
-    Ok(BASE64.encode(json))
+    object.insert("started_at".into(), serde_json::Value::String(stamp));
+    Ok(BASE64.encode(serde_json::Value::Object(object).to_string()))
 }
 
-/// Parameters as a user would type them: `env=prod msg="two words"`, sorted by name.
+/// Parameters as a user would type them: `env=prod msg="two words"`, sorted by name. The
+/// command parser reads the result back as the same parameters.
 pub fn format_params(params: &BTreeMap<String, String>) -> String {
     params
         .iter()
-        .map(|(k, v)| {
-            if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
-                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
-                format!("{k}=\"{escaped}\"")
-            } else {
-                format!("{k}={v}")
-            }
-        })
+        .map(|(k, v)| format!("{k}={}", crate::command::quote(v)))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -199,10 +207,64 @@ pub(crate) mod tests {
         }
     }
 
+    pub fn keys() -> JobKeys {
+        JobKeys::new(
+            JobKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap(),
+            None,
+        )
+    }
+
+    /// Base64 of a JSON value, signed with the test key.
+    fn signed(mut v: serde_json::Value) -> String {
+        if let Some(o) = v.as_object_mut() {
+            mac::sign(o, keys().current());
+        }
+        BASE64.encode(v.to_string())
+    }
+
     #[test]
     fn round_trips_through_base64_json() {
         let m = sample();
-        assert_eq!(JobMessage::decode(&m.encode()), Ok(m));
+        assert_eq!(
+            JobMessage::decode(&m.encode(keys().current()), &keys()),
+            Ok(m)
+        );
+    }
+
+    #[test]
+    fn the_documented_example_verifies_under_its_documented_key() {
+        let doc = include_str!("../../../../docs/job-message.md");
+        let example = doc
+            .split("```json\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n```").next())
+            .unwrap();
+        let key = JobKey::from_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap();
+        let job = JobMessage::decode(&BASE64.encode(example), &JobKeys::new(key, None));
+        assert_eq!(job.map(|j| j.runbook), Ok("deploy".to_owned()));
+    }
+
+    #[test]
+    fn unsigned_forged_or_altered_messages_are_refused() {
+        let v = serde_json::to_value(sample()).unwrap();
+        let unsigned = BASE64.encode(v.to_string());
+        assert_eq!(
+            JobMessage::decode(&unsigned, &keys()),
+            Err(DecodeError::Mac(MacError::Missing))
+        );
+        let other = JobKey::generate().unwrap();
+        assert_eq!(
+            JobMessage::decode(&sample().encode(&other), &keys()),
+            Err(DecodeError::Mac(MacError::Invalid))
+        );
+        let mut altered: serde_json::Value =
+            serde_json::from_slice(&BASE64.decode(sample().encode(keys().current())).unwrap())
+                .unwrap();
+        altered["user_id"] = serde_json::json!("UADMIN");
+        assert_eq!(
+            JobMessage::decode(&BASE64.encode(altered.to_string()), &keys()),
+            Err(DecodeError::Mac(MacError::Invalid))
+        );
     }
 
     #[test]
@@ -223,35 +285,60 @@ pub(crate) mod tests {
         if let Some(o) = v.as_object_mut() {
             o.remove("kind");
         }
-        let text = BASE64.encode(serde_json::to_vec(&v).unwrap_or_default());
-        let m = JobMessage::decode(&text);
+        let m = JobMessage::decode(&signed(v), &keys());
         assert_eq!(m.map(|m| m.kind), Ok(JobKind::Run));
     }
 
     #[test]
     fn rejects_what_it_cannot_read() {
+        let k = keys();
         assert!(matches!(
-            JobMessage::decode("%%%"),
+            JobMessage::decode("%%%", &k),
             Err(DecodeError::Base64(_))
         ));
         assert!(matches!(
-            JobMessage::decode(&BASE64.encode("not json")),
+            JobMessage::decode(&BASE64.encode("not json"), &k),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            JobMessage::decode(&BASE64.encode("[1]"), &k),
             Err(DecodeError::Json(_))
         ));
         assert_eq!(
-            JobMessage::decode(&BASE64.encode("{}")),
+            JobMessage::decode(&BASE64.encode("{}"), &k),
             Err(DecodeError::MissingSchema)
         );
         assert_eq!(
-            JobMessage::decode(&BASE64.encode(r#"{"schema":2}"#)),
+            JobMessage::decode(&BASE64.encode(r#"{"schema":2}"#), &k),
             Err(DecodeError::UnsupportedSchema { found: 2 })
         );
         let mut v = serde_json::to_value(sample()).unwrap_or_default();
         v["kind"] = serde_json::json!("approve");
         assert!(matches!(
-            JobMessage::decode(&BASE64.encode(serde_json::to_vec(&v).unwrap_or_default())),
+            JobMessage::decode(&signed(v), &k),
             Err(DecodeError::Json(_))
         ));
+    }
+
+    #[test]
+    fn params_are_shown_in_a_form_the_parser_reads_back() {
+        let p = BTreeMap::from([
+            ("a".to_owned(), "it's".to_owned()),
+            ("b".to_owned(), "‘smart’ “quotes”".to_owned()),
+            ("c".to_owned(), "x=y".to_owned()),
+            ("d".to_owned(), r"back\slash".to_owned()),
+            ("e".to_owned(), String::new()),
+        ]);
+        let parsed = crate::command::parse(&format!("rb {}", format_params(&p))).unwrap();
+        let back: BTreeMap<String, String> = parsed
+            .args
+            .into_iter()
+            .map(|a| match a {
+                crate::command::Arg::Named { name, value } => (name, value),
+                crate::command::Arg::Positional(v) => panic!("positional {v}"),
+            })
+            .collect();
+        assert_eq!(back, p);
     }
 
     #[test]
@@ -272,15 +359,16 @@ pub(crate) mod tests {
     fn the_start_mark_keeps_fields_this_reader_does_not_know() {
         let mut v = serde_json::to_value(sample()).unwrap_or_default();
         v["from_a_newer_writer"] = serde_json::json!([1, 2]);
-        let text = BASE64.encode(serde_json::to_vec(&v).unwrap_or_default());
+        let text = signed(v);
         let at = OffsetDateTime::from_unix_timestamp(1_700_000_100)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let marked = mark_started(&text, at).unwrap_or_default();
         let back: serde_json::Value =
             serde_json::from_slice(&BASE64.decode(&marked).unwrap_or_default()).unwrap_or_default();
         assert_eq!(back["from_a_newer_writer"], serde_json::json!([1, 2]));
+        // The mark is outside the MAC: the marked message still verifies.
         assert_eq!(
-            JobMessage::decode(&marked).map(|j| j.started_at),
+            JobMessage::decode(&marked, &keys()).map(|j| j.started_at),
             Ok(Some(at))
         );
         assert!(mark_started("%%%", at).is_err());
