@@ -268,11 +268,21 @@ impl TestApp {
             max_idle_poll: Duration::from_millis(200),
             final_notify_patience: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            max_job_age: Duration::from_secs(3600),
         }
     }
 
     pub fn worker_with(&self, settings: WorkerSettings) -> Worker {
-        let queue = queue_for(&self.azurite, &self.queue_name, RetryBudget::background());
+        self.worker_on(self.runner_queue(), settings)
+    }
+
+    /// The job queue as a runner opens it (the runner's retry budget), for tests that wrap it.
+    pub fn runner_queue(&self) -> Arc<dyn JobQueue> {
+        queue_for(&self.azurite, &self.queue_name, RetryBudget::background())
+    }
+
+    /// A worker like [`TestApp::worker_with`] that reaches the queue through `queue`.
+    pub fn worker_on(&self, queue: Arc<dyn JobQueue>, settings: WorkerSettings) -> Worker {
         Worker::new(
             queue,
             self.catalog.clone(),
@@ -313,10 +323,15 @@ impl TestApp {
 
     /// `n` runners, each a worker running its polling loop, as `chatops-runner` processes do.
     pub fn spawn_runners(&self, n: usize, settings: WorkerSettings) -> Runners {
+        self.spawn_workers((0..n).map(|_| self.worker_with(settings.clone())).collect())
+    }
+
+    /// Each worker running its polling loop, as a `chatops-runner` process does.
+    pub fn spawn_workers(&self, workers: Vec<Worker>) -> Runners {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let handles = (0..n)
-            .map(|_| {
-                let worker = self.worker_with(settings.clone());
+        let handles = workers
+            .into_iter()
+            .map(|worker| {
                 let mut stopped = stopped.clone();
                 tokio::spawn(worker.run_until_stopped(async move {
                     let _ = stopped.wait_for(|s| *s).await;

@@ -541,3 +541,62 @@ async fn the_server_plays_arm_and_the_identity_endpoint() {
     assert!(token["expires_on"].as_str().unwrap().parse::<i64>().is_ok());
     assert_eq!(server.token_requests(), 1);
 }
+
+/// Waits (at most 10 s) until the job exists at the server.
+async fn until_created(server: &ArmServer, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.job(name).is_none() {
+        assert!(Instant::now() < deadline, "the job was never created");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_arm_outage_while_following_is_waited_out_and_the_timeout_still_enforced() {
+    let server = ArmServer::start().await;
+    server.script("Forever", Script::never_ends());
+    let exec = executor(client(&server));
+    let mut req = request("Forever", &[]);
+    req.timeout = Duration::from_millis(500);
+    let job = name(&req);
+    let running = tokio::spawn(async move { run(&exec, &req).await });
+    until_created(&server, &job).await;
+    // Eight reads in a row fail in full (5 tries each), past the job's timeout.
+    server.fail_next(40, 500);
+
+    let (result, progress) = running.await.unwrap();
+
+    let outcome = result.expect("the outage did not end the run");
+    assert_eq!(outcome.state, FinalState::TimedOut);
+    assert_eq!(server.stop_count(&job), 1);
+    assert_eq!(server.job(&job).unwrap().status, "Stopped");
+    assert_eq!(progress.len(), 1);
+    let failed = server
+        .requests()
+        .iter()
+        .filter(|r| r.status == StatusCode::INTERNAL_SERVER_ERROR)
+        .count();
+    assert_eq!(failed, 40, "the whole outage was met");
+}
+
+#[tokio::test]
+async fn follow_started_follows_an_existing_job_and_never_starts_one() {
+    let server = ArmServer::start().await;
+    server.script("Hello-World", Script::completes("from the first runner"));
+    let exec = executor(client(&server));
+    let started = request("Hello-World", &[]);
+    server.seed_job(&name(&started), "Hello-World");
+    let never = request("Hello-World", &[]);
+
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let followed = exec.follow_started(&started, tx.clone()).await.unwrap();
+    let missing = exec.follow_started(&never, tx).await.unwrap();
+
+    let outcome = followed.expect("the existing job is followed");
+    assert_eq!(outcome.state, FinalState::Completed);
+    assert_eq!(outcome.output, "from the first runner");
+    assert_eq!(missing, None);
+    assert_eq!(server.put_count(&name(&started)), 0);
+    assert_eq!(server.put_count(&name(&never)), 0);
+    assert_eq!(server.jobs().len(), 1, "nothing started");
+}

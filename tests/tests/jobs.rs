@@ -6,12 +6,28 @@
 #![allow(clippy::expect_used)]
 
 use chatops_e2e::app::{ALICE, BOB, OPS, TestApp};
+use chatops_e2e::arm::Script;
 use chatops_e2e::slack::PathKind;
 use chatops_runner::worker::Step;
 use chatops_shared::job::{JobMessage, SCHEMA_VERSION, job_id_from_signature};
+use chatops_shared::queue::{JobQueue, QueueError, Received};
 use chatops_shared::secret::Secret;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Takes the one job message on the queue off it, as a command put it there.
+async fn take_job(app: &TestApp) -> JobMessage {
+    let taken = app
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .expect("receive");
+    assert_eq!(taken.len(), 1);
+    app.queue.delete(&taken[0]).await.expect("delete");
+    app.decode(&taken[0].text)
+}
 
 #[tokio::test]
 async fn local_runbook_runs_with_its_arguments_and_reports_running_then_completed() {
@@ -506,4 +522,328 @@ fn assert_ran_once_and_reported_once(app: &TestApp, id: &str) {
     let completed = mine.iter().filter(|t| t.contains("*Completed*")).count();
     assert_eq!(completed, 1, "{mine:#?}");
     assert!(!mine.iter().any(|t| t.contains("interrupted")), "{mine:#?}");
+}
+
+/// Which update of the runner's loses its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// The first visibility extension.
+    Extension,
+    /// The start mark (Update Message with new text).
+    StartMark,
+}
+
+/// The runner's queue on Azurite, except that the first update of one kind is applied at the
+/// service while its answer is lost. Then, as `AzureJobQueue` does after a try that timed out,
+/// the update is tried again with the pop receipt the service has just replaced, and the runner
+/// gets Azurite's answer to that (`PopReceiptMismatch`, read as `MessageGone`). Counts the
+/// deliveries of each message.
+struct LosesOneAnswer {
+    inner: Arc<dyn JobQueue>,
+    lost: Lost,
+    armed: AtomicBool,
+    deliveries: Mutex<HashMap<String, u32>>,
+}
+
+impl LosesOneAnswer {
+    fn new(inner: Arc<dyn JobQueue>, lost: Lost) -> Arc<Self> {
+        Arc::new(LosesOneAnswer {
+            inner,
+            lost,
+            armed: AtomicBool::new(true),
+            deliveries: Mutex::default(),
+        })
+    }
+
+    fn loses(&self, kind: Lost) -> bool {
+        self.lost == kind && self.armed.swap(false, Ordering::SeqCst)
+    }
+
+    /// How many times each message was delivered to the runner.
+    fn deliveries(&self) -> Vec<u32> {
+        self.deliveries
+            .lock()
+            .expect("lock")
+            .values()
+            .copied()
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for LosesOneAnswer {
+    async fn ensure_exists(&self) -> Result<(), QueueError> {
+        self.inner.ensure_exists().await
+    }
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.inner.ping().await
+    }
+    async fn send(&self, text: &str) -> Result<(), QueueError> {
+        self.inner.send(text).await
+    }
+    async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError> {
+        let received = self.inner.receive(max, visibility).await?;
+        let mut deliveries = self.deliveries.lock().expect("lock");
+        for m in &received {
+            *deliveries.entry(m.message_id.clone()).or_default() += 1;
+        }
+        Ok(received)
+    }
+    async fn extend(&self, message: &Received, visibility: Duration) -> Result<String, QueueError> {
+        if self.loses(Lost::Extension) {
+            let _never_seen = self.inner.extend(message, visibility).await?;
+        }
+        self.inner.extend(message, visibility).await
+    }
+    async fn replace(
+        &self,
+        message: &Received,
+        text: &str,
+        visibility: Duration,
+    ) -> Result<String, QueueError> {
+        if self.loses(Lost::StartMark) {
+            let _never_seen = self.inner.replace(message, text, visibility).await?;
+        }
+        self.inner.replace(message, text, visibility).await
+    }
+    async fn delete(&self, message: &Received) -> Result<(), QueueError> {
+        self.inner.delete(message).await
+    }
+    async fn send_poison(&self, text: &str) -> Result<(), QueueError> {
+        self.inner.send_poison(text).await
+    }
+}
+
+/// One runner on a queue that loses one answer, with a 2 s visibility.
+fn runner_losing(app: &TestApp, lost: Lost) -> (Arc<LosesOneAnswer>, chatops_e2e::app::Runners) {
+    let queue = LosesOneAnswer::new(app.runner_queue(), lost);
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    let runners = app.spawn_workers(vec![app.worker_on(queue.clone(), settings)]);
+    (queue, runners)
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_an_extension_does_not_let_go_of_a_running_local_job() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=6").await);
+    let (queue, runners) = runner_losing(&app, Lost::Extension);
+    app.wait_for_slack(&id, "*Completed*").await;
+    // Past another visibility period: a message nobody holds would be delivered again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    runners.stop().await;
+    assert_ran_once_and_reported_once(&app, &id);
+    assert_eq!(
+        queue.deliveries(),
+        [2],
+        "delivered again when the lost extension's invisibility ended, then held to the end"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_an_extension_does_not_make_an_automation_job_followed_twice() {
+    let app = TestApp::spawn().await;
+    app.arm.script(
+        "Restart-WebApp",
+        Script::completes("Restart-WebApp: restarted 2 of 2 instances").polls(1, 150),
+    );
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web dev").await);
+    let job_id = app.peek_jobs().await[0].job_id.to_string();
+    let (queue, runners) = runner_losing(&app, Lost::Extension);
+    app.wait_for_slack(&id, "*Completed*").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    runners.stop().await;
+    assert_eq!(app.arm.put_count(&job_id), 1, "followed by one delivery");
+    let finals = app
+        .slack
+        .messages()
+        .iter()
+        .filter(|m| m.text().contains(&id) && m.text().contains("*Completed*"))
+        .count();
+    assert_eq!(finals, 1);
+    assert_eq!(queue.deliveries(), [2]);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_the_start_mark_does_not_make_the_job_interrupted() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
+    // The mark is written but the runner does not learn it, so it does not start the script;
+    // the marked message comes back to it when the mark's invisibility ends.
+    let (queue, runners) = runner_losing(&app, Lost::StartMark);
+    app.wait_for_slack(&id, "*Completed*").await;
+    runners.stop().await;
+    assert_ran_once_and_reported_once(&app, &id);
+    assert_eq!(queue.deliveries(), [2]);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_message_for_a_long_local_job_is_held_not_given_up_on() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=7").await);
+    let job = app.peek_jobs().await.remove(0);
+    // The job runs for more than `max_dequeue` visibility periods.
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    settings.max_dequeue = 2;
+    let runners = app.spawn_runners(1, settings);
+    // A second message for the job arrives while it runs.
+    let started = app.dir.join("started.log");
+    wait_until("the script started", || started.exists()).await;
+    app.put_raw(&app.queue_text(&job)).await;
+    app.wait_for_slack(&id, "*Completed*").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    runners.stop().await;
+    assert_ran_once_and_reported_once(&app, &id);
+    assert!(
+        !app.slack
+            .messages()
+            .iter()
+            .any(|m| m.text().contains("gave up")),
+        "{:#?}",
+        app.slack.messages()
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn arm_outages_during_a_long_automation_job_do_not_end_its_delivery() {
+    let app = TestApp::spawn().await;
+    app.arm.script(
+        "Restart-WebApp",
+        Script::completes("Restart-WebApp: restarted 2 of 2 instances").polls(1, 200),
+    );
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web dev").await);
+    let job_id = app.peek_jobs().await[0].job_id.to_string();
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    settings.max_dequeue = 2;
+    let runners = app.spawn_runners(1, settings);
+    wait_until("the job exists", || app.arm.job(&job_id).is_some()).await;
+    // Five outages, each longer than the ARM client's own retries (3 tries).
+    for outage in 1..=5 {
+        app.arm.fail_next(3, 500);
+        wait_until("the runner met the outage", || {
+            failed_arm_requests(&app) >= 3 * outage
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = app.final_text(&id, "*Completed*").await;
+    runners.stop().await;
+    assert!(text.contains("restarted 2 of 2"), "{text}");
+    assert_eq!(app.arm.put_count(&job_id), 1, "one delivery followed it");
+    assert!(
+        !app.slack
+            .messages()
+            .iter()
+            .any(|m| m.text().contains("gave up")),
+        "{:#?}",
+        app.slack.messages()
+    );
+    app.finish().await;
+}
+
+fn failed_arm_requests(app: &TestApp) -> usize {
+    app.arm
+        .requests()
+        .iter()
+        .filter(|r| r.status.as_u16() == 500)
+        .count()
+}
+
+/// Waits (at most 20 s) until `done` holds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_old_local_job_is_not_started_and_the_requester_is_told_through_the_webhook() {
+    let app = TestApp::spawn().await;
+    app.command(ALICE, OPS, "echo hi").await;
+    let mut job = take_job(&app).await;
+    job.requested_at = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+    app.put_raw(&app.queue_text(&job)).await;
+    app.drain(&app.worker()).await;
+    let mine = app.wait_for_slack(&job.short_id(), "*Expired*").await;
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    // Its response_url lapsed after 30 minutes: the webhook carries the answer.
+    assert_eq!(mine[0].kind, PathKind::Webhook);
+    let text = mine[0].text();
+    assert!(
+        text.contains("Not started: the request was 2h") && text.contains("older than 1h"),
+        "{text}"
+    );
+    assert!(!text.contains("args:"), "nothing ran: {text}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_old_automation_job_that_never_started_expires_without_starting() {
+    let app = TestApp::spawn().await;
+    app.command(ALICE, OPS, "restart-web dev").await;
+    let mut job = take_job(&app).await;
+    job.requested_at = time::OffsetDateTime::now_utc() - time::Duration::seconds(10);
+    app.put_raw(&app.queue_text(&job)).await;
+    let mut settings = app.worker_settings();
+    settings.max_job_age = Duration::from_secs(2);
+    app.drain(&app.worker_with(settings)).await;
+    let mine = app.wait_for_slack(&job.short_id(), "*Expired*").await;
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert_eq!(mine[0].kind, PathKind::ResponseUrl);
+    assert!(
+        mine[0].text().contains("older than 2s"),
+        "{}",
+        mine[0].text()
+    );
+    assert_eq!(app.arm.put_count(&job.job_id.to_string()), 0);
+    assert!(app.arm.jobs().is_empty(), "nothing started in Azure");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_old_automation_job_that_started_is_followed_to_its_end() {
+    let app = TestApp::spawn().await;
+    app.command(ALICE, OPS, "restart-web dev").await;
+    let mut job = take_job(&app).await;
+    // A runner started it and died; the message comes back 70 minutes after the request.
+    app.arm.seed_job(&job.job_id.to_string(), "Restart-WebApp");
+    job.requested_at = time::OffsetDateTime::now_utc() - time::Duration::minutes(70);
+    app.put_raw(&app.queue_text(&job)).await;
+    app.drain(&app.worker()).await;
+    let text = app.final_text(&job.short_id(), "*Completed*").await;
+    assert!(text.contains("restarted 2 of 2"), "{text}");
+    assert_eq!(
+        app.arm.put_count(&job.job_id.to_string()),
+        0,
+        "found and followed, never started"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_old_local_job_with_a_start_mark_is_reported_interrupted_not_expired() {
+    let app = TestApp::spawn().await;
+    app.command(ALICE, OPS, "record n=1").await;
+    let mut job = take_job(&app).await;
+    let now = time::OffsetDateTime::now_utc();
+    job.requested_at = now - time::Duration::hours(2);
+    job.started_at = Some(now - time::Duration::minutes(110));
+    app.put_raw(&app.queue_text(&job)).await;
+    app.drain(&app.worker()).await;
+    let text = app.final_text(&job.short_id(), "*Failed*").await;
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(!text.contains("Expired"), "{text}");
+    assert!(!app.dir.join("started.log").exists(), "not run again");
+    app.finish().await;
 }

@@ -10,6 +10,7 @@
 //! | `CHATOPS_MAX_DEQUEUE` | `5` | deliveries after which a message goes to the poison queue |
 //! | `CHATOPS_RUNNER_CONCURRENCY` | `8` | jobs one runner follows at once |
 //! | `CHATOPS_SHUTDOWN_GRACE` | `10s` | how long jobs in flight may finish after SIGTERM |
+//! | `CHATOPS_MAX_JOB_AGE` | `1h` | a job not yet started whose request is older than this is not started (`Expired`); at least 1s |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
 //! | Automation variables | | see `executor::arm::ArmConfig` (optional: without them only local runbooks run) |
 //! | `CHATOPS_AUTOMATION_POLL_INTERVAL` | `5s` | how often a young Automation job's status is read; slows to 30s for long jobs |
@@ -68,8 +69,15 @@ impl RunnerConfig {
                 "CHATOPS_SHUTDOWN_GRACE",
                 defaults.shutdown_grace,
             )?,
+            max_job_age: config::duration(env, "CHATOPS_MAX_JOB_AGE", defaults.max_job_age)?,
             ..defaults
         };
+        if worker.max_job_age < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "CHATOPS_MAX_JOB_AGE",
+                "must be at least 1s",
+            ));
+        }
         // Shorter, and a slow or failing extension could let the message reappear while its
         // job runs (see `worker::MIN_VISIBILITY`).
         if worker.visibility < crate::worker::MIN_VISIBILITY
@@ -168,6 +176,7 @@ mod tests {
         assert_eq!(c.worker.max_dequeue, 5);
         assert_eq!(c.worker.concurrency, 8);
         assert_eq!(c.worker.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(c.worker.max_job_age, Duration::from_secs(3600));
         assert_eq!(c.poll.initial, Duration::from_secs(5));
         assert!(
             c.arm.is_none(),
@@ -187,6 +196,7 @@ mod tests {
             ("CHATOPS_MAX_DEQUEUE", "3"),
             ("CHATOPS_RUNNER_CONCURRENCY", "2"),
             ("CHATOPS_SHUTDOWN_GRACE", "30s"),
+            ("CHATOPS_MAX_JOB_AGE", "90m"),
             ("CHATOPS_AUTOMATION_POLL_INTERVAL", "10s"),
             (
                 "AZURE_SUBSCRIPTION_ID",
@@ -205,6 +215,7 @@ mod tests {
         assert_eq!(c.worker.visibility, Duration::from_secs(120));
         assert_eq!((c.worker.max_dequeue, c.worker.concurrency), (3, 2));
         assert_eq!(c.worker.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.worker.max_job_age, Duration::from_secs(90 * 60));
         assert_eq!(c.poll.initial, Duration::from_secs(10));
         assert_eq!(c.arm.as_ref().map(|a| a.account.as_str()), Some("acct"));
         assert!(c.credential.is_some(), "Automation needs a credential");
@@ -216,12 +227,21 @@ mod tests {
     }
 
     #[test]
+    fn the_max_job_age_takes_any_duration_from_one_second() {
+        let c = RunnerConfig::from_env(&env(&[QUEUE, ("CHATOPS_MAX_JOB_AGE", "1s")])).unwrap();
+        assert_eq!(c.worker.max_job_age, Duration::from_secs(1));
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("CHATOPS_VISIBILITY_TIMEOUT", "8d"),
             ("CHATOPS_VISIBILITY_TIMEOUT", "59s"),
             ("CHATOPS_MAX_DEQUEUE", "0"),
             ("CHATOPS_RUNNER_CONCURRENCY", "many"),
+            ("CHATOPS_MAX_JOB_AGE", "500ms"),
+            ("CHATOPS_MAX_JOB_AGE", "0s"),
+            ("CHATOPS_MAX_JOB_AGE", "an hour"),
             ("CHATOPS_RUNNER_ADDR", "here"),
             // Checked even though nothing here needs a credential.
             ("CHATOPS_AZURE_CREDENTIAL", "magic"),

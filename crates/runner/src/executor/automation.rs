@@ -15,12 +15,16 @@
 //!   followed for at most [`AutomationExecutor::with_stop_wait`] until it stops, and reported
 //!   `TimedOut`. A job that finishes on its own before the stop takes effect keeps its own state.
 //! - A permanent ARM refusal (runbook not found, bad parameters, missing role) is a `Failed`
-//!   outcome; a transient failure that outlasts the client's retries is a [`TransientError`], which
-//!   leaves the message on the queue.
+//!   outcome. A transient failure that outlasts the client's retries while starting the job is a
+//!   [`TransientError`], which leaves the message on the queue. Once the job exists, ARM outages
+//!   are waited out inside the same delivery (`through_outages`): the worker keeps the message
+//!   hidden, the job stays followed and its timeout enforced.
+//! - [`Executor::follow_started`] follows a job only if it exists (a request too old to start).
 
 use super::arm::{ArmClient, ArmError, CreateResult, Job, JobStatus};
 use super::{Executor, FinalState, JobRequest, Outcome, Progress, TransientError};
 use async_trait::async_trait;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -104,16 +108,16 @@ impl AutomationExecutor {
         request: &JobRequest,
         created: Option<Job>,
         progress: UnboundedSender<Progress>,
-    ) -> Result<Outcome, TransientError> {
+    ) -> Outcome {
         let following_since = Instant::now();
         let mut stop_requested: Option<Instant> = None;
         let mut announced = false;
         let mut last_status: Option<JobStatus> = None;
         let mut job = match created {
             Some(job) => job,
-            None => match self.poll_job(name).await? {
+            None => match self.poll_job(name).await {
                 Ok(job) => job,
-                Err(lost) => return Ok(lost),
+                Err(lost) => return lost,
             },
         };
         loop {
@@ -138,11 +142,10 @@ impl AutomationExecutor {
             match stop_requested {
                 None if age >= request.timeout => {
                     tracing::warn!(timeout = ?request.timeout, "Automation job ran too long; stopping it");
-                    match self.client.stop_job(name).await {
-                        Ok(()) => {}
-                        Err(e) if e.is_transient() => return Err(transient("stop", &e)),
-                        // Most likely the job ended meanwhile; the next poll tells.
-                        Err(e) => tracing::warn!(error = %e, "Azure refused to stop the job"),
+                    let stop = self.through_outages("stop", || self.client.stop_job(name));
+                    // Most likely the job ended meanwhile; the next poll tells.
+                    if let Err(e) = stop.await {
+                        tracing::warn!(error = %e, "Azure refused to stop the job");
                     }
                     stop_requested = Some(Instant::now());
                 }
@@ -153,13 +156,13 @@ impl AutomationExecutor {
                         job.status,
                         humantime::format_duration(self.stop_wait),
                     );
-                    return Ok(Outcome {
+                    return Outcome {
                         state: FinalState::TimedOut,
                         output: String::new(),
                         error: Some(message),
                         started_at: job.start_time,
                         ended_at: OffsetDateTime::now_utc(),
-                    });
+                    };
                 }
                 _ => {}
             }
@@ -175,37 +178,59 @@ impl AutomationExecutor {
                 );
             }
             tokio::time::sleep(wait).await;
-            job = match self.poll_job(name).await? {
+            job = match self.poll_job(name).await {
                 Ok(job) => job,
-                Err(lost) => return Ok(lost),
+                Err(lost) => return lost,
             };
         }
     }
 
-    /// Reads the job. A permanent error (the job vanished, the role was taken away) ends the
-    /// run as `Failed`: polling again would not help.
-    async fn poll_job(&self, name: &str) -> Result<Result<Job, Outcome>, TransientError> {
-        match self.client.get_job(name).await {
-            Ok(job) => Ok(Ok(job)),
-            Err(e) if e.is_transient() => Err(transient("follow", &e)),
-            Err(e) => Ok(Err(Outcome::without_run(
+    /// Reads the job, waiting out outages. A permanent error (the job vanished, the role was
+    /// taken away) ends the run as `Failed`: polling again would not help.
+    async fn poll_job(&self, name: &str) -> Result<Job, Outcome> {
+        match self
+            .through_outages("follow", || self.client.get_job(name))
+            .await
+        {
+            Ok(job) => Ok(job),
+            Err(e) => Err(Outcome::without_run(
                 FinalState::Failed,
                 format!("lost track of the Azure Automation job: {e}"),
-            ))),
+            )),
+        }
+    }
+
+    /// Calls ARM until it answers with anything but a transient failure. Used once the job
+    /// exists: an outage that outlasts the client's own retries is waited out here, with
+    /// pauses growing from the first poll interval to the longest, instead of ending the
+    /// delivery (the message would come back, count as a failed delivery, and the job would go
+    /// unwatched meanwhile).
+    async fn through_outages<T, F, Fut>(&self, doing: &str, call: F) -> Result<T, ArmError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, ArmError>>,
+    {
+        let mut wait = self.poll.initial;
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, ?wait, "could not {doing} the Azure Automation job; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(self.poll.max.max(self.poll.initial));
+                }
+                answer => return answer,
+            }
         }
     }
 
     /// Builds the outcome of an ended job from its output, error stream and exception.
     /// `timed_out` carries the timeout when this runner stopped the job.
-    async fn finish(
-        &self,
-        name: &str,
-        job: &Job,
-        timed_out: Option<Duration>,
-    ) -> Result<Outcome, TransientError> {
-        let output = match self.client.get_output(name).await {
+    async fn finish(&self, name: &str, job: &Job, timed_out: Option<Duration>) -> Outcome {
+        let output = match self
+            .through_outages("read the output of", || self.client.get_output(name))
+            .await
+        {
             Ok(output) => output,
-            Err(e) if e.is_transient() => return Err(transient("read the output of", &e)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the job's output");
                 String::new()
@@ -219,7 +244,7 @@ impl AutomationExecutor {
             ));
         }
         lines.extend(job.exception.clone());
-        lines.extend(self.error_records(name).await?);
+        lines.extend(self.error_records(name).await);
         if lines.is_empty()
             && matches!(
                 job.status,
@@ -246,24 +271,28 @@ impl AutomationExecutor {
             JobStatus::Suspended => FinalState::Suspended,
             _ => FinalState::Failed,
         };
-        Ok(Outcome {
+        Outcome {
             state,
             output,
             error: (!lines.is_empty()).then(|| lines.join("\n")),
             started_at: job.start_time,
             ended_at: job.end_time.unwrap_or_else(OffsetDateTime::now_utc),
-        })
+        }
     }
 
     /// The texts of the job's Error-stream records: each record's summary, or its whole text
     /// when the summary is empty.
-    async fn error_records(&self, name: &str) -> Result<Vec<String>, TransientError> {
-        let records = match self.client.list_streams(name, Some("Error")).await {
+    async fn error_records(&self, name: &str) -> Vec<String> {
+        let records = match self
+            .through_outages("read the errors of", || {
+                self.client.list_streams(name, Some("Error"))
+            })
+            .await
+        {
             Ok(records) => records,
-            Err(e) if e.is_transient() => return Err(transient("read the errors of", &e)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the job's error stream");
-                return Ok(Vec::new());
+                return Vec::new();
             }
         };
         let mut texts = Vec::new();
@@ -272,9 +301,11 @@ impl AutomationExecutor {
                 texts.push(summary.trim().to_owned());
                 continue;
             }
-            match self.client.get_stream(name, &record.id).await {
+            let full = self.through_outages("read the errors of", || {
+                self.client.get_stream(name, &record.id)
+            });
+            match full.await {
                 Ok(full) => texts.extend(full.stream_text.map(|t| t.trim().to_owned())),
-                Err(e) if e.is_transient() => return Err(transient("read the errors of", &e)),
                 Err(e) => tracing::warn!(error = %e, "could not read an error record"),
             }
         }
@@ -284,7 +315,7 @@ impl AutomationExecutor {
                 records.len() - MAX_ERROR_RECORDS
             ));
         }
-        Ok(texts)
+        texts
     }
 }
 
@@ -319,9 +350,36 @@ impl Executor for AutomationExecutor {
                 return Ok(Outcome::without_run(FinalState::Failed, refusal(&e)));
             }
         };
-        let outcome = self.follow(&name, request, created, progress).await?;
+        let outcome = self.follow(&name, request, created, progress).await;
         tracing::info!(state = outcome.state.label(), "Automation job ended");
         Ok(outcome)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %request.job_id, runbook = %request.target))]
+    async fn follow_started(
+        &self,
+        request: &JobRequest,
+        progress: UnboundedSender<Progress>,
+    ) -> Result<Option<Outcome>, TransientError> {
+        let name = request.job_id.hyphenated().to_string();
+        let job = match self.client.get_job(&name).await {
+            Ok(job) => job,
+            Err(e) if e.status() == Some(404) => {
+                tracing::info!("no Automation job of this name: it was never started");
+                return Ok(None);
+            }
+            Err(e) if e.is_transient() => return Err(transient("look for", &e)),
+            Err(e) => {
+                return Ok(Some(Outcome::without_run(
+                    FinalState::Failed,
+                    format!("could not look for the Azure Automation job: {e}"),
+                )));
+            }
+        };
+        tracing::info!("Automation job exists; following it");
+        let outcome = self.follow(&name, request, Some(job), progress).await;
+        tracing::info!(state = outcome.state.label(), "Automation job ended");
+        Ok(Some(outcome))
     }
 }
 

@@ -22,8 +22,9 @@ pub struct JobRequest {
     pub params: Vec<(String, String)>,
     /// The job is stopped and reported as TimedOut when it runs longer than this.
     pub timeout: Duration,
-    /// This message was delivered before (`dequeue_count > 1`): a runner may have started the
-    /// job already and died.
+    /// A runner may have started the job already and died: for a local job, its message
+    /// carries another runner's start mark (the executor reports it interrupted); for an
+    /// Automation job, the message was delivered before (only logged: the job is found by name).
     pub redelivered: bool,
 }
 
@@ -38,6 +39,8 @@ pub enum FinalState {
     TimedOut,
     /// The runner's own re-check of the catalog and the caller said no.
     Refused,
+    /// Not started: the request was older than `CHATOPS_MAX_JOB_AGE` when a runner took it.
+    Expired,
 }
 
 impl FinalState {
@@ -49,6 +52,7 @@ impl FinalState {
             FinalState::Suspended => "Suspended",
             FinalState::TimedOut => "TimedOut",
             FinalState::Refused => "Refused",
+            FinalState::Expired => "Expired",
         }
     }
 }
@@ -102,4 +106,16 @@ pub trait Executor: Send + Sync {
         request: &JobRequest,
         progress: UnboundedSender<Progress>,
     ) -> Result<Outcome, TransientError>;
+
+    /// Follows the job to its end, like [`Executor::run`], when it was started already (by any
+    /// runner); never starts it. `None`: it was not started. An executor that cannot find a job
+    /// started elsewhere always answers `None` (local scripts: the start mark on the queue
+    /// message tells instead).
+    async fn follow_started(
+        &self,
+        _request: &JobRequest,
+        _progress: UnboundedSender<Progress>,
+    ) -> Result<Option<Outcome>, TransientError> {
+        Ok(None)
+    }
 }

@@ -131,6 +131,7 @@ fn emoji(state: FinalState) -> &'static str {
         FinalState::Refused => ":no_entry:",
         FinalState::Stopped => ":octagonal_sign:",
         FinalState::Suspended => ":double_vertical_bar:",
+        FinalState::Expired => ":alarm_clock:",
     }
 }
 
@@ -339,6 +340,7 @@ mod tests {
             (FinalState::Refused, ":no_entry: "),
             (FinalState::Stopped, ":octagonal_sign: "),
             (FinalState::Suspended, ":double_vertical_bar: "),
+            (FinalState::Expired, ":alarm_clock: "),
         ] {
             let t = text(&job(), &finished(state, "", Some("boom")));
             assert!(t.starts_with(start), "{t}");

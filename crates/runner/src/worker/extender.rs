@@ -1,5 +1,7 @@
-//! Keeps a taken message invisible while its job runs and its final status is delivered.
+//! Keeps a taken message invisible while its job runs and its final status is delivered, and
+//! takes over the further deliveries of that job that reach this runner.
 
+use super::held::Hold;
 use chatops_shared::job;
 use chatops_shared::queue::{JobQueue, QueueError, Received};
 use std::sync::Arc;
@@ -17,57 +19,144 @@ pub const MIN_VISIBILITY: Duration = Duration::from_secs(60);
 /// The wait before trying again after a failed extension.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// What the extender holds when it stops.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    /// The job's message, with the newest pop receipt this runner knows.
+    pub(super) message: Received,
+    /// The pop receipt is known to be stale and the message did not come back here: it cannot
+    /// be deleted now; it reappears when the invisibility of its last (lost) update ends.
+    pub(super) lost: bool,
+    /// Other messages for the same job that reached this runner while it held the job: kept
+    /// hidden, to be deleted with the job.
+    pub(super) copies: Vec<Received>,
+}
+
+impl Held {
+    /// Takes over a delivery handed to this job: a fresh delivery of its own message (new pop
+    /// receipt, current text), or another message for the job.
+    fn take_over(&mut self, delivery: Received) {
+        if delivery.message_id == self.message.message_id {
+            if self.lost {
+                tracing::info!(
+                    "the job's message came back to this runner: holding it again with its new pop receipt"
+                );
+            }
+            self.message = delivery;
+            self.lost = false;
+        } else if let Some(copy) = self
+            .copies
+            .iter_mut()
+            .find(|c| c.message_id == delivery.message_id)
+        {
+            *copy = delivery;
+        } else {
+            tracing::info!(
+                message_id = %delivery.message_id,
+                "another message for this job: holding it too, to delete it with the job"
+            );
+            self.copies.push(delivery);
+        }
+    }
+
+    /// Extends every message held. False when a call failed in a way worth retrying soon.
+    async fn extend(&mut self, queue: &dyn JobQueue, visibility: Duration) -> bool {
+        let mut all_done = true;
+        if !self.lost {
+            match queue.extend(&self.message, visibility).await {
+                Ok(pop_receipt) => self.message.pop_receipt = pop_receipt,
+                Err(QueueError::MessageGone) => {
+                    self.lost = true;
+                    tracing::warn!(
+                        "lost hold of the message: its pop receipt is no longer valid (an update's answer was lost, or another runner took it); if it comes back to this runner, this job takes it over"
+                    );
+                }
+                Err(e) => {
+                    all_done = false;
+                    tracing::warn!(error = %e, "could not extend the message's invisibility; trying again");
+                }
+            }
+        }
+        let mut kept = Vec::with_capacity(self.copies.len());
+        for mut copy in std::mem::take(&mut self.copies) {
+            match queue.extend(&copy, visibility).await {
+                Ok(pop_receipt) => {
+                    copy.pop_receipt = pop_receipt;
+                    kept.push(copy);
+                }
+                // Whoever holds it now deals with it.
+                Err(QueueError::MessageGone) => {
+                    tracing::debug!(message_id = %copy.message_id, "lost hold of a second message for this job");
+                }
+                Err(e) => {
+                    all_done = false;
+                    tracing::warn!(error = %e, "could not extend a second message's invisibility; trying again");
+                    kept.push(copy);
+                }
+            }
+        }
+        self.copies = kept;
+        all_done
+    }
+}
+
 /// Keeps a message invisible while its job runs. Each extension is due a third of the
-/// visibility after the last successful one, and is retried promptly when it fails. The message
-/// (with its newest pop receipt) is shared with the worker, so it can also be rewritten
-/// ([`Extender::mark_started`]) without racing an extension. Stopped by [`Extender::stop`],
-/// which waits for an extension under way, so the newest pop receipt is never lost; aborted if
-/// dropped without that.
+/// visibility after the last successful one, and is retried promptly when it fails. Deliveries
+/// of the same job handed over by the poller ([`Hold`]) are taken over at once: after a lost
+/// answer, the fresh pop receipt lets the extensions resume. The held messages are shared with
+/// the worker, so the job's message can also be rewritten ([`Extender::mark_started`]) without
+/// racing an extension. Stopped by [`Extender::stop`], which waits for an extension under way,
+/// so the newest pop receipt is never lost; aborted if dropped without that.
 pub(super) struct Extender {
     queue: Arc<dyn JobQueue>,
-    message: Arc<Mutex<Received>>,
+    held: Arc<Mutex<Held>>,
     visibility: Duration,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<Hold>>,
 }
 
 impl Extender {
-    pub(super) fn start(queue: Arc<dyn JobQueue>, message: Received, visibility: Duration) -> Self {
+    pub(super) fn start(
+        queue: Arc<dyn JobQueue>,
+        message: Received,
+        mut hold: Hold,
+        visibility: Duration,
+    ) -> Self {
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let every = (visibility / 3).max(Duration::from_millis(200));
-        let message = Arc::new(Mutex::new(message));
+        let held = Arc::new(Mutex::new(Held {
+            message,
+            lost: false,
+            copies: Vec::new(),
+        }));
         let task = tokio::spawn({
             let queue = queue.clone();
-            let message = message.clone();
+            let held = held.clone();
             async move {
                 let mut due = Instant::now() + every;
                 loop {
                     tokio::select! {
-                        _ = &mut stop_rx => return,
+                        _ = &mut stop_rx => return hold,
+                        Some(delivery) = hold.next() => {
+                            held.lock().await.take_over(delivery);
+                            continue;
+                        }
                         () = tokio::time::sleep_until(due) => {}
                     }
-                    let mut message = message.lock().await;
-                    match queue.extend(&message, visibility).await {
-                        Ok(pop_receipt) => {
-                            message.pop_receipt = pop_receipt;
-                            due = Instant::now() + every;
-                        }
-                        Err(QueueError::MessageGone) => {
-                            tracing::error!("lost hold of the message (its pop receipt is no longer valid): another runner may take it");
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not extend the message's invisibility; trying again");
-                            due = Instant::now() + RETRY_AFTER_FAILURE;
-                        }
-                    }
+                    let mut held = held.lock().await;
+                    due = Instant::now()
+                        + if held.extend(queue.as_ref(), visibility).await {
+                            every
+                        } else {
+                            RETRY_AFTER_FAILURE
+                        };
                 }
             }
             .in_current_span()
         });
         Extender {
             queue,
-            message,
+            held,
             visibility,
             stop: Some(stop_tx),
             task: Some(task),
@@ -77,28 +166,47 @@ impl Extender {
     /// Writes `started_at` into the message on the queue (every other field kept), so that a
     /// later delivery knows the job was started.
     pub(super) async fn mark_started(&self, at: OffsetDateTime) -> Result<(), String> {
-        let mut message = self.message.lock().await;
-        let text = job::mark_started(&message.text, at).map_err(|e| e.to_string())?;
-        let pop_receipt = self
+        let mut held = self.held.lock().await;
+        let text = job::mark_started(&held.message.text, at).map_err(|e| e.to_string())?;
+        match self
             .queue
-            .replace(&message, &text, self.visibility)
+            .replace(&held.message, &text, self.visibility)
             .await
-            .map_err(|e| e.to_string())?;
-        message.pop_receipt = pop_receipt;
-        message.text = text;
-        Ok(())
+        {
+            Ok(pop_receipt) => {
+                held.message.pop_receipt = pop_receipt;
+                held.message.text = text;
+                Ok(())
+            }
+            Err(e) => {
+                // Perhaps written, with a pop receipt this runner never saw: only a fresh
+                // delivery can be extended again.
+                if e == QueueError::MessageGone {
+                    held.lost = true;
+                }
+                Err(e.to_string())
+            }
+        }
     }
 
-    /// Stops extending and returns the message with its newest pop receipt.
-    pub(super) async fn stop(mut self) -> Received {
+    /// Stops extending, lets go of the job, and returns what it held, with the newest pop
+    /// receipts.
+    pub(super) async fn stop(mut self) -> Held {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let mut late = Vec::new();
         if let Some(task) = self.task.take() {
             // It finishes the extension under way, if any, then ends.
-            let _ = task.await;
+            if let Ok(hold) = task.await {
+                late = hold.release();
+            }
         }
-        self.message.lock().await.clone()
+        let mut held = self.held.lock().await;
+        for delivery in late {
+            held.take_over(delivery);
+        }
+        held.clone()
     }
 }
 

@@ -1,7 +1,11 @@
 //! The loop the runner binary runs: poll, hand messages to jobs, back off when idle, and stop
 //! cleanly.
+//!
+//! A delivery of a job this runner holds goes to that job whether or not a slot is free. While
+//! every slot is busy the loop does not poll at all, so such a delivery then waits on the queue
+//! (or goes to another runner).
 
-use super::Worker;
+use super::{Delivery, Worker};
 use chatops_shared::queue::Received;
 use std::future::Future;
 use std::sync::Arc;
@@ -45,7 +49,12 @@ impl Worker {
             let received = self.queue.receive(batch, self.settings.visibility).await;
             if *stop.borrow() {
                 if let Ok(messages) = received {
-                    let hand_back = self.hand_back(messages);
+                    let new: Vec<Received> = messages
+                        .into_iter()
+                        .filter_map(|m| self.route(m))
+                        .map(Delivery::into_message)
+                        .collect();
+                    let hand_back = self.hand_back(new);
                     if tokio::time::timeout(self.settings.shutdown_grace, hand_back)
                         .await
                         .is_err()
@@ -66,22 +75,24 @@ impl Worker {
                 Ok(messages) => {
                     idle = Duration::from_millis(50);
                     let mut permit = Some(permit);
-                    let mut messages = messages.into_iter();
-                    for message in messages.by_ref() {
+                    for message in messages {
+                        let Some(delivery) = self.route(message) else {
+                            continue;
+                        };
                         let permit = match permit.take() {
                             Some(p) => p,
                             // We asked for no more messages than free slots.
                             None => match slots.clone().try_acquire_owned() {
                                 Ok(p) => p,
                                 Err(_) => {
-                                    self.hand_back(vec![message]).await;
+                                    self.hand_back(vec![delivery.into_message()]).await;
                                     continue;
                                 }
                             },
                         };
                         let worker = self.clone();
                         in_flight.spawn(async move {
-                            worker.handle(message).await;
+                            worker.see_through(delivery).await;
                             drop(permit);
                         });
                     }

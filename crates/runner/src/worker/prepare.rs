@@ -1,0 +1,104 @@
+//! The runner's own checks of a job before it runs: the catalog may have changed since the
+//! ingress accepted the command, the queue may hold messages the ingress never wrote, and a
+//! request may have waited too long to be worth starting.
+
+use super::Worker;
+use crate::executor::{Executor, FinalState, JobRequest, Outcome};
+use chatops_shared::catalog::{Caller, ExecutorKind};
+use chatops_shared::command::Arg;
+use chatops_shared::job::JobMessage;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// A job checked against the catalog, ready to run.
+pub(super) struct Prepared {
+    pub(super) request: JobRequest,
+    pub(super) executor: Arc<dyn Executor>,
+    pub(super) local: bool,
+}
+
+impl Worker {
+    /// Checks the runbook, the caller and the parameters; `Err` is the outcome to report
+    /// (`Refused`, or `Failed` when this runner lacks the executor).
+    pub(super) fn prepare(
+        &self,
+        job: &JobMessage,
+        dequeue_count: u32,
+    ) -> Result<Prepared, Outcome> {
+        let refused = |why: String| Outcome::without_run(FinalState::Refused, why);
+        let runbook = self.catalog.get(&job.runbook).ok_or_else(|| {
+            refused(format!(
+                "`{}` is not in this runner's catalog.",
+                job.runbook
+            ))
+        })?;
+        let caller = Caller {
+            user_id: &job.user_id,
+            channel_id: &job.channel_id,
+        };
+        runbook
+            .authorize(&caller)
+            .map_err(|r| refused(r.to_string()))?;
+        let args: Vec<Arg> = job
+            .params
+            .iter()
+            .map(|(name, value)| Arg::Named {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        let given = runbook.bind(&args).map_err(|r| refused(r.to_string()))?;
+        let executor = match runbook.executor {
+            ExecutorKind::Local => self.executors.local.clone(),
+            ExecutorKind::Automation => self.executors.automation.clone().ok_or_else(|| {
+                Outcome::without_run(
+                    FinalState::Failed,
+                    "Azure Automation is not configured on this runner (AZURE_SUBSCRIPTION_ID, AUTOMATION_RESOURCE_GROUP, AUTOMATION_ACCOUNT).",
+                )
+            })?,
+        };
+        let local = runbook.executor == ExecutorKind::Local;
+        let request = JobRequest {
+            job_id: job.job_id,
+            target: self.catalog.resolve_target(runbook),
+            // A script takes its values by position: every parameter has its place. Automation
+            // takes them by name: leave out what has no value.
+            params: if local {
+                runbook.argv(&given)
+            } else {
+                runbook.with_defaults(&given)
+            },
+            timeout: runbook.timeout,
+            // A local job's start rules set this (see `once`); an Automation job is found by
+            // name, so a redelivery is only worth logging.
+            redelivered: !local && dequeue_count > 1,
+        };
+        Ok(Prepared {
+            request,
+            executor,
+            local,
+        })
+    }
+
+    /// The outcome to report instead of starting the job, when its request is older than
+    /// `max_job_age`. A job that has started is followed whatever its age: only a job not yet
+    /// started is given this outcome.
+    pub(super) fn expired(&self, job: &JobMessage) -> Option<Outcome> {
+        // A request from the future (clocks apart) is not old.
+        let age = Duration::try_from(OffsetDateTime::now_utc() - job.requested_at).ok()?;
+        if age <= self.settings.max_job_age {
+            return None;
+        }
+        let whole = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        tracing::warn!(age = %whole(age), "the request is too old to start");
+        Some(Outcome::without_run(
+            FinalState::Expired,
+            format!(
+                "Not started: the request was {} old when a runner took it up, and requests older than {} are not started. Run the command again if it is still wanted.",
+                whole(age),
+                whole(self.settings.max_job_age),
+            ),
+        ))
+    }
+}

@@ -1,0 +1,39 @@
+//! [`WorkerSettings`]: the worker's tunables, all from configuration.
+
+use std::time::Duration;
+
+/// Tunables, all from configuration.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How long a taken message stays invisible; extended every third of it while a job runs.
+    pub visibility: Duration,
+    /// Deliveries after which a message is given up on (Azure Functions uses 5). Deliveries
+    /// handed to a job still held by this runner do not get this far.
+    pub max_dequeue: u32,
+    /// Jobs followed at once by this runner.
+    pub concurrency: usize,
+    /// Longest wait between polls of an idle queue.
+    pub max_idle_poll: Duration,
+    /// How long the final notification may keep failing before the message goes to the poison
+    /// queue with its outcome.
+    pub final_notify_patience: Duration,
+    /// How long in-flight jobs may run on after a shutdown signal before they are dropped (their
+    /// messages then come back on the queue for another runner).
+    pub shutdown_grace: Duration,
+    /// A job not started yet whose request is older than this is not started (`Expired`).
+    pub max_job_age: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            visibility: Duration::from_secs(60),
+            max_dequeue: 5,
+            concurrency: 8,
+            max_idle_poll: Duration::from_secs(1),
+            final_notify_patience: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(10),
+            max_job_age: Duration::from_secs(3600),
+        }
+    }
+}
