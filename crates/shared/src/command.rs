@@ -11,6 +11,8 @@
 //! - A word is `name=value` when its unquoted, unescaped start is a name followed by `=`; the
 //!   value is the rest and may be quoted (`msg="hello world"`). `"a=b"` is a plain value.
 //! - The first word names the runbook and is taken literally.
+//! - Hidden characters ([`is_hidden`]: bidirectional controls, zero-width and other invisible
+//!   format characters) are kept as typed here; the catalog check refuses them.
 //!
 //! This is a hand-written tokenizer on purpose: shell-words crates know neither the smart
 //! quotes nor the `name=value` rule.
@@ -68,6 +70,38 @@ fn unterminated_message(quote: char, position: usize) -> String {
             .push_str(" For an apostrophe, put the whole value in double quotes: msg=\"don't\".");
     }
     message
+}
+
+/// A character that can make a command look different from what runs: a bidirectional
+/// control (reorders what is shown: U+061C, U+200E–U+200F, U+202A–U+202E, U+2066–U+2069), a
+/// zero-width or otherwise invisible format character (Unicode category Cf: U+00AD, U+200B–
+/// U+200D, U+2060–U+2064, U+206A–U+206F, U+FEFF, the Arabic, Syriac and Mongolian format
+/// marks, interlinear annotation marks U+FFF9–U+FFFB, and the tag characters U+E0000–U+E007F),
+/// the invisible Hangul fillers (U+115F, U+1160, U+3164, U+FFA0), or a control character
+/// other than tab and line breaks. The catalog refuses these in runbook names, parameter
+/// names and values ([`crate::catalog::Rejection`]), in the ingress and again in the runner.
+/// Variation selectors and other combining marks are allowed: emoji and many scripts need them.
+pub fn is_hidden(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{7F}'..='\u{9F}'
+        | '\u{AD}'
+        | '\u{600}'..='\u{605}' | '\u{61C}' | '\u{6DD}' | '\u{70F}' | '\u{890}'..='\u{891}'
+        | '\u{8E2}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// The first hidden character in `text` ([`is_hidden`]) and its position, counting
+/// characters from 1.
+pub fn find_hidden(text: &str) -> Option<(char, usize)> {
+    text.chars().zip(1..).find(|(c, _)| is_hidden(*c))
+}
+
+/// `U+202E`: how answers name a character a user cannot see.
+pub fn code_point(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
 }
 
 /// Splits a command's text into the runbook name and its arguments.
@@ -490,5 +524,45 @@ mod tests {
         assert_eq!(quote("a b"), r#""a b""#);
         assert_eq!(quote("a=b"), r#""a=b""#);
         assert_eq!(quote(r#"say "hi""#), r#""say \"hi\"""#);
+    }
+
+    #[test]
+    fn hidden_characters_are_found_with_their_position() {
+        for c in [
+            '\u{202E}',
+            '\u{202A}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200B}',
+            '\u{200F}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{AD}',
+            '\u{61C}',
+            '\u{E0041}',
+            '\u{3164}',
+            '\u{1B}',
+            '\u{0}',
+        ] {
+            assert!(is_hidden(c), "{}", code_point(c));
+            assert_eq!(
+                find_hidden(&format!("ab{c}d")),
+                Some((c, 3)),
+                "{}",
+                code_point(c)
+            );
+        }
+        for text in [
+            "prod",
+            "a b\tc\nd\r",
+            "é 日本 👍🏽 ❤\u{FE0F} שלום",
+            "\u{A0}\u{2028}",
+        ] {
+            assert_eq!(find_hidden(text), None, "{text:?}");
+        }
+        assert_eq!(code_point('\u{202E}'), "U+202E");
+        assert_eq!(code_point('\u{E0041}'), "U+E0041");
+        // The tokenizer keeps them: the catalog check refuses them, where the runner checks too.
+        assert_eq!(args("rb a\u{200B}b"), vec![pos("a\u{200B}b")]);
     }
 }

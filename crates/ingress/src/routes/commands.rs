@@ -3,8 +3,8 @@
 //! Never waits on Azure Automation: the only outside call is one bounded enqueue.
 
 use crate::app::AppState;
-use crate::reply::{Reply, RequestError};
-use crate::slack::form::{self, Form, SlashCommand};
+use crate::reply::{Refusal, Reply, RequestError};
+use crate::slack::form::{self, Form, FormError, SlashCommand};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -13,7 +13,6 @@ use chatops_shared::catalog::{Caller, Rejection};
 use chatops_shared::claims::Claims;
 use chatops_shared::command;
 use chatops_shared::job::{self, JobKind, JobMessage, SCHEMA_VERSION};
-use chatops_shared::mrkdwn::{escape, inline_code};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -32,40 +31,53 @@ pub async fn slash_command(
         &body,
         now.unix_timestamp(),
     )?;
-    let cmd = match form::parse(&body)? {
-        Form::SslCheck => return Ok(StatusCode::OK.into_response()),
-        Form::Command(cmd) => cmd,
+    let cmd = match form::parse(&body) {
+        Ok(Form::SslCheck) => return Ok(StatusCode::OK.into_response()),
+        Ok(Form::Command(cmd)) => cmd,
+        Err(FormError::Missing(missing)) => return Err(missing.into()),
+        Err(FormError::NotUtf8(field)) => {
+            tracing::info!(field, "command refused: not valid UTF-8");
+            return Ok(Refusal::NotUtf8 {
+                field: field.to_owned(),
+            }
+            .into_response());
+        }
     };
     // Verified above, so a signature is present.
     let signature = signature.unwrap_or_default();
     tracing::Span::current().record("user_id", cmd.user_id.as_str());
-    Ok(handle(&state, &cmd, signature, now).await.into_response())
+    let reply = handle(&state, &cmd, signature, now)
+        .await
+        .unwrap_or_else(Reply::from);
+    Ok(reply.into_response())
 }
 
+/// A verified command: the reply when it was queued (or is help), or why it was not.
 async fn handle(
     state: &AppState,
     cmd: &SlashCommand,
     signature: &str,
     now: OffsetDateTime,
-) -> Reply {
+) -> Result<Reply, Refusal> {
     let caller = Caller {
         user_id: &cmd.user_id,
         channel_id: &cmd.channel_id,
     };
-    let parsed = match command::parse(&cmd.text) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            return Reply::ephemeral(escape(&format!("{e}\n{}", general_usage(&cmd.command))));
-        }
-    };
+    let parsed = command::parse(&cmd.text).map_err(|error| Refusal::Unparsable {
+        error,
+        command: cmd.command.clone(),
+    })?;
     let accepted = match state.catalog.check(&caller, &parsed) {
         Ok(accepted) => accepted,
         Err(Rejection::Help) => {
-            return Reply::ephemeral(escape(&state.catalog.help_text(&caller, &cmd.command)));
+            return Ok(Reply::help(&state.catalog.help_text(&caller, &cmd.command)));
         }
         Err(rejection) => {
             tracing::info!(reason = %rejection, "command rejected");
-            return Reply::ephemeral(escape(&rejection_text(rejection, &cmd.command)));
+            return Err(Refusal::Rejected {
+                rejection,
+                command: cmd.command.clone(),
+            });
         }
     };
     tracing::Span::current().record("runbook", accepted.runbook.as_str());
@@ -88,10 +100,10 @@ async fn handle(
         started_at: None,
     };
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
-    let ack = Reply::in_channel(acknowledgement(&message));
+    let ack = Reply::acknowledgement(&message);
     if !state.replays.claim(message.job_id) {
         tracing::info!("replayed request: answering again without queueing");
-        return ack;
+        return Ok(ack);
     }
     // Given back unless the job is queued, also when this request is dropped mid-way (its
     // time limit, or the client going away), so that a later copy is not told "queued".
@@ -104,14 +116,13 @@ async fn handle(
         Ok(()) => {
             claim.queued();
             tracing::info!("job queued");
-            ack
+            Ok(ack)
         }
         Err(e) => {
             tracing::error!(error = %e, "could not queue job");
-            Reply::ephemeral(format!(
-                ":warning: Could not queue `{}` right now: the job queue did not answer. Nothing was started. Please try again in a minute.",
-                escape(&cmd.text)
-            ))
+            Err(Refusal::QueueDown {
+                text: cmd.text.clone(),
+            })
         }
     }
 }
@@ -135,48 +146,4 @@ impl Drop for Claim<'_> {
             self.claims.release(&self.job_id);
         }
     }
-}
-
-/// What a rejected command gets: what is wrong, and the usage that fixes it (the runbook's
-/// own, or the command's general usage where there is no runbook to show).
-fn rejection_text(rejection: Rejection, command: &str) -> String {
-    let general = matches!(
-        rejection,
-        Rejection::UnknownRunbook { .. }
-            | Rejection::NotAllowed { .. }
-            | Rejection::WrongChannel { .. }
-            | Rejection::NotYetAvailable { .. }
-    );
-    let text = rejection.with_command(command).to_string();
-    if general {
-        format!("{text}\n{}", general_usage(command))
-    } else {
-        text
-    }
-}
-
-/// The command language in one line.
-fn general_usage(command: &str) -> String {
-    format!(
-        "Usage: `{command} <runbook> [value…] [name=value…]`; `{command} help` lists what you can run."
-    )
-}
-
-/// The in-channel answer: who started which runbook with which parameters.
-fn acknowledgement(message: &JobMessage) -> String {
-    let with = if message.params.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " `{}`",
-            escape(&inline_code(&job::format_params(&message.params)))
-        )
-    };
-    format!(
-        ":inbox_tray: <@{}> queued *{}*{} (job `{}`)",
-        escape(&message.user_id),
-        escape(&message.runbook),
-        with,
-        message.short_id()
-    )
 }

@@ -35,33 +35,80 @@ pub enum Form {
 #[error("missing form field `{0}`")]
 pub struct MissingField(pub &'static str);
 
-/// Parses the form body.
-pub fn parse(body: &[u8]) -> Result<Form, MissingField> {
+/// Why a verified body is not a command we can read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormError {
+    #[error(transparent)]
+    Missing(#[from] MissingField),
+    /// A field we read decodes to bytes that are not UTF-8. Decoding it lossily would queue
+    /// something other than what was sent, so the caller is told instead.
+    #[error("form field `{0}` is not valid UTF-8")]
+    NotUtf8(&'static str),
+}
+
+/// Parses the form body. Fields we do not read are ignored, whatever they hold.
+pub fn parse(body: &[u8]) -> Result<Form, FormError> {
     let mut fields = std::collections::HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(body) {
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = String::from_utf8_lossy(&decode(key)).into_owned();
         fields
-            .entry(k.into_owned())
-            .or_insert_with(|| v.into_owned());
+            .entry(key)
+            .or_insert_with(|| String::from_utf8(decode(value)).ok());
     }
-    if fields.get("ssl_check").is_some_and(|v| v == "1") {
+    if fields
+        .get("ssl_check")
+        .is_some_and(|v| v.as_deref() == Some("1"))
+    {
         return Ok(Form::SslCheck);
     }
-    let mut take = |name: &'static str| fields.remove(name).filter(|v| !v.is_empty());
-    let team_id = take("team_id").ok_or(MissingField("team_id"))?;
-    let channel_id = take("channel_id").ok_or(MissingField("channel_id"))?;
-    let user_id = take("user_id").ok_or(MissingField("user_id"))?;
-    let response_url = take("response_url").ok_or(MissingField("response_url"))?;
+    let mut take = |name: &'static str| match fields.remove(name) {
+        Some(Some(v)) if v.is_empty() => Ok(None),
+        Some(Some(v)) => Ok(Some(v)),
+        Some(None) => Err(FormError::NotUtf8(name)),
+        None => Ok(None),
+    };
+    let team_id = take("team_id")?.ok_or(MissingField("team_id"))?;
+    let channel_id = take("channel_id")?.ok_or(MissingField("channel_id"))?;
+    let user_id = take("user_id")?.ok_or(MissingField("user_id"))?;
+    let response_url = take("response_url")?.ok_or(MissingField("response_url"))?;
     Ok(Form::Command(Box::new(SlashCommand {
-        user_name: take("user_name").unwrap_or_else(|| user_id.clone()),
-        command: take("command").unwrap_or_else(|| "/runbook".to_owned()),
-        text: unescape(&take("text").unwrap_or_default()),
-        enterprise_id: take("enterprise_id"),
-        channel_name: take("channel_name"),
+        user_name: take("user_name")?.unwrap_or_else(|| user_id.clone()),
+        command: take("command")?.unwrap_or_else(|| "/runbook".to_owned()),
+        text: unescape(&take("text")?.unwrap_or_default()),
+        enterprise_id: take("enterprise_id")?,
+        channel_name: take("channel_name")?,
         response_url: Secret::new(response_url),
         team_id,
         channel_id,
         user_id,
     })))
+}
+
+/// Decodes one `application/x-www-form-urlencoded` name or value to bytes: `+` is a space,
+/// `%XX` a byte; a `%` not followed by two hex digits stays as it is (as browsers and the
+/// `url` crate do).
+fn decode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => match tail.get(..2).and_then(|h| hex::decode(h).ok()) {
+                Some(byte) => {
+                    out.extend_from_slice(&byte);
+                    rest = &tail[2..];
+                }
+                None => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+    }
+    out
 }
 
 /// Undoes Slack's escaping of `&`, `<` and `>` in message text.
@@ -109,13 +156,41 @@ mod tests {
     fn missing_fields_are_named() {
         assert_eq!(
             parse(b"team_id=T1&channel_id=C1&user_id=U1"),
-            Err(MissingField("response_url"))
+            Err(MissingField("response_url").into())
         );
-        assert_eq!(parse(b"text=hi"), Err(MissingField("team_id")));
+        assert_eq!(parse(b"text=hi"), Err(MissingField("team_id").into()));
     }
 
     #[test]
     fn unescapes_in_the_right_order() {
         assert_eq!(unescape("&amp;lt; &lt;@U1&gt;"), "&lt; <@U1>");
+    }
+
+    #[test]
+    fn decodes_as_form_urlencoded() {
+        assert_eq!(decode(b"a+b%20c%3D%2b"), b"a b c=+");
+        assert_eq!(decode(b"100%+%zz%4"), b"100% %zz%4");
+        assert_eq!(decode("%C3%A9é".as_bytes()), "éé".as_bytes());
+        let Ok(Form::Command(c)) = parse(BODY.as_bytes()) else {
+            panic!("not a command");
+        };
+        let reference: std::collections::HashMap<_, _> =
+            url::form_urlencoded::parse(BODY.as_bytes()).collect();
+        assert_eq!(c.user_name, reference["user_name"]);
+        assert_eq!(c.response_url.expose(), reference["response_url"]);
+    }
+
+    #[test]
+    fn a_field_we_read_that_is_not_utf8_is_refused_not_decoded_lossily() {
+        let body = BODY.replace("text=restart-web", "text=echo%FF%FE");
+        assert_eq!(parse(body.as_bytes()), Err(FormError::NotUtf8("text")));
+        let body = BODY.replace("user_name=ana", "user_name=an%E9");
+        assert_eq!(parse(body.as_bytes()), Err(FormError::NotUtf8("user_name")));
+        // A character that really is U+FFFD is text like any other.
+        let body = BODY.replace("text=restart-web", "text=%EF%BF%BD");
+        assert!(parse(body.as_bytes()).is_ok());
+        // Fields we ignore may hold anything.
+        let body = BODY.replace("brand_new_field=1", "brand_new_field=%FF");
+        assert!(parse(body.as_bytes()).is_ok());
     }
 }

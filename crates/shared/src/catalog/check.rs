@@ -3,7 +3,7 @@
 
 use super::suggest::closest;
 use super::{Caller, Catalog, RESERVED_WORDS, Runbook};
-use crate::command::{Arg, ParsedCommand};
+use crate::command::{Arg, ParsedCommand, code_point, find_hidden};
 use std::collections::BTreeMap;
 
 /// Reserved words that show the help text.
@@ -33,6 +33,20 @@ pub enum Rejection {
     /// A reserved word for a feature that does not exist yet.
     #[error("`{word}` is not available yet. Send `help` to list the runbooks you may run.")]
     NotYetAvailable { word: String },
+    /// The runbook name holds a hidden character ([`crate::command::is_hidden`]).
+    #[error(
+        "The runbook name contains the invisible character {code} at character {position}. Such characters can make a command look different from what runs; type the name again without it."
+    )]
+    HiddenCharacterInName { code: String, position: usize },
+    /// A parameter name or value holds a hidden character ([`crate::command::is_hidden`]).
+    /// `place` says where, like ``the value of `env` ``.
+    #[error("{place} contains the invisible character {code} at character {position}. Such characters can make a command look different from what runs; type it again without it. Usage: `{usage}`", place = capitalized(.place))]
+    HiddenCharacter {
+        place: String,
+        code: String,
+        position: usize,
+        usage: String,
+    },
     #[error("There is no runbook `{name}` that you may run.{} Send `help` to list the runbooks you may run.", did_you_mean(.suggestion))]
     UnknownRunbook {
         name: String,
@@ -89,9 +103,11 @@ impl Rejection {
             | Rejection::RepeatedParameter { usage, .. }
             | Rejection::MissingParameter { usage, .. }
             | Rejection::EmptyValue { usage, .. }
-            | Rejection::NotAChoice { usage, .. } => *usage = format!("{command} {usage}"),
+            | Rejection::NotAChoice { usage, .. }
+            | Rejection::HiddenCharacter { usage, .. } => *usage = format!("{command} {usage}"),
             Rejection::Help
             | Rejection::NotYetAvailable { .. }
+            | Rejection::HiddenCharacterInName { .. }
             | Rejection::UnknownRunbook { .. }
             | Rejection::NotAllowed { .. }
             | Rejection::WrongChannel { .. } => {}
@@ -104,6 +120,14 @@ fn did_you_mean(suggestion: &Option<String>) -> String {
     suggestion
         .as_ref()
         .map(|s| format!(" Did you mean `{s}`?"))
+        .unwrap_or_default()
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
 }
 
@@ -120,6 +144,12 @@ impl Catalog {
     /// parameters. Runbooks the caller may not run are never suggested.
     pub fn check(&self, caller: &Caller, parsed: &ParsedCommand) -> Result<Accepted, Rejection> {
         let typed = parsed.runbook.as_deref().unwrap_or_default();
+        if let Some((c, position)) = find_hidden(typed) {
+            return Err(Rejection::HiddenCharacterInName {
+                code: code_point(c),
+                position,
+            });
+        }
         // Runbook names are lowercase; accept `Restart-Web` from a phone's autocapitalization.
         let name = typed.to_lowercase();
         if name.is_empty() || HELP_WORDS.contains(&name.as_str()) {
@@ -176,6 +206,7 @@ impl Runbook {
     /// name, without defaults.
     pub fn bind(&self, args: &[Arg]) -> Result<BTreeMap<String, String>, Rejection> {
         let usage = || self.usage_line("");
+        self.refuse_hidden(args)?;
         let positional: Vec<&String> = args
             .iter()
             .filter_map(|a| match a {
@@ -245,6 +276,37 @@ impl Runbook {
             }
         }
         Ok(given)
+    }
+
+    /// Refuses hidden characters ([`crate::command::is_hidden`]) in parameter names and values,
+    /// naming the first one found and where it is.
+    fn refuse_hidden(&self, args: &[Arg]) -> Result<(), Rejection> {
+        let mut positional = 0;
+        for arg in args {
+            let (found, place) = match arg {
+                Arg::Positional(value) => {
+                    positional += 1;
+                    let place = match self.params.get(positional - 1) {
+                        Some(p) => format!("the value of `{}`", p.name),
+                        None => format!("value {positional}"),
+                    };
+                    (find_hidden(value), place)
+                }
+                Arg::Named { name, value } => match find_hidden(name) {
+                    Some(found) => (Some(found), "a parameter name".to_owned()),
+                    None => (find_hidden(value), format!("the value of `{name}`")),
+                },
+            };
+            if let Some((c, position)) = found {
+                return Err(Rejection::HiddenCharacter {
+                    place,
+                    code: code_point(c),
+                    position,
+                    usage: self.usage_line(""),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Every parameter in catalog order with the value given, or else its default; parameters

@@ -503,3 +503,64 @@ fn with_command_puts_the_slash_command_in_usage_lines() {
         r.to_string()
     );
 }
+
+#[test]
+fn hidden_characters_are_refused_naming_the_code_point_and_where() {
+    let r = rejection(&ALICE, "restart-web env=prod reason=\"ok\u{202E}txt.exe\"");
+    assert_eq!(
+        r,
+        Rejection::HiddenCharacter {
+            place: "the value of `reason`".into(),
+            code: "U+202E".into(),
+            position: 3,
+            usage: "restart-web env=<dev|prod> [count=1] [reason=<reason>]".into(),
+        }
+    );
+    let text = r.with_command("/runbook").to_string();
+    assert!(
+        text.starts_with(
+            "The value of `reason` contains the invisible character U+202E at character 3."
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Usage: `/runbook restart-web"), "{text}");
+
+    // Positional values are named by the parameter they fill.
+    let r = rejection(&ALICE, "restart-web pr\u{200B}od");
+    assert!(
+        matches!(&r, Rejection::HiddenCharacter { place, code, position: 3, .. }
+            if place == "the value of `env`" && code == "U+200B"),
+        "{r:?}"
+    );
+    // Refused before anything else is said about the value, also in an unknown runbook's name.
+    let r = rejection(&ALICE, "restart\u{2066}-web env=prod");
+    assert_eq!(
+        r,
+        Rejection::HiddenCharacterInName {
+            code: "U+2066".into(),
+            position: 8,
+        }
+    );
+    assert!(r.to_string().contains("U+2066 at character 8"), "{r}");
+}
+
+#[test]
+fn the_runners_re_check_refuses_hidden_characters_too() {
+    // The runner binds the parameters of a queued message, by name.
+    let catalog = catalog();
+    let rb = catalog.get("restart-web").unwrap();
+    for (name, value, place) in [
+        ("env", "prod\u{FEFF}", "the value of `env`"),
+        ("rea\u{200D}son", "x", "a parameter name"),
+    ] {
+        let args = [Arg::Named {
+            name: name.into(),
+            value: value.into(),
+        }];
+        let r = rb.bind(&args).unwrap_err();
+        assert!(
+            matches!(&r, Rejection::HiddenCharacter { place: p, .. } if p == place),
+            "{r:?}"
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! Commands the ingress must refuse however they are dressed: bytes that are not text, and
+//! characters that make a command look different from what runs. Each gets an ephemeral answer
+//! saying what is wrong, and nothing is queued.
+
+use chatops_e2e::app::{ALICE, OPS, TestApp};
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[tokio::test]
+async fn text_that_is_not_utf8_is_refused_not_run_with_replacement_characters() {
+    let app = TestApp::spawn().await;
+    let body = app.form(ALICE, OPS, "echo hi");
+    assert!(body.contains("&text=echo+hi&"), "{body}");
+    let body = body.replace("&text=echo+hi&", "&text=echo+%FF%FE&");
+    let answer = app.post_signed(body, now()).await;
+    assert_eq!(
+        answer.status, 200,
+        "Slack shows only 200 answers: {answer:?}"
+    );
+    assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    let text = answer.text();
+    assert!(
+        text.starts_with("Could not read the command: it is not valid UTF-8"),
+        "{text}"
+    );
+    assert!(text.contains("`text`"), "names the field: {text}");
+    assert!(
+        app.peek_jobs().await.is_empty(),
+        "a command that is not text was queued"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn hidden_characters_in_values_are_refused_naming_the_character_and_where() {
+    let app = TestApp::spawn().await;
+    // Shown as `echo hi gnp.exe`-like text in Slack; what would run is something else.
+    let answer = app.command(ALICE, OPS, "echo \"hi \u{202E}exe.txt\"").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    let text = answer.text();
+    assert!(
+        text.contains(
+            "The value of `first` contains the invisible character U+202E at character 4"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Usage: `/runbook echo"), "{text}");
+
+    let text = app.command(ALICE, OPS, "ec\u{200B}ho hi").await.text();
+    assert!(
+        text.contains("The runbook name contains the invisible character U+200B at character 3"),
+        "{text}"
+    );
+    assert!(
+        app.peek_jobs().await.is_empty(),
+        "a command with a hidden character was queued"
+    );
+    app.finish().await;
+}
