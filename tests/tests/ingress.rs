@@ -5,6 +5,7 @@
 use chatops_e2e::app::{ALICE, BOB, OPS, RANDOM, SIGNING_SECRET, TestApp};
 use chatops_ingress::slack::verify::sign;
 use chatops_shared::job::{JobKind, SCHEMA_VERSION};
+use chatops_shared::queue::{QueueError, Received};
 use std::time::{Duration, Instant};
 
 fn now() -> i64 {
@@ -358,5 +359,151 @@ async fn a_client_that_stalls_mid_request_gets_408_instead_of_holding_the_connec
         .expect("read");
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn half_open_connections_do_not_block_commands_and_are_closed_within_15_seconds() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let addr = app.ingress_url.trim_start_matches("http://").to_owned();
+    let opened = tokio::time::Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"POST /slack/commands HTTP/1.1\r\nHost: ingress\r\nContent-Ty")
+            .await
+            .expect("write half a head");
+        stalled.push(stream);
+    }
+
+    let started = Instant::now();
+    let answer = app.command(ALICE, OPS, "echo hi").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+
+    let deadline = opened + Duration::from_secs(15);
+    let mut closing = tokio::task::JoinSet::new();
+    for mut stream in stalled {
+        closing.spawn(async move {
+            let mut buf = [0u8; 512];
+            loop {
+                match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                    Err(_) => return false,
+                    Ok(Ok(0) | Err(_)) => return true,
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+    }
+    let closed = closing
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|closed| *closed)
+        .count();
+    assert_eq!(closed, 200, "half-open connections still open after 15 s");
+    app.drain(&app.worker()).await;
+    app.finish().await;
+}
+
+/// The app's queue, counting the storage checks `/readyz` makes.
+struct CountsPings {
+    inner: std::sync::Arc<dyn chatops_shared::queue::JobQueue>,
+    pings: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl chatops_shared::queue::JobQueue for CountsPings {
+    async fn ensure_exists(&self) -> Result<(), QueueError> {
+        self.inner.ensure_exists().await
+    }
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.ping().await
+    }
+    async fn send(&self, text: &str) -> Result<(), QueueError> {
+        self.inner.send(text).await
+    }
+    async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError> {
+        self.inner.receive(max, visibility).await
+    }
+    async fn extend(&self, message: &Received, visibility: Duration) -> Result<String, QueueError> {
+        self.inner.extend(message, visibility).await
+    }
+    async fn replace(
+        &self,
+        message: &Received,
+        text: &str,
+        visibility: Duration,
+    ) -> Result<String, QueueError> {
+        self.inner.replace(message, text, visibility).await
+    }
+    async fn delete(&self, message: &Received) -> Result<(), QueueError> {
+        self.inner.delete(message).await
+    }
+    async fn send_poison(&self, text: &str) -> Result<(), QueueError> {
+        self.inner.send_poison(text).await
+    }
+}
+
+#[tokio::test]
+async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check() {
+    use chatops_ingress::app::{AppState, Application};
+    use chatops_ingress::readiness::READY_FOR;
+    use chatops_ingress::slack::verify::Verifier;
+    use chatops_shared::secret::Secret;
+    use std::sync::atomic::Ordering;
+
+    let app = TestApp::spawn().await;
+    let counting = std::sync::Arc::new(CountsPings {
+        inner: app.queue.clone(),
+        pings: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let state = AppState::new(
+        Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
+        (*app.catalog).clone(),
+        counting.clone(),
+        app.job_keys.current().clone(),
+    );
+    let ingress = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
+        .await
+        .expect("bind");
+    let url = format!("http://{}/readyz", ingress.local_addr().expect("addr"));
+    let server = tokio::spawn(ingress.run_until_stopped(std::future::pending()));
+
+    let ready = |client: reqwest::Client, url: String| async move {
+        client
+            .get(url)
+            .send()
+            .await
+            .expect("readyz")
+            .status()
+            .as_u16()
+    };
+    // Twenty at once, then twenty one after another.
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        flood.spawn(ready(app.client.clone(), url.clone()));
+    }
+    assert!(flood.join_all().await.iter().all(|status| *status == 200));
+    for _ in 0..20 {
+        assert_eq!(ready(app.client.clone(), url.clone()).await, 200);
+    }
+    assert_eq!(
+        counting.pings.load(Ordering::SeqCst),
+        1,
+        "one storage check"
+    );
+
+    // Not cached forever: once the answer is stale, the queue is checked again.
+    tokio::time::sleep(READY_FOR).await;
+    assert_eq!(ready(app.client.clone(), url.clone()).await, 200);
+    assert_eq!(counting.pings.load(Ordering::SeqCst), 2);
+    server.abort();
     app.finish().await;
 }

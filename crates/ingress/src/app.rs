@@ -1,8 +1,10 @@
-//! The ingress application: state, router, listener, serving with a bounded drain.
+//! The ingress application: state, router, listener, serving (see [`crate::serve`]).
 
 use crate::config::IngressConfig;
+use crate::readiness::ReadinessCache;
 use crate::routes;
-use crate::slack::verify::Verifier;
+use crate::serve::{self, Limits};
+use crate::slack::verify::{self, Verifier};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -20,15 +22,18 @@ use tower_http::timeout::TimeoutLayer;
 
 /// Slash-command bodies are a few hundred bytes; anything near this is not from Slack.
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Longer than the signature window, so every replay that verifies is still remembered.
-const REPLAY_MEMORY: Duration = Duration::from_secs(6 * 60);
+/// How long a queued request is remembered: a copy of it verifies while its timestamp is
+/// within the window of our clock, either side, so two copies can arrive up to twice the
+/// window apart. A minute more for clock steps.
+pub const REPLAY_MEMORY: Duration =
+    Duration::from_secs(2 * verify::WINDOW_SECS.unsigned_abs() + 60);
 /// A bound on that memory if something floods us with valid requests.
 const MAX_REPLAYS: usize = 100_000;
 /// The longest a request may take, body included. Slack gives up after 3 s; the enqueue
 /// budget is 2.1 s at worst.
 pub const REQUEST_LIMIT: Duration = Duration::from_secs(5);
 /// How long in-flight requests may take to finish after a shutdown signal.
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+pub const DRAIN_LIMIT: Duration = serve::DRAIN_LIMIT;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -43,6 +48,8 @@ pub struct AppState {
     /// process: a replay that lands on another replica is queued again under the same
     /// `job_id` (see docs/design.md).
     pub replays: Arc<Claims>,
+    /// `/readyz`'s last answer, reused for a few seconds.
+    pub readiness: Arc<ReadinessCache>,
 }
 
 impl AppState {
@@ -58,6 +65,7 @@ impl AppState {
             queue,
             job_key: Arc::new(job_key),
             replays: Arc::new(Claims::new(REPLAY_MEMORY, MAX_REPLAYS)),
+            readiness: Arc::new(ReadinessCache::default()),
         }
     }
 }
@@ -80,6 +88,7 @@ pub fn router(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: Limits,
 }
 
 impl Application {
@@ -102,7 +111,9 @@ impl Application {
             queue,
             config.job_key,
         );
-        Self::with_state(config.addr, state).await
+        Ok(Self::with_state(config.addr, state)
+            .await?
+            .with_max_connections(config.max_connections))
     }
 
     /// Binds `addr` (port 0 picks a free port) for a prepared state.
@@ -111,7 +122,14 @@ impl Application {
         Ok(Application {
             listener,
             router: router(state),
+            limits: Limits::default(),
         })
+    }
+
+    /// Caps the connections open at once (`CHATOPS_MAX_CONNECTIONS`).
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = max;
+        self
     }
 
     /// The address actually bound.
@@ -120,29 +138,27 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish for at most
-    /// [`DRAIN_LIMIT`].
+    /// [`DRAIN_LIMIT`]. Connection handling is in [`crate::serve`].
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        });
-        let drain_deadline = async move {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(DRAIN_LIMIT).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            result = server => result,
-            () = drain_deadline => {
-                tracing::warn!("requests still in flight after the drain limit; stopping anyway");
-                Ok(())
-            }
-        }
+        serve::serve(self.listener, self.router, self.limits, shutdown).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_are_remembered_for_the_whole_signature_window_both_ways() {
+        let window = Duration::from_secs(verify::WINDOW_SECS.unsigned_abs());
+        assert!(
+            REPLAY_MEMORY >= 2 * window,
+            "a copy signed at the window's start can arrive {:?} after the first, but claims last {REPLAY_MEMORY:?}",
+            2 * window
+        );
     }
 }

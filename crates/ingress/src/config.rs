@@ -7,6 +7,7 @@
 //! | `SLACK_SIGNING_SECRET_PREVIOUS` | unset | also accepted, while rotating the secret |
 //! | `CHATOPS_JOB_SIGNING_KEY` | required | base64 of at least 32 random bytes; signs every job message (`chatops-ingress keygen`) |
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
+//! | `CHATOPS_MAX_CONNECTIONS` | `1024` | connections open at once; more wait to be accepted |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for `AZURE_STORAGE_QUEUE_ENDPOINT` |
 
@@ -30,6 +31,8 @@ pub struct IngressConfig {
     pub queue: QueueSettings,
     /// The Azure credential, when the queue is reached with one (endpoint form).
     pub credential: Option<Chosen>,
+    /// The most connections open at once (at least 1).
+    pub max_connections: usize,
 }
 
 impl IngressConfig {
@@ -56,7 +59,23 @@ impl IngressConfig {
             ),
             queue,
             credential,
+            max_connections: max_connections(env)?,
         })
+    }
+}
+
+/// `CHATOPS_MAX_CONNECTIONS`: a whole number of at least 1.
+fn max_connections(env: &dyn EnvSource) -> Result<usize, ConfigError> {
+    const VAR: &str = "CHATOPS_MAX_CONNECTIONS";
+    let Some(value) = config::optional(env, VAR) else {
+        return Ok(crate::serve::MAX_CONNECTIONS);
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(ConfigError::new(
+            VAR,
+            format!("`{value}` is not a whole number of at least 1"),
+        )),
     }
 }
 
@@ -110,6 +129,7 @@ mod tests {
         assert_eq!(c.catalog_path, PathBuf::from("runbooks.toml"));
         assert_eq!(c.queue.name, "runbook-jobs");
         assert_eq!(c.signing_secrets, vec![Secret::new("s1")]);
+        assert_eq!(c.max_connections, 1024);
         assert!(
             c.credential.is_none(),
             "a connection string needs no Azure credential"
@@ -128,8 +148,10 @@ mod tests {
             ("CHATOPS_INGRESS_ADDR", "127.0.0.1:8080"),
             ("CHATOPS_CATALOG", "/etc/chatops/runbooks.toml"),
             ("CHATOPS_QUEUE_NAME", "ops-jobs"),
+            ("CHATOPS_MAX_CONNECTIONS", "64"),
         ]))
         .unwrap();
+        assert_eq!(c.max_connections, 64);
         assert_eq!(
             c.signing_secrets,
             vec![Secret::new("new"), Secret::new("old")]
@@ -167,5 +189,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("CHATOPS_INGRESS_ADDR:"), "{e}");
+    }
+
+    #[test]
+    fn max_connections_defaults_to_1024_and_must_be_a_positive_number() {
+        let base = [
+            ("SLACK_SIGNING_SECRET", "s"),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true",
+            ),
+        ];
+        let c = IngressConfig::from_env(&env(&base)).unwrap();
+        assert_eq!(c.max_connections, 1024);
+        let mut e = env(&base);
+        e.insert("CHATOPS_MAX_CONNECTIONS", "64");
+        assert_eq!(IngressConfig::from_env(&e).unwrap().max_connections, 64);
+        for bad in ["0", "-1", "many", "1.5"] {
+            e.insert("CHATOPS_MAX_CONNECTIONS", bad);
+            let err = IngressConfig::from_env(&e).unwrap_err();
+            assert_eq!(err.var, "CHATOPS_MAX_CONNECTIONS", "{err}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 }

@@ -5,10 +5,14 @@
 //! - [`routes`]: one thin handler per route.
 //! - [`reply`]: every answer, and the one place errors become responses.
 //! - [`app`]: `Application::build`, the router and its state.
+//! - [`readiness`]: `/readyz`'s answer, cached so that it cannot flood the storage account.
+//! - [`serve`]: connections: header deadline, connection cap, graceful stop.
 //! - [`config`]: every environment variable the ingress reads.
 
 pub mod app;
 pub mod config;
+pub mod readiness;
 pub mod reply;
 pub mod routes;
+pub mod serve;
 pub mod slack;

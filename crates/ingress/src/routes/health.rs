@@ -1,24 +1,18 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (the queue answers).
+//! `GET /healthz` (the process is up) and `GET /readyz` (the queue answers, cached briefly:
+//! see [`crate::readiness`]).
 
 use crate::app::AppState;
+use crate::readiness::Readiness;
 use axum::extract::State;
 use axum::http::StatusCode;
-use std::time::Duration;
 
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match tokio::time::timeout(Duration::from_secs(3), state.queue.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready: queue check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable")
-        }
-        Err(_) => {
-            tracing::warn!("not ready: queue check timed out");
-            (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable")
-        }
+    match state.readiness.check(state.queue.as_ref()).await {
+        Readiness::Ready => (StatusCode::OK, "ready"),
+        Readiness::QueueUnreachable => (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable"),
     }
 }
