@@ -600,3 +600,64 @@ async fn follow_started_follows_an_existing_job_and_never_starts_one() {
     assert_eq!(server.put_count(&name(&never)), 0);
     assert_eq!(server.jobs().len(), 1, "nothing started");
 }
+
+#[tokio::test]
+async fn a_huge_output_completes_in_one_delivery_with_its_end_shown() {
+    const BYTES: u64 = 200 * 1024 * 1024;
+    let server = ArmServer::start().await;
+    server.script("Chatty", Script::completes_with_generated_output(BYTES));
+    let exec = executor(client(&server));
+    let req = request("Chatty", &[]);
+
+    let (result, _) = run(&exec, &req).await;
+
+    // One delivery: the run ends with an outcome, not a transient error that redelivers it.
+    let outcome = result.unwrap();
+    assert_eq!(outcome.state, FinalState::Completed);
+    assert!(
+        outcome.output.len() <= 64 * 1024,
+        "only the end is kept, not {} bytes",
+        outcome.output.len()
+    );
+    let line_len = chatops_e2e::arm::generated_line(0, 0).len() as u64;
+    let lines = BYTES / line_len;
+    let last = chatops_e2e::arm::generated_line(lines, lines);
+    assert!(
+        outcome.output.ends_with(&last),
+        "{}",
+        &outcome.output[outcome.output.len() - 100..]
+    );
+    let output_reads = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/output"))
+        .count();
+    assert_eq!(output_reads, 1);
+
+    let message = chatops_runner::notify::render::text(
+        &job_message(&req),
+        &chatops_runner::notify::Update::Finished(outcome),
+    );
+    assert!(message.contains(last.trim_end()), "{message}");
+}
+
+/// The job message of a request, as the runner would have taken it off the queue.
+fn job_message(req: &JobRequest) -> chatops_shared::job::JobMessage {
+    chatops_shared::job::JobMessage {
+        schema: chatops_shared::job::SCHEMA_VERSION,
+        job_id: req.job_id,
+        kind: chatops_shared::job::JobKind::Run,
+        runbook: req.target.clone(),
+        params: req.params.iter().cloned().collect(),
+        user_id: "U0123".into(),
+        user_name: "ana".into(),
+        team_id: "T000".into(),
+        channel_id: "C0456".into(),
+        channel_name: Some("ops".into()),
+        response_url: chatops_shared::secret::Secret::new(""),
+        requested_at: time::OffsetDateTime::now_utc(),
+        enterprise_id: None,
+        traceparent: None,
+        started_at: None,
+    }
+}

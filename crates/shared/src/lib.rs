@@ -7,8 +7,11 @@
 //! - [`mrkdwn`]: escaping text for Slack messages.
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
 //! - [`claims`]: job ids claimed recently in this process.
+//! - [`body`]: reading HTTP answer bodies with a bound; [`backoff`]: waits between retries.
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
+pub mod backoff;
+pub mod body;
 pub mod catalog;
 pub mod claims;
 pub mod command;
