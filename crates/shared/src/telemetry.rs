@@ -50,13 +50,15 @@ pub fn init() {
 
 /// The text format's fields: `message` as is, others `name=value`, control characters escaped.
 fn text_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
-    debug_fn(|writer: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
-        let text = format!("{value:?}");
-        if field.name() != "message" {
-            write!(writer, "{}=", field.name())?;
-        }
-        write_escaped(writer, &text)
-    })
+    debug_fn(
+        |writer: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+            let text = format!("{value:?}");
+            if field.name() != "message" {
+                write!(writer, "{}=", field.name())?;
+            }
+            write_escaped(writer, &text)
+        },
+    )
     .delimited(" ")
 }
 
@@ -110,9 +112,14 @@ mod tests {
         });
         let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         assert_eq!(logged.lines().count(), 1, "{logged}");
-        assert!(!logged.contains('\x1b') && !logged.contains('\r'), "{logged}");
         assert!(
-            logged.contains("script said: ok\\n2024-01-01T00:00:00Z  INFO forged line \\u{1b}[31mred"),
+            !logged.contains('\x1b') && !logged.contains('\r'),
+            "{logged}"
+        );
+        assert!(
+            logged.contains(
+                "script said: ok\\n2024-01-01T00:00:00Z  INFO forged line \\u{1b}[31mred"
+            ),
             "{logged}"
         );
         assert!(
