@@ -8,6 +8,7 @@ use super::Update;
 use crate::executor::{FinalState, Outcome};
 use chatops_shared::job::{JobMessage, format_params};
 use chatops_shared::mrkdwn::{self, escape_char};
+use chatops_shared::slack_id::is_slack_id;
 use serde_json::{Value, json};
 use std::borrow::Cow;
 use time::OffsetDateTime;
@@ -172,15 +173,6 @@ fn channel(job: &JobMessage) -> String {
             _ => "an unknown channel".to_owned(),
         }
     }
-}
-
-fn is_slack_id(id: &str, first: &[char]) -> bool {
-    id.len() <= 32
-        && id.starts_with(first)
-        && id.len() > 1
-        && id
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 /// Slack's date formatting, shown in the reader's time zone, with a UTC fallback. Never
@@ -578,6 +570,20 @@ mod tests {
         // Our own backtick breaker is still a zero-width space.
         let fence = text(&job(), &finished(FinalState::Completed, "``", None));
         assert!(fence.contains(&format!("`{ZERO_WIDTH_SPACE}`")), "{fence}");
+    }
+
+    #[test]
+    fn mentions_only_ids_the_catalog_accepts() {
+        let mut j = job();
+        j.user_id = "U1".into();
+        let t = text(&j, &Update::Running { started_at: at(T0) });
+        assert!(t.starts_with(":arrow_forward: ana started"), "{t}");
+        j.user_id = format!("W{}", "9".repeat(31));
+        let t = text(&j, &Update::Running { started_at: at(T0) });
+        assert!(
+            t.starts_with(&format!(":arrow_forward: <@{}> started", j.user_id)),
+            "{t}"
+        );
     }
 
     #[test]

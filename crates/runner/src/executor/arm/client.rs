@@ -104,7 +104,6 @@ impl ArmClient {
         {
             // The job exists whatever its answer says: an odd body must not hide that.
             Ok(answer) => Ok(CreateResult::Created(Job::from_json(
-                job_name,
                 &serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
             ))),
             Err(e) if e.means_already_exists() => Ok(CreateResult::AlreadyExists),
@@ -122,7 +121,7 @@ impl ArmClient {
                 Read::JSON,
             )
             .await?;
-        Ok(Job::from_json(job_name, &json_body(&answer)?))
+        Ok(Job::from_json(&json_body(&answer)?))
     }
 
     /// The end of the job's Output stream as text: its last [`MAX_OUTPUT_TAIL`] bytes. The
