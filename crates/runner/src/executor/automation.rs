@@ -25,6 +25,7 @@
 use super::arm::{ArmClient, ArmError, CreateResult, Job, JobStatus};
 use super::{Executor, FinalState, JobRequest, Outcome, Progress, TransientError};
 use async_trait::async_trait;
+use chatops_shared::backoff::Backoff;
 use chatops_shared::job::short_id;
 use std::future::Future;
 use std::sync::Arc;
@@ -204,13 +205,19 @@ impl AutomationExecutor {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, ArmError>>,
     {
-        let mut wait = self.poll.initial;
+        let backoff = Backoff {
+            first: self.poll.initial,
+            max: self.poll.max.max(self.poll.initial),
+            jitter: false,
+        };
+        let mut retry = 0;
         loop {
             match call().await {
                 Err(e) if e.is_transient() => {
+                    let wait = backoff.wait(retry);
                     tracing::warn!(error = %e, ?wait, "could not {doing} the Azure Automation job; trying again");
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(self.poll.max.max(self.poll.initial));
+                    retry = retry.saturating_add(1);
                 }
                 answer => return answer,
             }
