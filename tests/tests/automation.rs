@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use chatops_e2e::app::{ALICE, OPS, TestApp};
 use chatops_e2e::arm::{
     ACCOUNT, ArmServer, End, RESOURCE_GROUP, SUBSCRIPTION, Script, StaticToken,
 };
@@ -691,4 +692,36 @@ fn job_message(req: &JobRequest) -> chatops_shared::job::JobMessage {
         traceparent: None,
         started_at: None,
     }
+}
+
+/// The whole path: a command, the queue, the worker, Slack.
+#[tokio::test]
+async fn a_huge_output_through_the_queue_is_reported_completed_once() {
+    const BYTES: u64 = 200 * 1024 * 1024;
+    let app = TestApp::spawn().await;
+    app.arm.script(
+        "Restart-WebApp",
+        Script::completes_with_generated_output(BYTES),
+    );
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+
+    assert_eq!(app.drain(&app.worker()).await, 1, "one delivery");
+
+    let text = app.final_text(&id, "*Completed*").await;
+    let line_len = chatops_e2e::arm::generated_line(0, 0).len() as u64;
+    let lines = BYTES / line_len;
+    let last = chatops_e2e::arm::generated_line(lines, lines);
+    assert!(
+        text.contains(&format!("{}\n```", last.trim_end())),
+        "{text}"
+    );
+    assert!(app.peek_jobs().await.is_empty(), "the message was deleted");
+    let finals = app
+        .slack
+        .messages()
+        .iter()
+        .filter(|m| m.text().contains(&id) && m.text().contains("*Completed*"))
+        .count();
+    assert_eq!(finals, 1);
+    app.finish().await;
 }
