@@ -15,6 +15,7 @@
 //!   App Service / Container Apps identity endpoint that `azure_identity` calls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -69,6 +70,9 @@ pub struct Script {
     pub end: End,
     /// The job's whole Output stream.
     pub output: String,
+    /// Instead of `output`, an Output stream of this many bytes generated while it is sent (never
+    /// held in memory): numbered lines `line N of M`, the last ending the stream.
+    pub generated_output: Option<u64>,
     /// Error-stream records, in order.
     pub errors: Vec<String>,
     /// The job's `exception` once it ended.
@@ -89,6 +93,7 @@ impl Script {
             running_polls: 2,
             end: End::Completed,
             output: output.to_owned(),
+            generated_output: None,
             errors: Vec::new(),
             exception: None,
             errors_without_summary: false,
@@ -139,6 +144,14 @@ impl Script {
     pub fn refused(status: StatusCode, body: Value) -> Self {
         Script {
             refuse: Some((status, body)),
+            ..Script::completes("")
+        }
+    }
+
+    /// Completes with an Output stream of `bytes` bytes, generated as it is sent.
+    pub fn completes_with_generated_output(bytes: u64) -> Self {
+        Script {
+            generated_output: Some(bytes),
             ..Script::completes("")
         }
     }
@@ -728,11 +741,36 @@ async fn get_output(
     let Some(job) = inner.jobs.get(&name) else {
         return flat(StatusCode::NOT_FOUND, "NotFound", "The job does not exist.");
     };
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        job.script.output.clone(),
-    )
-        .into_response()
+    let body = match job.script.generated_output {
+        Some(bytes) => Body::from_stream(generated_output(bytes)),
+        None => Body::from(job.script.output.clone()),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// The lines of a generated output, the last one of exactly `line N of M` closing the stream.
+pub fn generated_line(n: u64, total_lines: u64) -> String {
+    format!("line {n:09} of {total_lines:09}\n")
+}
+
+/// `bytes` bytes (rounded down to whole lines) of [`generated_line`]s, made chunk by chunk.
+fn generated_output(
+    bytes: u64,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let line_len = generated_line(0, 0).len() as u64;
+    let total_lines = bytes / line_len;
+    const LINES_PER_CHUNK: u64 = 4096;
+    futures_util::stream::unfold(1u64, move |next| async move {
+        if next > total_lines {
+            return None;
+        }
+        let last = (next + LINES_PER_CHUNK - 1).min(total_lines);
+        let mut chunk = Vec::with_capacity(((last - next + 1) * line_len) as usize);
+        for n in next..=last {
+            chunk.extend_from_slice(generated_line(n, total_lines).as_bytes());
+        }
+        Some((Ok(chunk), last + 1))
+    })
 }
 
 /// The job's stream records: one Output record per output line, then the Error records.

@@ -75,6 +75,8 @@ const WEBHOOK_PATH: &str = "/services/T000/B000/XXXX";
 struct Failure {
     status: u16,
     body: String,
+    /// The body never ends: after `body`, blanks keep coming.
+    endless: bool,
 }
 
 #[derive(Debug, Default)]
@@ -168,8 +170,22 @@ impl SlackServer {
             queue.push_back(Failure {
                 status,
                 body: body.to_owned(),
+                endless: false,
             });
         }
+    }
+
+    /// The next post to `kind` is answered 200 `ok` followed by a body that never ends.
+    pub fn answer_endlessly_next(&self, kind: PathKind) {
+        self.lock()
+            .failures
+            .entry(kind)
+            .or_default()
+            .push_back(Failure {
+                status: 200,
+                body: "ok".to_owned(),
+                endless: true,
+            });
     }
 
     /// The `Retry-After` seconds sent with a 429.
@@ -267,6 +283,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let injected = inner.failures.get_mut(&kind).and_then(VecDeque::pop_front);
+        let endless = injected.as_ref().is_some_and(|f| f.endless);
         let (status, text, content_type) = match injected {
             Some(f) if kind == PathKind::ResponseUrl && f.body.starts_with('{') => json_answer(
                 f.status,
@@ -287,7 +304,12 @@ impl Shared {
         drop(inner);
         self.changed.notify_waiters();
 
-        let mut response = (StatusCode::from_u16(status).unwrap(), text).into_response();
+        let body = if endless {
+            axum::body::Body::from_stream(endless_body(text))
+        } else {
+            axum::body::Body::from(text)
+        };
+        let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         if status == 429 {
@@ -295,6 +317,18 @@ impl Shared {
         }
         response
     }
+}
+
+/// `first`, then 64 KiB of blanks every 10 ms, for ever.
+fn endless_body(
+    first: String,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let first = futures_util::stream::once(async move { Ok(first.into_bytes()) });
+    let blanks = futures_util::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Some((Ok(vec![b' '; 64 * 1024]), ()))
+    });
+    futures_util::StreamExt::chain(first, blanks)
 }
 
 async fn response_url(

@@ -3,12 +3,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use chatops_e2e::arm::{ArmServer, End, Script, StaticToken};
+use chatops_e2e::app::{ALICE, OPS, TestApp};
+use chatops_e2e::arm::{
+    ACCOUNT, ArmServer, End, RESOURCE_GROUP, SUBSCRIPTION, Script, StaticToken,
+};
 use chatops_runner::executor::arm::{ArmClient, CreateResult, JobStatus, RetryPolicy};
 use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
 use chatops_runner::executor::{
     Executor, FinalState, JobRequest, Outcome, Progress, TransientError,
 };
+use chatops_shared::job::short_id;
 use reqwest::StatusCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -164,7 +168,7 @@ async fn a_put_whose_answer_was_lost_is_retried_safely() {
 }
 
 #[tokio::test]
-async fn unknown_runbook_fails_with_the_arm_message() {
+async fn unknown_runbook_fails_with_a_plain_reason() {
     let server = ArmServer::start().await;
     let exec = executor(client(&server));
     let req = request("No-Such-Runbook", &[]);
@@ -176,7 +180,12 @@ async fn unknown_runbook_fails_with_the_arm_message() {
     assert_eq!(
         outcome.error.as_deref(),
         Some(
-            "Azure Automation refused the job: NotFound: The Runbook 'No-Such-Runbook' was not found in the Automation account."
+            format!(
+                "Azure refused to start the runbook (404: no such runbook or job in the Automation account); \
+                 an operator can find the details in the runner's log under job {}",
+                short_id(&req.job_id)
+            )
+            .as_str()
         )
     );
     assert_eq!(outcome.started_at, None);
@@ -185,29 +194,48 @@ async fn unknown_runbook_fails_with_the_arm_message() {
 }
 
 #[tokio::test]
-async fn forbidden_fails_with_a_role_hint() {
+async fn forbidden_fails_with_a_role_hint_and_no_azure_ids_in_the_channel() {
     let server = ArmServer::start().await;
     server.script("Restart-Service", Script::forbidden());
     let exec = executor(client(&server));
+    let req = request("Restart-Service", &[]);
 
-    let outcome = run(&exec, &request("Restart-Service", &[]))
-        .await
-        .0
-        .unwrap();
+    let outcome = run(&exec, &req).await.0.unwrap();
 
     assert_eq!(outcome.state, FinalState::Failed);
-    let error = outcome.error.unwrap();
+    let error = outcome.error.clone().unwrap();
     assert!(
-        error.starts_with("Azure Automation refused the job: AuthorizationFailed: The client"),
+        error.starts_with(
+            "Azure refused to start the runbook (403: the runner's identity lacks permission"
+        ),
         "{error}"
     );
     assert!(error.contains("\"Automation Job Operator\""), "{error}");
     assert!(error.contains("\"Automation Runbook Operator\""), "{error}");
-    assert!(!error.contains(server.token()), "{error}");
+    assert!(
+        error.ends_with(&format!("under job {}", short_id(&req.job_id))),
+        "{error}"
+    );
+    let message = chatops_runner::notify::render::text(
+        &job_message(&req),
+        &chatops_runner::notify::Update::Finished(outcome),
+    );
+    // The ids in ARM's refusal body (Script::forbidden) stay out of the channel.
+    for id in [
+        "11111111-2222-3333-4444-555555555555",
+        SUBSCRIPTION,
+        RESOURCE_GROUP,
+        ACCOUNT,
+        "Microsoft.Automation",
+        "AuthorizationFailed",
+        server.token(),
+    ] {
+        assert!(!message.contains(id), "`{id}` in {message}");
+    }
 }
 
 #[tokio::test]
-async fn bad_parameters_fail_with_the_flat_error_message() {
+async fn bad_parameters_fail_with_a_plain_reason() {
     let server = ArmServer::start().await;
     server.script(
         "Needs-Params",
@@ -221,9 +249,12 @@ async fn bad_parameters_fail_with_the_flat_error_message() {
     let outcome = run(&exec, &request("Needs-Params", &[])).await.0.unwrap();
 
     assert_eq!(outcome.state, FinalState::Failed);
-    assert_eq!(
-        outcome.error.as_deref(),
-        Some("Azure Automation refused the job: BadRequest: Parameter 'vm' is mandatory.")
+    let error = outcome.error.unwrap();
+    assert!(
+        error.starts_with(
+            "Azure refused to start the runbook (400: Azure did not accept the request, for example the runbook's parameters);"
+        ),
+        "{error}"
     );
 }
 
@@ -342,11 +373,12 @@ async fn a_wrong_token_is_refused_permanently() {
     let outcome = run(&exec, &request("Hello-World", &[])).await.0.unwrap();
 
     assert_eq!(outcome.state, FinalState::Failed);
-    assert_eq!(
-        outcome.error.as_deref(),
-        Some(
-            "Azure Automation refused the job: InvalidAuthenticationToken: The access token is invalid."
-        )
+    let error = outcome.error.unwrap();
+    assert!(
+        error.starts_with(
+            "Azure refused to start the runbook (401: the runner could not sign in to Azure);"
+        ),
+        "{error}"
     );
 }
 
@@ -599,4 +631,97 @@ async fn follow_started_follows_an_existing_job_and_never_starts_one() {
     assert_eq!(server.put_count(&name(&started)), 0);
     assert_eq!(server.put_count(&name(&never)), 0);
     assert_eq!(server.jobs().len(), 1, "nothing started");
+}
+
+#[tokio::test]
+async fn a_huge_output_completes_in_one_delivery_with_its_end_shown() {
+    const BYTES: u64 = 200 * 1024 * 1024;
+    let server = ArmServer::start().await;
+    server.script("Chatty", Script::completes_with_generated_output(BYTES));
+    let exec = executor(client(&server));
+    let req = request("Chatty", &[]);
+
+    let (result, _) = run(&exec, &req).await;
+
+    // One delivery: the run ends with an outcome, not a transient error that redelivers it.
+    let outcome = result.unwrap();
+    assert_eq!(outcome.state, FinalState::Completed);
+    assert!(
+        outcome.output.len() <= 64 * 1024,
+        "only the end is kept, not {} bytes",
+        outcome.output.len()
+    );
+    let line_len = chatops_e2e::arm::generated_line(0, 0).len() as u64;
+    let lines = BYTES / line_len;
+    let last = chatops_e2e::arm::generated_line(lines, lines);
+    assert!(
+        outcome.output.ends_with(&last),
+        "{}",
+        &outcome.output[outcome.output.len() - 100..]
+    );
+    let output_reads = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/output"))
+        .count();
+    assert_eq!(output_reads, 1);
+
+    let message = chatops_runner::notify::render::text(
+        &job_message(&req),
+        &chatops_runner::notify::Update::Finished(outcome),
+    );
+    assert!(message.contains(last.trim_end()), "{message}");
+}
+
+/// The job message of a request, as the runner would have taken it off the queue.
+fn job_message(req: &JobRequest) -> chatops_shared::job::JobMessage {
+    chatops_shared::job::JobMessage {
+        schema: chatops_shared::job::SCHEMA_VERSION,
+        job_id: req.job_id,
+        kind: chatops_shared::job::JobKind::Run,
+        runbook: req.target.clone(),
+        params: req.params.iter().cloned().collect(),
+        user_id: "U0123".into(),
+        user_name: "ana".into(),
+        team_id: "T000".into(),
+        channel_id: "C0456".into(),
+        channel_name: Some("ops".into()),
+        response_url: chatops_shared::secret::Secret::new(""),
+        requested_at: time::OffsetDateTime::now_utc(),
+        enterprise_id: None,
+        traceparent: None,
+        started_at: None,
+    }
+}
+
+/// The whole path: a command, the queue, the worker, Slack.
+#[tokio::test]
+async fn a_huge_output_through_the_queue_is_reported_completed_once() {
+    const BYTES: u64 = 200 * 1024 * 1024;
+    let app = TestApp::spawn().await;
+    app.arm.script(
+        "Restart-WebApp",
+        Script::completes_with_generated_output(BYTES),
+    );
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+
+    assert_eq!(app.drain(&app.worker()).await, 1, "one delivery");
+
+    let text = app.final_text(&id, "*Completed*").await;
+    let line_len = chatops_e2e::arm::generated_line(0, 0).len() as u64;
+    let lines = BYTES / line_len;
+    let last = chatops_e2e::arm::generated_line(lines, lines);
+    assert!(
+        text.contains(&format!("{}\n```", last.trim_end())),
+        "{text}"
+    );
+    assert!(app.peek_jobs().await.is_empty(), "the message was deleted");
+    let finals = app
+        .slack
+        .messages()
+        .iter()
+        .filter(|m| m.text().contains(&id) && m.text().contains("*Completed*"))
+        .count();
+    assert_eq!(finals, 1);
+    app.finish().await;
 }

@@ -459,3 +459,21 @@ async fn the_slack_double_answers_like_slack() {
     );
     assert_eq!(slack.messages().len(), 11);
 }
+
+#[tokio::test]
+async fn an_endless_answer_is_read_only_to_its_start() {
+    let slack = SlackServer::start().await;
+    let n = notifier(&slack, true);
+    let j = job(String::new(), time::Duration::ZERO);
+    slack.answer_endlessly_next(PathKind::Webhook);
+
+    let started = Instant::now();
+    n.notify(&j, &running()).await.unwrap();
+
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the answer was read for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(slack.messages_to(PathKind::Webhook).len(), 1);
+}

@@ -4,11 +4,14 @@
 //! - [`command`]: the command language (`<runbook> [positional…] [name=value…]`).
 //! - [`catalog`]: the runbook catalog, validation of a parsed command, authorization.
 //! - [`queue`]: queue access behind [`queue::JobQueue`], with the Azure Storage implementation.
-//! - [`mrkdwn`]: escaping text for Slack messages.
+//! - [`mrkdwn`]: escaping text for Slack messages; [`slack_id`]: what a Slack ID looks like.
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
 //! - [`claims`]: job ids claimed recently in this process.
+//! - [`body`]: reading HTTP answer bodies with a bound; [`backoff`]: waits between retries.
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
+pub mod backoff;
+pub mod body;
 pub mod catalog;
 pub mod claims;
 pub mod command;
@@ -19,4 +22,5 @@ pub mod mrkdwn;
 pub mod queue;
 pub mod secret;
 pub mod shutdown;
+pub mod slack_id;
 pub mod telemetry;

@@ -3,9 +3,16 @@
 //! `RUST_LOG` filters (default `info`, with the Azure SDK's own per-request lines at `warn`);
 //! `CHATOPS_LOG_FORMAT=json` switches to one JSON object per line for log collectors. Colour
 //! only at a terminal, never with `NO_COLOR`. Lines about a job carry its `job_id` field.
+//!
+//! A log line is one line: in the text format, control characters in the message and in field
+//! values (a newline in a script's output, a terminal escape) are written as escapes (`\n`,
+//! `\u{1b}`), so nothing logged can forge a line of its own. JSON escapes them already.
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{Writer, debug_fn};
 
 /// The filter when `RUST_LOG` is unset: our logs at info, the SDK's retries only when they fail.
 const DEFAULT_FILTER: &str =
@@ -31,12 +38,94 @@ pub fn init() {
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
-        builder.try_init()
+        builder.fmt_fields(text_fields()).try_init()
     };
     if let Some(e) = bad_filter {
         tracing::warn!("RUST_LOG is not a valid filter ({e}); using the default");
     }
     if !json && !format.is_empty() && !format.eq_ignore_ascii_case("text") {
         tracing::warn!("CHATOPS_LOG_FORMAT is `{format}`; use `json` or `text` (using text)");
+    }
+}
+
+/// The text format's fields: `message` as is, others `name=value`, control characters escaped.
+fn text_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    debug_fn(
+        |writer: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+            let text = format!("{value:?}");
+            if field.name() != "message" {
+                write!(writer, "{}=", field.name())?;
+            }
+            write_escaped(writer, &text)
+        },
+    )
+    .delimited(" ")
+}
+
+/// Writes `text` with control characters as escapes: `\n`, `\r`, `\t`, else `\u{…}`.
+fn write_escaped(writer: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
+    for c in text.chars() {
+        match c {
+            '\n' => writer.write_str("\\n")?,
+            '\r' => writer.write_str("\\r")?,
+            '\t' => writer.write_str("\\t")?,
+            c if c.is_control() => write!(writer, "\\u{{{:x}}}", u32::from(c))?,
+            c => writer.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_text_line_cannot_be_split_or_coloured_by_what_it_logs() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_target(false)
+            .fmt_fields(text_fields())
+            .with_writer(move || writer.clone())
+            .finish();
+        let forged = "ok\n2024-01-01T00:00:00Z  INFO forged line \x1b[31mred";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("job", job_id = "j\r1");
+            let _entered = span.enter();
+            tracing::info!(output = %forged, plain = forged, "script said: {forged}");
+        });
+        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logged.lines().count(), 1, "{logged}");
+        assert!(
+            !logged.contains('\x1b') && !logged.contains('\r'),
+            "{logged}"
+        );
+        assert!(
+            logged.contains(
+                "script said: ok\\n2024-01-01T00:00:00Z  INFO forged line \\u{1b}[31mred"
+            ),
+            "{logged}"
+        );
+        assert!(
+            logged.contains("output=ok\\n2024-01-01T00:00:00Z  INFO forged line \\u{1b}[31mred"),
+            "{logged}"
+        );
+        assert!(logged.contains("job_id=\"j\\r1\""), "{logged}");
     }
 }

@@ -15,7 +15,8 @@
 //!   followed for at most [`AutomationExecutor::with_stop_wait`] until it stops, and reported
 //!   `TimedOut`. A job that finishes on its own before the stop takes effect keeps its own state.
 //! - A permanent ARM refusal (runbook not found, bad parameters, missing role) is a `Failed`
-//!   outcome. A transient failure that outlasts the client's retries while starting the job is a
+//!   outcome whose error is a plain reason and the job's short id; ARM's message (which names
+//!   subscriptions, scopes and principal ids) goes to the log only. A transient failure that outlasts the client's retries while starting the job is a
 //!   [`TransientError`], which leaves the message on the queue. Once the job exists, ARM outages
 //!   are waited out inside the same delivery (`through_outages`): the worker keeps the message
 //!   hidden, the job stays followed and its timeout enforced.
@@ -24,6 +25,8 @@
 use super::arm::{ArmClient, ArmError, CreateResult, Job, JobStatus};
 use super::{Executor, FinalState, JobRequest, Outcome, Progress, TransientError};
 use async_trait::async_trait;
+use chatops_shared::backoff::Backoff;
+use chatops_shared::job::short_id;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +120,7 @@ impl AutomationExecutor {
             Some(job) => job,
             None => match self.poll_job(name).await {
                 Ok(job) => job,
-                Err(lost) => return lost,
+                Err(e) => return lost(&e, request),
             },
         };
         loop {
@@ -180,24 +183,16 @@ impl AutomationExecutor {
             tokio::time::sleep(wait).await;
             job = match self.poll_job(name).await {
                 Ok(job) => job,
-                Err(lost) => return lost,
+                Err(e) => return lost(&e, request),
             };
         }
     }
 
     /// Reads the job, waiting out outages. A permanent error (the job vanished, the role was
-    /// taken away) ends the run as `Failed`: polling again would not help.
-    async fn poll_job(&self, name: &str) -> Result<Job, Outcome> {
-        match self
-            .through_outages("follow", || self.client.get_job(name))
+    /// taken away) ends the run (see [`lost`]): polling again would not help.
+    async fn poll_job(&self, name: &str) -> Result<Job, ArmError> {
+        self.through_outages("follow", || self.client.get_job(name))
             .await
-        {
-            Ok(job) => Ok(job),
-            Err(e) => Err(Outcome::without_run(
-                FinalState::Failed,
-                format!("lost track of the Azure Automation job: {e}"),
-            )),
-        }
     }
 
     /// Calls ARM until it answers with anything but a transient failure. Used once the job
@@ -210,13 +205,19 @@ impl AutomationExecutor {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, ArmError>>,
     {
-        let mut wait = self.poll.initial;
+        let backoff = Backoff {
+            first: self.poll.initial,
+            max: self.poll.max.max(self.poll.initial),
+            jitter: false,
+        };
+        let mut retry = 0;
         loop {
             match call().await {
                 Err(e) if e.is_transient() => {
+                    let wait = backoff.wait(retry);
                     tracing::warn!(error = %e, ?wait, "could not {doing} the Azure Automation job; trying again");
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(self.poll.max.max(self.poll.initial));
+                    retry = retry.saturating_add(1);
                 }
                 answer => return answer,
             }
@@ -347,7 +348,10 @@ impl Executor for AutomationExecutor {
             Err(e) if e.is_transient() => return Err(transient("start", &e)),
             Err(e) => {
                 tracing::warn!(error = %e, "Azure Automation refused the job");
-                return Ok(Outcome::without_run(FinalState::Failed, refusal(&e)));
+                return Ok(Outcome::without_run(
+                    FinalState::Failed,
+                    refusal("start the runbook", &e, request),
+                ));
             }
         };
         let outcome = self.follow(&name, request, created, progress).await;
@@ -370,9 +374,10 @@ impl Executor for AutomationExecutor {
             }
             Err(e) if e.is_transient() => return Err(transient("look for", &e)),
             Err(e) => {
+                tracing::warn!(error = %e, "Azure refused to look for the Automation job");
                 return Ok(Some(Outcome::without_run(
                     FinalState::Failed,
-                    format!("could not look for the Azure Automation job: {e}"),
+                    refusal("look for the Automation job", &e, request),
                 )));
             }
         };
@@ -399,16 +404,43 @@ fn transient(doing: &str, error: &ArmError) -> TransientError {
     ))
 }
 
-/// The user's explanation of a refused job, with the roles to check on a 403.
-fn refusal(error: &ArmError) -> String {
-    let mut text = format!("Azure Automation refused the job: {error}");
-    if error.status() == Some(403) {
-        text.push_str(
-            " (the runner's identity needs the roles \"Automation Job Operator\" and \
-             \"Automation Runbook Operator\" on the Automation account)",
-        );
+/// The outcome of a job this runner can no longer follow; the details go to the log.
+fn lost(error: &ArmError, request: &JobRequest) -> Outcome {
+    tracing::warn!(%error, "lost track of the Automation job");
+    Outcome::without_run(
+        FinalState::Failed,
+        refusal("report on the runbook's job", error, request),
+    )
+}
+
+/// The user's explanation of an ARM refusal: a plain reason and where an operator finds the
+/// rest. ARM's own message stays in the log: it names subscriptions, scopes and principal ids
+/// that have no place in a channel.
+fn refusal(doing: &str, error: &ArmError, request: &JobRequest) -> String {
+    let reason = match error.status() {
+        Some(status) => format!("{status}: {}", plain_reason(status)),
+        None => "no usable answer".to_owned(),
+    };
+    format!(
+        "Azure refused to {doing} ({reason}); an operator can find the details in the runner's \
+         log under job {}",
+        short_id(&request.job_id)
+    )
+}
+
+/// What an ARM status means for this runner, in words that name nothing of Azure's.
+fn plain_reason(status: u16) -> &'static str {
+    match status {
+        400 => "Azure did not accept the request, for example the runbook's parameters",
+        401 => "the runner could not sign in to Azure",
+        403 => {
+            "the runner's identity lacks permission (it needs the roles \"Automation Job \
+             Operator\" and \"Automation Runbook Operator\" on the Automation account)"
+        }
+        404 => "no such runbook or job in the Automation account",
+        409 => "a conflicting job exists",
+        _ => "an unexpected error",
     }
-    text
 }
 
 #[cfg(test)]
@@ -439,17 +471,35 @@ mod tests {
     }
 
     #[test]
-    fn refusal_hints_roles_on_403() {
+    fn refusals_are_plain_and_name_the_job() {
         let e = ArmError::Api {
             status: 403,
             code: "AuthorizationFailed".into(),
-            message: "no".into(),
+            message: "The client with object id '1111' over scope '/subscriptions/2222'".into(),
         };
-        let text = refusal(&e);
-        assert!(text.starts_with("Azure Automation refused the job: AuthorizationFailed: no"));
+        let request = JobRequest {
+            job_id: uuid::Uuid::parse_str("1a2b3c4d-0000-5000-8000-000000000000").unwrap(),
+            target: "r".into(),
+            params: Vec::new(),
+            timeout: Duration::from_secs(1),
+            redelivered: false,
+        };
+        let text = refusal("start the runbook", &e, &request);
         assert!(
-            text.contains("Automation Job Operator")
-                && text.contains("Automation Runbook Operator")
+            text.starts_with(
+                "Azure refused to start the runbook (403: the runner's identity lacks permission"
+            ),
+            "{text}"
         );
+        assert!(
+            text.ends_with(
+                "an operator can find the details in the runner's log under job 1a2b3c4d"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Automation Job Operator"), "{text}");
+        for leak in ["1111", "2222", "AuthorizationFailed", "subscriptions"] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
     }
 }

@@ -1,14 +1,16 @@
 //! The Slack messages for a job's updates: pure functions from a job and an update to JSON.
 //!
 //! Everything a user or a script wrote is escaped (`&`, `<`, `>` are Slack's control
-//! characters) and bounded, so the whole `text` stays under [`MAX_TEXT_CHARS`]; of the output,
+//! characters; characters that reorder or hide text are shown as `<U+XXXX>`) and bounded, so the whole `text` stays under [`MAX_TEXT_CHARS`]; of the output,
 //! the tail is kept, because the end of a log is what tells what happened.
 
 use super::Update;
 use crate::executor::{FinalState, Outcome};
 use chatops_shared::job::{JobMessage, format_params};
-use chatops_shared::mrkdwn::{self, escape, escape_char};
+use chatops_shared::mrkdwn::{self, escape_char};
+use chatops_shared::slack_id::is_slack_id;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -173,27 +175,21 @@ fn channel(job: &JobMessage) -> String {
     }
 }
 
-fn is_slack_id(id: &str, first: &[char]) -> bool {
-    id.len() <= 32
-        && id.starts_with(first)
-        && id.len() > 1
-        && id
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
-
-/// Slack's date formatting, shown in the reader's time zone, with a UTC fallback.
+/// Slack's date formatting, shown in the reader's time zone, with a UTC fallback. Never
+/// panics: a time whose UTC form is out of range (year 9999 at a negative offset) falls back to
+/// its Unix timestamp.
 fn slack_date(at: OffsetDateTime) -> String {
-    let fallback = at
-        .to_offset(time::UtcOffset::UTC)
-        .format(format_description!(
-            "[year]-[month]-[day] [hour]:[minute] UTC"
-        ))
-        .unwrap_or_else(|_| at.unix_timestamp().to_string());
-    format!(
-        "<!date^{}^{{date_short_pretty}} {{time}}|{fallback}>",
-        at.unix_timestamp()
-    )
+    let unix = at.unix_timestamp();
+    let fallback = OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|utc| {
+            utc.format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| unix.to_string());
+    format!("<!date^{unix}^{{date_short_pretty}} {{time}}|{fallback}>")
 }
 
 /// `45s`, `1m 12s`, `2h 5m`: the two largest units.
@@ -207,24 +203,39 @@ fn human_duration(d: time::Duration) -> String {
     }
 }
 
+/// How a character of user or script text is shown: Slack's control characters escaped, and
+/// characters that reorder or hide text (bidirectional overrides and isolates, zero-width
+/// characters, the BOM) made visible as `<U+XXXX>`, so that what is shown is what was written.
+fn shown(c: char) -> Cow<'static, str> {
+    match escape_char(c) {
+        Some(e) => Cow::Borrowed(e),
+        None if is_invisible(c) => Cow::Owned(format!("&lt;U+{:04X}&gt;", u32::from(c))),
+        None => Cow::Owned(c.to_string()),
+    }
+}
+
+/// Bidirectional embeddings, overrides and isolates, zero-width characters and marks, the
+/// word joiner and the BOM.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}')
+}
+
 /// The escaped head of `text`, at most `max` characters, ending in `…` when cut.
 fn escape_head(text: &str, max: usize) -> String {
-    let escaped = escape(text);
-    if escaped.chars().count() <= max {
-        return escaped;
+    let pieces: Vec<Cow<'static, str>> = text.chars().map(shown).collect();
+    let total: usize = pieces.iter().map(|p| p.chars().count()).sum();
+    if total <= max {
+        return pieces.concat();
     }
     let mut out = String::new();
     let mut len = 0;
-    for c in text.chars() {
-        let piece = escape_char(c).map_or(1, str::len);
-        if len + piece > max.saturating_sub(1) {
+    for piece in pieces {
+        let piece_len = piece.chars().count();
+        if len + piece_len > max.saturating_sub(1) {
             break;
         }
-        len += piece;
-        match escape_char(c) {
-            Some(e) => out.push_str(e),
-            None => out.push(c),
-        }
+        len += piece_len;
+        out.push_str(&piece);
     }
     out.push('…');
     out
@@ -236,13 +247,13 @@ fn escape_tail(text: &str, max: usize) -> (String, usize) {
     // Escaping never shortens, so at most `max` characters of the tail can fit.
     let chars: Vec<char> = text.chars().collect();
     let start = chars.len().saturating_sub(max);
-    let mut pieces: Vec<(usize, String)> = Vec::with_capacity(chars.len() - start);
+    let mut pieces: Vec<(usize, Cow<'static, str>)> = Vec::with_capacity(chars.len() - start);
     for i in start..chars.len() {
         let c = chars[i];
-        let piece = match escape_char(c) {
-            Some(e) => e.to_owned(),
-            None if c == '`' && i > 0 && chars[i - 1] == '`' => format!("{ZERO_WIDTH_SPACE}`"),
-            None => c.to_string(),
+        let piece = if c == '`' && i > 0 && chars[i - 1] == '`' {
+            Cow::Owned(format!("{ZERO_WIDTH_SPACE}`"))
+        } else {
+            shown(c)
         };
         pieces.push((piece.chars().count(), piece));
     }
@@ -257,7 +268,7 @@ fn escape_tail(text: &str, max: usize) -> (String, usize) {
     }
     let shown: String = pieces[pieces.len() - keep..]
         .iter()
-        .map(|(_, p)| p.as_str())
+        .map(|(_, p)| p.as_ref())
         .collect();
     (shown, keep)
 }
@@ -494,6 +505,85 @@ mod tests {
                 "an escape was cut"
             );
         }
+    }
+
+    #[test]
+    fn no_timestamp_panics() {
+        use time::{PrimitiveDateTime, UtcOffset};
+        let offsets = [
+            UtcOffset::UTC,
+            UtcOffset::from_hms(-23, -59, -59).unwrap(),
+            UtcOffset::from_hms(23, 59, 59).unwrap(),
+            UtcOffset::from_hms(5, 45, 0).unwrap(),
+            UtcOffset::from_hms(0, 0, -30).unwrap(),
+        ];
+        for offset in offsets {
+            for at in [PrimitiveDateTime::MAX, PrimitiveDateTime::MIN] {
+                let at = at.assume_offset(offset);
+                let shown = slack_date(at);
+                assert!(
+                    shown.starts_with(&format!("<!date^{}^", at.unix_timestamp())),
+                    "{shown}"
+                );
+                let update = Update::Finished(Outcome {
+                    state: FinalState::Completed,
+                    output: String::new(),
+                    error: None,
+                    started_at: Some(at),
+                    ended_at: at,
+                });
+                text(&job(), &update);
+            }
+        }
+        // Out of range in UTC: the Unix timestamp stands in.
+        let late = PrimitiveDateTime::MAX.assume_offset(offsets[1]);
+        assert!(slack_date(late).ends_with(&format!("|{}>", late.unix_timestamp())));
+        // An odd offset is shown in UTC.
+        let odd = at(T0).to_offset(offsets[4]);
+        assert!(slack_date(odd).ends_with("|2023-11-14 22:13 UTC>"));
+    }
+
+    #[test]
+    fn characters_that_reorder_or_hide_text_are_made_visible() {
+        let hidden: Vec<char> = ('\u{202A}'..='\u{202E}')
+            .chain('\u{2066}'..='\u{2069}')
+            .chain('\u{200B}'..='\u{200F}')
+            .chain(['\u{2060}', '\u{FEFF}'])
+            .collect();
+        let sneaky: String = hidden.iter().map(|c| format!("a{c}")).collect();
+        let mut j = job();
+        j.user_id = String::new();
+        j.user_name = "eve\u{202E}lin".into();
+        let t = text(
+            &j,
+            &finished(FinalState::Failed, &sneaky, Some("err\u{2067}or")),
+        );
+        for c in &hidden {
+            assert!(!t.contains(*c), "U+{:04X} hidden in {t}", u32::from(*c));
+            assert!(
+                t.contains(&format!("a&lt;U+{:04X}&gt;", u32::from(*c))),
+                "{t}"
+            );
+        }
+        assert!(t.contains(":x: eve&lt;U+202E&gt;lin ran"), "{t}");
+        assert!(t.contains("*Error:* err&lt;U+2067&gt;or"), "{t}");
+        // Our own backtick breaker is still a zero-width space.
+        let fence = text(&job(), &finished(FinalState::Completed, "``", None));
+        assert!(fence.contains(&format!("`{ZERO_WIDTH_SPACE}`")), "{fence}");
+    }
+
+    #[test]
+    fn mentions_only_ids_the_catalog_accepts() {
+        let mut j = job();
+        j.user_id = "U1".into();
+        let t = text(&j, &Update::Running { started_at: at(T0) });
+        assert!(t.starts_with(":arrow_forward: ana started"), "{t}");
+        j.user_id = format!("W{}", "9".repeat(31));
+        let t = text(&j, &Update::Running { started_at: at(T0) });
+        assert!(
+            t.starts_with(&format!(":arrow_forward: <@{}> started", j.user_id)),
+            "{t}"
+        );
     }
 
     #[test]

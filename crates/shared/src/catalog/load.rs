@@ -5,6 +5,7 @@
 //! are checked afterwards; their place is found in toml's spanned document tree.
 
 use super::{Catalog, ExecutorKind, RESERVED_WORDS, Runbook};
+use crate::slack_id::is_slack_id;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -269,14 +270,6 @@ fn is_automation_name(s: &str) -> bool {
 /// `^[A-Za-z][A-Za-z0-9_-]{0,63}$`
 fn is_param_name(s: &str) -> bool {
     s.len() <= 64 && is_automation_name(s)
-}
-
-/// `^[<first>][A-Z0-9]{2,}$`
-fn is_slack_id(s: &str, first: &[char]) -> bool {
-    s.len() >= 3
-        && s.starts_with(first)
-        && s.chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 /// 1-based line and character column of a byte offset.

@@ -6,7 +6,7 @@
 //! loop, bounded by a budget. The ingress uses [`RetryBudget::interactive`] to answer Slack
 //! within 3 s; the runner [`RetryBudget::background`].
 
-use std::hash::BuildHasher;
+use crate::backoff::Backoff;
 use std::time::Duration;
 
 /// How long one queue operation may take in all: tries, per-try timeout, waits between tries.
@@ -53,17 +53,12 @@ impl RetryBudget {
 
     /// The wait after failed try number `failed_try` (1-based).
     pub fn backoff(&self, failed_try: u32) -> Duration {
-        let doublings = failed_try.saturating_sub(1).min(16);
-        let full = self
-            .first_backoff
-            .saturating_mul(1 << doublings)
-            .min(self.max_backoff);
-        if !self.jitter {
-            return full;
+        Backoff {
+            first: self.first_backoff,
+            max: self.max_backoff,
+            jitter: self.jitter,
         }
-        // A random fraction in [0, 0.5): std's RandomState is seeded randomly per instance.
-        let random = std::hash::RandomState::new().hash_one(failed_try) % 1000;
-        full.saturating_sub(full.mul_f64(random as f64 / 2000.0))
+        .wait(failed_try.saturating_sub(1))
     }
 
     /// The longest one operation can take: every try times out and every wait is full.

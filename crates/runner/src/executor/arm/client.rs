@@ -4,8 +4,9 @@ use super::config::{API_VERSION, ArmConfig};
 use super::error::ArmError;
 use super::model::{CreateResult, Job, StreamRecord};
 use super::retry::RetryPolicy;
-use super::transport::{Body, describe, json_body};
+use super::transport::{Body, Read, describe, json_body};
 use azure_core::credentials::TokenCredential;
+use chatops_shared::body::Tail;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -16,6 +17,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most pages of stream records read for one job.
 const MAX_PAGES: usize = 20;
+/// The most of a job's output kept: its end, which is what the chat message shows.
+pub const MAX_OUTPUT_TAIL: usize = 32 * 1024;
+/// The longest read of a job's output (it is read to its end, however long).
+const OUTPUT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A client for the jobs of one Automation account.
 #[derive(Debug, Clone)]
@@ -88,12 +93,17 @@ impl ArmClient {
         });
         let url = self.job_url(job_name, &[]);
         match self
-            .send(Method::PUT, url, Body::Json(&body), "application/json")
+            .send(
+                Method::PUT,
+                url,
+                Body::Json(&body),
+                "application/json",
+                Read::JSON,
+            )
             .await
         {
             // The job exists whatever its answer says: an odd body must not hide that.
             Ok(answer) => Ok(CreateResult::Created(Job::from_json(
-                job_name,
                 &serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
             ))),
             Err(e) if e.means_already_exists() => Ok(CreateResult::AlreadyExists),
@@ -108,18 +118,33 @@ impl ArmClient {
                 self.job_url(job_name, &[]),
                 Body::None,
                 "application/json",
+                Read::JSON,
             )
             .await?;
-        Ok(Job::from_json(job_name, &json_body(&answer)?))
+        Ok(Job::from_json(&json_body(&answer)?))
     }
 
-    /// The job's whole Output stream as text.
+    /// The end of the job's Output stream as text: its last [`MAX_OUTPUT_TAIL`] bytes. The
+    /// whole stream is read, but only that much is kept.
     pub async fn get_output(&self, job_name: &str) -> Result<String, ArmError> {
         let url = self.job_url(job_name, &["output"]);
+        let read = Read::Tail(MAX_OUTPUT_TAIL, OUTPUT_TIMEOUT);
         let answer = self
-            .send(Method::GET, url, Body::None, "text/plain")
+            .send(Method::GET, url, Body::None, "text/plain", read)
             .await?;
-        Ok(String::from_utf8_lossy(&answer.body).into_owned())
+        if answer.total > answer.body.len() as u64 {
+            tracing::info!(
+                job = job_name,
+                bytes = answer.total,
+                kept = answer.body.len(),
+                "the job's output is long; only its end is kept"
+            );
+        }
+        let tail = Tail {
+            bytes: answer.body,
+            total: answer.total,
+        };
+        Ok(tail.text())
     }
 
     /// The job's stream records, of one type (`Error`, `Output`…) or all, following `nextLink`
@@ -138,7 +163,7 @@ impl ArmClient {
         for _ in 0..MAX_PAGES {
             let page = json_body(
                 &self
-                    .send(Method::GET, url, Body::None, "application/json")
+                    .send(Method::GET, url, Body::None, "application/json", Read::JSON)
                     .await?,
             )?;
             if let Some(items) = page.get("value").and_then(Value::as_array) {
@@ -169,7 +194,7 @@ impl ArmClient {
     ) -> Result<StreamRecord, ArmError> {
         let url = self.job_url(job_name, &["streams", stream_id]);
         let answer = self
-            .send(Method::GET, url, Body::None, "application/json")
+            .send(Method::GET, url, Body::None, "application/json", Read::JSON)
             .await?;
         Ok(StreamRecord::from_json(&json_body(&answer)?))
     }
@@ -177,8 +202,14 @@ impl ArmClient {
     /// Asks Azure to stop the job; it goes through Stopping to Stopped.
     pub async fn stop_job(&self, job_name: &str) -> Result<(), ArmError> {
         let url = self.job_url(job_name, &["stop"]);
-        self.send(Method::POST, url, Body::Empty, "application/json")
-            .await?;
+        self.send(
+            Method::POST,
+            url,
+            Body::Empty,
+            "application/json",
+            Read::JSON,
+        )
+        .await?;
         Ok(())
     }
 

@@ -2,8 +2,10 @@
 //! and reads ARM answers (see `shared/reference/azure-automation.md` for the calls).
 //!
 //! Transient failures (network, timeouts, 5xx, 429, token errors) are retried here, a bounded
-//! number of times with exponential backoff and jitter, honouring `Retry-After`. Callers see a
+//! number of times with the shared backoff (jittered), honouring `Retry-After`. Callers see a
 //! typed [`ArmError`] that keeps ARM's error code and message and never a token or a raw body.
+//! Every answer is read with a bound: JSON and error bodies up to a cap, a job's output to its
+//! end keeping only its tail ([`MAX_OUTPUT_TAIL`]).
 //!
 //! Retrying a job's PUT is safe: the job name is chosen by the caller, so a repeated PUT whose
 //! first answer was lost is refused as "already exists" and reported as
@@ -16,7 +18,7 @@ mod model;
 mod retry;
 mod transport;
 
-pub use client::ArmClient;
+pub use client::{ArmClient, MAX_OUTPUT_TAIL};
 pub use config::{API_VERSION, ArmConfig, DEFAULT_ENDPOINT, DEFAULT_SCOPE};
 pub use error::ArmError;
 pub use model::{CreateResult, Job, JobStatus, StreamRecord};

@@ -95,9 +95,6 @@ impl std::fmt::Display for JobStatus {
 /// An Automation job, as far as the runner cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
-    /// The job name (the chat request's job id).
-    pub name: String,
-    pub runbook: Option<String>,
     pub status: JobStatus,
     pub status_details: Option<String>,
     pub creation_time: Option<OffsetDateTime>,
@@ -109,7 +106,7 @@ pub struct Job {
 
 impl Job {
     /// Reads a job resource; unknown fields are ignored, odd values read as absent.
-    pub(super) fn from_json(name: &str, value: &Value) -> Self {
+    pub(super) fn from_json(value: &Value) -> Self {
         let props = value.get("properties").unwrap_or(&Value::Null);
         let text = |key: &str| {
             props
@@ -120,16 +117,6 @@ impl Job {
                 .map(str::to_owned)
         };
         Job {
-            name: value
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(name)
-                .to_owned(),
-            runbook: props
-                .get("runbook")
-                .and_then(|r| r.get("name"))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
             status: JobStatus::parse(&text("status").unwrap_or_default()),
             status_details: text("statusDetails"),
             creation_time: parse_time(props.get("creationTime")),
@@ -145,14 +132,10 @@ impl Job {
 pub struct StreamRecord {
     /// `jobStreamId`, for [`ArmClient::get_stream`](super::ArmClient::get_stream).
     pub id: String,
-    pub time: Option<OffsetDateTime>,
-    pub stream_type: String,
     /// A shortened text; lists carry only this.
     pub summary: Option<String>,
     /// The whole text; only [`ArmClient::get_stream`](super::ArmClient::get_stream) fills it.
     pub stream_text: Option<String>,
-    /// The record's structured value (for errors: the exception and its details).
-    pub value: Option<Value>,
 }
 
 impl StreamRecord {
@@ -176,11 +159,8 @@ impl StreamRecord {
             .unwrap_or_default();
         StreamRecord {
             id,
-            time: parse_time(props.get("time")),
-            stream_type: text("streamType").unwrap_or_default(),
             summary: text("summary"),
             stream_text: text("streamText"),
-            value: props.get("value").filter(|v| !v.is_null()).cloned(),
         }
     }
 }
@@ -223,9 +203,8 @@ mod tests {
                 "somethingNew": 42
             }
         });
-        let job = Job::from_json("x", &v);
+        let job = Job::from_json(&v);
         assert_eq!(job.status, JobStatus::Running);
-        assert_eq!(job.runbook.as_deref(), Some("Hello"));
         assert!(job.creation_time.is_some() && job.start_time.is_some());
         assert_eq!(job.end_time, None);
         assert_eq!(job.exception, None);

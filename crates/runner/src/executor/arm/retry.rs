@@ -1,6 +1,6 @@
 //! How transient ARM failures are retried: the [`RetryPolicy`] and its backoff.
 
-use rand::Rng;
+use chatops_shared::backoff::Backoff;
 use std::time::Duration;
 
 /// How the client retries transient failures.
@@ -31,12 +31,12 @@ impl RetryPolicy {
     /// The wait before retry number `retry` (0 for the first), with "equal jitter": somewhere
     /// between half and all of the exponential backoff, so runners do not retry in step.
     pub(super) fn backoff(&self, retry: u32) -> Duration {
-        let full = self
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(retry))
-            .min(self.max_backoff);
-        let millis = u64::try_from(full.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+        Backoff {
+            first: self.initial_backoff,
+            max: self.max_backoff,
+            jitter: true,
+        }
+        .wait(retry)
     }
 }
 

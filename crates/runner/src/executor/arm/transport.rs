@@ -3,8 +3,10 @@
 
 use super::client::ArmClient;
 use super::error::ArmError;
+use chatops_shared::backoff::retry_after;
+use chatops_shared::body::{read_head, read_tail};
 use chatops_shared::secret::redact_url_secrets;
-use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
+use reqwest::header::{ACCEPT, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
@@ -13,10 +15,32 @@ use url::Url;
 /// The longest wait for an Azure token in one ARM try.
 const TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A successful answer, read whole.
+/// The most of an error body read: ARM's are a few hundred bytes.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The most of a JSON answer read; a longer one is refused as unexpected.
+const MAX_JSON_BODY: usize = 4 * 1024 * 1024;
+
+/// How much of a successful answer to read.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Read {
+    /// All of it, up to this many bytes; a longer answer is an [`ArmError::Unexpected`].
+    Whole(usize),
+    /// To the end, keeping only this many last bytes, within this timeout (a job's output can
+    /// be hundreds of megabytes).
+    Tail(usize, Duration),
+}
+
+impl Read {
+    /// A JSON answer.
+    pub(super) const JSON: Read = Read::Whole(MAX_JSON_BODY);
+}
+
+/// A successful answer, read within its [`Read`] bound.
 pub(super) struct Answer {
     headers: HeaderMap,
     pub(super) body: Vec<u8>,
+    /// Bytes of the whole body (more than `body` holds when only the tail was kept).
+    pub(super) total: u64,
 }
 
 /// A failed try, with how long ARM asked us to wait.
@@ -49,10 +73,11 @@ impl ArmClient {
         url: Url,
         body: Body<'_>,
         accept: &str,
+        read: Read,
     ) -> Result<Answer, ArmError> {
         let mut retry = 0;
         loop {
-            let failure = match self.try_once(&method, &url, &body, accept).await {
+            let failure = match self.try_once(&method, &url, &body, accept, read).await {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
@@ -83,6 +108,7 @@ impl ArmClient {
         url: &Url,
         body: &Body<'_>,
         accept: &str,
+        read: Read,
     ) -> Result<Answer, Failure> {
         // The credential has retries of its own; bound the whole wait so one try of ours
         // cannot hang on the identity endpoint.
@@ -103,6 +129,9 @@ impl ArmClient {
             Body::Json(value) => request.json(value),
             Body::Empty => request.body(Vec::new()),
         };
+        if let Read::Tail(_, timeout) = read {
+            request = request.timeout(timeout);
+        }
         let response = request
             .send()
             .await
@@ -110,27 +139,43 @@ impl ArmClient {
         let status = response.status();
         let headers = response.headers().clone();
         log_budget(method, status, &headers);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ArmError::Network(describe(&e)))?
-            .to_vec();
-        if status.is_success() {
-            return Ok(Answer { headers, body });
+        let network = |e: reqwest::Error| ArmError::Network(describe(&e));
+        if !status.is_success() {
+            let head = read_head(response, MAX_ERROR_BODY).await.map_err(network)?;
+            let retry_after = matches!(status.as_u16(), 429 | 503)
+                .then(|| retry_after(&headers))
+                .flatten();
+            return Err(Failure {
+                error: ArmError::from_answer(status, &head.bytes),
+                retry_after,
+            });
         }
-        let retry_after = matches!(status.as_u16(), 429 | 503)
-            .then(|| {
-                headers
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs)
-            })
-            .flatten();
-        Err(Failure {
-            error: ArmError::from_answer(status, &body),
-            retry_after,
-        })
+        match read {
+            Read::Whole(max) => {
+                let head = read_head(response, max).await.map_err(network)?;
+                if head.cut {
+                    return Err(ArmError::Unexpected(format!(
+                        "an answer larger than {} KiB",
+                        max / 1024
+                    ))
+                    .into());
+                }
+                let total = head.bytes.len() as u64;
+                Ok(Answer {
+                    headers,
+                    body: head.bytes,
+                    total,
+                })
+            }
+            Read::Tail(max, _) => {
+                let tail = read_tail(response, max).await.map_err(network)?;
+                Ok(Answer {
+                    headers,
+                    body: tail.bytes,
+                    total: tail.total,
+                })
+            }
+        }
     }
 }
 

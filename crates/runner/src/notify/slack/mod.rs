@@ -1,0 +1,227 @@
+//! The Slack client: posts a job's updates to the command's `response_url` while Slack accepts
+//! it there (at most 5 times, within 30 minutes), then to the incoming webhook.
+//!
+//! Both URLs are credentials: they are never logged and never part of an error, which names the
+//! path (`response_url` or `webhook`), the HTTP status and Slack's error code instead. A
+//! `response_url` that does not start with the configured prefix came from somewhere other than
+//! Slack (anyone who can write to the queue can put a URL there) and is never contacted.
+//!
+//! - `config`: the settings; `response_url`: when a job's URL may be used; `post`: one post
+//!   with its waits and retries; `answer`: what Slack's answer means.
+
+mod answer;
+mod config;
+mod post;
+mod response_url;
+
+pub use config::{DEFAULT_RESPONSE_URL_PREFIX, SlackNotifierConfig};
+pub use response_url::{RESPONSE_URL_LIFETIME, RESPONSE_URL_MAX_USES};
+
+use super::log::LogNotifier;
+use super::{Notifier, NotifyError, Update, render};
+use answer::{Path, PostError};
+use async_trait::async_trait;
+use chatops_shared::job::JobMessage;
+use chatops_shared::secret::Secret;
+use post::WaitBudget;
+use response_url::ResponseUrlUse;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Posts updates to Slack; see the module docs for the order of the paths.
+#[derive(Debug)]
+pub struct SlackNotifier {
+    client: reqwest::Client,
+    webhook_url: Option<Secret>,
+    response_url_prefix: String,
+    /// Per job: how its `response_url` has been used. Entries go after the job's last update,
+    /// or once the URL has expired anyway.
+    response_urls: Mutex<HashMap<Uuid, ResponseUrlUse>>,
+    /// When Slack said to wait (429 `Retry-After`): no post before then, whichever job it is
+    /// for. Keyed by path: `None` the webhook (shared by all jobs), `Some(job)` that job's
+    /// `response_url`.
+    not_before: Mutex<HashMap<Option<Uuid>, tokio::time::Instant>>,
+    /// Where messages go when Slack cannot be reached by any configured path.
+    log: LogNotifier,
+}
+
+impl SlackNotifier {
+    /// Fails only when the HTTP client cannot be built (no TLS roots, for example).
+    pub fn new(config: SlackNotifierConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            // A redirect would take the message (and maybe the URL) somewhere Slack did not say.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("chatops-runner/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(SlackNotifier {
+            client,
+            webhook_url: config.webhook_url.filter(|u| !u.is_empty()),
+            response_url_prefix: config::with_trailing_slash(&config.response_url_prefix),
+            response_urls: Mutex::new(HashMap::new()),
+            not_before: Mutex::new(HashMap::new()),
+            log: LogNotifier,
+        })
+    }
+
+    async fn deliver(
+        &self,
+        job: &JobMessage,
+        update: &Update,
+        budget: &mut WaitBudget,
+    ) -> Result<(), NotifyError> {
+        if let Some(url) = self.usable_response_url(job) {
+            let body = render::response_url_message(job, update);
+            match self
+                .post(Path::ResponseUrl, Some(job.job_id), url, &body, budget)
+                .await
+            {
+                Ok(()) => {
+                    self.record(job.job_id, true);
+                    return Ok(());
+                }
+                Err(PostError::Refused(reason)) => {
+                    tracing::warn!(job_id = %job.job_id, %reason, "Slack refused the response_url; using the webhook from now on");
+                    self.record(job.job_id, false);
+                }
+                Err(PostError::Unavailable(reason)) => {
+                    return Err(NotifyError::Transient(format!(
+                        "{}: {reason}",
+                        Path::ResponseUrl
+                    )));
+                }
+                Err(PostError::RateLimited { wait, reason }) => {
+                    return Err(NotifyError::RateLimited {
+                        retry_after: wait,
+                        detail: format!("{}: {reason}", Path::ResponseUrl),
+                    });
+                }
+            }
+        }
+        let Some(webhook) = &self.webhook_url else {
+            tracing::info!(job_id = %job.job_id, "no usable response_url and no webhook; the message goes to the log only");
+            return self.log.notify(job, update).await;
+        };
+        let body = render::webhook_message(job, update);
+        match self
+            .post(Path::Webhook, None, webhook.expose(), &body, budget)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(PostError::Refused(reason)) => Err(NotifyError::Permanent(format!(
+                "{}: {reason}",
+                Path::Webhook
+            ))),
+            Err(PostError::Unavailable(reason)) => Err(NotifyError::Transient(format!(
+                "{}: {reason}",
+                Path::Webhook
+            ))),
+            Err(PostError::RateLimited { wait, reason }) => Err(NotifyError::RateLimited {
+                retry_after: wait,
+                detail: format!("{}: {reason}", Path::Webhook),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for SlackNotifier {
+    #[tracing::instrument(skip_all, fields(job_id = %job.job_id))]
+    async fn notify(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError> {
+        let mut budget = WaitBudget::new();
+        let result = self.deliver(job, update, &mut budget).await;
+        // After the last update the entry is no longer needed, unless that update is to be
+        // tried again.
+        if matches!(update, Update::Finished(_))
+            && !matches!(
+                result,
+                Err(NotifyError::Transient(_) | NotifyError::RateLimited { .. })
+            )
+        {
+            self.uses().remove(&job.job_id);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::executor::{FinalState, Outcome};
+    use chatops_shared::job::{JobKind, SCHEMA_VERSION};
+    use std::collections::BTreeMap;
+    use time::OffsetDateTime;
+
+    pub(crate) fn job(response_url: &str, age: time::Duration) -> JobMessage {
+        JobMessage {
+            schema: SCHEMA_VERSION,
+            job_id: Uuid::new_v4(),
+            kind: JobKind::Run,
+            runbook: "restart-web".into(),
+            params: BTreeMap::new(),
+            user_id: "U1".into(),
+            user_name: "ana".into(),
+            team_id: "T1".into(),
+            channel_id: "C1".into(),
+            channel_name: None,
+            response_url: Secret::new(response_url),
+            requested_at: OffsetDateTime::now_utc() - age,
+            enterprise_id: None,
+            traceparent: None,
+            started_at: None,
+        }
+    }
+
+    pub(crate) fn notifier(webhook: Option<&str>) -> SlackNotifier {
+        SlackNotifier::new(SlackNotifierConfig {
+            webhook_url: webhook.map(Secret::new),
+            ..SlackNotifierConfig::default()
+        })
+        .unwrap()
+    }
+
+    pub(crate) const SLACK_URL: &str = "https://hooks.slack.com/commands/T1/1/abc";
+
+    #[tokio::test]
+    async fn without_any_slack_path_the_log_gets_the_message() {
+        let n = notifier(None);
+        let j = job("https://evil.example/x", time::Duration::ZERO);
+        let done = Update::Finished(Outcome::without_run(FinalState::Refused, "no"));
+        assert_eq!(
+            n.notify(
+                &j,
+                &Update::Running {
+                    started_at: OffsetDateTime::now_utc()
+                }
+            )
+            .await,
+            Ok(())
+        );
+        assert_eq!(n.notify(&j, &done).await, Ok(()));
+        assert!(n.uses().is_empty(), "the finished job's entry is forgotten");
+    }
+
+    #[tokio::test]
+    async fn unreachable_webhook_is_transient_and_names_no_url() {
+        // Port 1 on loopback: connection refused, at once.
+        let n = notifier(Some("http://127.0.0.1:1/services/T0/B0/SECRETTOKEN"));
+        let j = job("", time::Duration::ZERO);
+        let e = n
+            .notify(
+                &j,
+                &Update::Running {
+                    started_at: OffsetDateTime::now_utc(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            NotifyError::Transient("webhook: could not connect".into())
+        );
+        assert!(!format!("{e} {e:?}").contains("SECRETTOKEN"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Reading HTTP answer bodies with a bound: an outside service (ARM, Slack) decides how big its
+//! answer is, so no body is ever read whole into memory.
+//!
+//! - [`read_head`] keeps the first bytes and stops reading there (error bodies, JSON answers).
+//! - [`read_tail`] reads to the end keeping only the last bytes (a job's output: its end is
+//!   what is shown).
+
+/// The first bytes of a body, and whether there were more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub bytes: Vec<u8>,
+    /// The body was longer than the bound; the rest was not read.
+    pub cut: bool,
+}
+
+/// The last bytes of a body, and how long it was in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    pub bytes: Vec<u8>,
+    /// Bytes of the whole body.
+    pub total: u64,
+}
+
+impl Tail {
+    /// The kept bytes as text. A character cut at the start of the tail is dropped, invalid
+    /// UTF-8 elsewhere is replaced.
+    pub fn text(&self) -> String {
+        let start = if self.total > self.bytes.len() as u64 {
+            self.bytes
+                .iter()
+                .take(3)
+                .take_while(|b| (**b & 0b1100_0000) == 0b1000_0000)
+                .count()
+        } else {
+            0
+        };
+        String::from_utf8_lossy(&self.bytes[start..]).into_owned()
+    }
+}
+
+/// Reads at most `max` bytes of the body; the rest is left unread (the connection is dropped).
+pub async fn read_head(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Head, reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = max - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(Head { bytes, cut: true });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Head { bytes, cut: false })
+}
+
+/// Reads the whole body, keeping only its last `max` bytes in memory (at most twice that while
+/// reading).
+pub async fn read_tail(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Tail, reqwest::Error> {
+    let mut tail = TailBuffer::new(max);
+    while let Some(chunk) = response.chunk().await? {
+        tail.push(&chunk);
+    }
+    Ok(tail.finish())
+}
+
+/// The bounded buffer behind [`read_tail`].
+#[derive(Debug)]
+struct TailBuffer {
+    max: usize,
+    bytes: Vec<u8>,
+    total: u64,
+}
+
+impl TailBuffer {
+    fn new(max: usize) -> Self {
+        TailBuffer {
+            max,
+            bytes: Vec::new(),
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        let chunk = &chunk[chunk.len().saturating_sub(self.max)..];
+        self.bytes.extend_from_slice(chunk);
+        // Drop the front only once it doubles the bound: amortised, each byte moves once.
+        if self.bytes.len() > self.max.saturating_mul(2).max(1) {
+            let excess = self.bytes.len() - self.max;
+            self.bytes.drain(..excess);
+        }
+    }
+
+    fn finish(mut self) -> Tail {
+        let excess = self.bytes.len().saturating_sub(self.max);
+        self.bytes.drain(..excess);
+        Tail {
+            bytes: self.bytes,
+            total: self.total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_buffer_keeps_the_last_bytes() {
+        let mut t = TailBuffer::new(5);
+        for chunk in [&b"abc"[..], b"defgh", b"", b"ijklmnopq", b"r"] {
+            t.push(chunk);
+            assert!(t.bytes.len() <= 10);
+        }
+        let tail = t.finish();
+        assert_eq!(tail.bytes, b"nopqr");
+        assert_eq!(tail.total, 18);
+
+        let mut short = TailBuffer::new(100);
+        short.push(b"hi");
+        assert_eq!(
+            short.finish(),
+            Tail {
+                bytes: b"hi".to_vec(),
+                total: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_character_cut_at_the_start_is_dropped() {
+        // "é" is C3 A9: a tail starting at A9 begins inside it.
+        let cut = Tail {
+            bytes: vec![0xA9, b'o', b'k'],
+            total: 4,
+        };
+        assert_eq!(cut.text(), "ok");
+        let whole = Tail {
+            bytes: "éok".as_bytes().to_vec(),
+            total: 4,
+        };
+        assert_eq!(whole.text(), "éok");
+    }
+}
