@@ -8,10 +8,10 @@
 //! group of its own, as the script [`user`], stops the group at the timeout and kills it when
 //! the runner dies. See `docs/security.md`.
 //!
-//! - [`launch`]: starting the supervisor and learning whether the script started;
-//! - [`protocol`]: what the runner and the supervisor say to each other;
-//! - [`output`]: the output pipe's bounded tail;
-//! - [`home`]: the per-job `HOME`.
+//! - `launch`: starting the supervisor and learning whether the script started;
+//! - `protocol`: what the runner and the supervisor say to each other;
+//! - `output`: the output pipe's bounded tail;
+//! - `home`: the per-job `HOME`.
 
 mod home;
 mod launch;
