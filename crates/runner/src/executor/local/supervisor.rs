@@ -2,13 +2,13 @@
 //! script dies with its runner.
 //!
 //! Started by the runner with an empty environment (so `/proc/$PPID/environ` shows a script
-//! nothing), it makes itself non-dumpable, reads the [`Spec`] on stdin, asks the kernel for
+//! nothing), it makes itself non-dumpable, reads the `Spec` on stdin, asks the kernel for
 //! SIGTERM when its parent dies (then checks the parent is still the runner), and starts the
 //! script in a process group of its own, as the script user, with stdout and stderr both on
 //! the supervisor's stderr (the runner's output pipe). It stops the whole group at the
 //! timeout (SIGTERM, then SIGKILL after the grace) and kills it at once when the runner dies.
-//! Its stdout carries the [`Status`] lines; it writes nothing else to stderr than one line
-//! starting with [`FATAL_PREFIX`] when it cannot do its job.
+//! Its stdout carries the `Status` lines; it writes nothing else to stderr than one line
+//! starting with `FATAL_PREFIX` when it cannot do its job.
 
 use super::protocol::{FATAL_PREFIX, Spec, Status};
 use nix::sys::prctl;
