@@ -267,6 +267,8 @@ async fn a_runner_that_is_not_root_keeps_its_secrets_from_its_scripts() {
         snoop(&[], None, uid).await;
         return;
     }
+    // The runner itself runs as `nobody`; an empty value leaves CHATOPS_SCRIPT_USER unset
+    // (`service_env` sets it to `root` for root runners).
     let nobody = nobody();
     snoop(&[("CHATOPS_SCRIPT_USER", "")], Some(nobody), nobody.0).await;
 }
