@@ -7,6 +7,7 @@
 
 use crate::arm::{ArmServer, Script};
 use crate::azurite::{self, Azurite};
+use crate::process::{binary, running_as_root};
 use crate::slack::SlackServer;
 use chatops_ingress::app::{AppState, Application};
 use chatops_ingress::slack::verify::{Verifier, sign};
@@ -309,7 +310,8 @@ impl TestApp {
                 AutomationExecutor::new(Arc::new(client))
                     .with_poll(PollSchedule::fixed(Duration::from_millis(30))),
             )),
-            local: Arc::new(LocalExecutor::new()),
+            // Scripts start through the real supervisor, as the runner's user (no switch).
+            local: Arc::new(LocalExecutor::new().with_supervisor(binary("chatops-runner"))),
         }
     }
 
@@ -589,6 +591,8 @@ impl TestApp {
             ("CHATOPS_RUNNER_ADDR", "127.0.0.1:0".to_owned()),
         ]
         .into_iter()
+        // A root runner with local runbooks must say who scripts run as; these tests accept root.
+        .chain(running_as_root().then(|| ("CHATOPS_SCRIPT_USER", "root".to_owned())))
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }

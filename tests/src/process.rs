@@ -42,6 +42,31 @@ pub fn binary(name: &str) -> PathBuf {
     profile_dir.join(name)
 }
 
+/// Whether this test process runs as root (then the runner needs `CHATOPS_SCRIPT_USER`).
+pub fn running_as_root() -> bool {
+    effective_uid() == Some(0)
+}
+
+/// This process's effective uid: the owner of `/proc/self`.
+pub fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// A user's uid and gid from `/etc/passwd`.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.as_slice() {
+            [user, _, uid, gid, ..] if *user == name => {
+                Some((uid.parse().ok()?, gid.parse().ok()?))
+            }
+            _ => None,
+        }
+    })
+}
+
 /// A running service binary whose output (stdout and stderr) is collected line by line.
 pub struct Service {
     child: Child,
@@ -51,7 +76,20 @@ pub struct Service {
 impl Service {
     /// Starts `binary` with exactly `env` (plus `PATH`), JSON logs.
     pub fn start(name: &str, env: &[(String, String)]) -> Service {
-        let mut command = Command::new(binary(name));
+        Service::start_program(&binary(name), env, None)
+    }
+
+    /// Starts `program` (a copy of a service binary) with exactly `env` (plus `PATH`), JSON
+    /// logs, as user `as_user` (uid, gid) when given (the test process must be root).
+    pub fn start_program(
+        program: &std::path::Path,
+        env: &[(String, String)],
+        as_user: Option<(u32, u32)>,
+    ) -> Service {
+        let mut command = Command::new(program);
+        if let Some((uid, gid)) = as_user {
+            command.uid(uid).gid(gid);
+        }
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -71,6 +109,17 @@ impl Service {
             collect(BufReader::new(err), lines.clone());
         }
         Service { child, lines }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 
     /// Everything the process printed so far.

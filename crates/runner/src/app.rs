@@ -5,6 +5,7 @@ use crate::executor::Executor;
 use crate::executor::arm::ArmClient;
 use crate::executor::automation::AutomationExecutor;
 use crate::executor::local::LocalExecutor;
+use crate::executor::local::user::{self, ScriptMode};
 use crate::notify::slack::SlackNotifier;
 use crate::worker::{Executors, Worker};
 use axum::Router;
@@ -30,6 +31,12 @@ impl RunnerApp {
     /// the notifier, and binds the health listener.
     pub async fn build(config: RunnerConfig) -> anyhow::Result<Self> {
         let catalog = Arc::new(Catalog::load(&config.catalog_path)?);
+        let script_mode = user::decide(
+            nix::unistd::geteuid().as_raw(),
+            config.script_user.as_deref(),
+            &catalog,
+        )?;
+        log_script_mode(&script_mode);
         let credential = config
             .credential
             .as_ref()
@@ -50,7 +57,7 @@ impl RunnerApp {
         };
         let executors = Executors {
             automation,
-            local: Arc::new(LocalExecutor::new()),
+            local: Arc::new(LocalExecutor::new().with_script_user(script_mode.user().cloned())),
         };
         warn_about_unreported_ends(&catalog, config.slack.webhook_url.is_some());
         warn_about_missing_automation(&catalog, executors.automation.is_some());
@@ -93,9 +100,41 @@ impl RunnerApp {
         });
         let router = health_router(self.queue);
         let server = axum::serve(self.listener, router).with_graceful_shutdown(stopped());
+        let server = async {
+            let mut server = std::pin::pin!(server.into_future());
+            tokio::select! {
+                served = &mut server => served,
+                () = async {
+                    stopped().await;
+                    tokio::time::sleep(HEALTH_DRAIN_LIMIT).await;
+                } => {
+                    tracing::warn!(limit = ?HEALTH_DRAIN_LIMIT, "health checks still open after the drain limit; closing them");
+                    Ok(())
+                }
+            }
+        };
         let worker = self.worker.run_until_stopped(stopped());
-        let (served, ()) = tokio::join!(server.into_future(), worker);
+        let (served, ()) = tokio::join!(server, worker);
         served
+    }
+}
+
+/// How long open health-check connections may take to finish after shutdown begins.
+pub const HEALTH_DRAIN_LIMIT: Duration = Duration::from_secs(3);
+
+/// Says at start who scripts run as; running them as root is worth a warning.
+fn log_script_mode(mode: &ScriptMode) {
+    match mode {
+        ScriptMode::RunnerUser => {
+            tracing::info!("local scripts run as the runner's user; the runner is non-dumpable");
+        }
+        ScriptMode::Switched(user) => {
+            tracing::info!(user = %user.name, uid = user.uid, "local scripts run as CHATOPS_SCRIPT_USER");
+        }
+        ScriptMode::RootAccepted => tracing::warn!(
+            "CHATOPS_SCRIPT_USER=root: local scripts run as root and can read this runner's secrets"
+        ),
+        ScriptMode::NoLocalRunbooks => {}
     }
 }
 

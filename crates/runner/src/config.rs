@@ -16,6 +16,7 @@
 //! | `CHATOPS_AUTOMATION_POLL_INTERVAL` | `5s` | how often a young Automation job's status is read; slows to 30s for long jobs |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for ARM and for `AZURE_STORAGE_QUEUE_ENDPOINT` |
 //! | Slack variables | | see `notify::slack::SlackNotifierConfig` |
+//! | `CHATOPS_SCRIPT_USER` | unset | user (name or uid) local scripts run as; required when the runner runs as root and the catalog has local runbooks (`root` accepts that scripts can read the runner's secrets); see `docs/security.md` |
 
 use crate::executor::arm::ArmConfig;
 use crate::executor::automation::PollSchedule;
@@ -44,6 +45,9 @@ pub struct RunnerConfig {
     /// The Azure credential, when ARM or the queue endpoint needs one.
     pub credential: Option<Chosen>,
     pub slack: SlackNotifierConfig,
+    /// `CHATOPS_SCRIPT_USER`: who local scripts run as, checked against the runner's own user
+    /// and the catalog at start (`executor::local::user::decide`).
+    pub script_user: Option<String>,
 }
 
 impl RunnerConfig {
@@ -110,6 +114,7 @@ impl RunnerConfig {
             poll,
             credential,
             slack: SlackNotifierConfig::from_env(env)?,
+            script_user: config::optional(env, "CHATOPS_SCRIPT_USER"),
         })
     }
 }
@@ -185,6 +190,7 @@ mod tests {
         assert!(c.credential.is_none());
         assert!(c.slack.webhook_url.is_none());
         assert_eq!(c.slack.response_url_prefix, "https://hooks.slack.com/");
+        assert_eq!(c.script_user, None);
     }
 
     #[test]
@@ -198,6 +204,7 @@ mod tests {
             ("CHATOPS_SHUTDOWN_GRACE", "30s"),
             ("CHATOPS_MAX_JOB_AGE", "90m"),
             ("CHATOPS_AUTOMATION_POLL_INTERVAL", "10s"),
+            ("CHATOPS_SCRIPT_USER", "nobody"),
             (
                 "AZURE_SUBSCRIPTION_ID",
                 "00000000-0000-0000-0000-000000000001",
@@ -217,6 +224,7 @@ mod tests {
         assert_eq!(c.worker.shutdown_grace, Duration::from_secs(30));
         assert_eq!(c.worker.max_job_age, Duration::from_secs(90 * 60));
         assert_eq!(c.poll.initial, Duration::from_secs(10));
+        assert_eq!(c.script_user.as_deref(), Some("nobody"));
         assert_eq!(c.arm.as_ref().map(|a| a.account.as_str()), Some("acct"));
         assert!(c.credential.is_some(), "Automation needs a credential");
         assert!(c.slack.webhook_url.is_some());

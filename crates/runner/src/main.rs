@@ -1,5 +1,6 @@
 //! `chatops-runner`: reads its configuration, then takes jobs off the queue until SIGINT/SIGTERM.
-//! `chatops-runner keygen` prints a fresh `CHATOPS_JOB_SIGNING_KEY`.
+//! `chatops-runner keygen` prints a fresh `CHATOPS_JOB_SIGNING_KEY`; `chatops-runner supervise`
+//! is the supervisor the runner starts each local script through (not for people to call).
 
 use chatops_runner::app::RunnerApp;
 use chatops_runner::config::RunnerConfig;
@@ -12,7 +13,16 @@ async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("keygen") {
         return chatops_shared::job::mac::keygen();
     }
+    if std::env::args().nth(1).as_deref() == Some("supervise") {
+        return chatops_runner::executor::local::supervisor::main().await;
+    }
     telemetry::init();
+    // Processes of the same user (the scripts, when the runner is not root) then cannot read
+    // this process's environment or memory, which hold its secrets.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("chatops-runner: cannot make itself non-dumpable: {e}");
+        return ExitCode::from(2);
+    }
     let config = match RunnerConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
         Err(e) => {
