@@ -222,6 +222,17 @@ fn derived_endpoint(
         });
     }
     let suffix = suffix.trim_matches('.');
+    // A host name (and port): anything else would put a path, query or user into the endpoint.
+    if suffix.is_empty()
+        || !suffix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
+    {
+        return Err(ConnectionStringError::Invalid {
+            key: "EndpointSuffix",
+            reason: "must be a host name such as core.windows.net".into(),
+        });
+    }
     Url::parse(&format!("{protocol}://{account}.queue.{suffix}")).map_err(|e| {
         ConnectionStringError::Invalid {
             key: "EndpointSuffix",
@@ -279,6 +290,39 @@ mod tests {
         assert_eq!(
             c.queue_endpoint.as_str(),
             "https://acct.queue.core.chinacloudapi.cn/"
+        );
+    }
+
+    #[test]
+    fn endpoint_suffix_must_be_a_host_name() {
+        // The first two were found by the `connection_string` fuzz target.
+        for suffix in [
+            "core.chinaclo?dapi.cn",
+            "core.windows.net7BlobEndpoint=https://acct.blob.core.windows.net/",
+            "core.windows.net/path/",
+            "x#y",
+            "evil.example@core.windows.net",
+            "..",
+        ] {
+            let input = format!("AccountName=acct;AccountKey={KEY};EndpointSuffix={suffix}");
+            assert!(
+                matches!(
+                    parse(&input),
+                    Err(ConnectionStringError::Invalid {
+                        key: "EndpointSuffix",
+                        ..
+                    })
+                ),
+                "{suffix}"
+            );
+        }
+        let c = parse(&format!(
+            "AccountName=acct;AccountKey={KEY};EndpointSuffix=localhost:10001"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.queue_endpoint.as_str(),
+            "https://acct.queue.localhost:10001/"
         );
     }
 
