@@ -145,7 +145,7 @@ def wait_for_final(job_short_id, timeout=60.0):
     """Prints the runner's messages for a job until one is final."""
     shown = 0
     deadline = time.time() + timeout
-    finals = ("Completed", "Failed", "TimedOut", "Refused", "Stopped", "Suspended")
+    finals = ("Completed", "Failed", "TimedOut", "Refused", "Stopped", "Suspended", "Expired")
     while time.time() < deadline:
         with posted_lock:
             mine = [m for m in posted if job_short_id in m.get("text", "")]
@@ -189,13 +189,14 @@ def main():
     data_dir = tempfile.mkdtemp(prefix="chatops-demo-azurite-")
 
     def stop(*_):
+        # Last started, first stopped, one at a time: the runner finishes with the queue
+        # (deleting the last job's message) before Azurite goes away.
         for p in reversed(procs):
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for p in procs:
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:

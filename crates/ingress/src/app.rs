@@ -10,9 +10,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatops_shared::catalog::Catalog;
-use chatops_shared::claims::Claims;
 use chatops_shared::job::JobKey;
 use chatops_shared::queue::JobQueue;
+use chatops_shared::recent_ids::RecentIds;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub struct AppState {
     /// inside Slack's 5-minute window) gets the same answer without a second message. Per
     /// process: a replay that lands on another replica is queued again under the same
     /// `job_id` (see docs/design.md).
-    pub replays: Arc<Claims>,
+    pub replays: Arc<RecentIds>,
     /// `/readyz`'s last answer, reused for a few seconds.
     pub readiness: Arc<ReadinessCache>,
 }
@@ -64,7 +64,7 @@ impl AppState {
             catalog: Arc::new(catalog),
             queue,
             job_key: Arc::new(job_key),
-            replays: Arc::new(Claims::new(REPLAY_MEMORY, MAX_REPLAYS)),
+            replays: Arc::new(RecentIds::new(REPLAY_MEMORY, MAX_REPLAYS)),
             readiness: Arc::new(ReadinessCache::default()),
         }
     }

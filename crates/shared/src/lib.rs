@@ -6,20 +6,20 @@
 //! - [`queue`]: queue access behind [`queue::JobQueue`], with the Azure Storage implementation.
 //! - [`mrkdwn`]: escaping text for Slack messages; [`slack_id`]: what a Slack ID looks like.
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
-//! - [`claims`]: job ids claimed recently in this process.
+//! - [`recent_ids`]: job ids claimed recently in this process.
 //! - [`body`]: reading HTTP answer bodies with a bound; [`backoff`]: waits between retries.
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
 pub mod backoff;
 pub mod body;
 pub mod catalog;
-pub mod claims;
 pub mod command;
 pub mod config;
 pub mod credential;
 pub mod job;
 pub mod mrkdwn;
 pub mod queue;
+pub mod recent_ids;
 pub mod secret;
 pub mod shutdown;
 pub mod slack_id;

@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chatops_shared::catalog::{Caller, Rejection};
-use chatops_shared::claims::Claims;
 use chatops_shared::command;
 use chatops_shared::job::{self, JobKind, JobMessage, SCHEMA_VERSION};
+use chatops_shared::recent_ids::RecentIds;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -129,7 +129,7 @@ async fn handle(
 
 /// A job id claimed against replays, released on drop unless the job was queued.
 struct Claim<'a> {
-    claims: &'a Claims,
+    claims: &'a RecentIds,
     job_id: Uuid,
     queued: bool,
 }

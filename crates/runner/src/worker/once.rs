@@ -12,8 +12,8 @@
 
 use super::extender::Extender;
 use crate::executor::{Outcome, TransientError};
-use chatops_shared::claims::Claims;
 use chatops_shared::job::JobMessage;
+use chatops_shared::recent_ids::RecentIds;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
@@ -44,7 +44,7 @@ pub(super) enum Ran {
 /// What this runner remembers about the local jobs it started or tried to start.
 pub(super) struct LocalStarts {
     /// Local jobs this runner started, by job id.
-    claimed: Claims,
+    claimed: RecentIds,
     /// Start marks this runner tried to write and then did not start the script: job id →
     /// the mark's time.
     unfollowed_marks: Mutex<HashMap<Uuid, OffsetDateTime>>,
@@ -53,7 +53,7 @@ pub(super) struct LocalStarts {
 impl Default for LocalStarts {
     fn default() -> Self {
         LocalStarts {
-            claimed: Claims::new(CLAIM_MEMORY, MAX_CLAIMS),
+            claimed: RecentIds::new(CLAIM_MEMORY, MAX_CLAIMS),
             unfollowed_marks: Mutex::default(),
         }
     }

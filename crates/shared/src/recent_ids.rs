@@ -1,4 +1,4 @@
-//! Job ids this process has claimed recently, in memory and bounded.
+//! Job ids this process has seen recently (a bounded, in-memory set), claimed one at a time.
 //!
 //! The ingress claims a job id before queueing it, so that a replayed request is answered
 //! without a second message; the runner claims a local job before starting it, so that a second
@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Claimed ids, each remembered for `remember_for`, at most `max` at once.
-pub struct Claims {
+pub struct RecentIds {
     remember_for: Duration,
     max: usize,
     seen: Mutex<HashMap<Uuid, Instant>>,
 }
 
-impl Claims {
+impl RecentIds {
     pub fn new(remember_for: Duration, max: usize) -> Self {
-        Claims {
+        RecentIds {
             remember_for,
             max,
             seen: Mutex::new(HashMap::new()),
@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn an_id_is_claimed_once_until_released() {
-        let c = Claims::new(Duration::from_secs(60), 10);
+        let c = RecentIds::new(Duration::from_secs(60), 10);
         let id = Uuid::from_u128(1);
         assert!(c.claim(id));
         assert!(!c.claim(id));
@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn claims_expire() {
-        let c = Claims::new(Duration::ZERO, 10);
+        let c = RecentIds::new(Duration::ZERO, 10);
         let id = Uuid::from_u128(1);
         assert!(c.claim(id));
         assert!(c.claim(id), "remembered for no time at all");
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded() {
-        let c = Claims::new(Duration::from_secs(60), 2);
+        let c = RecentIds::new(Duration::from_secs(60), 2);
         for n in 0..5 {
             assert!(c.claim(Uuid::from_u128(n)));
         }
