@@ -612,6 +612,31 @@ async fn an_arm_outage_while_following_is_waited_out_and_the_timeout_still_enfor
 }
 
 #[tokio::test]
+async fn an_outage_longer_than_the_patience_ends_the_run_instead_of_waiting_forever() {
+    let server = ArmServer::start().await;
+    server.script("Forever", Script::never_ends());
+    let exec = executor(client(&server)).with_outage_patience(Duration::from_millis(300));
+    let req = request("Forever", &[]);
+    let job = name(&req);
+    let running = tokio::spawn(async move { run(&exec, &req).await });
+    until_created(&server, &job).await;
+    // ARM fails every read from now on, as with a revoked credential.
+    server.fail_next(100_000, 503);
+
+    let (result, _) = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the run ends instead of waiting forever")
+        .unwrap();
+    // It ends, telling the requester what is known, instead of holding the job forever.
+    let outcome = result.expect("an outcome");
+    assert_eq!(outcome.state, FinalState::Failed);
+    assert!(
+        outcome.error.unwrap_or_default().contains("503"),
+        "the reason is given"
+    );
+}
+
+#[tokio::test]
 async fn follow_started_follows_an_existing_job_and_never_starts_one() {
     let server = ArmServer::start().await;
     server.script("Hello-World", Script::completes("from the first runner"));

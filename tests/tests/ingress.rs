@@ -494,16 +494,17 @@ async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check(
     for _ in 0..20 {
         assert_eq!(ready(app.client.clone(), url.clone()).await, 200);
     }
-    assert_eq!(
-        counting.pings.load(Ordering::SeqCst),
-        1,
-        "one storage check"
+    // One check; two if a loaded machine took longer than the cache period for all forty.
+    let checks = counting.pings.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&checks),
+        "{checks} storage checks for 40 requests"
     );
 
     // Not cached forever: once the answer is stale, the queue is checked again.
     tokio::time::sleep(READY_FOR).await;
     assert_eq!(ready(app.client.clone(), url.clone()).await, 200);
-    assert_eq!(counting.pings.load(Ordering::SeqCst), 2);
+    assert_eq!(counting.pings.load(Ordering::SeqCst), checks + 1);
     server.abort();
     app.finish().await;
 }

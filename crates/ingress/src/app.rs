@@ -147,18 +147,3 @@ impl Application {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replays_are_remembered_for_the_whole_signature_window_both_ways() {
-        let window = Duration::from_secs(verify::WINDOW_SECS.unsigned_abs());
-        assert!(
-            REPLAY_MEMORY >= 2 * window,
-            "a copy signed at the window's start can arrive {:?} after the first, but claims last {REPLAY_MEMORY:?}",
-            2 * window
-        );
-    }
-}

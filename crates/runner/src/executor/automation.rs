@@ -81,6 +81,9 @@ pub struct AutomationExecutor {
     client: Arc<ArmClient>,
     poll: PollSchedule,
     stop_wait: Duration,
+    /// The longest one outage is waited out while following a job; past it the run ends
+    /// `Failed` with a plain reason (the job's slot is freed, the requester is told).
+    outage_patience: Duration,
 }
 
 impl AutomationExecutor {
@@ -91,6 +94,7 @@ impl AutomationExecutor {
             client,
             poll: PollSchedule::default(),
             stop_wait: Duration::from_secs(300),
+            outage_patience: Duration::from_secs(30 * 60),
         }
     }
 
@@ -102,6 +106,12 @@ impl AutomationExecutor {
     /// How long a timed-out job is followed after the stop request before giving up on it.
     pub fn with_stop_wait(mut self, stop_wait: Duration) -> Self {
         self.stop_wait = stop_wait;
+        self
+    }
+
+    /// The longest one ARM outage is waited out while a job is followed (default 30 min).
+    pub fn with_outage_patience(mut self, patience: Duration) -> Self {
+        self.outage_patience = patience;
         self
     }
 
@@ -199,7 +209,9 @@ impl AutomationExecutor {
     /// exists: an outage that outlasts the client's own retries is waited out here, with
     /// pauses growing from the first poll interval to the longest, instead of ending the
     /// delivery (the message would come back, count as a failed delivery, and the job would go
-    /// unwatched meanwhile).
+    /// unwatched meanwhile). An outage longer than `outage_patience` (a revoked credential
+    /// fails as a transient token error forever) ends the wait with that error, and the run
+    /// ends as it does for a permanent one.
     async fn through_outages<T, F, Fut>(&self, doing: &str, call: F) -> Result<T, ArmError>
     where
         F: Fn() -> Fut,
@@ -211,10 +223,15 @@ impl AutomationExecutor {
             jitter: false,
         };
         let mut retry = 0;
+        let began = tokio::time::Instant::now();
         loop {
             match call().await {
                 Err(e) if e.is_transient() => {
                     let wait = backoff.wait(retry);
+                    if began.elapsed() + wait > self.outage_patience {
+                        tracing::error!(error = %e, patience = ?self.outage_patience, "Azure Resource Manager has failed for too long; giving up this delivery");
+                        return Err(e);
+                    }
                     tracing::warn!(error = %e, ?wait, "could not {doing} the Azure Automation job; trying again");
                     tokio::time::sleep(wait).await;
                     retry = retry.saturating_add(1);

@@ -214,10 +214,11 @@ fn shown(c: char) -> Cow<'static, str> {
     }
 }
 
-/// Bidirectional embeddings, overrides and isolates, zero-width characters and marks, the
-/// word joiner and the BOM.
+/// The characters the command language refuses as hidden (bidi controls, format characters,
+/// control characters other than tab and line breaks): one list for what is refused and what
+/// is made visible.
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}')
+    chatops_shared::command::is_hidden(c)
 }
 
 /// The escaped head of `text`, at most `max` characters, ending in `…` when cut.

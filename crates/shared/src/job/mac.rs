@@ -22,8 +22,9 @@ use sha2::Sha256;
 use std::fmt;
 
 /// Fields that runners write into a message already on the queue (Update Message), so they
-/// cannot be covered by the ingress's MAC. Each must be harmless when forged: `started_at` can
-/// only stop a job from running (it is then reported as interrupted), never make one run.
+/// cannot be covered by the ingress's MAC. Adding a forged `started_at` can only stop a job from
+/// running (it is then reported as interrupted); removing it from a copy of a message is a
+/// replay, which the MAC cannot stop (see docs/security.md).
 pub const RUNNER_WRITTEN: &[&str] = &["started_at"];
 
 /// The field that carries the MAC.

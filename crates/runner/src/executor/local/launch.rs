@@ -15,6 +15,11 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdout, Command};
 
+/// How long a supervisor may take to read its job and say whether the script started (a
+/// stuck exec, e.g. on a hung network mount, must not hold the job forever). The guard then
+/// stops it.
+const START_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why a script could not be started; logged, never shown in Slack.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StartError {
@@ -94,14 +99,25 @@ impl LocalExecutor {
         let spec = self.spec(request, home);
         if let Some(mut stdin) = supervisor.stdin.take() {
             let json = serde_json::to_vec(&spec).unwrap_or_default();
-            stdin.write_all(&json).await.map_err(StartError::Spec)?;
+            tokio::time::timeout(START_LIMIT, stdin.write_all(&json))
+                .await
+                .map_err(|_| StartError::SupervisorFailed("it did not read the job spec".into()))?
+                .map_err(StartError::Spec)?;
             // Dropping it closes it: the supervisor reads to end-of-file.
         }
         let mut status = match supervisor.stdout.take() {
             Some(stdout) => BufReader::new(stdout).lines(),
             None => return Err(StartError::SupervisorFailed("no status pipe".into())),
         };
-        match next_status(&mut status).await {
+        let first = tokio::time::timeout(START_LIMIT, next_status(&mut status))
+            .await
+            .map_err(|_| {
+                StartError::SupervisorFailed(format!(
+                    "no word from it within {}s of its start",
+                    START_LIMIT.as_secs()
+                ))
+            })?;
+        match first {
             Some(Status::Started { pid }) => Ok(Started {
                 supervisor,
                 guard,

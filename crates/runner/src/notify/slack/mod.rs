@@ -4,7 +4,8 @@
 //! Both URLs are credentials: they are never logged and never part of an error, which names the
 //! path (`response_url` or `webhook`), the HTTP status and Slack's error code instead. A
 //! `response_url` that does not start with the configured prefix came from somewhere other than
-//! Slack (anyone who can write to the queue can put a URL there) and is never contacted.
+//! Slack and is never contacted (defence in depth: the job message is signed, so only a holder of
+//! the signing key can put a URL there).
 //!
 //! - `config`: the settings; `response_url`: when a job's URL may be used; `post`: one post
 //!   with its waits and retries; `answer`: what Slack's answer means.
