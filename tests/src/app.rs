@@ -560,6 +560,15 @@ impl TestApp {
             .collect()
     }
 
+    /// How many Slack messages so far name the job and contain `needle`.
+    pub fn slack_count(&self, job_short_id: &str, needle: &str) -> usize {
+        self.slack
+            .messages()
+            .iter()
+            .filter(|m| m.text().contains(job_short_id) && m.text().contains(needle))
+            .count()
+    }
+
     /// The text of the last Slack message for a job, once one contains `needle`.
     pub async fn final_text(&self, job_short_id: &str, needle: &str) -> String {
         self.wait_for_slack(job_short_id, needle)

@@ -741,12 +741,6 @@ async fn a_huge_output_through_the_queue_is_reported_completed_once() {
         "{text}"
     );
     assert!(app.peek_jobs().await.is_empty(), "the message was deleted");
-    let finals = app
-        .slack
-        .messages()
-        .iter()
-        .filter(|m| m.text().contains(&id) && m.text().contains("*Completed*"))
-        .count();
-    assert_eq!(finals, 1);
+    assert_eq!(app.slack_count(&id, "*Completed*"), 1);
     app.finish().await;
 }

@@ -656,13 +656,7 @@ async fn a_lost_answer_to_an_extension_does_not_make_an_automation_job_followed_
     tokio::time::sleep(Duration::from_secs(3)).await;
     runners.stop().await;
     assert_eq!(app.arm.put_count(&job_id), 1, "followed by one delivery");
-    let finals = app
-        .slack
-        .messages()
-        .iter()
-        .filter(|m| m.text().contains(&id) && m.text().contains("*Completed*"))
-        .count();
-    assert_eq!(finals, 1);
+    assert_eq!(app.slack_count(&id, "*Completed*"), 1);
     assert_eq!(queue.deliveries(), [2]);
     app.finish().await;
 }

@@ -3,6 +3,7 @@
 use super::Worker;
 use crate::executor::{Outcome, Progress};
 use crate::notify::{NotifyError, Update};
+use chatops_shared::backoff::Backoff;
 use chatops_shared::job::JobMessage;
 use std::future::Future;
 use std::time::Duration;
@@ -44,8 +45,14 @@ impl Worker {
     ) -> Result<(), NotifyError> {
         let update = Update::Finished(outcome.clone());
         let deadline = tokio::time::Instant::now() + self.settings.final_notify_patience;
-        let mut wait = Duration::from_millis(500);
+        let backoff = Backoff {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(15),
+            jitter: false,
+        };
+        let mut retry = 0;
         loop {
+            let wait = backoff.wait(retry);
             let pause = match self.notifier.notify(job, &update).await {
                 Ok(()) => return Ok(()),
                 Err(NotifyError::Transient(e)) => {
@@ -71,7 +78,7 @@ impl Worker {
                 )));
             }
             tokio::time::sleep(pause).await;
-            wait = (wait * 2).min(Duration::from_secs(15));
+            retry = retry.saturating_add(1);
         }
     }
 }

@@ -250,7 +250,9 @@ impl Drop for GroupGuard {
     }
 }
 
-fn signal_group(pgid: Pid, signal: Signal) {
+/// Signals a process group; used by the executor and the supervisor alike. The supervisor sets
+/// up no log (its stderr is the script's output), so there the warning goes nowhere.
+pub(super) fn signal_group(pgid: Pid, signal: Signal) {
     // ESRCH (nothing left in the group) is the usual, fine answer.
     if let Err(e) = killpg(pgid, signal)
         && e != nix::errno::Errno::ESRCH

@@ -11,6 +11,7 @@
 //! starting with `FATAL_PREFIX` when it cannot do its job.
 
 use super::protocol::{FATAL_PREFIX, Spec, Status};
+use super::signal_group;
 use nix::sys::prctl;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Pid, getppid};
@@ -179,11 +180,6 @@ async fn stop(
 
 fn group_alive(pgid: Pid) -> bool {
     killpg(pgid, None).is_ok()
-}
-
-fn signal_group(pgid: Pid, signal: Signal) {
-    // ESRCH (nothing left in the group) is the usual answer; nothing else can be done anyway.
-    let _ = killpg(pgid, signal);
 }
 
 fn ended(status: Option<ExitStatus>, timed_out: bool) -> Status {
