@@ -716,6 +716,9 @@ fn job_message(req: &JobRequest) -> chatops_shared::job::JobMessage {
         enterprise_id: None,
         traceparent: None,
         started_at: None,
+        record_day: None,
+        target: None,
+        rerun_of: None,
     }
 }
 

@@ -126,6 +126,9 @@ async fn enqueue(app: &TestApp, runbook: &str) -> String {
         enterprise_id: None,
         traceparent: None,
         started_at: None,
+        record_day: None,
+        target: None,
+        rerun_of: None,
     };
     app.put_raw(&app.queue_text(&job)).await;
     job.short_id()

@@ -286,6 +286,9 @@ async fn a_message_without_a_valid_mac_is_poisoned_never_run_and_nothing_is_post
         enterprise_id: None,
         traceparent: None,
         started_at: None,
+        record_day: None,
+        target: None,
+        rerun_of: None,
     };
     let unsigned = b64.encode(serde_json::to_vec(&job(1)).expect("json"));
     let other_key = chatops_shared::job::JobKey::generate().expect("key");
@@ -344,6 +347,9 @@ async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
         enterprise_id: None,
         traceparent: None,
         started_at: None,
+        record_day: None,
+        target: None,
+        rerun_of: None,
     };
     // Signed with the ingress's key, as after a catalog change since the command was accepted.
     app.put_raw(&app.queue_text(&job)).await;

@@ -41,6 +41,9 @@ fn job(response_url: String, age: time::Duration) -> JobMessage {
         enterprise_id: None,
         traceparent: None,
         started_at: None,
+        record_day: None,
+        target: None,
+        rerun_of: None,
     }
 }
 

@@ -5,12 +5,14 @@
 //! - [`catalog`]: the runbook catalog, validation of a parsed command, authorization.
 //! - [`queue`]: queue access behind [`queue::JobQueue`], with the Azure Storage implementation.
 //! - [`mrkdwn`]: escaping text for Slack messages; [`slack_id`]: what a Slack ID looks like.
+//! - [`records`]: job records in Blob storage, over [`blob::BlobStore`].
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
 //! - [`recent_ids`]: job ids claimed recently in this process.
 //! - [`body`]: reading HTTP answer bodies with a bound; [`backoff`]: waits between retries.
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
 pub mod backoff;
+pub mod blob;
 pub mod body;
 pub mod catalog;
 pub mod command;
@@ -20,6 +22,7 @@ pub mod job;
 pub mod mrkdwn;
 pub mod queue;
 pub mod recent_ids;
+pub mod records;
 pub mod secret;
 pub mod shutdown;
 pub mod slack_id;

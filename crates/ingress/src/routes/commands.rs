@@ -46,7 +46,14 @@ pub async fn slash_command(
     // Verified above, so a signature is present.
     let signature = signature.unwrap_or_default();
     tracing::Span::current().record("user_id", cmd.user_id.as_str());
-    let reply = handle(&state, &cmd, signature, now)
+    // Verified above, so the timestamp is present and recent; every copy of this request
+    // carries it, so every ingress files the job's record under the same day.
+    let record_day = header("x-slack-request-timestamp")
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .unwrap_or(now)
+        .date();
+    let reply = handle(&state, &cmd, signature, now, record_day)
         .await
         .unwrap_or_else(Reply::from);
     Ok(reply.into_response())
@@ -58,6 +65,7 @@ async fn handle(
     cmd: &SlashCommand,
     signature: &str,
     now: OffsetDateTime,
+    record_day: time::Date,
 ) -> Result<Reply, Refusal> {
     let caller = Caller {
         user_id: &cmd.user_id,
@@ -98,6 +106,9 @@ async fn handle(
         enterprise_id: cmd.enterprise_id.clone(),
         traceparent: None,
         started_at: None,
+        record_day: Some(record_day),
+        target: None,
+        rerun_of: None,
     };
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
     let ack = Reply::acknowledgement(&message);

@@ -305,6 +305,9 @@ mod tests {
             enterprise_id: None,
             traceparent: None,
             started_at: None,
+            record_day: None,
+            target: None,
+            rerun_of: None,
         }
     }
 

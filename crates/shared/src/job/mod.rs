@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 pub use mac::{JobKey, JobKeys, MacError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 /// The schema version this build writes and reads.
@@ -35,6 +35,9 @@ pub enum JobKind {
     /// Run a runbook from the catalog.
     #[default]
     Run,
+    /// Stop the job named by `target` (`/runbook stop`). Has its own `job_id`; `runbook` and
+    /// `params` are the target's, for the messages shown about it.
+    Stop,
 }
 
 /// One job, as put on the queue by the ingress.
@@ -83,7 +86,25 @@ pub struct JobMessage {
         with = "time::serde::rfc3339::option"
     )]
     pub started_at: Option<OffsetDateTime>,
+    /// The UTC day (`yyyy-mm-dd`) under which the job's record is filed. The ingress takes it
+    /// from Slack's request timestamp, which every copy of one request carries, so that copies
+    /// queued by different ingress replicas name one record. Absent in messages from older
+    /// ingresses: the day of `requested_at`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "day_format::option"
+    )]
+    pub record_day: Option<Date>,
+    /// `kind: stop`: the job to stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Uuid>,
+    /// The job this one runs again (`/runbook rerun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<Uuid>,
 }
+
+time::serde::format_description!(day_format, Date, "[year]-[month]-[day]");
 
 /// Why a queue message could not be read as a job.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -136,6 +157,12 @@ impl JobMessage {
         mac::verify(&value, keys)?;
         serde_json::from_value(serde_json::Value::Object(value))
             .map_err(|e| DecodeError::Json(e.to_string()))
+    }
+
+    /// The UTC day of the job's record ([`JobMessage::record_day`]).
+    pub fn record_day(&self) -> Date {
+        self.record_day
+            .unwrap_or_else(|| self.requested_at.to_offset(time::UtcOffset::UTC).date())
     }
 
     /// Short form of the job id for people: the first 8 hex digits.
@@ -204,6 +231,9 @@ pub(crate) mod tests {
             enterprise_id: None,
             traceparent: None,
             started_at: None,
+            record_day: None,
+            target: None,
+            rerun_of: None,
         }
     }
 

@@ -173,6 +173,9 @@ pub(super) mod tests {
             enterprise_id: None,
             traceparent: None,
             started_at: None,
+            record_day: None,
+            target: None,
+            rerun_of: None,
         }
     }
 

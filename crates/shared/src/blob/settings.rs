@@ -1,0 +1,1 @@
+//! Where the blob service is, read from the environment (to be written).

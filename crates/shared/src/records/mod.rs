@@ -1,0 +1,61 @@
+//! Job records: one blob per job in the records container, the source of truth for what a job
+//! did. The runner writes them (conditionally, so two runners can never both own a job); the
+//! ingress reads them for `status` and `history`.
+//!
+//! - **Name**: `jobs/<yyyy-mm-dd>/<job_id>.json` ([`record_name`]), the day being the job's
+//!   [`JobMessage::record_day`]: copies of one Slack request, from any ingress, name one blob.
+//! - **Body**: a [`JobRecord`] as JSON. **Metadata**: what a listing needs
+//!   ([`Summary`]), so `status` and `history` list a day's records in one request per 5000
+//!   instead of reading each one.
+//! - [`Records`]: the operations on the container (claim, read, conditional update, find by
+//!   id prefix, list recent days).
+
+mod model;
+mod store;
+
+pub use model::{
+    ExecutorRef, Holder, JobRecord, JobState, RECORD_SCHEMA, SlackMessageRef, StateChange,
+    StopRequest, Summary,
+};
+pub use store::{Claim, Records, RecordsError, Versioned};
+
+use crate::job::JobMessage;
+use time::Date;
+use uuid::Uuid;
+
+/// Default records container (`CHATOPS_RECORDS_CONTAINER`).
+pub const DEFAULT_RECORDS_CONTAINER: &str = "chatops-jobs";
+/// Environment variable naming the records container.
+pub const RECORDS_CONTAINER_VAR: &str = "CHATOPS_RECORDS_CONTAINER";
+/// Environment variable: how many days records are kept (`CHATOPS_RECORDS_RETENTION`).
+pub const RECORDS_RETENTION_VAR: &str = "CHATOPS_RECORDS_RETENTION";
+/// Default retention in days.
+pub const DEFAULT_RETENTION_DAYS: u16 = 30;
+
+/// Prefix of every record's name.
+pub const RECORDS_PREFIX: &str = "jobs/";
+
+/// The prefix of one day's records: `jobs/2026-11-28/`.
+pub fn day_prefix(day: Date) -> String {
+    format!("{RECORDS_PREFIX}{}/", format_day(day))
+}
+
+/// The blob name of a job's record.
+pub fn record_name(day: Date, job_id: &Uuid) -> String {
+    format!("{}{}.json", day_prefix(day), job_id)
+}
+
+/// The blob name of the record of the job a message names.
+pub fn record_name_of(job: &JobMessage) -> String {
+    record_name(job.record_day(), &job.job_id)
+}
+
+/// `yyyy-mm-dd`.
+pub fn format_day(day: Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}

@@ -1,0 +1,235 @@
+//! [`Records`]: the job-record operations on the records container.
+
+use super::model::{JobRecord, Summary};
+use super::{RECORDS_PREFIX, day_prefix, record_name_of};
+use crate::blob::{BlobError, BlobStore, ETag};
+use crate::job::JobMessage;
+use futures::future::join_all;
+use std::sync::Arc;
+use time::{Date, OffsetDateTime};
+
+/// How many times [`Records::update`] re-reads and re-applies a change that lost a race.
+const UPDATE_ATTEMPTS: usize = 20;
+/// Days listed at once by [`Records::find`] once the two newest came back empty.
+const FIND_BATCH: usize = 8;
+
+/// Why a records operation failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RecordsError {
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// A record that is not JSON this build reads (named, never quoted).
+    #[error("the record {name} cannot be read: {reason}")]
+    Unreadable { name: String, reason: String },
+    /// A conditional write lost: the record changed since it was read.
+    #[error("the record {0} changed since it was read")]
+    Conflict(String),
+}
+
+impl RecordsError {
+    /// Worth trying again later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RecordsError::Blob(e) => e.is_transient(),
+            RecordsError::Conflict(_) => true,
+            RecordsError::Unreadable { .. } => false,
+        }
+    }
+}
+
+/// A record as read, with the version a conditional write must name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub name: String,
+    pub etag: ETag,
+    pub record: JobRecord,
+}
+
+/// What [`Records::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This call created the record: the caller owns the job.
+    Created(Versioned),
+    /// The record existed already (made by this caller earlier, or by anyone else).
+    Exists(Versioned),
+}
+
+/// The records container. Cheap to clone.
+#[derive(Clone)]
+pub struct Records {
+    store: Arc<dyn BlobStore>,
+    retention_days: u16,
+}
+
+impl Records {
+    /// `retention_days`: how far back `find` looks (older records are deleted by the
+    /// deployment's lifecycle rule).
+    pub fn new(store: Arc<dyn BlobStore>, retention_days: u16) -> Self {
+        Records {
+            store,
+            retention_days: retention_days.max(1),
+        }
+    }
+
+    pub fn retention_days(&self) -> u16 {
+        self.retention_days
+    }
+
+    /// Creates the container if missing.
+    pub async fn ensure_exists(&self) -> Result<(), RecordsError> {
+        Ok(self.store.ensure_container().await?)
+    }
+
+    /// Creates the record of `job` unless it exists (`If-None-Match: *`): exactly one caller
+    /// gets [`Claim::Created`] for a job. A create whose answer was lost comes back as
+    /// `Exists` with the caller's own record: compare its holder.
+    pub async fn claim(
+        &self,
+        job: &JobMessage,
+        runner: &str,
+        now: OffsetDateTime,
+    ) -> Result<Claim, RecordsError> {
+        let name = record_name_of(job);
+        let record = JobRecord::new(job, runner, now);
+        match self
+            .store
+            .create(&name, to_json(&record), &record.metadata())
+            .await
+        {
+            Ok(etag) => Ok(Claim::Created(Versioned { name, etag, record })),
+            Err(BlobError::AlreadyExists | BlobError::ConditionNotMet) => {
+                match self.read(&name).await? {
+                    Some(existing) => Ok(Claim::Exists(existing)),
+                    // Deleted in between (retention): nothing to own; try again later.
+                    None => Err(RecordsError::Conflict(name)),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a record by blob name.
+    pub async fn read(&self, name: &str) -> Result<Option<Versioned>, RecordsError> {
+        let Some(blob) = self.store.read(name).await? else {
+            return Ok(None);
+        };
+        let record = serde_json::from_slice(&blob.body).map_err(|e| RecordsError::Unreadable {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(Versioned {
+            name: name.to_owned(),
+            etag: blob.etag,
+            record,
+        }))
+    }
+
+    /// Writes `record` over `current`, only if it did not change since it was read.
+    pub async fn replace(
+        &self,
+        current: &Versioned,
+        record: JobRecord,
+    ) -> Result<Versioned, RecordsError> {
+        match self
+            .store
+            .replace(
+                &current.name,
+                to_json(&record),
+                &record.metadata(),
+                &current.etag,
+            )
+            .await
+        {
+            Ok(etag) => Ok(Versioned {
+                name: current.name.clone(),
+                etag,
+                record,
+            }),
+            Err(BlobError::ConditionNotMet) => Err(RecordsError::Conflict(current.name.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the record, applies `change`, and writes it back conditionally, again from a fresh
+    /// read when another writer came first. `change` returns false to leave the record as it
+    /// is. `None` when there is no such record. `change` may run more than once: it must give
+    /// the same result when applied to a record it changed already (a write whose answer was
+    /// lost is re-read and applied again).
+    pub async fn update(
+        &self,
+        name: &str,
+        mut change: impl FnMut(&mut JobRecord) -> bool,
+    ) -> Result<Option<Versioned>, RecordsError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(current) = self.read(name).await? else {
+                return Ok(None);
+            };
+            let mut record = current.record.clone();
+            if !change(&mut record) {
+                return Ok(Some(current));
+            }
+            match self.replace(&current, record).await {
+                Ok(written) => return Ok(Some(written)),
+                Err(RecordsError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(RecordsError::Conflict(name.to_owned()))
+    }
+
+    /// Every record of one day, from the listing alone (one request per 5000 records).
+    pub async fn list_day(&self, day: Date) -> Result<Vec<Summary>, RecordsError> {
+        self.list_prefix(&day_prefix(day)).await
+    }
+
+    /// The records whose job id starts with `id_prefix` (lower-case hex with dashes, as
+    /// printed), looking back from `today` over the retention: the two newest days one by one,
+    /// then [`FIND_BATCH`] days at a time, stopping at the first day with a match.
+    pub async fn find(&self, id_prefix: &str, today: Date) -> Result<Vec<Summary>, RecordsError> {
+        let days: Vec<Date> = (0..self.retention_days)
+            .filter_map(|back| today.checked_sub(time::Duration::days(i64::from(back))))
+            .collect();
+        let (newest, older) = days.split_at(days.len().min(2));
+        for day in newest {
+            let found = self
+                .list_prefix(&format!("{}{id_prefix}", day_prefix(*day)))
+                .await?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        for batch in older.chunks(FIND_BATCH) {
+            let lists = batch.iter().map(|day| {
+                let prefix = format!("{}{id_prefix}", day_prefix(*day));
+                async move { self.list_prefix(&prefix).await }
+            });
+            let mut found = Vec::new();
+            for list in join_all(lists).await {
+                found.extend(list?);
+            }
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<Summary>, RecordsError> {
+        debug_assert!(prefix.starts_with(RECORDS_PREFIX));
+        let mut summaries = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self.store.list(prefix, marker.as_deref()).await?;
+            summaries.extend(page.blobs.iter().filter_map(Summary::from_listed));
+            match page.next_marker {
+                Some(next) if !next.is_empty() => marker = Some(next),
+                _ => return Ok(summaries),
+            }
+        }
+    }
+}
+
+fn to_json(record: &JobRecord) -> Vec<u8> {
+    // A record is plain strings, maps and timestamps: serializing cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}
