@@ -5,12 +5,14 @@
 //! - [`catalog`]: the runbook catalog, validation of a parsed command, authorization.
 //! - [`queue`]: queue access behind [`queue::JobQueue`], with the Azure Storage implementation.
 //! - [`mrkdwn`]: escaping text for Slack messages; [`slack_id`]: what a Slack ID looks like.
+//! - [`audit`]: the append-only audit log.
 //! - [`records`]: job records in Blob storage, over [`blob::BlobStore`].
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
 //! - [`recent_ids`]: job ids claimed recently in this process.
 //! - [`body`]: reading HTTP answer bodies with a bound; [`backoff`]: waits between retries.
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
+pub mod audit;
 pub mod backoff;
 pub mod blob;
 pub mod body;
