@@ -75,10 +75,10 @@ impl AuditLog {
 
     /// Queues `event` for writing; never waits.
     pub fn record(&self, event: AuditEvent) {
-        if let Some(sender) = &self.sender {
-            if sender.send(event).is_err() {
-                tracing::error!("the audit writer has stopped: an audit line was not written");
-            }
+        if let Some(sender) = &self.sender
+            && sender.send(event).is_err()
+        {
+            tracing::error!("the audit writer has stopped: an audit line was not written");
         }
     }
 }
