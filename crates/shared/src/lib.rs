@@ -28,4 +28,5 @@ pub mod records;
 pub mod secret;
 pub mod shutdown;
 pub mod slack_id;
+mod storage;
 pub mod telemetry;
