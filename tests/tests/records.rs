@@ -84,10 +84,18 @@ async fn a_finished_job_leaves_a_record_of_who_ran_what_and_how_it_ended() {
     let record = wait_for_record(&app, &id, "reported", |r| r.record.reported).await;
     let r = &record.record;
     assert_eq!(
-        (r.state, r.runbook.as_str(), r.user_id.as_str(), r.channel_id.as_str()),
+        (
+            r.state,
+            r.runbook.as_str(),
+            r.user_id.as_str(),
+            r.channel_id.as_str()
+        ),
         (JobState::Completed, "echo", ALICE, OPS)
     );
-    assert_eq!(r.params.get("first").map(String::as_str), Some("hello world"));
+    assert_eq!(
+        r.params.get("first").map(String::as_str),
+        Some("hello world")
+    );
     assert_eq!(
         r.history.iter().map(|c| c.state).collect::<Vec<_>>(),
         [JobState::Pending, JobState::Running, JobState::Completed]
@@ -95,7 +103,11 @@ async fn a_finished_job_leaves_a_record_of_who_ran_what_and_how_it_ended() {
     assert!(r.started_at.is_some() && r.ended_at.is_some());
     assert!(r.holder.is_none(), "nobody holds an ended job");
     assert!(matches!(r.executor, Some(ExecutorRef::Local { .. })));
-    assert!(r.output_tail.contains("args: hello world two"), "{}", r.output_tail);
+    assert!(
+        r.output_tail.contains("args: hello world two"),
+        "{}",
+        r.output_tail
+    );
     assert!(record.name.starts_with("jobs/"), "{}", record.name);
     app.finish().await;
 }
@@ -137,12 +149,22 @@ async fn two_ingresses_and_three_runners_run_one_request_once() {
     }
     let id = job_id_from_signature(&signature).simple().to_string()[..8].to_owned();
     assert!(ids.iter().all(|t| t.contains(&id)), "{ids:?}");
-    assert_eq!(app.peek_jobs().await.len(), 2, "each ingress queued its copy");
+    assert_eq!(
+        app.peek_jobs().await.len(),
+        2,
+        "each ingress queued its copy"
+    );
 
     app.final_text(&id, "*Completed*").await;
     // The second copy is held by a runner that watches the record, then deleted.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while app.azure_queue.approximate_len(false).await.expect("queue length") > 0 {
+    while app
+        .azure_queue
+        .approximate_len(false)
+        .await
+        .expect("queue length")
+        > 0
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the second copy was never deleted"
@@ -212,7 +234,11 @@ async fn a_runner_killed_between_the_final_post_and_the_delete_posts_nothing_mor
     assert_eq!(app.peek_jobs().await.len(), 0, "and was deleted");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.slack_count(&id, "*Completed*"), 1, "no second post");
-    assert_eq!(app.slack_count(&id, "nterrupted"), 0, "not called interrupted");
+    assert_eq!(
+        app.slack_count(&id, "nterrupted"),
+        0,
+        "not called interrupted"
+    );
     assert_eq!(lines(&app, "record.log"), 1, "not run again");
     app.finish().await;
 }
@@ -235,7 +261,11 @@ async fn a_job_that_ended_unreported_is_reported_from_its_record() {
     records.replace(&record, unreported).await.expect("rewrite");
     app.put_raw(&app.queue_text(&job)).await;
     app.drain(&worker).await;
-    assert_eq!(app.slack_count(&id, "*Completed*"), 2, "posted again from the record");
+    assert_eq!(
+        app.slack_count(&id, "*Completed*"),
+        2,
+        "posted again from the record"
+    );
     assert_eq!(lines(&app, "record.log"), 1, "not run again");
     assert!(record_of(&app, &id).await.record.reported);
     app.finish().await;
@@ -264,7 +294,11 @@ async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
     app.drain(&app.worker_with(settings)).await;
     let text = app.final_text(&id, "*Completed*").await;
     assert!(text.contains("restarted"), "{text}");
-    assert_eq!(app.arm.put_count(&job_id), 1, "the Azure job was not started twice");
+    assert_eq!(
+        app.arm.put_count(&job_id),
+        1,
+        "the Azure job was not started twice"
+    );
     let record = record_of(&app, &id).await;
     assert!(
         record
@@ -309,10 +343,17 @@ async fn stop_of_a_running_local_job_held_by_another_runner_kills_it_and_says_wh
     let text = app.final_text(&id, "*Stopped*").await;
     assert!(text.contains(&format!("Stopped by <@{ALICE}>")), "{text}");
     let _ = running.await;
-    assert_eq!(lines(&app, "record.log"), 0, "the script was killed before its end");
+    assert_eq!(
+        lines(&app, "record.log"),
+        0,
+        "the script was killed before its end"
+    );
     let record = record_of(&app, &id).await;
     assert_eq!(record.record.state, JobState::Stopped);
-    assert_eq!(record.record.stop.as_ref().map(|s| s.by.as_str()), Some(ALICE));
+    assert_eq!(
+        record.record.stop.as_ref().map(|s| s.by.as_str()),
+        Some(ALICE)
+    );
     app.finish().await;
 }
 

@@ -5,9 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chatops_runner::executor::local::{INHERITED_VARS, LocalExecutor};
-use chatops_runner::executor::{
-    Executor, FinalState, JobRequest, Outcome, Progress, StopSignal,
-};
+use chatops_runner::executor::{Executor, FinalState, JobRequest, Outcome, Progress, StopSignal};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;

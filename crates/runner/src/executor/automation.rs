@@ -144,7 +144,10 @@ impl AutomationExecutor {
             if !announced && (job.status.has_started() || job.start_time.is_some()) {
                 let started_at = job.start_time.unwrap_or_else(OffsetDateTime::now_utc);
                 // The receiver is gone only when the worker stopped caring; keep going anyway.
-                let _ = progress.send(Progress::Running { started_at });
+                let _ = progress.send(Progress::Running {
+                    started_at,
+                    pgid: None,
+                });
                 announced = true;
             }
             if job.status.is_final() {

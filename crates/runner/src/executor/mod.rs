@@ -104,8 +104,12 @@ impl FinalState {
 /// A change the executor reports while the job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// The job started (or an already started job was found and is being followed).
-    Running { started_at: OffsetDateTime },
+    /// The job started (or an already started job was found and is being followed). `pgid`:
+    /// a local script's process group.
+    Running {
+        started_at: OffsetDateTime,
+        pgid: Option<i32>,
+    },
 }
 
 /// The end of a job.

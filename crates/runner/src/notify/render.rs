@@ -85,7 +85,11 @@ fn compose(job: &JobMessage, update: &Update, prefix: &str) -> String {
                 )),
                 None => text.push_str(&format!("Ended {}", slack_date(outcome.ended_at))),
             }
-            if let Some(by) = outcome.stopped_by.as_deref().filter(|u| is_slack_id(u, &['U', 'W'])) {
+            if let Some(by) = outcome
+                .stopped_by
+                .as_deref()
+                .filter(|u| is_slack_id(u, &['U', 'W']))
+            {
                 text.push_str(&format!("\nStopped by <@{by}>"));
             }
             if let Some(error) = outcome.error.as_deref().filter(|e| !e.trim().is_empty()) {

@@ -16,17 +16,23 @@ use time::OffsetDateTime;
 
 impl Worker {
     /// The start mark: state `running`, with what the executor knows the job by. A local
-    /// script starts only after this write succeeded.
+    /// script starts only after this write succeeded. `Some(who)` instead when someone asked
+    /// to stop the job before it started: nothing is written, the job is not to start.
     pub(super) async fn record_running(
         &self,
         name: &str,
         reference: ExecutorRef,
-    ) -> Result<(), RecordsError> {
+    ) -> Result<Option<String>, RecordsError> {
         let me = self.settings.runner_id.clone();
         let now = OffsetDateTime::now_utc();
+        let mut stopped_by = None;
         let written = self
             .records
             .update(name, |record| {
+                if let Some(stop) = &record.stop {
+                    stopped_by = Some(stop.by.clone());
+                    return false;
+                }
                 if record.state == JobState::Running && record.executor.is_some() {
                     return false;
                 }
@@ -35,13 +41,48 @@ impl Worker {
                 true
             })
             .await?;
+        if stopped_by.is_some() {
+            return Ok(stopped_by);
+        }
         if let Some(written) = written {
             self.audit(AuditEvent::Started {
                 job_id: written.record.job_id,
                 runner: me,
             });
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The job started (or was found started): when, and a local script's process group.
+    /// Best effort: the final write sets `started_at` too.
+    pub(super) async fn record_started(
+        &self,
+        job: &JobMessage,
+        at: OffsetDateTime,
+        pgid: Option<i32>,
+    ) {
+        let result = self
+            .records
+            .update(&record_name_of(job), |record| {
+                let pgid_known = match (&record.executor, pgid) {
+                    (Some(ExecutorRef::Local { pgid: known, .. }), Some(pgid)) => *known == pgid,
+                    _ => true,
+                };
+                if record.started_at.is_some() && pgid_known {
+                    return false;
+                }
+                record.started_at.get_or_insert(at);
+                if let (Some(ExecutorRef::Local { pgid: known, .. }), Some(pgid)) =
+                    (record.executor.as_mut(), pgid)
+                {
+                    *known = pgid;
+                }
+                true
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not write the job's start to its record");
+        }
     }
 
     /// Writes the final state; gives back the outcome to post, with who stopped the job when

@@ -317,7 +317,10 @@ impl Worker {
     ) -> Ended {
         let (outcome, recorded) = match todo {
             Todo::Run { record, started } => {
-                match self.run_owned(job, *record, started, dequeue_count, stop).await {
+                match self
+                    .run_owned(job, *record, started, dequeue_count, stop)
+                    .await
+                {
                     Ran::Finished(outcome) => match self.record_final(job, outcome.clone()).await {
                         Ok(outcome) => (outcome, true),
                         Err(e) => {
@@ -375,7 +378,8 @@ impl Worker {
         if let Some(request) = &record.record.stop
             && !started
         {
-            let mut outcome = Outcome::without_run(FinalState::Stopped, "stopped before it started");
+            let mut outcome =
+                Outcome::without_run(FinalState::Stopped, "stopped before it started");
             outcome.stopped_by = Some(request.by.clone());
             return Ran::Finished(outcome);
         }
@@ -395,23 +399,31 @@ impl Worker {
             if let Some(outcome) = expired {
                 return Ran::Finished(outcome);
             }
-            let reference = ExecutorRef::Local {
+        }
+        let reference = if prepared.local {
+            Some(ExecutorRef::Local {
                 host: self.settings.runner_id.clone(),
                 pgid: 0,
-            };
-            if let Err(e) = self.record_running(&name, reference).await {
-                return Ran::Retry(TransientError(format!(
-                    "could not mark the job as started in its record, so it was not started: {e}"
-                )));
-            }
-        } else if expired.is_none() {
-            let reference = ExecutorRef::Automation {
+            })
+        } else {
+            expired.is_none().then(|| ExecutorRef::Automation {
                 job_name: job.job_id.hyphenated().to_string(),
-            };
-            if let Err(e) = self.record_running(&name, reference).await {
-                return Ran::Retry(TransientError(format!(
-                    "could not mark the job as started in its record: {e}"
-                )));
+            })
+        };
+        if let Some(reference) = reference {
+            match self.record_running(&name, reference).await {
+                Ok(None) => {}
+                Ok(Some(by)) => {
+                    let mut outcome =
+                        Outcome::without_run(FinalState::Stopped, "stopped before it started");
+                    outcome.stopped_by = Some(by);
+                    return Ran::Finished(outcome);
+                }
+                Err(e) => {
+                    return Ran::Retry(TransientError(format!(
+                        "could not mark the job as started in its record, so it was not started: {e}"
+                    )));
+                }
             }
         }
         let run = async {

@@ -15,11 +15,11 @@
 
 use super::Worker;
 use super::extender::Extender;
+use chatops_shared::backoff::Backoff;
 use chatops_shared::job::JobMessage;
 use chatops_shared::records::{
     Claim, Holder, JobState, RecordsError, StateChange, Versioned, record_name_of,
 };
-use chatops_shared::backoff::Backoff;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -27,7 +27,10 @@ use time::OffsetDateTime;
 pub(super) enum Owned {
     /// This runner holds the job now. `started` when a runner had started it before (it was
     /// taken over, or this runner's earlier attempt got that far).
-    Run { record: Box<Versioned>, started: bool },
+    Run {
+        record: Box<Versioned>,
+        started: bool,
+    },
     /// The job ended and its final status was delivered.
     Reported,
     /// The job ended; its final status still has to be posted.

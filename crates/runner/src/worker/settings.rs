@@ -52,7 +52,13 @@ pub fn new_runner_id() -> String {
         .unwrap_or_else(|| "runner".to_owned());
     let host: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     let mut random = [0u8; 2];

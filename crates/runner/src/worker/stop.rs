@@ -60,7 +60,11 @@ impl Worker {
             ));
         };
         let today = OffsetDateTime::now_utc().date();
-        let found = self.records.find(&target.to_string(), today).await.map_err(text)?;
+        let found = self
+            .records
+            .find(&target.to_string(), today)
+            .await
+            .map_err(text)?;
         let Some(summary) = found.into_iter().find(|s| s.job_id == target) else {
             return Ok(Stopping::Nothing(format!(
                 "there is no record of job {}",
@@ -86,10 +90,9 @@ impl Worker {
             channel_id: &job.channel_id,
         };
         let allowed = record.user_id == job.user_id
-            || self
-                .catalog
-                .get(&record.runbook)
-                .is_some_and(|runbook| runbook.authorize(&caller).is_err() && runbook.authorize(&caller).is_ok());
+            || self.catalog.get(&record.runbook).is_some_and(|runbook| {
+                runbook.authorize(&caller).is_err() && runbook.authorize(&caller).is_ok()
+            });
         if !allowed {
             return Ok(Stopping::Nothing(format!(
                 "you may not stop job {}: only the person who started it and those `stop_allow` names may",
@@ -112,16 +115,15 @@ impl Worker {
             })
             .await
             .map_err(text)?;
-        let automation = written.as_ref().is_some_and(|w| {
-            matches!(w.record.executor, Some(ExecutorRef::Automation { .. }))
-        }) || self.catalog.get(&record.runbook).is_some_and(|r| {
-            r.executor == chatops_shared::catalog::ExecutorKind::Automation
-        });
+        let automation = written
+            .as_ref()
+            .is_some_and(|w| matches!(w.record.executor, Some(ExecutorRef::Automation { .. })))
+            || self
+                .catalog
+                .get(&record.runbook)
+                .is_some_and(|r| r.executor == chatops_shared::catalog::ExecutorKind::Automation);
         if automation && let Some(executor) = &self.executors.automation {
-            executor
-                .request_stop(&target)
-                .await
-                .map_err(|e| e.0)?;
+            executor.request_stop(&target).await.map_err(|e| e.0)?;
         }
         Ok(Stopping::Requested)
     }

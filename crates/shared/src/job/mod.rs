@@ -376,7 +376,7 @@ pub(crate) mod tests {
     /// What runners before job records did just before a local script started: `started_at`
     /// written into the message, every other field kept. Such messages may still be on a queue
     /// during an upgrade, and must verify (`started_at` is outside the MAC).
-        fn mark_started(text: &str, at: OffsetDateTime) -> Result<String, DecodeError> {
+    fn mark_started(text: &str, at: OffsetDateTime) -> Result<String, DecodeError> {
         let mut object = decode_object(text)?;
         let stamp = at
             .format(&time::format_description::well_known::Rfc3339)

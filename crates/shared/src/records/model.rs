@@ -385,7 +385,10 @@ mod tests {
         assert!(!record.holder_is_dead(now, std::time::Duration::from_secs(30)));
         record.set_state(JobState::Running, "r1", now, None);
         record.set_state(JobState::Failed, "r1", now, Some("exit 1".into()));
-        assert!(record.holder.is_some(), "its runner still has to post the end");
+        assert!(
+            record.holder.is_some(),
+            "its runner still has to post the end"
+        );
         assert_eq!(record.ended_at, Some(now));
         assert_eq!(
             record.history.iter().map(|c| c.state).collect::<Vec<_>>(),

@@ -125,7 +125,10 @@ impl Executor for LocalExecutor {
         };
         let started_at = OffsetDateTime::now_utc();
         tracing::info!(pid = started.pgid.as_raw(), "script started");
-        let _ = progress.send(Progress::Running { started_at });
+        let _ = progress.send(Progress::Running {
+            started_at,
+            pgid: Some(started.pgid.as_raw()),
+        });
 
         // The supervisor stops the script at its timeout; this bound only guards against a
         // supervisor that stopped answering.
