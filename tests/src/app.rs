@@ -16,11 +16,13 @@ use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
 use chatops_runner::executor::local::LocalExecutor;
 use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
+use chatops_shared::blob::BlobStore as _;
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::{JobKey, JobKeys, JobMessage};
 use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::queue::connection::ConnectionString;
 use chatops_shared::queue::{JobQueue, PoisonRecord, Received};
+use chatops_shared::records::{DEFAULT_RECORDS_CONTAINER, DEFAULT_RETENTION_DAYS, Records};
 use chatops_shared::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -157,6 +159,14 @@ impl TestApp {
             RetryBudget::interactive(),
         );
         queue.ensure_exists().await.expect("create queues");
+        azurite::blob_store_for(
+            &azurite,
+            DEFAULT_RECORDS_CONTAINER,
+            RetryBudget::interactive(),
+        )
+        .ensure_container()
+        .await
+        .expect("create the records container");
 
         let dir =
             std::env::temp_dir().join(format!("chatops-e2e-{}", uuid::Uuid::new_v4().simple()));
@@ -270,7 +280,17 @@ impl TestApp {
             final_notify_patience: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             max_job_age: Duration::from_secs(3600),
+            runner_id: chatops_runner::worker::new_runner_id(),
+            record_poll: Duration::from_millis(300),
         }
+    }
+
+    /// The job records, in this app's Azurite (the default container).
+    pub fn records(&self) -> Records {
+        Records::new(
+            self.blob_store(DEFAULT_RECORDS_CONTAINER),
+            DEFAULT_RETENTION_DAYS,
+        )
     }
 
     pub fn worker_with(&self, settings: WorkerSettings) -> Worker {
@@ -283,9 +303,13 @@ impl TestApp {
     }
 
     /// A worker like [`TestApp::worker_with`] that reaches the queue through `queue`.
-    pub fn worker_on(&self, queue: Arc<dyn JobQueue>, settings: WorkerSettings) -> Worker {
+    /// Each worker is a runner of its own in the job records (a fresh `runner_id`), as each
+    /// runner process is, whatever settings it is given.
+    pub fn worker_on(&self, queue: Arc<dyn JobQueue>, mut settings: WorkerSettings) -> Worker {
+        settings.runner_id = chatops_runner::worker::new_runner_id();
         Worker::new(
             queue,
+            self.records(),
             self.catalog.clone(),
             self.job_keys.clone(),
             self.executors(),
