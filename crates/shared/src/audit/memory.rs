@@ -28,6 +28,8 @@ struct Stored {
 struct State {
     blobs: BTreeMap<String, Stored>,
     faults: VecDeque<Fault>,
+    /// Reads answer 403, as for an identity that may only add.
+    forbid_reads: bool,
     /// Every append the service applied: (blob, lines in the block).
     appends: Vec<(String, usize)>,
 }
@@ -57,6 +59,10 @@ impl MemoryStore {
 
     pub fn fail_next(&self, faults: &[Fault]) {
         self.state().faults.extend(faults.iter().cloned());
+    }
+
+    pub fn forbid_reads(&self) {
+        self.state().forbid_reads = true;
     }
 
     pub fn faults_left(&self) -> usize {
@@ -128,6 +134,9 @@ impl BlobStore for MemoryStore {
     }
 
     async fn read(&self, name: &str) -> Result<Option<Blob>, BlobError> {
+        if self.state().forbid_reads {
+            return Err(BlobError::Forbidden("403 AuthorizationPermissionMismatch".to_owned()));
+        }
         Ok(self.state().blobs.get(name).map(|b| Blob {
             body: b.body.clone(),
             etag: etag(b.version),

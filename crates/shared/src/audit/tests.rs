@@ -156,6 +156,22 @@ async fn an_append_whose_answer_was_lost_is_recognised_and_not_repeated() {
 }
 
 #[tokio::test]
+async fn a_writer_that_may_not_read_continues_in_the_next_part() {
+    let store = Arc::new(MemoryStore::new());
+    store.forbid_reads();
+    store.fail_next(&[Fault::AppliedAnswerLost]);
+    let (log, writer) = start(&store, settings());
+    log.record_at(DAY1, event(1));
+    log.record_at(DAY1, event(2));
+    assert_eq!(writer.shutdown(Duration::from_secs(5)).await, 0);
+    let part2 = "2026-11-28/host-1-ab12-2.jsonl";
+    assert_eq!(job_ids(&store, BLOB1), vec![1, 2]);
+    assert_eq!(job_ids(&store, part2), vec![1, 2], "written again, chain intact");
+    checked(&store, BLOB1);
+    checked(&store, part2);
+}
+
+#[tokio::test]
 async fn lines_keep_their_order_across_transient_failures() {
     let store = Arc::new(MemoryStore::new());
     store.fail_next(&[Fault::Unavailable, Fault::Unavailable, Fault::Unavailable]);

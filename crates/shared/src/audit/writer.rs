@@ -196,7 +196,9 @@ impl Writer {
                 cursor.known = true;
             } else {
                 // Ours from an attempt whose answer was lost, or written before: read its end.
-                let body = self.read_body().await?;
+                let Some(body) = self.read_body().await? else {
+                    return Ok(Attempt::Again);
+                };
                 if let Some(cursor) = self.cursor.as_mut() {
                     adopt_end(cursor, &self.writer, &body);
                 }
@@ -222,7 +224,9 @@ impl Writer {
                 Ok(Attempt::Written(block.count))
             }
             Err(BlobError::ConditionNotMet) => {
-                let body = self.read_body().await?;
+                let Some(body) = self.read_body().await? else {
+                    return Ok(Attempt::Again);
+                };
                 let ours = line::last_line(&body)
                     .is_some_and(|(last, terminated)| terminated && last == block.last_line);
                 let Some(cursor) = self.cursor.as_mut() else {
@@ -255,19 +259,32 @@ impl Writer {
     }
 
     /// The body of the cursor's blob; an error (and a re-check next time) when it is gone.
-    async fn read_body(&mut self) -> Result<Vec<u8>, BlobError> {
+    /// `None` when this identity may not read it (the ingress may only add to the container):
+    /// the cursor then moves to the next part, a new blob whose end is known, and the lines
+    /// are written there (if the last append was applied after all, they are in both).
+    async fn read_body(&mut self) -> Result<Option<Vec<u8>>, BlobError> {
         let Some(cursor) = self.cursor.as_mut() else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        match self.store.read(&cursor.name).await? {
-            Some(blob) => Ok(blob.body),
-            None => {
+        match self.store.read(&cursor.name).await {
+            Ok(Some(blob)) => Ok(Some(blob.body)),
+            Ok(None) => {
                 cursor.known = false;
                 Err(BlobError::Other(format!(
                     "the audit blob {} is missing",
                     cursor.name
                 )))
             }
+            Err(BlobError::Forbidden(_)) => {
+                let next = Cursor::new(&self.writer, cursor.day, cursor.part + 1);
+                tracing::warn!(
+                    blob = %cursor.name, next = %next.name,
+                    "may not read the audit blob to find its end; continuing in the next part"
+                );
+                *cursor = next;
+                Ok(None)
+            }
+            Err(error) => Err(error),
         }
     }
 }
