@@ -135,7 +135,9 @@ impl BlobStore for MemoryStore {
 
     async fn read(&self, name: &str) -> Result<Option<Blob>, BlobError> {
         if self.state().forbid_reads {
-            return Err(BlobError::Forbidden("403 AuthorizationPermissionMismatch".to_owned()));
+            return Err(BlobError::Forbidden(
+                "403 AuthorizationPermissionMismatch".to_owned(),
+            ));
         }
         Ok(self.state().blobs.get(name).map(|b| Blob {
             body: b.body.clone(),

@@ -94,7 +94,8 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Starts the writer task (on the current Tokio runtime), appending to `store` (the audit
-    /// container) under `writer_id` (see [`writer_id`]). Stop it with [`AuditWriter::shutdown`].
+    /// container, which must exist: `ensure_container` at start, as for the records) under
+    /// `writer_id` (see [`writer_id`]; one per process). Stop it with [`AuditWriter::shutdown`].
     pub fn new(store: Arc<dyn BlobStore>, writer_id: String) -> (AuditLog, AuditWriter) {
         AuditLog::with_settings(store, writer_id, WriterSettings::default())
     }

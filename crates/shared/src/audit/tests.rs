@@ -166,7 +166,11 @@ async fn a_writer_that_may_not_read_continues_in_the_next_part() {
     assert_eq!(writer.shutdown(Duration::from_secs(5)).await, 0);
     let part2 = "2026-11-28/host-1-ab12-2.jsonl";
     assert_eq!(job_ids(&store, BLOB1), vec![1, 2]);
-    assert_eq!(job_ids(&store, part2), vec![1, 2], "written again, chain intact");
+    assert_eq!(
+        job_ids(&store, part2),
+        vec![1, 2],
+        "written again, chain intact"
+    );
     checked(&store, BLOB1);
     checked(&store, part2);
 }
