@@ -7,7 +7,8 @@
 //! - `ConditionNotMet` (the blob is not where we thought): re-read the blob; when its last line is
 //!   the one we tried to write, the append was applied and only its answer was lost; otherwise
 //!   go on from the blob's real end;
-//! - `BlockCountExceedsLimit` (50,000 appends): go on in the next part, `<writer>-2.jsonl`, ….
+//! - `BlockCountExceedsLimit` (50,000 appends): go on in the next part, `<writer>-2.jsonl`, …;
+//! - a blob whose end it may not read (the ingress may only add) or cannot parse: the next part.
 
 use super::line::{self, GENESIS, Stamp};
 use super::naming::blob_name;
