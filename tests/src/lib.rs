@@ -14,4 +14,5 @@ pub mod app;
 pub mod arm;
 pub mod azurite;
 pub mod process;
+pub mod proxy;
 pub mod slack;
