@@ -515,3 +515,69 @@ async fn export_writes_the_lines_of_the_period_as_stored() {
         .collect();
     assert_eq!(out, expected, "lines exactly as stored");
 }
+
+// ---- what operators see ----
+
+/// Log output captured on this thread (the tests' runtime runs the writer task here too).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn long_failures_and_lost_lines_are_logged_as_errors() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = Arc::new(MemoryStore::new());
+    store.fail_next(&vec![Fault::Unavailable; 6]);
+    let (log, writer) = start(
+        &store,
+        WriterSettings {
+            max_waiting: 2,
+            alarm_after: 5,
+            ..settings()
+        },
+    );
+    log.record_at(DAY1, event(1));
+    until(|| store.faults_left() < 6).await;
+    // While the first line is retried, three more come: the oldest of them is dropped.
+    for n in 2..=4 {
+        log.record_at(DAY1, event(n));
+    }
+    writer.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(job_ids(&store, BLOB1), vec![1, 3, 4]);
+
+    let text = logs.text();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 2, "{text}");
+    assert!(
+        errors[0].contains("audit lines cannot be written; retrying")
+            && errors[0].contains("failures=5"),
+        "{text}"
+    );
+    assert!(
+        errors[1].contains("audit lines lost") && errors[1].contains("lost=1"),
+        "{text}"
+    );
+    assert!(text.contains("audit lines are written again"), "{text}");
+}
