@@ -459,3 +459,75 @@ async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
     assert_eq!(stopped["by"], ALICE);
     app.finish().await;
 }
+
+/// A runner whose job was taken over by another runner (its record names the other runner
+/// now, with a fresh heartbeat) lets the job go: it posts no final status of its own.
+#[tokio::test]
+async fn a_runner_that_was_taken_for_dead_lets_the_job_go_without_posting() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=2").await);
+    let holder = app.worker();
+    let running = tokio::spawn(async move { holder.process_next().await });
+    wait_until_started(&app).await;
+    let current = record_of(&app, &id).await;
+    let mut taken = current.record.clone();
+    taken.holder = Some(chatops_shared::records::Holder {
+        runner: "another-runner".into(),
+        heartbeat_at: time::OffsetDateTime::now_utc(),
+    });
+    app.records()
+        .replace(&current, taken)
+        .await
+        .expect("take the job over");
+    let _ = running.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.slack_count(&id, "*Completed*"), 0, "no post");
+    let record = record_of(&app, &id).await.record;
+    assert_eq!(record.state, JobState::Running, "left to the new holder");
+    assert_eq!(
+        record.holder.map(|h| h.runner).as_deref(),
+        Some("another-runner")
+    );
+    // Its message is the new holder's to delete: left on the queue, hidden.
+    app.forget_queue();
+}
+
+/// A message given up on (too many deliveries) whose job ended unreported gets the job's real
+/// end posted, not "gave up".
+#[tokio::test]
+async fn giving_up_on_a_message_whose_job_ended_unreported_posts_the_real_end() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
+    let job = app.peek_jobs().await.remove(0);
+    app.drain(&app.worker()).await;
+    app.final_text(&id, "*Completed*").await;
+    let current = wait_for_record(&app, &id, "reported", |r| r.record.reported).await;
+    // As if its runner had died after writing the end and before posting it.
+    let mut unreported = current.record.clone();
+    unreported.reported = false;
+    unreported.holder = Some(chatops_shared::records::Holder {
+        runner: "dead-runner".into(),
+        heartbeat_at: time::OffsetDateTime::now_utc() - Duration::from_secs(3600),
+    });
+    app.records()
+        .replace(&current, unreported)
+        .await
+        .expect("rewrite");
+    app.put_raw(&app.queue_text(&job)).await;
+    let mut settings = app.worker_settings();
+    settings.max_dequeue = 0;
+    app.drain(&app.worker_with(settings)).await;
+    assert_eq!(
+        app.slack_count(&id, "*Completed*"),
+        2,
+        "the real end, again"
+    );
+    assert_eq!(app.slack_count(&id, "gave up"), 0);
+    assert!(record_of(&app, &id).await.record.reported);
+    assert_eq!(
+        app.take_poison().await.len(),
+        1,
+        "the message is on the poison queue"
+    );
+    app.finish().await;
+}

@@ -9,46 +9,54 @@ use chatops_shared::audit::AuditEvent;
 use chatops_shared::backoff::Backoff;
 use chatops_shared::job::JobMessage;
 use chatops_shared::records::{ExecutorRef, JobRecord, JobState, RecordsError, record_name_of};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 
 impl Worker {
-    /// The start mark: state `running`, with what the executor knows the job by. A local
-    /// script starts only after this write succeeded. `Some(who)` instead when someone asked
-    /// to stop the job before it started: nothing is written, the job is not to start.
+    /// The start mark: state `running`, with what the executor knows the job by, written only
+    /// while this runner holds the job. A local script starts only after this write
+    /// succeeded ([`Start::Go`]).
     pub(super) async fn record_running(
         &self,
         name: &str,
         reference: ExecutorRef,
-    ) -> Result<Option<String>, RecordsError> {
+    ) -> Result<Start, RecordsError> {
         let me = self.settings.runner_id.clone();
         let now = OffsetDateTime::now_utc();
-        let mut stopped_by = None;
+        let mut start = Start::Go;
         let written = self
             .records
             .update(name, |record| {
-                if let Some(stop) = &record.stop {
-                    stopped_by = Some(stop.by.clone());
+                if !holds(record, &me) {
+                    start = Start::TakenOver;
                     return false;
                 }
-                if record.state == JobState::Running && record.executor.is_some() {
+                if let Some(stop) = &record.stop {
+                    start = Start::StoppedBy(stop.by.clone());
+                    return false;
+                }
+                start = Start::Go;
+                if record.state == JobState::Running && record.executor.as_ref() == Some(&reference)
+                {
+                    // This runner's own mark, whose answer was lost.
                     return false;
                 }
                 record.executor = Some(reference.clone());
                 record.set_state(JobState::Running, &me, now, None);
+                if let Some(holder) = record.holder.as_mut() {
+                    holder.heartbeat_at = now;
+                }
                 true
             })
             .await?;
-        if stopped_by.is_some() {
-            return Ok(stopped_by);
-        }
-        if let Some(written) = written {
+        if let (Start::Go, Some(written)) = (&start, written) {
             self.audit(AuditEvent::Started {
                 job_id: written.record.job_id,
                 runner: me,
             });
         }
-        Ok(None)
+        Ok(start)
     }
 
     /// The job started (or was found started): when, and a local script's process group.
@@ -83,25 +91,30 @@ impl Worker {
         }
     }
 
-    /// Writes the final state; gives back the outcome to post, with who stopped the job when
-    /// someone did.
+    /// Writes the final state, while this runner holds the job; gives back the outcome to post,
+    /// with who stopped the job when someone did. `None`: another runner took the job over (it
+    /// reports it).
     pub(super) async fn record_final(
         &self,
         job: &JobMessage,
         mut outcome: Outcome,
-    ) -> Result<Outcome, RecordsError> {
+    ) -> Result<Option<Outcome>, RecordsError> {
         let me = self.settings.runner_id.clone();
         let state = record_state(outcome.state);
         let name = record_name_of(job);
+        let taken_over = AtomicBool::new(false);
         let written = self
             .retrying(|| {
                 let outcome = &outcome;
                 let me = &me;
                 let name = &name;
+                let taken_over = &taken_over;
                 async move {
                     self.records
                         .update(name, |record| {
-                            if record.state.is_final() {
+                            let other = !holds(record, me);
+                            taken_over.store(other, Ordering::Relaxed);
+                            if other || record.state.is_final() {
                                 return false;
                             }
                             apply_outcome(record, outcome, state, me);
@@ -111,6 +124,9 @@ impl Worker {
                 }
             })
             .await?;
+        if taken_over.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         if let Some(written) = written {
             let record = &written.record;
             if record.state == JobState::Stopped {
@@ -128,24 +144,35 @@ impl Worker {
                 });
             }
         }
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// Marks the final status delivered. Best effort: when it fails, a later delivery of the
     /// message posts the final status again (the message is deleted now, so that is rare).
-    pub(super) async fn record_reported(&self, job: &JobMessage) {
+    /// `note`: why the final status was not delivered (it went to the poison queue with the
+    /// message): the job counts as reported all the same, so that a second message for it
+    /// does not post it again.
+    pub(super) async fn record_reported(&self, job: &JobMessage, note: Option<String>) {
         let name = record_name_of(job);
+        let me = self.settings.runner_id.clone();
+        let now = OffsetDateTime::now_utc();
         let result = self
             .retrying(|| {
                 let name = &name;
+                let me = &me;
+                let note = &note;
                 async move {
                     self.records
                         .update(name, |record| {
-                            if record.reported {
+                            if record.reported || !holds(record, me) {
                                 return false;
                             }
                             record.reported = true;
                             record.holder = None;
+                            if let Some(note) = note {
+                                let state = record.state;
+                                record.set_state(state, me, now, Some(note.clone()));
+                            }
                             true
                         })
                         .await
@@ -187,6 +214,21 @@ impl Worker {
             }
         }
     }
+}
+
+/// What [`Worker::record_running`] found.
+pub(super) enum Start {
+    /// Marked running: start the job.
+    Go,
+    /// Someone asked to stop the job before it started: do not start it.
+    StoppedBy(String),
+    /// Another runner holds the job now: let it go.
+    TakenOver,
+}
+
+/// `runner` holds the job (a record without a holder is held by nobody).
+fn holds(record: &JobRecord, runner: &str) -> bool {
+    record.holder.as_ref().is_some_and(|h| h.runner == runner)
 }
 
 fn apply_outcome(record: &mut JobRecord, outcome: &Outcome, state: JobState, runner: &str) {

@@ -38,6 +38,7 @@ use chatops_shared::job::{DecodeError, JobKeys, JobKind, JobMessage};
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
 use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned, record_name_of};
 use extender::{Extender, Held};
+use finish::Start;
 use held::{HeldJobs, Hold};
 use ownership::Owned;
 use std::sync::Arc;
@@ -76,6 +77,8 @@ enum Ran {
     /// Not started, or not seen to its end, for a reason that may pass: the message is left
     /// for a retry.
     Retry(TransientError),
+    /// Another runner holds the job now (this one was taken for dead): it runs and reports it.
+    TakenOver,
 }
 
 /// How the handling of a job message ended.
@@ -327,7 +330,8 @@ impl Worker {
                     .await
                 {
                     Ran::Finished(outcome) => match self.record_final(job, outcome.clone()).await {
-                        Ok(outcome) => (outcome, true),
+                        Ok(Some(outcome)) => (outcome, true),
+                        Ok(None) => return Ended::TakenOver,
                         Err(e) => {
                             tracing::error!(error = %e, "could not write the job's final state to its record");
                             (outcome, false)
@@ -337,6 +341,7 @@ impl Worker {
                         tracing::warn!(error = %e, "job hit a transient error; leaving the message for a retry");
                         return Ended::Retry;
                     }
+                    Ran::TakenOver => return Ended::TakenOver,
                 }
             }
             Todo::Report(outcome) => (outcome, true),
@@ -345,7 +350,7 @@ impl Worker {
         let notified = self.notify_final(job, &outcome).await;
         match (notified, recorded) {
             (Ok(()), true) => {
-                self.record_reported(job).await;
+                self.record_reported(job, None).await;
                 Ended::Reported
             }
             // Posted; the message must not come back to a record that still says running.
@@ -361,6 +366,12 @@ impl Worker {
                 // The status the channel did not get, for the operator who reads this log.
                 let status = crate::notify::render::text(job, &Update::Finished(outcome.clone()));
                 tracing::error!(%reason, %status, "moving message to the poison queue");
+                // Not to be posted again from a second message for the job.
+                self.record_reported(
+                    job,
+                    Some(format!("{reason}; the message is on the poison queue")),
+                )
+                .await;
                 Ended::Poison(reason)
             }
         }
@@ -417,8 +428,9 @@ impl Worker {
         };
         if let Some(reference) = reference {
             match self.record_running(&name, reference).await {
-                Ok(None) => {}
-                Ok(Some(by)) => {
+                Ok(Start::Go) => {}
+                Ok(Start::TakenOver) => return Ran::TakenOver,
+                Ok(Start::StoppedBy(by)) => {
                     let mut outcome =
                         Outcome::without_run(FinalState::Stopped, "stopped before it started");
                     outcome.stopped_by = Some(by);
@@ -454,7 +466,8 @@ impl Worker {
     }
 
     /// Gives up on a message delivered too often: it goes to the poison queue, and the
-    /// requester is told.
+    /// requester is told, unless the job's record says another runner is on it or the end
+    /// was posted (a job that ended unreported gets its real end posted instead).
     async fn give_up(&self, message: &Received, job: &JobMessage) {
         let reason = format!(
             "delivered {} times without finishing (limit {})",
@@ -464,48 +477,82 @@ impl Worker {
         // Off the job queue first, so that a slow notification cannot let another runner
         // take the message and give up on it a second time.
         self.poison(message, reason.clone()).await;
-        let outcome = Outcome::without_run(
+        let gave_up = Outcome::without_run(
             FinalState::Failed,
             format!(
                 "The runner gave up: the job was {reason}. An operator can find it on the poison queue."
             ),
         );
-        if job.kind == JobKind::Run && !self.give_up_record(job).await {
-            return;
-        }
+        let outcome = match job.kind {
+            JobKind::Run => match self.give_up_record(job, &gave_up).await {
+                Some(outcome) => outcome,
+                None => return,
+            },
+            JobKind::Stop => gave_up,
+        };
         // Best effort: the poison queue keeps it either way.
         if let Err(e) = self.notifier.notify(job, &Update::Finished(outcome)).await {
             tracing::warn!(error = %e, "could not tell the requester about the given-up job");
+        } else if job.kind == JobKind::Run {
+            self.record_reported_given_up(job).await;
         }
     }
 
-    /// Ends the record of a job given up on, unless the job ended or a live runner holds it
-    /// (false: then that runner reports it, or did).
-    async fn give_up_record(&self, job: &JobMessage) -> bool {
+    /// What to post about a job given up on, from its record: nothing while another runner
+    /// holds it or once its end was posted; its recorded end when it ended unreported; else
+    /// `gave_up`, written into the record. Without a readable record, `gave_up`.
+    async fn give_up_record(&self, job: &JobMessage, gave_up: &Outcome) -> Option<Outcome> {
         let now = time::OffsetDateTime::now_utc();
         let me = self.settings.runner_id.clone();
         let dead_after = self.settings.dead_after();
-        let mut tell = true;
+        let mut post = Some(gave_up.clone());
         let result = self
             .records
             .update(&record_name_of(job), |record| {
                 let held_elsewhere = record.holder.as_ref().is_some_and(|h| h.runner != me)
                     && !record.holder_is_dead(now, dead_after);
-                tell = !record.state.is_final() && !held_elsewhere;
-                if !tell {
+                post = if held_elsewhere || record.reported {
+                    None
+                } else if record.state.is_final() {
+                    Some(finish::outcome_of(record))
+                } else {
+                    Some(gave_up.clone())
+                };
+                if post.is_none() || record.state.is_final() {
                     return false;
                 }
-                record.error = Some("the runner gave up on the job's message".into());
+                record.error = gave_up.error.clone();
                 record.set_state(JobState::Failed, &me, now, None);
+                record.holder = Some(chatops_shared::records::Holder {
+                    runner: me.clone(),
+                    heartbeat_at: now,
+                });
+                true
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not read or end the given-up job's record");
+            return Some(gave_up.clone());
+        }
+        post
+    }
+
+    /// Marks a given-up job reported, whoever held it (its holder is dead or gone).
+    async fn record_reported_given_up(&self, job: &JobMessage) {
+        let result = self
+            .records
+            .update(&record_name_of(job), |record| {
+                if record.reported {
+                    return false;
+                }
                 record.reported = true;
                 record.holder = None;
                 true
             })
             .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, "could not end the given-up job's record");
+            tracing::warn!(error = %e, "could not mark the given-up job reported");
         }
-        tell
     }
 
     /// Deletes the job's message and the other messages for the job held with it.

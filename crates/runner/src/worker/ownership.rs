@@ -85,10 +85,20 @@ impl Worker {
             let mine = holder.as_deref() == Some(me.as_str());
             let now = OffsetDateTime::now_utc();
             if mine {
-                // Its own record: a create whose answer was lost, or an earlier attempt here.
-                return Ok(owned(current));
-            }
-            if record.holder_is_dead(now, self.settings.dead_after()) {
+                // Its own record: a create whose answer was lost, or an earlier attempt here
+                // (whose heartbeat stopped meanwhile): beat again before going on, so that no
+                // runner holding a copy takes the job for dead.
+                let mut renewed = record.clone();
+                if let Some(holder) = renewed.holder.as_mut() {
+                    holder.heartbeat_at = now;
+                }
+                match self.records.replace(&current, renewed).await {
+                    Ok(record) => return Ok(owned(record)),
+                    // Taken over just now, or a stop request: look again.
+                    Err(RecordsError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            } else if record.holder_is_dead(now, self.settings.dead_after()) {
                 let dead = holder.unwrap_or_else(|| "none".to_owned());
                 let mut taken = record.clone();
                 taken.holder = Some(Holder {
@@ -125,7 +135,8 @@ impl Worker {
                 // Someone else holds this message now; let them deal with it.
                 return Err(RecordsError::Conflict(current.name));
             }
-            current = match self.records.read(&record_name_of(job)).await? {
+            let name = record_name_of(job);
+            current = match self.retrying(|| self.records.read(&name)).await? {
                 Some(record) => record,
                 None => return Err(RecordsError::Conflict(record_name_of(job))),
             };
