@@ -36,7 +36,7 @@ use chatops_shared::audit::{AuditEvent, AuditLog};
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::{DecodeError, JobKeys, JobKind, JobMessage};
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
-use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned, record_name_of};
+use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned};
 use extender::{Extender, Held};
 use finish::Start;
 use held::{HeldJobs, Hold};
@@ -46,6 +46,7 @@ use tracing::Instrument;
 
 mod extender;
 mod finish;
+mod give_up;
 mod held;
 mod ownership;
 mod poll;
@@ -462,96 +463,6 @@ impl Worker {
         match run.await {
             Ok(outcome) => Ran::Finished(outcome),
             Err(e) => Ran::Retry(e),
-        }
-    }
-
-    /// Gives up on a message delivered too often: it goes to the poison queue, and the
-    /// requester is told, unless the job's record says another runner is on it or the end
-    /// was posted (a job that ended unreported gets its real end posted instead).
-    async fn give_up(&self, message: &Received, job: &JobMessage) {
-        let reason = format!(
-            "delivered {} times without finishing (limit {})",
-            message.dequeue_count, self.settings.max_dequeue
-        );
-        tracing::error!(%reason, "giving up on job");
-        // Off the job queue first, so that a slow notification cannot let another runner
-        // take the message and give up on it a second time.
-        self.poison(message, reason.clone()).await;
-        let gave_up = Outcome::without_run(
-            FinalState::Failed,
-            format!(
-                "The runner gave up: the job was {reason}. An operator can find it on the poison queue."
-            ),
-        );
-        let outcome = match job.kind {
-            JobKind::Run => match self.give_up_record(job, &gave_up).await {
-                Some(outcome) => outcome,
-                None => return,
-            },
-            JobKind::Stop => gave_up,
-        };
-        // Best effort: the poison queue keeps it either way.
-        if let Err(e) = self.notifier.notify(job, &Update::Finished(outcome)).await {
-            tracing::warn!(error = %e, "could not tell the requester about the given-up job");
-        } else if job.kind == JobKind::Run {
-            self.record_reported_given_up(job).await;
-        }
-    }
-
-    /// What to post about a job given up on, from its record: nothing while another runner
-    /// holds it or once its end was posted; its recorded end when it ended unreported; else
-    /// `gave_up`, written into the record. Without a readable record, `gave_up`.
-    async fn give_up_record(&self, job: &JobMessage, gave_up: &Outcome) -> Option<Outcome> {
-        let now = time::OffsetDateTime::now_utc();
-        let me = self.settings.runner_id.clone();
-        let dead_after = self.settings.dead_after();
-        let mut post = Some(gave_up.clone());
-        let result = self
-            .records
-            .update(&record_name_of(job), |record| {
-                let held_elsewhere = record.holder.as_ref().is_some_and(|h| h.runner != me)
-                    && !record.holder_is_dead(now, dead_after);
-                post = if held_elsewhere || record.reported {
-                    None
-                } else if record.state.is_final() {
-                    Some(finish::outcome_of(record))
-                } else {
-                    Some(gave_up.clone())
-                };
-                if post.is_none() || record.state.is_final() {
-                    return false;
-                }
-                record.error = gave_up.error.clone();
-                record.set_state(JobState::Failed, &me, now, None);
-                record.holder = Some(chatops_shared::records::Holder {
-                    runner: me.clone(),
-                    heartbeat_at: now,
-                });
-                true
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not read or end the given-up job's record");
-            return Some(gave_up.clone());
-        }
-        post
-    }
-
-    /// Marks a given-up job reported, whoever held it (its holder is dead or gone).
-    async fn record_reported_given_up(&self, job: &JobMessage) {
-        let result = self
-            .records
-            .update(&record_name_of(job), |record| {
-                if record.reported {
-                    return false;
-                }
-                record.reported = true;
-                record.holder = None;
-                true
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not mark the given-up job reported");
         }
     }
 
