@@ -2,7 +2,7 @@
 //! it, and which parameter values it gets.
 
 use super::suggest::closest;
-use super::{Caller, Catalog, RESERVED_WORDS, Runbook};
+use super::{Allow, Caller, Catalog, RESERVED_WORDS, Runbook};
 use crate::command::{Arg, ParsedCommand, code_point, find_hidden};
 use std::collections::BTreeMap;
 
@@ -201,6 +201,14 @@ impl Runbook {
         Ok(())
     }
 
+    /// Whether `stop_allow` lets the caller stop this runbook's jobs: their user ID is listed
+    /// and, when `stop_allow.channels` is given, the command came from one of those channels.
+    /// Without `stop_allow`, nobody may (the person who started a job may always stop it: the
+    /// caller checks that, it knows the job).
+    pub fn stop_allowed(&self, caller: &Caller) -> bool {
+        self.stop_allow.as_ref().is_some_and(|a| a.admits(caller))
+    }
+
     /// Matches the arguments to the parameters: positional values fill them in catalog order,
     /// then named values; a parameter may get one value only. Returns the values given, by
     /// name, without defaults.
@@ -336,6 +344,17 @@ impl Runbook {
                 (p.name.clone(), value)
             })
             .collect()
+    }
+}
+
+impl Allow {
+    /// The caller's user ID is listed and, when `channels` is given, they are in one of them.
+    pub fn admits(&self, caller: &Caller) -> bool {
+        self.users.iter().any(|u| u == caller.user_id)
+            && self
+                .channels
+                .as_ref()
+                .is_none_or(|channels| channels.iter().any(|c| c == caller.channel_id))
     }
 }
 

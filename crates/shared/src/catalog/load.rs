@@ -4,7 +4,7 @@
 //! error span gives the place. The rules serde cannot express (names, targets, Slack IDs, …)
 //! are checked afterwards; their place is found in toml's spanned document tree.
 
-use super::{Catalog, ExecutorKind, RESERVED_WORDS, Runbook};
+use super::{Allow, Catalog, ExecutorKind, RESERVED_WORDS, Runbook};
 use crate::slack_id::is_slack_id;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,7 +143,12 @@ fn validate(rb: &Runbook, dir: &Path, problems: &mut Problems) {
     }
 
     validate_params(rb, problems);
-    validate_allow(rb, problems);
+    if let Some(allow) = &rb.allow {
+        validate_allow(rb, "allow", allow, "run it", problems);
+    }
+    if let Some(stop_allow) = &rb.stop_allow {
+        validate_allow(rb, "stop_allow", stop_allow, "stop its jobs", problems);
+    }
 }
 
 fn validate_params(rb: &Runbook, problems: &mut Problems) {
@@ -208,21 +213,28 @@ fn validate_params(rb: &Runbook, problems: &mut Problems) {
     }
 }
 
-fn validate_allow(rb: &Runbook, problems: &mut Problems) {
-    let Some(allow) = &rb.allow else { return };
-    let users = [At::Key("allow"), At::Key("users")];
+/// `allow` and `stop_allow` (named `key`): Slack IDs, and lists that are not empty. `may` says
+/// what the list grants, for the messages.
+fn validate_allow(
+    rb: &Runbook,
+    key: &'static str,
+    allow: &Allow,
+    may: &str,
+    problems: &mut Problems,
+) {
+    let users = [At::Key(key), At::Key("users")];
     if allow.users.is_empty() {
         problems.add(
             &rb.name,
             &users,
-            "`allow.users` is empty; list the Slack user IDs (like U012AB3CD) of who may run it, or remove `allow` so nobody can",
+            format!("`{key}.users` is empty; list the Slack user IDs (like U012AB3CD) of who may {may}, or remove `{key}` so nobody can"),
         );
     }
     for (i, user) in allow.users.iter().enumerate() {
         if !is_slack_id(user, &['U', 'W']) {
             problems.add(
                 &rb.name,
-                &[At::Key("allow"), At::Key("users"), At::Index(i)],
+                &[At::Key(key), At::Key("users"), At::Index(i)],
                 format!(
                     "`{user}` is not a Slack user ID (like U012AB3CD); copy it from the person's Slack profile (“Copy member ID”)"
                 ),
@@ -235,15 +247,15 @@ fn validate_allow(rb: &Runbook, problems: &mut Problems) {
     if channels.is_empty() {
         problems.add(
             &rb.name,
-            &[At::Key("allow"), At::Key("channels")],
-            "`allow.channels` is empty, so nobody could run it; list Slack channel IDs (like C024BE91L), or remove `channels` to allow any channel",
+            &[At::Key(key), At::Key("channels")],
+            format!("`{key}.channels` is empty, so nobody could {may}; list Slack channel IDs (like C024BE91L), or remove `channels` to allow any channel"),
         );
     }
     for (i, channel) in channels.iter().enumerate() {
         if !is_slack_id(channel, &['C', 'G', 'D']) {
             problems.add(
                 &rb.name,
-                &[At::Key("allow"), At::Key("channels"), At::Index(i)],
+                &[At::Key(key), At::Key("channels"), At::Index(i)],
                 format!(
                     "`{channel}` is not a Slack channel ID (like C024BE91L); copy it from the channel's details in Slack"
                 ),

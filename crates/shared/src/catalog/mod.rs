@@ -14,13 +14,17 @@
 //!   { name = "count", default = "1" },
 //! ]
 //! allow = { users = ["U012AB3CD"], channels = ["C024BE91L"] }
+//! stop_allow = { users = ["U0ONCALL1"] }   # optional: who else may stop its jobs
 //! ```
 //!
 //! Unknown keys are errors so that typos are caught; new keys are added as new fields (with a
 //! serde default) on the structs below. The catalog is validated when loaded, so the
 //! rest of the service can trust it.
 //!
-//! Access is denied by default: a runbook without `allow` can be run by nobody.
+//! Access is denied by default: a runbook without `allow` can be run by nobody. A job may be
+//! stopped (`/runbook stop`) by the person who started it and by whom `stop_allow` names (same
+//! shape and checks as `allow`: the users, and when `channels` is given, only from those
+//! channels); nobody else, and no one else at all when `stop_allow` is absent.
 //!
 //! - `load`: reading and validating the file ([`Catalog::load`], [`CatalogError`]).
 //! - `check`: checking a parsed command against the catalog ([`Catalog::check`], [`Rejection`]).
@@ -83,6 +87,9 @@ pub struct Runbook {
     /// Who may run it; nobody when absent.
     #[serde(default)]
     pub allow: Option<Allow>,
+    /// Who may stop its jobs besides the person who started each one; nobody else when absent.
+    #[serde(default)]
+    pub stop_allow: Option<Allow>,
 }
 
 fn default_timeout() -> Duration {
@@ -119,7 +126,7 @@ pub struct ParamSpec {
     pub description: Option<String>,
 }
 
-/// Who may run a runbook.
+/// Who may run a runbook (`allow`), or stop its jobs (`stop_allow`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Allow {

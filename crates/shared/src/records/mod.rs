@@ -8,7 +8,7 @@
 //!   ([`Summary`]), so `status` and `history` list a day's records in one request per 5000
 //!   instead of reading each one.
 //! - [`Records`]: the operations on the container (claim, read, conditional update, find by
-//!   id prefix, list recent days).
+//!   id prefix, list days, the most recent records a caller may see).
 
 mod model;
 mod store;
@@ -17,8 +17,9 @@ pub use model::{
     ExecutorRef, Holder, JobRecord, JobState, RECORD_SCHEMA, SlackMessageRef, StateChange,
     StopRequest, Summary,
 };
-pub use store::{Claim, Records, RecordsError, Versioned};
+pub use store::{Claim, Records, RecordsError, Versioned, newest_first};
 
+use crate::config::{self, ConfigError, EnvSource};
 use crate::job::JobMessage;
 use time::Date;
 use uuid::Uuid;
@@ -31,6 +32,20 @@ pub const RECORDS_CONTAINER_VAR: &str = "CHATOPS_RECORDS_CONTAINER";
 pub const RECORDS_RETENTION_VAR: &str = "CHATOPS_RECORDS_RETENTION";
 /// Default retention in days.
 pub const DEFAULT_RETENTION_DAYS: u16 = 30;
+
+/// `CHATOPS_RECORDS_RETENTION`: whole days, 1 to 3650; [`DEFAULT_RETENTION_DAYS`] when unset.
+pub fn retention_days_from_env(env: &dyn EnvSource) -> Result<u16, ConfigError> {
+    let Some(value) = config::optional(env, RECORDS_RETENTION_VAR) else {
+        return Ok(DEFAULT_RETENTION_DAYS);
+    };
+    match value.parse::<u16>() {
+        Ok(days) if (1..=3650).contains(&days) => Ok(days),
+        _ => Err(ConfigError::new(
+            RECORDS_RETENTION_VAR,
+            format!("`{value}` is not a whole number of days from 1 to 3650"),
+        )),
+    }
+}
 
 /// Prefix of every record's name.
 pub const RECORDS_PREFIX: &str = "jobs/";
@@ -58,4 +73,22 @@ pub fn format_day(day: Date) -> String {
         u8::from(day.month()),
         day.day()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn retention_is_whole_days_with_a_default() {
+        let env = |v: &'static str| HashMap::from([(RECORDS_RETENTION_VAR, v)]);
+        assert_eq!(retention_days_from_env(&env("")), Ok(30));
+        assert_eq!(retention_days_from_env(&env("7")), Ok(7));
+        for bad in ["0", "-1", "30d", "1.5", "4000"] {
+            let e = retention_days_from_env(&env(bad)).unwrap_err();
+            assert_eq!(e.var, RECORDS_RETENTION_VAR);
+            assert!(e.problem.contains(bad), "{e}");
+        }
+    }
 }

@@ -186,9 +186,7 @@ impl Records {
     /// printed), looking back from `today` over the retention: the two newest days one by one,
     /// then [`FIND_BATCH`] days at a time, stopping at the first day with a match.
     pub async fn find(&self, id_prefix: &str, today: Date) -> Result<Vec<Summary>, RecordsError> {
-        let days: Vec<Date> = (0..self.retention_days)
-            .filter_map(|back| today.checked_sub(time::Duration::days(i64::from(back))))
-            .collect();
+        let days = self.days_back(today);
         let (newest, older) = days.split_at(days.len().min(2));
         for day in newest {
             let found = self
@@ -214,6 +212,48 @@ impl Records {
         Ok(Vec::new())
     }
 
+    /// Every record of the given days, from their listings, one request per day (per 5000
+    /// records) made at once. In the order of `days`, each day's records in name order.
+    pub async fn list_days(&self, days: &[Date]) -> Result<Vec<Summary>, RecordsError> {
+        let lists = days.iter().map(|day| self.list_day(*day));
+        let mut found = Vec::new();
+        for list in join_all(lists).await {
+            found.extend(list?);
+        }
+        Ok(found)
+    }
+
+    /// The newest records that `keep` accepts, at least `want` of them when the retention
+    /// holds that many, looking back from `today` one day at a time (the two newest days), then
+    /// [`FIND_BATCH`] days at once, and stopping after the day that made `want`. Newest first
+    /// ([`Summary::requested_at`]); all the kept records of the days listed, so possibly more
+    /// than `want`.
+    pub async fn recent(
+        &self,
+        today: Date,
+        want: usize,
+        keep: impl Fn(&Summary) -> bool,
+    ) -> Result<Vec<Summary>, RecordsError> {
+        let days = self.days_back(today);
+        let (newest, older) = days.split_at(days.len().min(2));
+        let mut found = Vec::new();
+        for batch in newest.chunks(1).chain(older.chunks(FIND_BATCH)) {
+            if found.len() >= want {
+                break;
+            }
+            found.extend(self.list_days(batch).await?.into_iter().filter(&keep));
+        }
+        newest_first(&mut found);
+        Ok(found)
+    }
+
+    /// `today` and the days before it, over the retention.
+    fn days_back(&self, today: Date) -> Vec<Date> {
+        (0..self.retention_days)
+            .filter_map(|back| today.checked_sub(time::Duration::days(i64::from(back))))
+            .collect()
+    }
+
     async fn list_prefix(&self, prefix: &str) -> Result<Vec<Summary>, RecordsError> {
         debug_assert!(prefix.starts_with(RECORDS_PREFIX));
         let mut summaries = Vec::new();
@@ -227,6 +267,15 @@ impl Records {
             }
         }
     }
+}
+
+/// Sorts summaries newest request first (ties by job id, so the order is stable).
+pub fn newest_first(summaries: &mut [Summary]) {
+    summaries.sort_by(|a, b| {
+        b.requested_at
+            .cmp(&a.requested_at)
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    });
 }
 
 fn to_json(record: &JobRecord) -> Vec<u8> {

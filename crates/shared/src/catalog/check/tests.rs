@@ -564,3 +564,41 @@ fn the_runners_re_check_refuses_hidden_characters_too() {
         );
     }
 }
+
+#[test]
+fn stop_allowed_follows_stop_allow_users_and_channels() {
+    let text = r#"
+[runbooks.open]
+executor = "automation"
+target = "Open"
+allow = { users = ["UALICE"] }
+stop_allow = { users = ["UBOB"] }
+
+[runbooks.narrow]
+executor = "automation"
+target = "Narrow"
+allow = { users = ["UALICE"] }
+stop_allow = { users = ["UBOB"], channels = ["CDBA"] }
+
+[runbooks.none]
+executor = "automation"
+target = "None"
+allow = { users = ["UALICE", "UBOB"] }
+"#;
+    let c = Catalog::parse(text, Path::new("catalog.toml")).unwrap();
+    let bob_in_dba = Caller {
+        user_id: "UBOB",
+        channel_id: "CDBA",
+    };
+    assert!(c.runbooks["open"].stop_allowed(&BOB));
+    assert!(
+        !c.runbooks["open"].stop_allowed(&ALICE),
+        "allow grants no stop"
+    );
+    assert!(!c.runbooks["narrow"].stop_allowed(&BOB), "wrong channel");
+    assert!(c.runbooks["narrow"].stop_allowed(&bob_in_dba));
+    assert!(
+        !c.runbooks["none"].stop_allowed(&BOB),
+        "no stop_allow: nobody"
+    );
+}

@@ -472,3 +472,50 @@ fn line_column_counts_characters() {
     assert_eq!(line_column(text, 4), (2, 1), "inside a character");
     assert_eq!(line_column(text, 999), (3, 1));
 }
+
+#[test]
+fn stop_allow_is_checked_like_allow() {
+    let ok = runbook(
+        "a",
+        "stop_allow = { users = [\"U0ONCALL\"], channels = [\"COPS\"] }\n",
+    );
+    let catalog = parse(&ok).unwrap();
+    assert_eq!(
+        catalog.runbooks["a"].stop_allow,
+        Some(Allow {
+            users: vec!["U0ONCALL".into()],
+            channels: Some(vec!["COPS".into()]),
+        })
+    );
+    assert_eq!(
+        catalog.runbooks["a"].allow, None,
+        "stop_allow grants no run"
+    );
+    assert_error(
+        &runbook("a", "stop_allow = { users = [] }\n"),
+        4,
+        24,
+        &["`stop_allow.users` is empty", "stop its jobs"],
+    );
+    assert_error(
+        &runbook("a", "stop_allow = { users = [\"U0OK\", \"alice\"] }\n"),
+        4,
+        33,
+        &["`alice` is not a Slack user ID"],
+    );
+    assert_error(
+        &runbook(
+            "a",
+            "stop_allow = { users = [\"U1A\"], channels = [\"#ops\"] }\n",
+        ),
+        4,
+        45,
+        &["`#ops` is not a Slack channel ID"],
+    );
+    assert_error(
+        &runbook("a", "stop_allow = { users = [\"U1A\"], everyone = true }\n"),
+        4,
+        33,
+        &["unknown field `everyone`"],
+    );
+}
