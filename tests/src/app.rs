@@ -7,6 +7,7 @@
 
 use crate::arm::{ArmServer, Script};
 use crate::azurite::{self, Azurite};
+use crate::counting::CountingStore;
 use crate::process::{binary, running_as_root};
 use crate::slack::SlackServer;
 use chatops_ingress::app::{AppState, Application};
@@ -16,11 +17,14 @@ use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
 use chatops_runner::executor::local::LocalExecutor;
 use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
+use chatops_shared::audit::AuditLog;
+use chatops_shared::blob::BlobStore;
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::{JobKey, JobKeys, JobMessage};
 use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::queue::connection::ConnectionString;
 use chatops_shared::queue::{JobQueue, PoisonRecord, Received};
+use chatops_shared::records::Records;
 use chatops_shared::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +35,8 @@ pub const SIGNING_SECRET: &str = "e2e-signing-secret";
 pub const ALICE: &str = "UALICE";
 /// Allowed nowhere.
 pub const BOB: &str = "UBOB";
+/// May stop anyone's `deploy` jobs (its `stop_allow`), and run nothing.
+pub const OPS_LEAD: &str = "UOPSLEAD";
 /// The channel `restart-web` and `deploy` are limited to.
 pub const OPS: &str = "COPS";
 pub const RANDOM: &str = "CRANDOM";
@@ -57,6 +63,7 @@ params = [
   { name = "env", required = true, choices = ["dev", "prod"] },
 ]
 allow = { users = ["UALICE"], channels = ["COPS"] }
+stop_allow = { users = ["UOPSLEAD"] }
 
 [runbooks.fail]
 description = "Fails"
@@ -112,6 +119,12 @@ pub struct TestApp {
     pub dir: PathBuf,
     pub ingress_url: String,
     pub client: reqwest::Client,
+    /// The job records the ingress reads, through [`TestApp::records_calls`].
+    pub records: Records,
+    /// The records container itself, for tests that write records (not counted).
+    pub records_blobs: Arc<dyn BlobStore>,
+    /// Counts the ingress's calls to the records store.
+    pub records_calls: Arc<CountingStore>,
     ingress: tokio::task::JoinHandle<()>,
     finished: bool,
 }
@@ -167,11 +180,16 @@ impl TestApp {
         let catalog = Catalog::load(&catalog_path).expect("test catalog loads");
 
         let job_keys = JobKeys::new(JobKey::generate().expect("job key"), None);
+        let records_blobs: Arc<dyn BlobStore> = Arc::new(chatops_ingress::app::interim::NoStore);
+        let records_calls = Arc::new(CountingStore::new(records_blobs.clone()));
+        let records = Records::new(records_calls.clone(), 30);
         let state = AppState::new(
             Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
             catalog.clone(),
             queue.clone(),
             job_keys.current().clone(),
+            records.clone(),
+            AuditLog::discard(),
         );
         let app = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
             .await
@@ -193,6 +211,9 @@ impl TestApp {
             dir,
             ingress_url,
             client: reqwest::Client::new(),
+            records,
+            records_blobs,
+            records_calls,
             ingress,
             finished: false,
         }

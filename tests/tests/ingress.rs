@@ -148,7 +148,7 @@ async fn user_mistakes_get_an_ephemeral_answer_with_usage_and_nothing_is_queued(
             "echo \"unclosed",
             &["quote", "Usage: `/runbook &lt;runbook&gt;"],
         ),
-        (ALICE, OPS, "status", &["`status` is not available yet"]),
+        (ALICE, OPS, "approve", &["`approve` is not available yet"]),
     ];
     for (user, channel, text, expected) in cases {
         let answer = app.command(user, channel, text).await;
@@ -469,6 +469,8 @@ async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check(
         (*app.catalog).clone(),
         counting.clone(),
         app.job_keys.current().clone(),
+        app.records.clone(),
+        chatops_shared::audit::AuditLog::discard(),
     );
     let ingress = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
         .await

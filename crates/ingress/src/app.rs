@@ -9,10 +9,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use chatops_shared::audit::AuditLog;
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::JobKey;
 use chatops_shared::queue::JobQueue;
 use chatops_shared::recent_ids::RecentIds;
+use chatops_shared::records::Records;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +52,10 @@ pub struct AppState {
     pub replays: Arc<RecentIds>,
     /// `/readyz`'s last answer, reused for a few seconds.
     pub readiness: Arc<ReadinessCache>,
+    /// Job records, read (never written) by `status`, `stop`, `rerun` and `history`.
+    pub records: Records,
+    /// Where accepted, rejected and denied commands are recorded; never waits.
+    pub audit: AuditLog,
 }
 
 impl AppState {
@@ -58,6 +64,8 @@ impl AppState {
         catalog: Catalog,
         queue: Arc<dyn JobQueue>,
         job_key: JobKey,
+        records: Records,
+        audit: AuditLog,
     ) -> Self {
         AppState {
             verifier: Arc::new(verifier),
@@ -66,6 +74,8 @@ impl AppState {
             job_key: Arc::new(job_key),
             replays: Arc::new(RecentIds::new(REPLAY_MEMORY, MAX_REPLAYS)),
             readiness: Arc::new(ReadinessCache::default()),
+            records,
+            audit,
         }
     }
 }
@@ -110,6 +120,8 @@ impl Application {
             catalog,
             queue,
             config.job_key,
+            Records::new(Arc::new(interim::NoStore), 30),
+            AuditLog::discard(),
         );
         Ok(Self::with_state(config.addr, state)
             .await?
@@ -145,5 +157,42 @@ impl Application {
     ) -> std::io::Result<()> {
         serve::serve(self.listener, self.router, self.limits, shutdown).await;
         Ok(())
+    }
+}
+
+/// INTERIM until the blob store lands: no records store.
+pub mod interim {
+    use async_trait::async_trait;
+    use chatops_shared::blob::*;
+    pub struct NoStore;
+    #[async_trait]
+    impl BlobStore for NoStore {
+        async fn ensure_container(&self) -> Result<(), BlobError> {
+            Err(BlobError::Unavailable("x".into()))
+        }
+        async fn create(&self, _: &str, _: Vec<u8>, _: &Metadata) -> Result<ETag, BlobError> {
+            Err(BlobError::Unavailable("x".into()))
+        }
+        async fn replace(
+            &self,
+            _: &str,
+            _: Vec<u8>,
+            _: &Metadata,
+            _: &ETag,
+        ) -> Result<ETag, BlobError> {
+            Err(BlobError::Unavailable("x".into()))
+        }
+        async fn read(&self, _: &str) -> Result<Option<Blob>, BlobError> {
+            Err(BlobError::Unavailable("x".into()))
+        }
+        async fn list(&self, _: &str, _: Option<&str>) -> Result<ListPage, BlobError> {
+            Err(BlobError::Unavailable("x".into()))
+        }
+        async fn create_append(&self, _: &str) -> Result<bool, BlobError> {
+            Err(BlobError::Unavailable("x".into()))
+        }
+        async fn append(&self, _: &str, _: Vec<u8>, _: u64) -> Result<(), BlobError> {
+            Err(BlobError::Unavailable("x".into()))
+        }
     }
 }
