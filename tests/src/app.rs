@@ -17,7 +17,7 @@ use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
 use chatops_runner::executor::local::LocalExecutor;
 use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
-use chatops_shared::audit::AuditLog;
+use chatops_shared::audit::{AuditEvent, AuditLog};
 use chatops_shared::blob::BlobStore;
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::{JobKey, JobKeys, JobMessage};
@@ -125,6 +125,8 @@ pub struct TestApp {
     pub records_blobs: Arc<dyn BlobStore>,
     /// Counts the ingress's calls to the records store.
     pub records_calls: Arc<CountingStore>,
+    /// What the ingress recorded in the audit log, not yet taken ([`TestApp::audit_events`]).
+    audit: std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<AuditEvent>>,
     ingress: tokio::task::JoinHandle<()>,
     finished: bool,
 }
@@ -183,13 +185,14 @@ impl TestApp {
         let records_blobs: Arc<dyn BlobStore> = Arc::new(chatops_ingress::app::interim::NoStore);
         let records_calls = Arc::new(CountingStore::new(records_blobs.clone()));
         let records = Records::new(records_calls.clone(), 30);
+        let (audit_log, audit) = AuditLog::capture();
         let state = AppState::new(
             Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
             catalog.clone(),
             queue.clone(),
             job_keys.current().clone(),
             records.clone(),
-            AuditLog::discard(),
+            audit_log,
         );
         let app = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
             .await
@@ -214,6 +217,7 @@ impl TestApp {
             records,
             records_blobs,
             records_calls,
+            audit: std::sync::Mutex::new(audit),
             ingress,
             finished: false,
         }
@@ -391,6 +395,25 @@ impl TestApp {
             let _ = self.queue.extend(m, Duration::ZERO).await;
         }
         jobs
+    }
+
+    /// Takes every message on the job queue, decoded (each one's `mac` verified).
+    pub async fn take_jobs(&self) -> Vec<JobMessage> {
+        let mut jobs = Vec::new();
+        loop {
+            let taken = self
+                .queue
+                .receive(32, Duration::from_secs(30))
+                .await
+                .expect("receive");
+            if taken.is_empty() {
+                return jobs;
+            }
+            for m in taken {
+                jobs.push(self.decode(&m.text));
+                self.queue.delete(&m).await.expect("delete");
+            }
+        }
     }
 
     /// Takes every message on the poison queue.
@@ -625,6 +648,17 @@ impl TestApp {
         .chain(running_as_root().then(|| ("CHATOPS_SCRIPT_USER", "root".to_owned())))
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+    }
+
+    /// The audit events the ingress recorded since the last call, oldest first.
+    pub fn audit_events(&self) -> Vec<AuditEvent> {
+        let mut events = Vec::new();
+        if let Ok(mut receiver) = self.audit.lock() {
+            while let Ok(event) = receiver.try_recv() {
+                events.push(event);
+            }
+        }
+        events
     }
 
     /// The job id named in an in-channel acknowledgement.

@@ -510,3 +510,71 @@ async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check(
     server.abort();
     app.finish().await;
 }
+
+#[tokio::test]
+async fn accepted_rejected_and_denied_commands_are_audited() {
+    use chatops_shared::audit::AuditEvent;
+    let app = TestApp::spawn().await;
+    let answer = app.command(ALICE, OPS, "echo hi").await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    let queued = app.take_jobs().await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        app.audit_events(),
+        [AuditEvent::Accepted {
+            job_id: queued[0].job_id,
+            runbook: "echo".into(),
+            params: [("first".to_owned(), "hi".to_owned())].into(),
+            user_id: ALICE.into(),
+            channel_id: OPS.into(),
+            rerun_of: None,
+        }]
+    );
+
+    let rejected = [
+        ("echo \"unclosed", "is never closed"),
+        ("nosuch", "There is no runbook `nosuch`"),
+        ("echo", "`first` is required"),
+    ];
+    for (text, reason) in rejected {
+        let answer = app.command(ALICE, OPS, text).await;
+        match app.audit_events().as_slice() {
+            [
+                AuditEvent::Rejected {
+                    user_id,
+                    channel_id,
+                    text: typed,
+                    reason: recorded,
+                },
+            ] => {
+                assert_eq!((user_id.as_str(), channel_id.as_str()), (ALICE, OPS));
+                assert_eq!(typed, text);
+                assert!(recorded.contains(reason), "{recorded}");
+                assert!(
+                    answer.text().contains(reason),
+                    "the reason the user saw: {answer:?}"
+                );
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    for (user, channel, text) in [(BOB, OPS, "echo hi"), (ALICE, RANDOM, "deploy web prod")] {
+        app.command(user, channel, text).await;
+        let runbook = text.split(' ').next().unwrap_or_default();
+        assert_eq!(
+            app.audit_events(),
+            [AuditEvent::Denied {
+                user_id: user.into(),
+                channel_id: channel.into(),
+                runbook: runbook.into(),
+                rule: "allow".into(),
+            }],
+            "{user} {channel} {text}"
+        );
+    }
+    app.command(ALICE, OPS, "help").await;
+    assert_eq!(app.audit_events(), [], "help is no event");
+    assert!(app.take_jobs().await.is_empty());
+    app.finish().await;
+}

@@ -10,6 +10,7 @@
 #![allow(clippy::expect_used)]
 
 use chatops_e2e::app::{ALICE, BOB, OPS, OPS_LEAD, RANDOM, TestApp};
+use chatops_shared::audit::AuditEvent;
 use chatops_shared::blob::BlobStore;
 use chatops_shared::job::{JobKind, JobMessage, SCHEMA_VERSION, short_id};
 use chatops_shared::records::{JobRecord, JobState, record_name};
@@ -157,25 +158,6 @@ fn listed(text: &str) -> Vec<String> {
             (id.len() == 8).then(|| id.to_owned())
         })
         .collect()
-}
-
-/// Takes every message on the job queue (decoded: each one's `mac` verified).
-async fn take_jobs(app: &TestApp) -> Vec<JobMessage> {
-    let mut jobs = Vec::new();
-    loop {
-        let taken = app
-            .queue
-            .receive(32, Duration::from_secs(30))
-            .await
-            .expect("receive");
-        if taken.is_empty() {
-            return jobs;
-        }
-        for m in taken {
-            jobs.push(app.decode(&m.text));
-            app.queue.delete(&m).await.expect("delete");
-        }
-    }
 }
 
 /// 1,000 records over 30 days, users and channels; returns them with Alice's 24 of today first.
@@ -387,7 +369,7 @@ async fn someone_elses_job_from_another_channel_is_never_shown() {
         .await
         .text();
     assert!(text.contains(&format!("Id `{}`", secret.id)), "{text}");
-    assert!(take_jobs(&app).await.is_empty(), "nothing was queued");
+    assert!(app.take_jobs().await.is_empty(), "nothing was queued");
     app.finish().await;
 }
 
@@ -425,7 +407,7 @@ async fn job_ids_too_short_or_ambiguous_are_explained() {
     }
     let text = app.command(ALICE, OPS, "stop").await.text();
     assert!(text.starts_with("Usage: `/runbook stop <job>`"), "{text}");
-    assert!(take_jobs(&app).await.is_empty());
+    assert!(app.take_jobs().await.is_empty());
     app.finish().await;
 }
 
@@ -453,7 +435,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
         "{text}"
     );
     assert!(
-        take_jobs(&app).await.is_empty(),
+        app.take_jobs().await.is_empty(),
         "a refused stop queues nothing"
     );
 
@@ -469,7 +451,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
             running.short()
         )
     );
-    let queued = take_jobs(&app).await;
+    let queued = app.take_jobs().await;
     assert_eq!(queued.len(), 1, "{queued:?}");
     let stop = &queued[0];
     assert_eq!(stop.kind, JobKind::Stop);
@@ -489,6 +471,14 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
     );
     assert_eq!(stop.record_day, Some(now().date()));
     assert_eq!(stop.rerun_of, None);
+    assert_eq!(
+        app.audit_events(),
+        [AuditEvent::StopRequested {
+            job_id: running.id,
+            by: ALICE.into(),
+            stop_job_id: stop.job_id,
+        }]
+    );
 
     // The runbook's stop_allow names the ops lead: allowed too, as themselves.
     let answer = app
@@ -500,7 +490,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
             .text()
             .starts_with(":octagonal_sign: <@UOPSLEAD> asked to stop job")
     );
-    let queued = take_jobs(&app).await;
+    let queued = app.take_jobs().await;
     assert_eq!(queued.len(), 1);
     assert_eq!(
         (queued[0].kind, queued[0].target, queued[0].user_id.as_str()),
@@ -519,7 +509,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
             ended.short()
         )
     );
-    assert!(take_jobs(&app).await.is_empty());
+    assert!(app.take_jobs().await.is_empty());
     app.finish().await;
 }
 
@@ -563,7 +553,7 @@ async fn rerun_is_checked_like_the_command_typed_again() {
         "{text}"
     );
     assert!(
-        take_jobs(&app).await.is_empty(),
+        app.take_jobs().await.is_empty(),
         "refused reruns queue nothing"
     );
 
@@ -572,7 +562,7 @@ async fn rerun_is_checked_like_the_command_typed_again() {
         .command(ALICE, OPS, &format!("rerun {}", deploy.short()))
         .await;
     assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
-    let queued = take_jobs(&app).await;
+    let queued = app.take_jobs().await;
     assert_eq!(queued.len(), 1);
     let job = &queued[0];
     assert_eq!(
@@ -588,5 +578,16 @@ async fn rerun_is_checked_like_the_command_typed_again() {
     assert_eq!(job.runbook, "deploy");
     assert_eq!(job.params, deploy.record().params);
     assert_eq!(job.record_day, Some(now().date()));
+    assert_eq!(
+        app.audit_events(),
+        [AuditEvent::Accepted {
+            job_id: job.job_id,
+            runbook: "deploy".into(),
+            params: job.params.clone(),
+            user_id: ALICE.into(),
+            channel_id: OPS.into(),
+            rerun_of: Some(deploy.id),
+        }]
+    );
     app.finish().await;
 }

@@ -120,7 +120,7 @@ impl Application {
             catalog,
             queue,
             config.job_key,
-            Records::new(Arc::new(interim::NoStore), 30),
+            Records::new(Arc::new(interim::NoStore), config.records_retention_days),
             AuditLog::discard(),
         );
         Ok(Self::with_state(config.addr, state)

@@ -10,6 +10,7 @@
 //! | `CHATOPS_MAX_CONNECTIONS` | `1024` | connections open at once; more wait to be accepted |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for `AZURE_STORAGE_QUEUE_ENDPOINT` |
+//! | `CHATOPS_RECORDS_RETENTION` | `30` | days job records are kept: how far back `history` and job ids reach |
 
 use chatops_shared::config::{self, ConfigError, EnvSource};
 use chatops_shared::credential::{self, Chosen};
@@ -33,6 +34,8 @@ pub struct IngressConfig {
     pub credential: Option<Chosen>,
     /// The most connections open at once (at least 1).
     pub max_connections: usize,
+    /// How many days of job records `history` and job ids look back over.
+    pub records_retention_days: u16,
 }
 
 impl IngressConfig {
@@ -60,6 +63,7 @@ impl IngressConfig {
             queue,
             credential,
             max_connections: max_connections(env)?,
+            records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
         })
     }
 }
@@ -130,6 +134,7 @@ mod tests {
         assert_eq!(c.queue.name, "runbook-jobs");
         assert_eq!(c.signing_secrets, vec![Secret::new("s1")]);
         assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.records_retention_days, 30);
         assert!(
             c.credential.is_none(),
             "a connection string needs no Azure credential"
@@ -149,9 +154,11 @@ mod tests {
             ("CHATOPS_CATALOG", "/etc/chatops/runbooks.toml"),
             ("CHATOPS_QUEUE_NAME", "ops-jobs"),
             ("CHATOPS_MAX_CONNECTIONS", "64"),
+            ("CHATOPS_RECORDS_RETENTION", "90"),
         ]))
         .unwrap();
         assert_eq!(c.max_connections, 64);
+        assert_eq!(c.records_retention_days, 90);
         assert_eq!(
             c.signing_secrets,
             vec![Secret::new("new"), Secret::new("old")]

@@ -95,3 +95,92 @@ pub fn stop_asked(stopper: &str, record: &JobRecord) -> Reply {
 fn typed_id(typed: &str) -> String {
     super::words::head(&escape(&inline_code(typed.trim())), 80)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> JobRecord {
+        serde_json::from_value(serde_json::json!({
+            "schema": 1,
+            "job_id": "1a2b3c4d-0000-5000-8000-000000000000",
+            "runbook": "deploy",
+            "params": {"env": "<!here>"},
+            "user_id": "UALICE",
+            "user_name": "alice",
+            "team_id": "T1",
+            "channel_id": "COPS",
+            "requested_at": "2026-11-28T09:00:00Z",
+            "state": "timed_out"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_refusal_is_ephemeral_names_the_job_and_escapes_it() {
+        let typed = "<!channel>`x";
+        let refusals = [
+            JobRefusal::TooShort {
+                typed: typed.into(),
+            },
+            JobRefusal::NotAnId {
+                typed: typed.into(),
+            },
+            JobRefusal::NotFound {
+                typed: typed.into(),
+            },
+            JobRefusal::RecordsDown {
+                typed: Some(typed.into()),
+            },
+        ];
+        for refusal in refusals {
+            let reply = Reply::from(refusal.clone());
+            assert_eq!(reply.response_type, crate::reply::ResponseType::Ephemeral);
+            assert!(
+                reply.text.contains("`&lt;!channel&gt;'x`"),
+                "{}",
+                reply.text
+            );
+        }
+        for refusal in [
+            JobRefusal::StopDenied {
+                record: Box::new(record()),
+            },
+            JobRefusal::AlreadyEnded {
+                record: Box::new(record()),
+            },
+            JobRefusal::QueueDown {
+                short_id: "1a2b3c4d".into(),
+            },
+        ] {
+            let reply = Reply::from(refusal);
+            assert_eq!(reply.response_type, crate::reply::ResponseType::Ephemeral);
+            assert!(reply.text.contains("`1a2b3c4d`"), "{}", reply.text);
+            assert!(!reply.text.contains("<!here>"), "{}", reply.text);
+        }
+    }
+
+    #[test]
+    fn the_answers_say_what_to_do() {
+        let too_short = JobRefusal::TooShort {
+            typed: "1a2b".into(),
+        };
+        assert_eq!(
+            too_short.text(),
+            "`1a2b` is too short: give at least 8 characters of the job id, as shown in status messages (like `1a2b3c4d`)."
+        );
+        let ended = JobRefusal::AlreadyEnded {
+            record: Box::new(record()),
+        };
+        assert_eq!(
+            ended.text(),
+            "Job `1a2b3c4d` (*deploy* `env=&lt;!here&gt;`) already ended (timed out); there is nothing to stop."
+        );
+        let asked = stop_asked("UBOB", &record());
+        assert_eq!(asked.response_type, crate::reply::ResponseType::InChannel);
+        assert_eq!(
+            asked.text,
+            ":octagonal_sign: <@UBOB> asked to stop job `1a2b3c4d` (*deploy* `env=&lt;!here&gt;`)"
+        );
+    }
+}

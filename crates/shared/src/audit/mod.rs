@@ -82,3 +82,17 @@ impl AuditLog {
         }
     }
 }
+
+impl AuditLog {
+    /// A log whose events go to the returned receiver instead of storage: for tests that check
+    /// what a service records.
+    pub fn capture() -> (Self, tokio::sync::mpsc::UnboundedReceiver<AuditEvent>) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        (
+            AuditLog {
+                sender: Some(sender),
+            },
+            receiver,
+        )
+    }
+}
