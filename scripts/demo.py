@@ -5,7 +5,7 @@
     python3 scripts/demo.py --keep   # ...then keep the stack running for your own commands
 
 What it starts, all on 127.0.0.1 with free ports:
-  - Azurite's queue service (npm package `azurite`, installed once into .cache/azurite);
+  - Azurite's queue and blob services (npm package `azurite`, installed once into .cache/azurite);
   - a small stand-in for Slack's response_url endpoint, which prints every message the
     runner posts, i.e. what the channel would see;
   - chatops-ingress and chatops-runner (debug builds) with the sample catalog runbooks.toml,
@@ -207,7 +207,12 @@ def main():
         queue_port = free_port()
         start("azurite", [azurite, "--queueHost", "127.0.0.1", "--queuePort", str(queue_port), "--location", data_dir,
                           "--skipApiVersionCheck", "--disableTelemetry", "--loose"], os.environ.copy(), procs)
+        blob_port = free_port()
+        start("azurite-blob", [os.path.join(os.path.dirname(azurite), "azurite-blob"), "--blobHost", "127.0.0.1",
+                               "--blobPort", str(blob_port), "--location", os.path.join(data_dir, "blob"),
+                               "--skipApiVersionCheck", "--disableTelemetry", "--loose"], os.environ.copy(), procs)
         wait_until(lambda: port_open(queue_port), "Azurite to listen")
+        wait_until(lambda: port_open(blob_port), "Azurite's blob service to listen")
 
         slack = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeSlack)
         threading.Thread(target=slack.serve_forever, daemon=True).start()
@@ -230,7 +235,8 @@ def main():
             "CHATOPS_JOB_SIGNING_KEY": job_key,
             "AZURE_STORAGE_CONNECTION_STRING": (
                 "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-                f"AccountKey={ACCOUNT_KEY};QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"),
+                f"AccountKey={ACCOUNT_KEY};QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"
+                f"BlobEndpoint=http://127.0.0.1:{blob_port}/devstoreaccount1;"),
             "CHATOPS_CATALOG": os.path.join(ROOT, "runbooks.toml"),
             "CHATOPS_INGRESS_ADDR": f"127.0.0.1:{ingress_port}",
             "CHATOPS_RUNNER_ADDR": f"127.0.0.1:{runner_port}",
@@ -245,7 +251,7 @@ def main():
         wait_until(lambda: http_ok(f"{ingress}/readyz"), "chatops-ingress to be ready")
         wait_until(lambda: http_ok(f"http://127.0.0.1:{runner_port}/readyz"), "chatops-runner to be ready")
         say(f"stack is up: ingress {ingress}, runner health http://127.0.0.1:{runner_port}, "
-            f"Azurite queue port {queue_port}; logs in .demo/")
+            f"Azurite queue port {queue_port}, blob port {blob_port}; logs in .demo/")
         say("you are Slack user U0DEMO in channel C0DEMO; every command below is signed as Slack signs it")
 
         response_url = f"{slack_url}commands/T0DEMO/1/demo"

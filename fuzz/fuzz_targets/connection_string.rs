@@ -19,14 +19,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(parsed) = text.parse::<ConnectionString>() else {
         return;
     };
-    let endpoint = &parsed.queue_endpoint;
-    assert!(matches!(endpoint.scheme(), "http" | "https"), "{endpoint}");
-    assert!(endpoint.query().is_none(), "{endpoint}");
-    assert!(endpoint.fragment().is_none(), "{endpoint}");
-    assert!(
-        endpoint.path() == "/" || !endpoint.path().ends_with('/'),
-        "{endpoint}"
-    );
+    for endpoint in std::iter::once(&parsed.queue_endpoint).chain(parsed.blob_endpoint.as_ref()) {
+        assert!(matches!(endpoint.scheme(), "http" | "https"), "{endpoint}");
+        assert!(endpoint.query().is_none(), "{endpoint}");
+        assert!(endpoint.fragment().is_none(), "{endpoint}");
+        assert!(
+            endpoint.path() == "/" || !endpoint.path().ends_with('/'),
+            "{endpoint}"
+        );
+    }
     match &parsed.auth {
         StorageAuth::SharedKey {
             account_name,

@@ -622,6 +622,16 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// A blob store on `container` of this app's Azurite (runner budget); call
+    /// `ensure_container` before use.
+    pub fn blob_store(&self, container: &str) -> Arc<dyn chatops_shared::blob::BlobStore> {
+        Arc::new(azurite::blob_store_for(
+            &self.azurite,
+            container,
+            RetryBudget::background(),
+        ))
+    }
+
     /// The environment a service binary needs to join this app: same queue, catalog and Slack.
     pub fn service_env(&self) -> Vec<(String, String)> {
         [

@@ -1,4 +1,4 @@
-//! A real Azurite (queue service only) for the end-to-end tests.
+//! A real Azurite (queue and blob services) for the end-to-end tests.
 //!
 //! How it works:
 //!
@@ -9,15 +9,15 @@
 //!    temporary folder that is renamed into place, so a folder that exists is complete. A lock
 //!    left by a dead process (its pid is gone, or it is older than 10 minutes) is removed. To
 //!    upgrade Azurite, delete `.cache/azurite`.
-//! 2. **Start.** Each [`Azurite`] is its own `azurite-queue` process on 127.0.0.1 with
-//!    `--queuePort 0`: Azurite binds a free port and prints `successfully listens on
-//!    http://127.0.0.1:PORT`, which we read from its stdout. Unlike choosing a free port
+//! 2. **Start.** Each [`Azurite`] is its own `azurite-queue` and `azurite-blob` processes on
+//!    127.0.0.1 with `--queuePort 0` / `--blobPort 0`: each binds a free port and prints
+//!    `successfully listens on http://127.0.0.1:PORT`, which we read from its stdout. Unlike choosing a free port
 //!    ourselves and passing it, this cannot clash with a parallel test. Then we wait until the
 //!    port accepts connections. The whole start is bounded (20 s); a failure panics with
 //!    Azurite's output. Data lives in a fresh folder under the system temp dir (`--location`, not
 //!    `--inMemoryPersistence`, which slows down after many deletes). `--skipApiVersionCheck` is
 //!    needed because the SDK sends a newer `x-ms-version` than Azurite knows.
-//! 3. **Stop.** [`Azurite::stop`] kills the process and waits for it; dropping an `Azurite`
+//! 3. **Stop.** [`Azurite::stop`] kills both processes and waits for them; dropping an `Azurite`
 //!    kills it too. Its data folder is removed either way.
 //!
 //! Azurite's output is discarded unless `TEST_LOG` is set.
@@ -45,10 +45,12 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// A lock older than this is taken to be left over from a crash.
 const STALE_LOCK_AGE: Duration = Duration::from_secs(600);
 
-/// A running Azurite queue service. Killed on drop.
+/// A running Azurite queue and blob service. Killed on drop.
 pub struct Azurite {
     child: Option<Child>,
+    blob_child: Option<Child>,
     port: u16,
+    blob_port: u16,
     data_dir: PathBuf,
 }
 
@@ -63,60 +65,14 @@ impl Azurite {
             std::env::temp_dir().join(format!("chatops-azurite-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&data_dir).expect("create azurite data dir");
 
-        let mut child = Command::new("node")
-            .arg(queue_main_js(&install_dir))
-            .args(["--queueHost", "127.0.0.1", "--queuePort", "0"])
-            .args([
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-                "--loose",
-                "--silent",
-            ])
-            .arg("--location")
-            .arg(&data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn `node` for azurite-queue (is Node.js installed?)");
-
-        // Both pipes are read to the end by background tasks, so Azurite never blocks on a
-        // full pipe; the lines are kept for the panic message if the start fails.
-        let output = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(drain(
-            child.stdout.take().expect("stdout"),
-            output.clone(),
-            Some(port_tx),
-        ));
-        tokio::spawn(drain(
-            child.stderr.take().expect("stderr"),
-            output.clone(),
-            None,
-        ));
-
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        let port = match tokio::time::timeout_at(deadline, port_rx).await {
-            Ok(Ok(port)) => port,
-            Ok(Err(_)) => fail(&mut child, &output, "exited before listening").await,
-            Err(_) => fail(&mut child, &output, "did not report its port in time").await,
-        };
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                fail(&mut child, &output, "does not accept connections").await;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (child, port) = start_service(&install_dir, "queue", &data_dir.join("queue")).await;
+        let (blob_child, blob_port) =
+            start_service(&install_dir, "blob", &data_dir.join("blob")).await;
         Azurite {
             child: Some(child),
+            blob_child: Some(blob_child),
             port,
+            blob_port,
             data_dir,
         }
     }
@@ -130,11 +86,17 @@ impl Azurite {
         format!("http://127.0.0.1:{}/{DEVSTORE_ACCOUNT}", self.port)
     }
 
-    /// Account-key connection string for this instance.
+    /// `http://127.0.0.1:PORT/devstoreaccount1` of the blob service (no trailing slash).
+    pub fn blob_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{DEVSTORE_ACCOUNT}", self.blob_port)
+    }
+
+    /// Account-key connection string for this instance (queue and blob).
     pub fn connection_string(&self) -> String {
         format!(
-            "DefaultEndpointsProtocol=http;AccountName={DEVSTORE_ACCOUNT};AccountKey={DEVSTORE_KEY};QueueEndpoint={};",
-            self.queue_endpoint()
+            "DefaultEndpointsProtocol=http;AccountName={DEVSTORE_ACCOUNT};AccountKey={DEVSTORE_KEY};QueueEndpoint={};BlobEndpoint={};",
+            self.queue_endpoint(),
+            self.blob_endpoint()
         )
     }
 
@@ -149,15 +111,19 @@ impl Azurite {
         )
         .expect("sign account SAS");
         format!(
-            "QueueEndpoint={};SharedAccessSignature={}",
+            "QueueEndpoint={};BlobEndpoint={};SharedAccessSignature={}",
             self.queue_endpoint(),
+            self.blob_endpoint(),
             sas.expose()
         )
     }
 
-    /// Kills Azurite and waits until it has exited (the port is then closed).
+    /// Kills Azurite and waits until it has exited (the ports are then closed).
     pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in [self.child.take(), self.blob_child.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.kill().await;
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
@@ -166,11 +132,43 @@ impl Azurite {
 
 impl Drop for Azurite {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in [self.child.take(), self.blob_child.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.start_kill();
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// An `AzureBlobStore` on container `container` of this Azurite (account key), not yet created.
+pub fn blob_store_for(
+    azurite: &Azurite,
+    container: &str,
+    budget: chatops_shared::queue::retry::RetryBudget,
+) -> chatops_shared::blob::azure::AzureBlobStore {
+    blob_store_with(&azurite.connection_string(), container, budget)
+}
+
+/// An `AzureBlobStore` from a connection string with a blob endpoint.
+pub fn blob_store_with(
+    connection_string: &str,
+    container: &str,
+    budget: chatops_shared::queue::retry::RetryBudget,
+) -> chatops_shared::blob::azure::AzureBlobStore {
+    use chatops_shared::blob::settings::{BlobSettings, BlobTarget};
+    let c: chatops_shared::queue::connection::ConnectionString =
+        connection_string.parse().expect("connection string");
+    let settings = BlobSettings {
+        target: BlobTarget::ConnectionString {
+            endpoint: c.blob_endpoint().expect("blob endpoint").clone(),
+            auth: c.auth,
+        },
+        container: container.to_owned(),
+        budget,
+    };
+    chatops_shared::blob::azure::AzureBlobStore::new(settings, None).expect("blob store")
 }
 
 /// A valid queue name, unique per call: `<prefix>-<12 hex>`, with the prefix reduced to
@@ -189,6 +187,71 @@ pub async fn unique_queue_name(prefix: &str) -> String {
     let clean = if clean.is_empty() { "q" } else { clean };
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("{clean}-{}", &id[..12])
+}
+
+/// Starts one Azurite service (`queue` or `blob`) on a free port, data in `data_dir`; returns
+/// it once it accepts connections.
+async fn start_service(install_dir: &Path, service: &str, data_dir: &Path) -> (Child, u16) {
+    std::fs::create_dir_all(data_dir).expect("create azurite data dir");
+    let mut child = Command::new("node")
+        .arg(main_js(install_dir, service))
+        .args([
+            format!("--{service}Host"),
+            "127.0.0.1".into(),
+            format!("--{service}Port"),
+            "0".into(),
+        ])
+        .args([
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--loose",
+            "--silent",
+        ])
+        .arg("--location")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("spawn `node` for azurite-{service} (is Node.js installed?): {e}")
+        });
+
+    // Both pipes are read to the end by background tasks, so Azurite never blocks on a
+    // full pipe; the lines are kept for the panic message if the start fails.
+    let output = Arc::new(Mutex::new(String::new()));
+    let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(drain(
+        child.stdout.take().expect("stdout"),
+        output.clone(),
+        Some(port_tx),
+    ));
+    tokio::spawn(drain(
+        child.stderr.take().expect("stderr"),
+        output.clone(),
+        None,
+    ));
+
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let port = match tokio::time::timeout_at(deadline, port_rx).await {
+        Ok(Ok(port)) => port,
+        Ok(Err(_)) => fail(&mut child, &output, "exited before listening").await,
+        Err(_) => fail(&mut child, &output, "did not report its port in time").await,
+    };
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            fail(&mut child, &output, "does not accept connections").await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (child, port)
 }
 
 /// Reads lines into `output`; reports the port from the "listens on" line through `port`.
@@ -244,8 +307,12 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+fn main_js(install_dir: &Path, service: &str) -> PathBuf {
+    install_dir.join(format!("node_modules/azurite/dist/src/{service}/main.js"))
+}
+
 fn queue_main_js(install_dir: &Path) -> PathBuf {
-    install_dir.join("node_modules/azurite/dist/src/queue/main.js")
+    main_js(install_dir, "queue")
 }
 
 /// Returns the install folder, installing Azurite first if no process has yet. Blocking.

@@ -16,4 +16,5 @@ pub mod arm;
 pub mod azurite;
 pub mod counting;
 pub mod process;
+pub mod proxy;
 pub mod slack;

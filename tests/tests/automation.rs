@@ -94,7 +94,13 @@ async fn happy_path_reports_output_and_progress() {
     assert_eq!(outcome.error, None);
     let started_at = outcome.started_at.expect("a start time");
     assert!(outcome.ended_at >= started_at);
-    assert_eq!(progress, vec![Progress::Running { started_at }]);
+    assert_eq!(
+        progress,
+        vec![Progress::Running {
+            started_at,
+            pgid: None
+        }]
+    );
 
     let jobs = server.jobs();
     assert_eq!(jobs.len(), 1);

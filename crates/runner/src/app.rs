@@ -64,6 +64,7 @@ impl RunnerApp {
         let notifier = Arc::new(SlackNotifier::new(config.slack)?);
         let worker = Worker::new(
             queue.clone(),
+            chatops_shared::records::Records::new(std::sync::Arc::new(Tmp), 30),
             catalog,
             config.job_keys,
             executors,
@@ -187,5 +188,54 @@ async fn readyz(State(queue): State<Arc<dyn JobQueue>>) -> (StatusCode, &'static
     match tokio::time::timeout(Duration::from_secs(3), queue.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable"),
+    }
+}
+
+struct Tmp;
+#[async_trait::async_trait]
+impl chatops_shared::blob::BlobStore for Tmp {
+    async fn ensure_container(&self) -> Result<(), chatops_shared::blob::BlobError> {
+        Ok(())
+    }
+    async fn create(
+        &self,
+        _: &str,
+        _: Vec<u8>,
+        _: &chatops_shared::blob::Metadata,
+    ) -> Result<chatops_shared::blob::ETag, chatops_shared::blob::BlobError> {
+        Err(chatops_shared::blob::BlobError::Other(String::new()))
+    }
+    async fn replace(
+        &self,
+        _: &str,
+        _: Vec<u8>,
+        _: &chatops_shared::blob::Metadata,
+        _: &chatops_shared::blob::ETag,
+    ) -> Result<chatops_shared::blob::ETag, chatops_shared::blob::BlobError> {
+        Err(chatops_shared::blob::BlobError::Other(String::new()))
+    }
+    async fn read(
+        &self,
+        _: &str,
+    ) -> Result<Option<chatops_shared::blob::Blob>, chatops_shared::blob::BlobError> {
+        Ok(None)
+    }
+    async fn list(
+        &self,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<chatops_shared::blob::ListPage, chatops_shared::blob::BlobError> {
+        Ok(Default::default())
+    }
+    async fn create_append(&self, _: &str) -> Result<bool, chatops_shared::blob::BlobError> {
+        Ok(true)
+    }
+    async fn append(
+        &self,
+        _: &str,
+        _: Vec<u8>,
+        _: u64,
+    ) -> Result<(), chatops_shared::blob::BlobError> {
+        Ok(())
     }
 }

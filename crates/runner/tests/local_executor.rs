@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chatops_runner::executor::local::{INHERITED_VARS, LocalExecutor};
-use chatops_runner::executor::{Executor, FinalState, JobRequest, Outcome, Progress};
+use chatops_runner::executor::{Executor, FinalState, JobRequest, Outcome, Progress, StopSignal};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
@@ -48,6 +48,7 @@ fn request(target: &str, params: &[(&str, &str)], timeout: Duration) -> JobReque
             .collect(),
         timeout,
         redelivered: false,
+        stop: StopSignal::never(),
     }
 }
 
@@ -297,22 +298,36 @@ async fn a_missing_supervisor_fails_with_the_same_plain_message() {
 }
 
 #[tokio::test]
-async fn redelivered_jobs_are_not_run_again() {
+async fn a_stop_request_stops_the_script_and_its_children_and_ends_stopped() {
     let dir = Scratch::new();
-    let marker = dir.0.join("ran");
-    let script = dir.script("once.sh", &format!("touch '{}'", marker.display()), 0o755);
-    let mut req = request(&script, &[], Duration::from_secs(5));
-    req.redelivered = true;
-    let (outcome, progress) = run(&fast(), &req).await;
-    assert_eq!(outcome.state, FinalState::Failed);
-    assert!(
-        outcome
-            .error
-            .unwrap_or_default()
-            .starts_with("interrupted: a runner marked this job as started")
+    let marker = dir.0.join("finished");
+    let child = dir.0.join("child-finished");
+    let script = dir.script(
+        "long.sh",
+        &format!(
+            "(sleep 3; touch '{}') &\necho started\nsleep 3\ntouch '{}'",
+            child.display(),
+            marker.display()
+        ),
+        0o755,
     );
-    assert!(progress.is_empty());
-    assert!(!marker.exists());
+    let (stop, signal) = StopSignal::new();
+    let mut req = request(&script, &[], Duration::from_secs(30));
+    req.stop = signal;
+    let executor = fast();
+    let running = tokio::spawn(async move { run(&executor, &req).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.stop();
+    let (outcome, progress) = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("ends soon after the stop")
+        .unwrap();
+    assert_eq!(outcome.state, FinalState::Stopped, "{outcome:?}");
+    assert!(outcome.output.contains("started"), "{outcome:?}");
+    assert_eq!(progress.len(), 1, "it had started");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!marker.exists(), "the script was stopped");
+    assert!(!child.exists(), "its background child too");
 }
 
 #[tokio::test]

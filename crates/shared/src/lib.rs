@@ -10,6 +10,7 @@
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
 //! - [`recent_ids`]: job ids claimed recently in this process.
 //! - [`body`]: reading HTTP answer bodies with a bound; [`backoff`]: waits between retries.
+//! - `storage`: what queue and blob access share (failure classification, auth, retry loop).
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
 pub mod audit;
@@ -28,4 +29,5 @@ pub mod records;
 pub mod secret;
 pub mod shutdown;
 pub mod slack_id;
+mod storage;
 pub mod telemetry;

@@ -124,6 +124,9 @@ impl AutomationExecutor {
     ) -> Outcome {
         let following_since = Instant::now();
         let mut stop_requested: Option<Instant> = None;
+        // Someone asked to stop the job from chat: the runner that took the stop message asked
+        // Azure already; asking again here covers a job created after that request.
+        let mut stop_asked = false;
         let mut announced = false;
         let mut last_status: Option<JobStatus> = None;
         let mut job = match created {
@@ -141,7 +144,10 @@ impl AutomationExecutor {
             if !announced && (job.status.has_started() || job.start_time.is_some()) {
                 let started_at = job.start_time.unwrap_or_else(OffsetDateTime::now_utc);
                 // The receiver is gone only when the worker stopped caring; keep going anyway.
-                let _ = progress.send(Progress::Running { started_at });
+                let _ = progress.send(Progress::Running {
+                    started_at,
+                    pgid: None,
+                });
                 announced = true;
             }
             if job.status.is_final() {
@@ -151,6 +157,13 @@ impl AutomationExecutor {
                     .await;
             }
 
+            if request.stop.is_requested() && !stop_asked {
+                tracing::info!("a stop was asked for; asking Azure to stop the job");
+                if let Err(e) = self.client.stop_job(name).await {
+                    tracing::warn!(error = %e, "Azure did not take the stop request");
+                }
+                stop_asked = true;
+            }
             let age = job_age(&job, following_since);
             match stop_requested {
                 None if age >= request.timeout => {
@@ -175,6 +188,7 @@ impl AutomationExecutor {
                         error: Some(message),
                         started_at: job.start_time,
                         ended_at: OffsetDateTime::now_utc(),
+                        stopped_by: None,
                     };
                 }
                 _ => {}
@@ -190,7 +204,11 @@ impl AutomationExecutor {
                         .max(Duration::from_millis(1)),
                 );
             }
-            tokio::time::sleep(wait).await;
+            let mut stop = request.stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.requested(), if !stop_asked => {}
+            }
             job = match self.poll_job(name).await {
                 Ok(job) => job,
                 Err(e) => return lost(&e, request),
@@ -295,6 +313,7 @@ impl AutomationExecutor {
             error: (!lines.is_empty()).then(|| lines.join("\n")),
             started_at: job.start_time,
             ended_at: job.end_time.unwrap_or_else(OffsetDateTime::now_utc),
+            stopped_by: None,
         }
     }
 
@@ -403,6 +422,21 @@ impl Executor for AutomationExecutor {
         tracing::info!(state = outcome.state.label(), "Automation job ended");
         Ok(Some(outcome))
     }
+
+    async fn request_stop(&self, job_id: &uuid::Uuid) -> Result<(), TransientError> {
+        let name = job_id.hyphenated().to_string();
+        match self.client.stop_job(&name).await {
+            Ok(()) => Ok(()),
+            // Not created yet: its runner sees the stop request in the record and asks then.
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) if e.is_transient() => Err(transient("stop", &e)),
+            Err(e) => {
+                // A job that has ended answers 409/400: nothing to stop.
+                tracing::warn!(error = %e, "Azure refused to stop the job");
+                Ok(())
+            }
+        }
+    }
 }
 
 /// How long the job has existed: since its creation as ARM reports it, or since we started
@@ -500,6 +534,7 @@ mod tests {
             params: Vec::new(),
             timeout: Duration::from_secs(1),
             redelivered: false,
+            stop: crate::executor::StopSignal::never(),
         };
         let text = refusal("start the runbook", &e, &request);
         assert!(

@@ -22,10 +22,50 @@ pub struct JobRequest {
     pub params: Vec<(String, String)>,
     /// The job is stopped and reported as TimedOut when it runs longer than this.
     pub timeout: Duration,
-    /// A runner may have started the job already and died: for a local job, its message
-    /// carries another runner's start mark (the executor reports it interrupted); for an
-    /// Automation job, the message was delivered before (only logged: the job is found by name).
+    /// The message was delivered before (only logged: an Automation job is found by name; a
+    /// local job started before is never given to the executor, see the worker).
     pub redelivered: bool,
+    /// Fires when someone asks to stop the job (`/runbook stop`).
+    pub stop: StopSignal,
+}
+
+/// Tells an executor that someone asked to stop its job. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StopSignal(tokio::sync::watch::Receiver<bool>);
+
+/// The sending side of a [`StopSignal`], kept by the worker.
+#[derive(Debug)]
+pub struct StopSender(tokio::sync::watch::Sender<bool>);
+
+impl StopSignal {
+    /// A signal and its sender.
+    pub fn new() -> (StopSender, StopSignal) {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        (StopSender(sender), StopSignal(receiver))
+    }
+
+    /// A signal that never fires.
+    pub fn never() -> StopSignal {
+        StopSignal::new().1
+    }
+
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits until a stop is asked for; forever when it never is.
+    pub async fn requested(&mut self) {
+        if self.0.wait_for(|stop| *stop).await.is_err() {
+            // The sender is gone without asking: no stop will come.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl StopSender {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// How a job ended.
@@ -39,6 +79,9 @@ pub enum FinalState {
     TimedOut,
     /// The runner's own re-check of the catalog and the caller said no.
     Refused,
+    /// The runner that ran it died; a local script was killed with it (its supervisor sees
+    /// the runner go), so it may have run in part.
+    Interrupted,
     /// Not started: the request was older than `CHATOPS_MAX_JOB_AGE` when a runner took it.
     Expired,
 }
@@ -52,6 +95,7 @@ impl FinalState {
             FinalState::Suspended => "Suspended",
             FinalState::TimedOut => "TimedOut",
             FinalState::Refused => "Refused",
+            FinalState::Interrupted => "Interrupted",
             FinalState::Expired => "Expired",
         }
     }
@@ -60,8 +104,12 @@ impl FinalState {
 /// A change the executor reports while the job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// The job started (or an already started job was found and is being followed).
-    Running { started_at: OffsetDateTime },
+    /// The job started (or an already started job was found and is being followed). `pgid`:
+    /// a local script's process group.
+    Running {
+        started_at: OffsetDateTime,
+        pgid: Option<i32>,
+    },
 }
 
 /// The end of a job.
@@ -74,6 +122,8 @@ pub struct Outcome {
     pub error: Option<String>,
     pub started_at: Option<OffsetDateTime>,
     pub ended_at: OffsetDateTime,
+    /// Slack user ID of who stopped the job (`/runbook stop`), when someone did.
+    pub stopped_by: Option<String>,
 }
 
 impl Outcome {
@@ -85,6 +135,7 @@ impl Outcome {
             error: Some(error.into()),
             started_at: None,
             ended_at: OffsetDateTime::now_utc(),
+            stopped_by: None,
         }
     }
 }
@@ -117,5 +168,12 @@ pub trait Executor: Send + Sync {
         _progress: UnboundedSender<Progress>,
     ) -> Result<Option<Outcome>, TransientError> {
         Ok(None)
+    }
+
+    /// Asks for a job running elsewhere to stop, for executors whose jobs live outside the
+    /// runner (Azure Automation: `POST jobs/{name}/stop`). Local scripts are stopped by the
+    /// runner that holds them, through [`JobRequest::stop`]: this does nothing.
+    async fn request_stop(&self, _job_id: &Uuid) -> Result<(), TransientError> {
+        Ok(())
     }
 }

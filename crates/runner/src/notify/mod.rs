@@ -17,6 +17,8 @@ pub enum Update {
     Running { started_at: OffsetDateTime },
     /// The job ended.
     Finished(Outcome),
+    /// A plain notice about the command (a stop that found nothing to stop).
+    Notice(String),
 }
 
 /// Why a notification was not delivered.

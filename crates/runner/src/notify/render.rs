@@ -85,11 +85,24 @@ fn compose(job: &JobMessage, update: &Update, prefix: &str) -> String {
                 )),
                 None => text.push_str(&format!("Ended {}", slack_date(outcome.ended_at))),
             }
+            if let Some(by) = outcome
+                .stopped_by
+                .as_deref()
+                .filter(|u| is_slack_id(u, &['U', 'W']))
+            {
+                text.push_str(&format!("\nStopped by <@{by}>"));
+            }
             if let Some(error) = outcome.error.as_deref().filter(|e| !e.trim().is_empty()) {
                 text.push_str("\n*Error:* ");
                 text.push_str(&escape_head(error.trim(), MAX_ERROR_CHARS));
             }
             push_output(&mut text, outcome);
+        }
+        Update::Notice(notice) => {
+            text.push_str(&format!(
+                ":information_source: {} (job `{id}`, {what})",
+                escape_head(notice, MAX_ERROR_CHARS)
+            ));
         }
     }
     // By construction the pieces fit; this guards the limit should that ever change.
@@ -134,6 +147,7 @@ fn emoji(state: FinalState) -> &'static str {
         FinalState::Stopped => ":octagonal_sign:",
         FinalState::Suspended => ":double_vertical_bar:",
         FinalState::Expired => ":alarm_clock:",
+        FinalState::Interrupted => ":zap:",
     }
 }
 
@@ -318,6 +332,7 @@ mod tests {
             error: error.map(Into::into),
             started_at: Some(at(T0)),
             ended_at: at(T0 + 72),
+            stopped_by: None,
         })
     }
 
@@ -356,6 +371,7 @@ mod tests {
             (FinalState::Stopped, ":octagonal_sign: "),
             (FinalState::Suspended, ":double_vertical_bar: "),
             (FinalState::Expired, ":alarm_clock: "),
+            (FinalState::Interrupted, ":zap: "),
         ] {
             let t = text(&job(), &finished(state, "", Some("boom")));
             assert!(t.starts_with(start), "{t}");
@@ -375,6 +391,7 @@ mod tests {
             error: Some("not allowed in <#C9>".into()),
             started_at: None,
             ended_at: at(T0),
+            stopped_by: None,
         });
         let t = text(&job(), &update);
         assert!(t.starts_with(":no_entry: <@U123> asked for *restart-web* `count=1 env=prod` — *Refused* (job `1a2b3c4d`)\nEnded <!date^1700000000^"), "{t}");
@@ -535,6 +552,7 @@ mod tests {
                     error: None,
                     started_at: Some(at),
                     ended_at: at,
+                    stopped_by: None,
                 });
                 text(&job(), &update);
             }

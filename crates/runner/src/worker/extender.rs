@@ -2,11 +2,9 @@
 //! takes over the further deliveries of that job that reach this runner.
 
 use super::held::Hold;
-use chatops_shared::job;
 use chatops_shared::queue::{JobQueue, QueueError, Received};
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -104,13 +102,10 @@ impl Held {
 /// visibility after the last successful one, and is retried promptly when it fails. Deliveries
 /// of the same job handed over by the poller ([`Hold`]) are taken over at once: after a lost
 /// answer, the fresh pop receipt lets the extensions resume. The held messages are shared with
-/// the worker, so the job's message can also be rewritten ([`Extender::mark_started`]) without
-/// racing an extension. Stopped by [`Extender::stop`], which waits for an extension under way,
+/// the worker, which reads them when the job ends. Stopped by [`Extender::stop`], which waits for an extension under way,
 /// so the newest pop receipt is never lost; aborted if dropped without that.
 pub(super) struct Extender {
-    queue: Arc<dyn JobQueue>,
     held: Arc<Mutex<Held>>,
-    visibility: Duration,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Hold>>,
 }
@@ -155,38 +150,15 @@ impl Extender {
             .in_current_span()
         });
         Extender {
-            queue,
             held,
-            visibility,
             stop: Some(stop_tx),
             task: Some(task),
         }
     }
 
-    /// Writes `started_at` into the message on the queue (every other field kept), so that a
-    /// later delivery knows the job was started.
-    pub(super) async fn mark_started(&self, at: OffsetDateTime) -> Result<(), String> {
-        let mut held = self.held.lock().await;
-        let text = job::mark_started(&held.message.text, at).map_err(|e| e.to_string())?;
-        match self
-            .queue
-            .replace(&held.message, &text, self.visibility)
-            .await
-        {
-            Ok(pop_receipt) => {
-                held.message.pop_receipt = pop_receipt;
-                held.message.text = text;
-                Ok(())
-            }
-            Err(e) => {
-                // Perhaps written, with a pop receipt this runner never saw: only a fresh
-                // delivery can be extended again.
-                if e == QueueError::MessageGone {
-                    held.lost = true;
-                }
-                Err(e.to_string())
-            }
-        }
+    /// This runner no longer holds the job's message (and it did not come back here).
+    pub(super) async fn is_lost(&self) -> bool {
+        self.held.lock().await.lost
     }
 
     /// Stops extending, lets go of the job, and returns what it held, with the newest pop

@@ -9,45 +9,86 @@
 //! 1. A message for a job this runner holds already (running, or reporting) is handed to that
 //!    job (`held`), which takes it over: it is not a new job, and its deliveries are not counted.
 //! 2. A message this runner cannot read goes to `<queue>-poison` at once, with the reason; a
-//!    duplicate of a local job this runner already ran is deleted; a message delivered more
-//!    than `max_dequeue` times goes to the poison queue and the requester is told.
+//!    message delivered more than `max_dequeue` times goes to the poison queue and the
+//!    requester is told. A `kind: stop` message is passed on to its target (`stop`).
 //! 3. From then on the message is held (`extender`): its invisibility is extended while the job
 //!    runs and its final status is delivered, so no other runner takes it.
-//! 4. The catalog and the caller are checked again (`prepare`): `Refused` when they no longer
-//!    allow the job.
-//! 5. The job runs. A job not yet started whose request is older than `max_job_age` is not
-//!    started (`Expired`); a job that has started is followed whatever its age. Automation jobs
-//!    are named by `job_id`, so a redelivered message follows the job already started; a local
-//!    script starts at most once (`once`): a redelivered one that had started is reported as
-//!    interrupted, not run again.
-//! 6. The final status is posted (`report`), and only then is the message deleted; when Slack
-//!    refuses it for good, the message goes to the poison queue with the outcome.
+//! 4. The job's record decides who runs it (`ownership`): this runner when it created the
+//!    record or took it over from a dead runner; a job that ended is reported (once) or its
+//!    message deleted; a job another live runner holds is waited on, never run twice.
+//! 5. The catalog and the caller are checked again (`prepare`): `Refused` when they no longer
+//!    allow the job. A job not yet started whose request is older than `max_job_age` is not
+//!    started (`Expired`). A local job that had started under a runner now dead is reported
+//!    `Interrupted` (its supervisor killed the script when its runner died); an Automation job
+//!    is followed by name.
+//! 6. The record is marked running just before the start, and its heartbeat renewed while the
+//!    job runs (`watch`), which also passes on stop requests.
+//! 7. The final state goes into the record, then the final status is posted (`report`), the
+//!    record marked reported, and only then is the message deleted; when Slack refuses it for
+//!    good, the message goes to the poison queue with the outcome.
 //!
 //! Delivery is at-least-once, so every step is safe to repeat. A failure that may pass leaves
 //! the message to come back when its invisibility ends.
 
-use crate::executor::{Executor, FinalState, JobRequest, Outcome};
+use crate::executor::{Executor, FinalState, Outcome, StopSignal, TransientError};
 use crate::notify::{Notifier, Update};
+use chatops_shared::audit::{AuditEvent, AuditLog};
 use chatops_shared::catalog::Catalog;
-use chatops_shared::job::{DecodeError, JobKeys, JobMessage};
+use chatops_shared::job::{DecodeError, JobKeys, JobKind, JobMessage};
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
+use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned, record_name_of};
 use extender::{Extender, Held};
 use held::{HeldJobs, Hold};
-use once::{LocalStarts, Ran};
-use prepare::Prepared;
+use ownership::Owned;
 use std::sync::Arc;
 use tracing::Instrument;
 
 mod extender;
+mod finish;
 mod held;
-mod once;
+mod ownership;
 mod poll;
 mod prepare;
 mod report;
 mod settings;
+mod stop;
+mod watch;
 
 pub use extender::MIN_VISIBILITY;
-pub use settings::WorkerSettings;
+pub use settings::{WorkerSettings, new_runner_id};
+
+/// What a runner that owns a job has to do with it.
+enum Todo {
+    /// Run it: its record, and whether a runner had started it before.
+    Run {
+        record: Box<Versioned>,
+        started: bool,
+    },
+    /// Post this final status (the job ended under a runner that died before posting it).
+    Report(Outcome),
+}
+
+/// How a job this runner owns went.
+#[derive(Debug)]
+enum Ran {
+    /// The job has a final outcome: it ran, was found interrupted, or was not started.
+    Finished(Outcome),
+    /// Not started, or not seen to its end, for a reason that may pass: the message is left
+    /// for a retry.
+    Retry(TransientError),
+}
+
+/// How the handling of a job message ended.
+enum Ended {
+    /// The final status was posted: delete the message.
+    Reported,
+    /// Left for a retry: the message comes back.
+    Retry,
+    /// Another runner took the job over (this one was taken for dead): it reports it.
+    TakenOver,
+    /// To the poison queue, with the reason.
+    Poison(String),
+}
 
 /// What one call of [`Worker::process_next`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +111,10 @@ pub struct Executors {
 #[derive(Clone)]
 pub struct Worker {
     queue: Arc<dyn JobQueue>,
+    /// Job records: who holds which job, and how it ended.
+    records: Records,
+    /// Where job starts, ends and stops are recorded.
+    audit: AuditLog,
     catalog: Arc<Catalog>,
     /// A message runs only when its `mac` verifies under one of these.
     job_keys: Arc<JobKeys>,
@@ -78,8 +123,6 @@ pub struct Worker {
     settings: WorkerSettings,
     /// Jobs this runner is seeing through now; further deliveries of them go to them.
     held: HeldJobs,
-    /// What the local start rules remember.
-    local_starts: Arc<LocalStarts>,
 }
 
 /// A received message that is not for a job held here already.
@@ -109,6 +152,7 @@ impl Delivery {
 impl Worker {
     pub fn new(
         queue: Arc<dyn JobQueue>,
+        records: Records,
         catalog: Arc<Catalog>,
         job_keys: JobKeys,
         executors: Executors,
@@ -117,14 +161,21 @@ impl Worker {
     ) -> Self {
         Worker {
             queue,
+            records,
+            audit: AuditLog::discard(),
             catalog,
             job_keys: Arc::new(job_keys),
             executors,
             notifier,
             settings,
             held: HeldJobs::default(),
-            local_starts: Arc::default(),
         }
+    }
+
+    /// Records job starts, ends and stops in `audit`.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Takes one message, if there is one, and sees it through.
@@ -191,15 +242,12 @@ impl Worker {
     }
 
     async fn handle_job(&self, message: Received, job: JobMessage, hold: Hold) {
-        if self.local_starts.ran_here(&job.job_id) {
-            // A second message for a job this runner already ran (a retried or replayed
-            // enqueue, or a delete that failed): the first one reported it.
-            tracing::warn!("duplicate message for a local job already run here; deleting it");
-            self.delete(&message).await;
-            return;
-        }
         if message.dequeue_count > self.settings.max_dequeue {
             self.give_up(&message, &job).await;
+            return;
+        }
+        if job.kind == JobKind::Stop {
+            self.handle_stop(message, job, hold).await;
             return;
         }
 
@@ -207,38 +255,49 @@ impl Worker {
         // Runs until the message is deleted or handed back, so no other runner takes it
         // while its job runs or its final status is being delivered.
         let extender = Extender::start(self.queue.clone(), message, hold, self.settings.visibility);
-        let ran = match self.prepare(&job, dequeue_count) {
-            Err(outcome) => Ran::Finished(outcome),
-            Ok(prepared) => self.run(&job, &prepared, &extender).await,
-        };
-        let outcome = match ran {
-            Ran::Finished(outcome) => outcome,
-            Ran::Duplicate => {
-                tracing::warn!("duplicate message for a local job already run here; deleting it");
-                let held = extender.stop().await;
-                self.delete_all(&held).await;
-                return;
-            }
-            Ran::Retry(e) => {
-                tracing::warn!(error = %e, "job hit a transient error; leaving the message for a retry");
-                // The message comes back when the visibility of its last extension ends.
+        let owned = match self.own(&job, &extender).await {
+            Ok(owned) => owned,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not settle who runs the job; leaving the message for a retry");
                 extender.stop().await;
                 return;
             }
         };
-        tracing::info!(state = outcome.state.label(), "job finished");
-        let notified = self.notify_final(&job, &outcome).await;
+        let (name, todo) = match owned {
+            Owned::Reported => {
+                tracing::info!("the job ended and was reported already; deleting this message");
+                let held = extender.stop().await;
+                self.delete_all(&held).await;
+                return;
+            }
+            Owned::Unreported(record) => {
+                tracing::info!("the job ended but its final status was not posted; posting it");
+                let outcome = finish::outcome_of(&record.record);
+                (record.name, Todo::Report(outcome))
+            }
+            Owned::Run { record, started } => {
+                let name = record.name.clone();
+                (name, Todo::Run { record, started })
+            }
+        };
+        // The heartbeat and stop requests are watched until the final status is delivered:
+        // a copy of the message elsewhere waits while this runner is alive.
+        let (stop, stop_signal) = StopSignal::new();
+        let work = self.run_and_report(&job, todo, dequeue_count, stop_signal);
+        let ended = tokio::select! {
+            ended = work => ended,
+            holder = self.watch(&name, &stop) => {
+                tracing::warn!(%holder, "the job's record names another holder: this runner was taken for dead; leaving the job to it");
+                Ended::TakenOver
+            }
+        };
         let held = extender.stop().await;
-        match notified {
-            Ok(()) => self.delete_all(&held).await,
-            Err(e) => {
-                let reason = format!(
-                    "job ended {} but the final Slack notification failed: {e}",
-                    outcome.state.label()
-                );
-                // The status the channel did not get, for the operator who reads this log.
-                let status = crate::notify::render::text(&job, &Update::Finished(outcome.clone()));
-                tracing::error!(%reason, %status, "moving message to the poison queue");
+        match ended {
+            Ended::Reported => self.delete_all(&held).await,
+            Ended::Retry | Ended::TakenOver => {
+                // The message comes back when the visibility of its last extension ends.
+            }
+            Ended::Poison(reason) => {
                 self.poison(&held.message, reason).await;
                 for copy in &held.copies {
                     self.delete(copy).await;
@@ -247,34 +306,139 @@ impl Worker {
         }
     }
 
-    /// Runs a prepared job to its end, by the start rules of its kind.
-    async fn run(&self, job: &JobMessage, prepared: &Prepared, extender: &Extender) -> Ran {
-        let expired = self.expired(job);
-        let executor = &prepared.executor;
-        if prepared.local {
-            let execute = |redelivered| async move {
-                let request = JobRequest {
-                    redelivered,
-                    ..prepared.request.clone()
-                };
-                self.reporting(job, |progress| executor.run(&request, progress))
+    /// Runs the job (unless it ended already), records its end, posts the final status and
+    /// marks it reported.
+    async fn run_and_report(
+        &self,
+        job: &JobMessage,
+        todo: Todo,
+        dequeue_count: u32,
+        stop: StopSignal,
+    ) -> Ended {
+        let (outcome, recorded) = match todo {
+            Todo::Run { record, started } => {
+                match self
+                    .run_owned(job, *record, started, dequeue_count, stop)
                     .await
-            };
-            return self.local_starts.run(job, extender, expired, execute).await;
-        }
-        let request = &prepared.request;
-        let result = match expired {
-            None => {
-                self.reporting(job, |progress| executor.run(request, progress))
-                    .await
+                {
+                    Ran::Finished(outcome) => match self.record_final(job, outcome.clone()).await {
+                        Ok(outcome) => (outcome, true),
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not write the job's final state to its record");
+                            (outcome, false)
+                        }
+                    },
+                    Ran::Retry(e) => {
+                        tracing::warn!(error = %e, "job hit a transient error; leaving the message for a retry");
+                        return Ended::Retry;
+                    }
+                }
             }
-            // Too old to start, but followed to its end if it started.
-            Some(expired) => self
-                .reporting(job, |progress| executor.follow_started(request, progress))
-                .await
-                .map(|started| started.unwrap_or(expired)),
+            Todo::Report(outcome) => (outcome, true),
         };
-        match result {
+        tracing::info!(state = outcome.state.label(), "job finished");
+        let notified = self.notify_final(job, &outcome).await;
+        match (notified, recorded) {
+            (Ok(()), true) => {
+                self.record_reported(job).await;
+                Ended::Reported
+            }
+            // Posted; the message must not come back to a record that still says running.
+            (Ok(()), false) => Ended::Poison(format!(
+                "job ended {} and was reported, but its record could not be written",
+                outcome.state.label()
+            )),
+            (Err(e), _) => {
+                let reason = format!(
+                    "job ended {} but the final Slack notification failed: {e}",
+                    outcome.state.label()
+                );
+                // The status the channel did not get, for the operator who reads this log.
+                let status = crate::notify::render::text(job, &Update::Finished(outcome.clone()));
+                tracing::error!(%reason, %status, "moving message to the poison queue");
+                Ended::Poison(reason)
+            }
+        }
+    }
+
+    /// Runs a job this runner owns to its end, by the start rules of its kind.
+    async fn run_owned(
+        &self,
+        job: &JobMessage,
+        record: Versioned,
+        started: bool,
+        dequeue_count: u32,
+        stop: StopSignal,
+    ) -> Ran {
+        let prepared = match self.prepare(job, dequeue_count, stop) {
+            Ok(prepared) => prepared,
+            Err(outcome) => return Ran::Finished(outcome),
+        };
+        let name = record.name.clone();
+        if let Some(request) = &record.record.stop
+            && !started
+        {
+            let mut outcome =
+                Outcome::without_run(FinalState::Stopped, "stopped before it started");
+            outcome.stopped_by = Some(request.by.clone());
+            return Ran::Finished(outcome);
+        }
+        let expired = self.expired(job);
+        let executor = prepared.executor.clone();
+        let request = prepared.request.clone();
+        if prepared.local {
+            // An older runner's start mark on the message counts as a start.
+            if started || job.started_at.is_some() {
+                return Ran::Finished(Outcome::without_run(
+                    FinalState::Interrupted,
+                    "the runner running this script stopped before it reported the end (its \
+                     supervisor killed the script when it did), so the script may have run in \
+                     part, in full or not at all; it was not run again",
+                ));
+            }
+            if let Some(outcome) = expired {
+                return Ran::Finished(outcome);
+            }
+        }
+        let reference = if prepared.local {
+            Some(ExecutorRef::Local {
+                host: self.settings.runner_id.clone(),
+                pgid: 0,
+            })
+        } else {
+            expired.is_none().then(|| ExecutorRef::Automation {
+                job_name: job.job_id.hyphenated().to_string(),
+            })
+        };
+        if let Some(reference) = reference {
+            match self.record_running(&name, reference).await {
+                Ok(None) => {}
+                Ok(Some(by)) => {
+                    let mut outcome =
+                        Outcome::without_run(FinalState::Stopped, "stopped before it started");
+                    outcome.stopped_by = Some(by);
+                    return Ran::Finished(outcome);
+                }
+                Err(e) => {
+                    return Ran::Retry(TransientError(format!(
+                        "could not mark the job as started in its record, so it was not started: {e}"
+                    )));
+                }
+            }
+        }
+        let run = async {
+            match expired {
+                Some(expired) if !prepared.local => self
+                    .reporting(job, |progress| executor.follow_started(&request, progress))
+                    .await
+                    .map(|started| started.unwrap_or(expired)),
+                _ => {
+                    self.reporting(job, |progress| executor.run(&request, progress))
+                        .await
+                }
+            }
+        };
+        match run.await {
             Ok(outcome) => Ran::Finished(outcome),
             Err(e) => Ran::Retry(e),
         }
@@ -297,17 +461,49 @@ impl Worker {
                 "The runner gave up: the job was {reason}. An operator can find it on the poison queue."
             ),
         );
+        if job.kind == JobKind::Run && !self.give_up_record(job).await {
+            return;
+        }
         // Best effort: the poison queue keeps it either way.
         if let Err(e) = self.notifier.notify(job, &Update::Finished(outcome)).await {
             tracing::warn!(error = %e, "could not tell the requester about the given-up job");
         }
     }
 
+    /// Ends the record of a job given up on, unless the job ended or a live runner holds it
+    /// (false: then that runner reports it, or did).
+    async fn give_up_record(&self, job: &JobMessage) -> bool {
+        let now = time::OffsetDateTime::now_utc();
+        let me = self.settings.runner_id.clone();
+        let dead_after = self.settings.dead_after();
+        let mut tell = true;
+        let result = self
+            .records
+            .update(&record_name_of(job), |record| {
+                let held_elsewhere = record.holder.as_ref().is_some_and(|h| h.runner != me)
+                    && !record.holder_is_dead(now, dead_after);
+                tell = !record.state.is_final() && !held_elsewhere;
+                if !tell {
+                    return false;
+                }
+                record.error = Some("the runner gave up on the job's message".into());
+                record.set_state(JobState::Failed, &me, now, None);
+                record.reported = true;
+                record.holder = None;
+                true
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not end the given-up job's record");
+        }
+        tell
+    }
+
     /// Deletes the job's message and the other messages for the job held with it.
     async fn delete_all(&self, held: &Held) {
         if held.lost {
             tracing::warn!(
-                "this runner lost hold of the job's message and it did not come back before the job ended: it reappears when the invisibility of its last update ends (on this runner a local job is then dropped as already run)"
+                "this runner lost hold of the job's message and it did not come back before the job ended: it reappears when the invisibility of its last update ends, finds the job reported in its record, and is deleted"
             );
         } else {
             self.delete(&held.message).await;
@@ -337,5 +533,23 @@ impl Worker {
                 false
             }
         }
+    }
+
+    fn audit(&self, event: AuditEvent) {
+        self.audit.record(event);
+    }
+}
+
+/// The record state of a final outcome.
+fn record_state(state: FinalState) -> JobState {
+    match state {
+        FinalState::Completed => JobState::Completed,
+        FinalState::Failed => JobState::Failed,
+        FinalState::Stopped => JobState::Stopped,
+        FinalState::Suspended => JobState::Suspended,
+        FinalState::TimedOut => JobState::TimedOut,
+        FinalState::Refused => JobState::Refused,
+        FinalState::Expired => JobState::Expired,
+        FinalState::Interrupted => JobState::Interrupted,
     }
 }

@@ -3,7 +3,7 @@
 //! request may have waited too long to be worth starting.
 
 use super::Worker;
-use crate::executor::{Executor, FinalState, JobRequest, Outcome};
+use crate::executor::{Executor, FinalState, JobRequest, Outcome, StopSignal};
 use chatops_shared::catalog::{Caller, ExecutorKind};
 use chatops_shared::command::Arg;
 use chatops_shared::job::JobMessage;
@@ -25,6 +25,7 @@ impl Worker {
         &self,
         job: &JobMessage,
         dequeue_count: u32,
+        stop: StopSignal,
     ) -> Result<Prepared, Outcome> {
         let refused = |why: String| Outcome::without_run(FinalState::Refused, why);
         let runbook = self.catalog.get(&job.runbook).ok_or_else(|| {
@@ -73,6 +74,7 @@ impl Worker {
             // A local job's start rules set this (see `once`); an Automation job is found by
             // name, so a redelivery is only worth logging.
             redelivered: !local && dequeue_count > 1,
+            stop,
         };
         Ok(Prepared {
             request,

@@ -23,7 +23,8 @@ impl Worker {
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
         let run = call(progress_tx);
         let report = async {
-            while let Some(Progress::Running { started_at }) = progress_rx.recv().await {
+            while let Some(Progress::Running { started_at, pgid }) = progress_rx.recv().await {
+                self.record_started(job, started_at, pgid).await;
                 if let Err(e) = self
                     .notifier
                     .notify(job, &Update::Running { started_at })

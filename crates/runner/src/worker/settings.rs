@@ -22,6 +22,49 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// A job not started yet whose request is older than this is not started (`Expired`).
     pub max_job_age: Duration,
+    /// This runner's name in job records: unique per process ([`new_runner_id`]).
+    pub runner_id: String,
+    /// How often the record of a running job is read, for stop requests (and how often a
+    /// second message for a job another runner holds looks at its record).
+    pub record_poll: Duration,
+}
+
+impl WorkerSettings {
+    /// How often the holder of a job renews its heartbeat in the record.
+    pub fn heartbeat(&self) -> Duration {
+        (self.visibility / 3).max(Duration::from_millis(200))
+    }
+
+    /// A holder whose heartbeat is older than this is dead: its message's invisibility (which
+    /// it extends as often as it beats) has lapsed too.
+    pub fn dead_after(&self) -> Duration {
+        self.visibility
+    }
+}
+
+/// A name for this runner process: host name, process id and 4 random hex digits (a restarted
+/// container may reuse both of the first two).
+pub fn new_runner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "runner".to_owned());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let mut random = [0u8; 2];
+    // Without randomness the pid still tells processes on one host apart.
+    let _ = getrandom::fill(&mut random);
+    format!("{host}-{}-{}", std::process::id(), hex::encode(random))
 }
 
 impl Default for WorkerSettings {
@@ -34,6 +77,8 @@ impl Default for WorkerSettings {
             final_notify_patience: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(10),
             max_job_age: Duration::from_secs(3600),
+            runner_id: new_runner_id(),
+            record_poll: Duration::from_secs(2),
         }
     }
 }

@@ -9,12 +9,27 @@
 //! was read (`If-Match: <etag>`). A retried write whose first answer was lost can come back as
 //! [`BlobError::AlreadyExists`] or [`BlobError::ConditionNotMet`] although it was applied:
 //! callers re-read and decide.
+//!
+//! - [`settings`]: [`BlobSettings`](settings::BlobSettings) from the environment.
+//! - [`azure`]: [`AzureBlobStore`](azure::AzureBlobStore), over the GA `azure_storage_blob` crate.
 
 pub mod azure;
 pub mod settings;
 
 use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Opens the Azure container from validated settings, with a credential when blobs are reached
+/// by endpoint rather than by connection string (the queue's [`crate::queue::open`], given the
+/// same credential, keeps its token fresh).
+pub fn open(
+    settings: settings::BlobSettings,
+    credential: Option<Arc<dyn TokenCredential>>,
+) -> Result<Arc<dyn BlobStore>, BlobError> {
+    Ok(Arc::new(azure::AzureBlobStore::new(settings, credential)?))
+}
 
 /// User metadata of a blob: keys are lower-case C# identifiers, values ASCII.
 pub type Metadata = BTreeMap<String, String>;

@@ -182,18 +182,6 @@ fn decode_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value
     }
 }
 
-/// The queue text of a job message with `started_at` set, every other field kept as it was,
-/// unknown ones and the `mac` included (a newer writer's fields must survive the runner's mark;
-/// `started_at` is outside the MAC, see [`mac::RUNNER_WRITTEN`]).
-pub fn mark_started(text: &str, at: OffsetDateTime) -> Result<String, DecodeError> {
-    let mut object = decode_object(text)?;
-    let stamp = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| DecodeError::Json(e.to_string()))?;
-    object.insert("started_at".into(), serde_json::Value::String(stamp));
-    Ok(BASE64.encode(serde_json::Value::Object(object).to_string()))
-}
-
 /// Parameters as a user would type them: `env=prod msg="two words"`, sorted by name. The
 /// command parser reads the result back as the same parameters.
 pub fn format_params(params: &BTreeMap<String, String>) -> String {
@@ -385,8 +373,20 @@ pub(crate) mod tests {
         );
     }
 
+    /// What runners before job records did just before a local script started: `started_at`
+    /// written into the message, every other field kept. Such messages may still be on a queue
+    /// during an upgrade, and must verify (`started_at` is outside the MAC).
+    fn mark_started(text: &str, at: OffsetDateTime) -> Result<String, DecodeError> {
+        let mut object = decode_object(text)?;
+        let stamp = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| DecodeError::Json(e.to_string()))?;
+        object.insert("started_at".into(), serde_json::Value::String(stamp));
+        Ok(BASE64.encode(serde_json::Value::Object(object).to_string()))
+    }
+
     #[test]
-    fn the_start_mark_keeps_fields_this_reader_does_not_know() {
+    fn an_older_runners_start_mark_keeps_fields_and_the_mac() {
         let mut v = serde_json::to_value(sample()).unwrap_or_default();
         v["from_a_newer_writer"] = serde_json::json!([1, 2]);
         let text = signed(v);

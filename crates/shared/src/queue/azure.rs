@@ -21,11 +21,11 @@
 //! lost answer may come back as `MessageGone`.
 
 use super::clients::{Auth, Clients, Target};
-use super::connection::StorageAuth;
-use super::failure::{Failure, Op, error_chain};
+use super::failure::{Failure, Op, error_chain, into_error, permanent};
 use super::settings::POISON_SUFFIX;
 use super::{JobQueue, QueueError, Received};
 use crate::secret::redact_url_secrets;
+use crate::storage::auth::Renewing;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::headers::HeaderName;
@@ -36,7 +36,7 @@ use azure_storage_queue::models::{
 };
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -53,8 +53,8 @@ const MAX_VISIBILITY_SECS: u64 = 7 * 24 * 3600;
 pub struct AzureJobQueue {
     target: Target,
     budget: RetryBudget,
-    /// Replaced when our own SAS nears its end; cloned out, never held across an await.
-    clients: RwLock<Arc<Clients>>,
+    /// Replaced when our own SAS nears its end.
+    clients: Renewing<Clients>,
 }
 
 impl AzureJobQueue {
@@ -67,16 +67,7 @@ impl AzureJobQueue {
         validate_queue_name(&settings.name).map_err(QueueError::Other)?;
         let (endpoint, auth) = match settings.target {
             QueueTarget::ConnectionString(c) => {
-                let auth = match c.auth {
-                    StorageAuth::SharedKey {
-                        account_name,
-                        account_key,
-                    } => Auth::SharedKey {
-                        account_name,
-                        account_key,
-                    },
-                    StorageAuth::Sas(sas) => Auth::Sas(sas),
-                };
+                let auth = Auth::from_connection(c.auth);
                 if credential.is_some() {
                     tracing::debug!(
                         "a connection string is configured; the credential is not used"
@@ -113,11 +104,11 @@ impl AzureJobQueue {
             auth,
             options,
         };
-        let clients = target.build(OffsetDateTime::now_utc())?;
+        let (clients, renew_at) = target.build(OffsetDateTime::now_utc())?;
         Ok(AzureJobQueue {
             target,
             budget: settings.budget,
-            clients: RwLock::new(Arc::new(clients)),
+            clients: Renewing::new(clients, renew_at),
         })
     }
 
@@ -147,64 +138,28 @@ impl AzureJobQueue {
                 client.get_properties(None).await
             })
             .await
-            .map_err(|f| f.into_error(Op::Ping, name))?;
+            .map_err(|f| into_error(f, Op::Ping, name))?;
         let count = properties
             .approximate_messages_count()
             .map_err(|e| QueueError::Other(redact_url_secrets(&e.to_string())))?;
         Ok(count.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
-    /// The current clients, renewed first if our SAS is about to end.
-    fn clients(&self) -> Result<Arc<Clients>, Failure> {
-        let now = OffsetDateTime::now_utc();
-        let current = self
-            .clients
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if current.renew_at.is_none_or(|at| now < at) {
-            return Ok(current);
-        }
-        let mut guard = self.clients.write().unwrap_or_else(PoisonError::into_inner);
-        if guard.renew_at.is_some_and(|at| now >= at) {
-            *guard = Arc::new(self.target.build(now).map_err(Failure::permanent)?);
-            tracing::debug!(queue = %self.target.name, "signed a new account SAS");
-        }
-        Ok(guard.clone())
-    }
-
-    /// Runs `call` within the retry budget. Returns the last failure when it is not transient or
-    /// the budget is spent.
+    /// Runs `call` within the retry budget, with clients renewed first if our SAS is about to
+    /// end. Returns the last failure when it is not transient or the budget is spent.
     #[tracing::instrument(level = "debug", skip_all, fields(queue = queue, op = %op))]
     async fn run<T, F, Fut>(&self, op: Op, queue: &str, call: F) -> Result<T, Failure>
     where
         F: Fn(Arc<Clients>) -> Fut,
         Fut: Future<Output = azure_core::Result<T>>,
     {
-        let attempts = self.budget.attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            let clients = self.clients()?;
-            let failure =
-                match tokio::time::timeout(self.budget.per_try_timeout, call(clients)).await {
-                    Ok(Ok(value)) => return Ok(value),
-                    Ok(Err(e)) => Failure::from_sdk(&e),
-                    Err(_) => Failure::timeout(self.budget.per_try_timeout),
-                };
-            if !failure.transient {
-                return Err(failure);
-            }
-            if attempt >= attempts {
-                return Err(Failure {
-                    exhausted_after: Some(attempts),
-                    ..failure
-                });
-            }
-            let wait = self.budget.backoff(attempt);
-            tracing::debug!(attempt, error = %failure.message, ?wait, "transient queue failure; retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
+        crate::storage::retry::run(&self.budget, || self.clients(), call).await
+    }
+
+    /// The current clients, renewed first if our SAS is about to end.
+    fn clients(&self) -> Result<Arc<Clients>, Failure> {
+        self.clients
+            .current(|now| self.target.build(now).map_err(permanent))
     }
 
     async fn create(&self, poison: bool) -> Result<(), QueueError> {
@@ -235,7 +190,7 @@ impl AzureJobQueue {
                 tracing::debug!(queue = name, error = %f.message, "may not create queues; assuming the deployment created it");
                 Ok(())
             }
-            Err(f) => Err(f.into_error(Op::Create, name)),
+            Err(f) => Err(into_error(f, Op::Create, name)),
         }
     }
 
@@ -268,7 +223,7 @@ impl AzureJobQueue {
             }
         })
         .await
-        .map_err(|f| f.into_error(Op::Extend, self.name()))?
+        .map_err(|f| into_error(f, Op::Extend, self.name()))?
         .ok_or_else(|| {
             QueueError::Other("Update Message answered without a new pop receipt".into())
         })
@@ -293,18 +248,14 @@ impl AzureJobQueue {
         })
         .await
         .map(drop)
-        .map_err(|f| f.into_error(Op::Send, name))
+        .map_err(|f| into_error(f, Op::Send, name))
     }
 }
 
 /// No secrets: the endpoint carries no query, the auth shows only its kind.
 impl fmt::Debug for AzureJobQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let auth = match self.target.auth {
-            Auth::SharedKey { .. } => "account key (own account SAS)",
-            Auth::Sas(_) => "SAS",
-            Auth::Token(_) => "Entra ID token",
-        };
+        let auth = self.target.auth.kind();
         f.debug_struct("AzureJobQueue")
             .field("endpoint", &self.target.endpoint.as_str())
             .field("name", &self.target.name)
@@ -338,7 +289,7 @@ impl JobQueue for AzureJobQueue {
                 tracing::debug!(error = %f.message, "queue answered 403 to the readiness check; counting it as reachable");
                 Ok(())
             }
-            Err(f) => Err(f.into_error(Op::Ping, self.name())),
+            Err(f) => Err(into_error(f, Op::Ping, self.name())),
         }
     }
 
@@ -358,7 +309,7 @@ impl JobQueue for AzureJobQueue {
                 async move { c.queue.receive_messages(Some(options)).await?.into_model() }
             })
             .await
-            .map_err(|f| f.into_error(Op::Receive, self.name()))?;
+            .map_err(|f| into_error(f, Op::Receive, self.name()))?;
         messages
             .items
             .unwrap_or_default()
@@ -402,7 +353,7 @@ impl JobQueue for AzureJobQueue {
         })
         .await
         .map(drop)
-        .map_err(|f| f.into_error(Op::Delete, self.name()))
+        .map_err(|f| into_error(f, Op::Delete, self.name()))
     }
 
     async fn send_poison(&self, text: &str) -> Result<(), QueueError> {
@@ -481,7 +432,7 @@ mod tests {
     fn our_own_sas_is_renewed_an_hour_before_it_ends() {
         let q = AzureJobQueue::new(settings("UseDevelopmentStorage=true"), None).unwrap();
         let now = OffsetDateTime::now_utc();
-        let renew_at = q.clients().unwrap().renew_at.unwrap();
+        let renew_at = q.clients.renew_at().unwrap();
         assert!(
             renew_at > now + Duration::from_secs(22 * 3600),
             "{renew_at}"
@@ -493,10 +444,10 @@ mod tests {
             .target
             .build(now - Duration::from_secs(23 * 3600 + 1800))
             .unwrap();
-        let old_url = old.queue.url().clone();
-        *q.clients.write().unwrap() = Arc::new(old);
+        let old_url = old.0.queue.url().clone();
+        q.clients.set(old.0, old.1);
         let renewed = q.clients().unwrap();
-        assert!(renewed.renew_at.unwrap() > now);
+        assert!(q.clients.renew_at().unwrap() > now);
         assert_ne!(renewed.queue.url(), &old_url);
         assert_eq!(renewed.queue.url().path(), "/devstoreaccount1/jobs");
         assert_eq!(renewed.poison.url().path(), "/devstoreaccount1/jobs-poison");
@@ -510,7 +461,7 @@ mod tests {
         )
         .unwrap();
         let c = q.clients().unwrap();
-        assert_eq!(c.renew_at, None);
+        assert_eq!(q.clients.renew_at(), None);
         assert_eq!(
             c.queue.url().as_str(),
             "https://a.queue.core.windows.net/jobs?sv=1&sig=abc"

@@ -1,12 +1,17 @@
 //! Parsing `AZURE_STORAGE_CONNECTION_STRING`.
 //!
-//! Three forms are understood (keys are case-insensitive, unknown keys such as `BlobEndpoint`
+//! Three forms are understood (keys are case-insensitive, unknown keys such as `TableEndpoint`
 //! are ignored, a trailing `;` is fine, values may contain `=`):
 //!
-//! - `UseDevelopmentStorage=true`: Azurite's well-known account on `127.0.0.1:10001`.
+//! - `UseDevelopmentStorage=true`: Azurite's well-known account on `127.0.0.1:10001` (queue)
+//!   and `127.0.0.1:10000` (blob).
 //! - Shared key: `DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…;` with an optional
-//!   `EndpointSuffix=` (default `core.windows.net`) or an explicit `QueueEndpoint=…`.
-//! - SAS: `QueueEndpoint=…;SharedAccessSignature=…` (or `AccountName=…` instead of the endpoint).
+//!   `EndpointSuffix=` (default `core.windows.net`) or explicit `QueueEndpoint=…`/`BlobEndpoint=…`.
+//! - SAS: `QueueEndpoint=…;BlobEndpoint=…;SharedAccessSignature=…` (or `AccountName=…` instead
+//!   of the endpoints).
+//!
+//! The queue endpoint is required; the blob endpoint is optional here (a queue-only SAS string
+//! stays valid) and required by the blob settings ([`ConnectionString::blob_endpoint`]).
 //!
 //! The account key and the SAS are [`Secret`]s, and no error quotes a value of the string.
 
@@ -23,6 +28,8 @@ pub const DEVSTORE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 /// Azurite's default queue endpoint.
 pub const DEVSTORE_QUEUE_ENDPOINT: &str = "http://127.0.0.1:10001/devstoreaccount1";
+/// Azurite's default blob endpoint.
+pub const DEVSTORE_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
 
 /// A parsed storage connection string: where the queue service is and how to authenticate.
 /// `Debug` prints no secret.
@@ -31,6 +38,9 @@ pub struct ConnectionString {
     /// The queue service endpoint without a trailing slash (except a bare host's root `/`), e.g.
     /// `https://acct.queue.core.windows.net/` or `http://127.0.0.1:10001/devstoreaccount1`.
     pub queue_endpoint: Url,
+    /// The blob service endpoint, same form: from `BlobEndpoint=`, or derived from the account
+    /// name; `None` for a string with endpoints but no `BlobEndpoint` (a queue-only SAS).
+    pub blob_endpoint: Option<Url>,
     pub auth: StorageAuth,
 }
 
@@ -87,20 +97,25 @@ impl FromStr for ConnectionString {
         }
 
         let account_name = get("accountname").map(str::to_owned);
-        let endpoint = match get("queueendpoint") {
-            Some(v) => parse_endpoint(v)?,
-            None => {
-                let Some(account) = account_name.as_deref() else {
-                    return Err(ConnectionStringError::Missing(
-                        "QueueEndpoint or AccountName",
-                    ));
-                };
+        let derive = |service: &str| {
+            account_name.as_deref().map(|account| {
                 derived_endpoint(
                     account,
+                    service,
                     get("defaultendpointsprotocol").unwrap_or("https"),
                     get("endpointsuffix").unwrap_or("core.windows.net"),
-                )?
-            }
+                )
+            })
+        };
+        let endpoint = match get("queueendpoint") {
+            Some(v) => parse_endpoint("QueueEndpoint", v)?,
+            None => derive("queue").ok_or(ConnectionStringError::Missing(
+                "QueueEndpoint or AccountName",
+            ))??,
+        };
+        let blob_endpoint = match get("blobendpoint") {
+            Some(v) => Some(parse_endpoint("BlobEndpoint", v)?),
+            None => derive("blob").transpose()?,
         };
 
         let auth = match (get("accountkey"), get("sharedaccesssignature")) {
@@ -138,6 +153,7 @@ impl FromStr for ConnectionString {
 
         Ok(ConnectionString {
             queue_endpoint: endpoint,
+            blob_endpoint,
             auth,
         })
     }
@@ -149,11 +165,23 @@ impl ConnectionString {
         ConnectionString {
             queue_endpoint: Url::parse(DEVSTORE_QUEUE_ENDPOINT)
                 .unwrap_or_else(|_| unreachable!("constant URL parses")),
+            blob_endpoint: Some(
+                Url::parse(DEVSTORE_BLOB_ENDPOINT)
+                    .unwrap_or_else(|_| unreachable!("constant URL parses")),
+            ),
             auth: StorageAuth::SharedKey {
                 account_name: DEVSTORE_ACCOUNT.to_owned(),
                 account_key: Secret::new(DEVSTORE_KEY),
             },
         }
+    }
+
+    /// The blob endpoint, or an error naming `BlobEndpoint` (a string made for the queue only,
+    /// such as a queue SAS with `QueueEndpoint=` alone).
+    pub fn blob_endpoint(&self) -> Result<&Url, ConnectionStringError> {
+        self.blob_endpoint
+            .as_ref()
+            .ok_or(ConnectionStringError::Missing("BlobEndpoint"))
     }
 }
 
@@ -181,9 +209,9 @@ fn split_pairs(s: &str) -> Result<HashMap<String, String>, ConnectionStringError
     Ok(pairs)
 }
 
-fn parse_endpoint(v: &str) -> Result<Url, ConnectionStringError> {
+fn parse_endpoint(key: &'static str, v: &str) -> Result<Url, ConnectionStringError> {
     let invalid = |reason: &str| ConnectionStringError::Invalid {
-        key: "QueueEndpoint",
+        key,
         reason: reason.to_owned(),
     };
     let mut url = Url::parse(v).map_err(|e| invalid(&format!("not a URL ({e})")))?;
@@ -202,6 +230,7 @@ fn parse_endpoint(v: &str) -> Result<Url, ConnectionStringError> {
 
 fn derived_endpoint(
     account: &str,
+    service: &str,
     protocol: &str,
     suffix: &str,
 ) -> Result<Url, ConnectionStringError> {
@@ -233,7 +262,7 @@ fn derived_endpoint(
             reason: "must be a host name such as core.windows.net".into(),
         });
     }
-    Url::parse(&format!("{protocol}://{account}.queue.{suffix}")).map_err(|e| {
+    Url::parse(&format!("{protocol}://{account}.{service}.{suffix}")).map_err(|e| {
         ConnectionStringError::Invalid {
             key: "EndpointSuffix",
             reason: format!("does not make a valid URL ({e})"),
@@ -266,6 +295,7 @@ mod tests {
     fn development_storage_is_azurite() {
         let c = parse("UseDevelopmentStorage=true").unwrap();
         assert_eq!(c.queue_endpoint.as_str(), DEVSTORE_QUEUE_ENDPOINT);
+        assert_eq!(c.blob_endpoint().unwrap().as_str(), DEVSTORE_BLOB_ENDPOINT);
         assert_eq!(key_of(&c), (DEVSTORE_ACCOUNT, DEVSTORE_KEY));
         assert_eq!(parse("usedevelopmentstorage=TRUE;").unwrap(), c);
         assert!(parse("UseDevelopmentStorage=false").is_err());
@@ -282,6 +312,7 @@ mod tests {
             "https://acct.queue.core.windows.net/"
         );
         assert_eq!(key_of(&c), ("acct", KEY), "values keep their `=`");
+        assert_eq!(c.blob_endpoint().unwrap().as_str(), "https://x/");
 
         let c = parse(&format!(
             "accountname=acct;accountkey={KEY};endpointsuffix=core.chinacloudapi.cn;"
@@ -291,6 +322,52 @@ mod tests {
             c.queue_endpoint.as_str(),
             "https://acct.queue.core.chinacloudapi.cn/"
         );
+        assert_eq!(
+            c.blob_endpoint().unwrap().as_str(),
+            "https://acct.blob.core.chinacloudapi.cn/"
+        );
+    }
+
+    #[test]
+    fn blob_endpoint_is_explicit_derived_or_missing() {
+        let c = parse(&format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};\
+             QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1/"
+        ))
+        .unwrap();
+        assert_eq!(c.blob_endpoint().unwrap().as_str(), DEVSTORE_BLOB_ENDPOINT);
+
+        // A SAS with an account name derives both.
+        let c = parse("AccountName=acct;SharedAccessSignature=sv=1&sig=x").unwrap();
+        assert_eq!(
+            c.blob_endpoint().unwrap().as_str(),
+            "https://acct.blob.core.windows.net/"
+        );
+
+        // A queue-only SAS string still serves the queue; asking for blobs names the key.
+        let c =
+            parse("QueueEndpoint=https://acct.queue.core.windows.net;SharedAccessSignature=sig=x")
+                .unwrap();
+        assert_eq!(c.blob_endpoint, None);
+        let e = c.blob_endpoint().unwrap_err();
+        assert_eq!(e, ConnectionStringError::Missing("BlobEndpoint"));
+        assert!(e.to_string().contains("BlobEndpoint"), "{e}");
+
+        for bad in ["ftp://x/", "https://x/?sig=hunter2", "not a url"] {
+            let input =
+                format!("QueueEndpoint=https://q/;BlobEndpoint={bad};SharedAccessSignature=sig=x");
+            assert!(
+                matches!(
+                    parse(&input),
+                    Err(ConnectionStringError::Invalid {
+                        key: "BlobEndpoint",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+            assert!(!parse(&input).unwrap_err().to_string().contains("hunter2"));
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! - [`connection`]: parsing `AZURE_STORAGE_CONNECTION_STRING`.
 //! - [`sas`]: account SAS tokens signed with a shared key (the 1.x SDK has no shared-key auth).
 //! - [`retry`]: [`RetryBudget`](retry::RetryBudget), the time limits and backoff of one operation.
-//! - `failure`: one failed try: transient or not, and the [`QueueError`] it becomes.
-//! - `clients`: the SDK clients for the queue and its poison queue, and when our SAS is renewed.
+//! - `failure`: the [`QueueError`] a failed try becomes (whether a try is transient, the
+//!   auth forms, SAS renewal and the retry loop are shared with blobs in `crate::storage`).
+//! - `clients`: the SDK clients for the queue and its poison queue.
 //! - [`azure`]: [`AzureJobQueue`](azure::AzureJobQueue), over the GA `azure_storage_queue` crate;
 //!   it re-exports the settings and the budget.
 

@@ -12,12 +12,16 @@
 //!   each followed by `\n` (empty optional fields stay empty lines);
 //! - signature: base64 of HMAC-SHA256 over it, keyed with the base64-decoded account key.
 //!
-//! The permissions are the least this service needs, per the docs' table of Queue service
-//! operations (as mirrored by Azurite's `OperationAccountSASPermission`): Create Queue needs `c`
-//! (or `w`) at container level, Get Queue Metadata `r` at container level, Put Message `a`, Get
-//! Messages and Delete Message `p`, Update Message `u`. Hence `ss=q`, `srt=sco` (`s` is not
-//! needed today; it keeps Get Queue Service Properties open for diagnostics), `sp=racup`; no `d`
-//! (delete queue, clear messages), `w` or `l`.
+//! The permissions are the least these services need, per the docs' tables of Queue and Blob
+//! service operations (as mirrored by Azurite's `OperationAccountSASPermission`):
+//!
+//! - queue: Create Queue needs `c` (or `w`) at container level, Get Queue Metadata `r` at
+//!   container level, Put Message `a`, Get Messages and Delete Message `p`, Update Message `u`;
+//! - blob (job records, audit log): Create Container `c`, Put Blob `c` (new) or `w` (replace),
+//!   Get Blob `r`, List Blobs `l`, Append Block `a`.
+//!
+//! Hence `ss=bq`, `srt=sco` (`s` is not needed today; it keeps Get Service Properties open for
+//! diagnostics), `sp=rwlacup` (in the order the docs require); no `d` (delete), `t`/`f` (tags).
 
 use crate::secret::Secret;
 use base64::Engine as _;
@@ -28,12 +32,12 @@ use time::macros::format_description;
 
 /// The service version the token is signed for (`sv`).
 pub const SAS_VERSION: &str = "2022-11-02";
-/// Queue service only.
-const SERVICES: &str = "q";
+/// Blob and queue services.
+const SERVICES: &str = "bq";
 /// Service, container (queue) and object (message) level operations.
 const RESOURCE_TYPES: &str = "sco";
-/// Read, add, create, update, process.
-const PERMISSIONS: &str = "racup";
+/// Read, write, list, add, create, update, process.
+const PERMISSIONS: &str = "rwlacup";
 
 /// Which protocols the token allows (`spr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +75,7 @@ pub enum SasError {
 }
 
 /// An account SAS query string (`sv=…&ss=…&srt=…&sp=…&se=…&spr=…&sig=…`, no leading `?`)
-/// for the queue service, valid until `expiry` (truncated to the second).
+/// for the blob and queue services, valid until `expiry` (truncated to the second).
 pub fn account_sas(
     account_name: &str,
     account_key: &Secret,
@@ -115,12 +119,11 @@ mod tests {
     // library:
     //
     //   key = base64.b64decode(DEVSTORE_KEY)
-    //   sts = "\n".join([account, "racup", "q", "sco", "", "2030-01-01T00:00:00Z", "", spr,
+    //   sts = "\n".join([account, "rwlacup", "bq", "sco", "", "2030-01-01T00:00:00Z", "", spr,
     //                    "2022-11-02", "", ""])
     //   base64.b64encode(hmac.new(key, sts.encode(), hashlib.sha256).digest())
     //
-    // The first one was also checked with Azurite 3.35's own verifier,
-    // `generateAccountSASSignature` in dist/src/common/authentication/IAccountSASSignatureValues.js.
+    // Azurite accepting tokens we sign is tested end to end (tests/tests/queue.rs, blob.rs).
     #[test]
     fn matches_independently_computed_signatures() {
         let key = Secret::new(DEVSTORE_KEY);
@@ -129,14 +132,14 @@ mod tests {
         let sas = account_sas("devstoreaccount1", &key, expiry, SasProtocol::HttpsAndHttp).unwrap();
         assert_eq!(
             sas.expose(),
-            "sv=2022-11-02&ss=q&srt=sco&sp=racup&se=2030-01-01T00%3A00%3A00Z&spr=https%2Chttp\
-             &sig=HVnCkGv3IQ9wHEgXkqSIoeaaC%2F2OLYfoHxTMBR56AHc%3D"
+            "sv=2022-11-02&ss=bq&srt=sco&sp=rwlacup&se=2030-01-01T00%3A00%3A00Z&spr=https%2Chttp\
+             &sig=lQOfRXlK952DAPnBokNyLIFicB8W5OEir8ndauCPk%2FA%3D"
         );
 
         let sas = account_sas("myaccount", &key, expiry, SasProtocol::HttpsOnly).unwrap();
         assert!(
             sas.expose()
-                .ends_with("&spr=https&sig=HVzsYAbe8wV2uLFT8DX3FGu1g9O7pQ9Bw%2BMASzJWOrQ%3D"),
+                .ends_with("&spr=https&sig=b0Zth8iBI6QyhSZGjKtXswA16g%2F4YW6ytd4ATWLjTFc%3D"),
             "{}",
             sas.expose()
         );

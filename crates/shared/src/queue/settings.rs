@@ -73,26 +73,7 @@ impl QueueSettings {
                 c.parse()
                     .map_err(|e| ConfigError::new(CONNECTION_STRING_VAR, format!("{e}")))?,
             ),
-            (None, Some(_)) => {
-                let mut url = crate::config::url(env, QUEUE_ENDPOINT_VAR)?
-                    .ok_or_else(|| ConfigError::new(QUEUE_ENDPOINT_VAR, "is required"))?;
-                if url.scheme() != "https" {
-                    return Err(ConfigError::new(
-                        QUEUE_ENDPOINT_VAR,
-                        "must be https (Entra ID tokens are only sent over https); for Azurite use \
-                         AZURE_STORAGE_CONNECTION_STRING=UseDevelopmentStorage=true",
-                    ));
-                }
-                if url.query().is_some() || url.fragment().is_some() {
-                    return Err(ConfigError::new(
-                        QUEUE_ENDPOINT_VAR,
-                        "must not carry a query string (a SAS goes in AZURE_STORAGE_CONNECTION_STRING)",
-                    ));
-                }
-                let path = url.path().trim_end_matches('/').to_owned();
-                url.set_path(&path);
-                QueueTarget::Endpoint(url)
-            }
+            (None, Some(_)) => QueueTarget::Endpoint(token_endpoint(env, QUEUE_ENDPOINT_VAR)?),
         };
         let name = optional(env, QUEUE_NAME_VAR).unwrap_or_else(|| DEFAULT_QUEUE_NAME.to_owned());
         validate_queue_name(&name).map_err(|p| ConfigError::new(QUEUE_NAME_VAR, p))?;
@@ -102,6 +83,28 @@ impl QueueSettings {
             budget,
         })
     }
+}
+
+/// A service endpoint for Entra ID tokens from `var` (set): https, no query, no trailing `/`.
+pub(crate) fn token_endpoint(env: &dyn EnvSource, var: &str) -> Result<Url, ConfigError> {
+    let mut url =
+        crate::config::url(env, var)?.ok_or_else(|| ConfigError::new(var, "is required"))?;
+    if url.scheme() != "https" {
+        return Err(ConfigError::new(
+            var,
+            "must be https (Entra ID tokens are only sent over https); for Azurite use \
+             AZURE_STORAGE_CONNECTION_STRING=UseDevelopmentStorage=true",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(
+            var,
+            "must not carry a query string (a SAS goes in AZURE_STORAGE_CONNECTION_STRING)",
+        ));
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
 }
 
 /// Azure's queue-name rules (3-63 characters; lowercase letters, digits and single hyphens; no

@@ -137,7 +137,7 @@ pub struct JobRecord {
     /// Every change of state, oldest first.
     #[serde(default)]
     pub history: Vec<StateChange>,
-    /// Who follows the job now; cleared when it ends.
+    /// Who follows the job now; cleared once its final status was delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<Holder>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,7 +230,6 @@ impl JobRecord {
         });
         if state.is_final() {
             self.ended_at.get_or_insert(at);
-            self.holder = None;
         }
     }
 
@@ -380,13 +379,16 @@ mod tests {
     }
 
     #[test]
-    fn a_final_state_clears_the_holder_and_sets_the_end_once() {
+    fn a_final_state_sets_the_end_once_and_keeps_the_holder_until_reported() {
         let now = OffsetDateTime::now_utc();
         let mut record = JobRecord::new(&sample(), "r1", now);
         assert!(!record.holder_is_dead(now, std::time::Duration::from_secs(30)));
         record.set_state(JobState::Running, "r1", now, None);
         record.set_state(JobState::Failed, "r1", now, Some("exit 1".into()));
-        assert_eq!(record.holder, None);
+        assert!(
+            record.holder.is_some(),
+            "its runner still has to post the end"
+        );
         assert_eq!(record.ended_at, Some(now));
         assert_eq!(
             record.history.iter().map(|c| c.state).collect::<Vec<_>>(),

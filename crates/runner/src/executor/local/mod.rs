@@ -109,16 +109,6 @@ impl Executor for LocalExecutor {
         request: &JobRequest,
         progress: UnboundedSender<Progress>,
     ) -> Result<Outcome, TransientError> {
-        if request.redelivered {
-            // A script has no job id to look up: we cannot know whether it ran, and running a
-            // runbook twice could do harm.
-            return Ok(Outcome::without_run(
-                FinalState::Failed,
-                "interrupted: a runner marked this job as started and stopped before it \
-                 reported the end, so the script may have run in part, in full or not at all; \
-                 it was not run again",
-            ));
-        }
         let owner = self.script_user.as_ref().map(|u| (u.uid, u.gid));
         let home = match JobHome::create(&request.job_id, owner) {
             Ok(home) => home,
@@ -135,12 +125,37 @@ impl Executor for LocalExecutor {
         };
         let started_at = OffsetDateTime::now_utc();
         tracing::info!(pid = started.pgid.as_raw(), "script started");
-        let _ = progress.send(Progress::Running { started_at });
+        let _ = progress.send(Progress::Running {
+            started_at,
+            pgid: Some(started.pgid.as_raw()),
+        });
 
         // The supervisor stops the script at its timeout; this bound only guards against a
         // supervisor that stopped answering.
         let patience = request.timeout + self.kill_grace + Duration::from_secs(10);
-        let ended = match tokio::time::timeout(patience, next_status(&mut started.status)).await {
+        let mut stop = request.stop.clone();
+        let mut stopped_on_request = false;
+        let pgid = started.pgid;
+        let wait = async {
+            let status = next_status(&mut started.status);
+            tokio::pin!(status);
+            tokio::select! {
+                ended = &mut status => ended,
+                () = stop.requested() => {
+                    tracing::info!("stop asked for: stopping the script's process group");
+                    stopped_on_request = true;
+                    signal_group(pgid, Signal::SIGTERM);
+                    match tokio::time::timeout(self.kill_grace, &mut status).await {
+                        Ok(ended) => ended,
+                        Err(_) => {
+                            signal_group(pgid, Signal::SIGKILL);
+                            status.await
+                        }
+                    }
+                }
+            }
+        };
+        let ended = match tokio::time::timeout(patience, wait).await {
             Ok(Some(Status::Ended {
                 code,
                 signal,
@@ -190,6 +205,10 @@ impl Executor for LocalExecutor {
                     humantime::format_duration(request.timeout)
                 )),
             ),
+            Ended::Exited { .. } if stopped_on_request => (
+                FinalState::Stopped,
+                Some("stopped on request; the script and its children were stopped".into()),
+            ),
             Ended::Exited { code, signal, .. } => exit_state(code, signal),
             Ended::Lost(e) => {
                 tracing::error!(error = %e, "lost track of the script");
@@ -206,6 +225,7 @@ impl Executor for LocalExecutor {
             error,
             started_at: Some(started_at),
             ended_at,
+            stopped_by: None,
         })
     }
 }

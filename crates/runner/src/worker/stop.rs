@@ -1,0 +1,130 @@
+//! A `kind: stop` message (`/runbook stop <job>`): whichever runner takes it writes the stop
+//! request into the target job's record and, for an Azure Automation job, asks Azure to stop it
+//! (`POST jobs/{name}/stop`). The runner holding a local job sees the request in the record
+//! within `record_poll` and stops the script's process group (see `watch`). The target's final
+//! status, posted by its holder, says who stopped it.
+//!
+//! The stop message has its own `job_id` and no record: it is never taken for a duplicate of
+//! the job it stops. The ingress checked who may stop the job; the runner checks again against
+//! the record (the requester) and the catalog (`stop_allow`).
+
+use super::Worker;
+use super::held::Hold;
+use crate::notify::Update;
+use chatops_shared::catalog::Caller;
+use chatops_shared::job::{JobMessage, short_id};
+use chatops_shared::queue::Received;
+use chatops_shared::records::{ExecutorRef, RecordsError, StopRequest};
+
+fn text(e: RecordsError) -> String {
+    e.to_string()
+}
+use time::OffsetDateTime;
+
+/// What a stop message came to.
+enum Stopping {
+    /// The request is in the record (and Azure was asked, for an Automation job).
+    Requested,
+    /// Nothing to stop; the stopper is told why.
+    Nothing(String),
+}
+
+impl Worker {
+    pub(super) async fn handle_stop(&self, message: Received, job: JobMessage, hold: Hold) {
+        let result = self.stop_target(&job).await;
+        match result {
+            Ok(Stopping::Requested) => {
+                tracing::info!(target = ?job.target, "stop request written");
+            }
+            Ok(Stopping::Nothing(why)) => {
+                tracing::info!(target = ?job.target, %why, "nothing to stop");
+                if let Err(e) = self.notifier.notify(&job, &Update::Notice(why)).await {
+                    tracing::warn!(error = %e, "could not tell the stopper");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not pass on the stop request; leaving the message for a retry");
+                drop(hold);
+                return;
+            }
+        }
+        drop(hold);
+        self.delete(&message).await;
+    }
+
+    /// Errors are transient (storage or Azure unavailable): the message is left for a retry.
+    async fn stop_target(&self, job: &JobMessage) -> Result<Stopping, String> {
+        let Some(target) = job.target else {
+            return Ok(Stopping::Nothing(
+                "the stop request names no job to stop".into(),
+            ));
+        };
+        let today = OffsetDateTime::now_utc().date();
+        let found = self
+            .records
+            .find(&target.to_string(), today)
+            .await
+            .map_err(text)?;
+        let Some(summary) = found.into_iter().find(|s| s.job_id == target) else {
+            return Ok(Stopping::Nothing(format!(
+                "there is no record of job {}",
+                short_id(&target)
+            )));
+        };
+        let Some(current) = self.records.read(&summary.name).await.map_err(text)? else {
+            return Ok(Stopping::Nothing(format!(
+                "there is no record of job {}",
+                short_id(&target)
+            )));
+        };
+        let record = &current.record;
+        if record.state.is_final() {
+            return Ok(Stopping::Nothing(format!(
+                "job {} had already ended ({})",
+                short_id(&target),
+                record.state.as_str()
+            )));
+        }
+        let caller = Caller {
+            user_id: &job.user_id,
+            channel_id: &job.channel_id,
+        };
+        let allowed = record.user_id == job.user_id
+            || self.catalog.get(&record.runbook).is_some_and(|runbook| {
+                runbook.authorize(&caller).is_err() && runbook.authorize(&caller).is_ok()
+            });
+        if !allowed {
+            return Ok(Stopping::Nothing(format!(
+                "you may not stop job {}: only the person who started it and those `stop_allow` names may",
+                short_id(&target)
+            )));
+        }
+        let request = StopRequest {
+            by: job.user_id.clone(),
+            at: OffsetDateTime::now_utc(),
+            stop_job_id: job.job_id,
+        };
+        let written = self
+            .records
+            .update(&current.name, |record| {
+                if record.stop.is_some() || record.state.is_final() {
+                    return false;
+                }
+                record.stop = Some(request.clone());
+                true
+            })
+            .await
+            .map_err(text)?;
+        let automation = written
+            .as_ref()
+            .is_some_and(|w| matches!(w.record.executor, Some(ExecutorRef::Automation { .. })))
+            || self
+                .catalog
+                .get(&record.runbook)
+                .is_some_and(|r| r.executor == chatops_shared::catalog::ExecutorKind::Automation);
+        if automation && let Some(executor) = &self.executors.automation {
+            executor.request_stop(&target).await.map_err(|e| e.0)?;
+        }
+        Ok(Stopping::Requested)
+    }
+}

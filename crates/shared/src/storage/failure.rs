@@ -1,0 +1,114 @@
+//! [`Failure`]: what one failed try of a storage call (queue or blob) was, already redacted:
+//! whether it is worth retrying (connection and I/O errors, timeouts, 408, 429, 5xx), its status
+//! and error code. Each service turns it into its own error type.
+
+use crate::secret::redact_url_secrets;
+use azure_core::error::ErrorKind;
+use std::time::Duration;
+
+/// One failed try, already redacted.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) status: Option<u16>,
+    /// The service's error code (`x-ms-error-code`), e.g. `AuthorizationPermissionMismatch`.
+    pub(crate) code: Option<String>,
+    pub(crate) transient: bool,
+    pub(crate) message: String,
+    /// Set when the failure was transient and the budget ran out.
+    pub(crate) exhausted_after: Option<u32>,
+}
+
+impl Failure {
+    pub(crate) fn from_sdk(e: &azure_core::Error) -> Self {
+        match e.kind() {
+            ErrorKind::HttpResponse {
+                status,
+                error_code,
+                raw_response,
+            } => {
+                let status = u16::from(*status);
+                let mut message = format!("HTTP {status}");
+                if let Some(code) = error_code {
+                    message.push_str(&format!(" {code}"));
+                }
+                let detail = raw_response
+                    .as_ref()
+                    .and_then(|r| xml_message(&String::from_utf8_lossy(r.body())));
+                if let Some(detail) = detail {
+                    message.push_str(&format!(" ({detail})"));
+                }
+                Failure {
+                    status: Some(status),
+                    code: error_code.clone(),
+                    transient: status == 408 || status == 429 || status >= 500,
+                    message: redact_url_secrets(&message),
+                    exhausted_after: None,
+                }
+            }
+            kind => Failure {
+                status: None,
+                code: None,
+                transient: matches!(kind, ErrorKind::Connection | ErrorKind::Io),
+                message: redact_url_secrets(&error_chain(e)),
+                exhausted_after: None,
+            },
+        }
+    }
+
+    pub(crate) fn timeout(after: Duration) -> Self {
+        Failure {
+            status: None,
+            code: None,
+            transient: true,
+            message: format!("no answer within {after:?}"),
+            exhausted_after: None,
+        }
+    }
+
+    /// A failure before any request (e.g. signing a SAS): not retried.
+    pub(crate) fn permanent(message: &str) -> Self {
+        Failure {
+            status: None,
+            code: None,
+            transient: false,
+            message: redact_url_secrets(message),
+            exhausted_after: None,
+        }
+    }
+}
+
+/// `e` and its sources, joined with `: ` (azure_core's `Display` omits the cause, which is
+/// where the useful part, such as "Connection refused", is).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The `<Message>` of a Storage XML error body, first line, at most 200 characters.
+fn xml_message(body: &str) -> Option<String> {
+    let start = body.find("<Message>")? + "<Message>".len();
+    let end = start + body[start..].find("</Message>")?;
+    let line = body[start..end].lines().next()?.trim();
+    Some(line.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_error_message_is_extracted() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>X</Code><Message>Not allowed.\nRequestId:1</Message></Error>";
+        assert_eq!(xml_message(body).as_deref(), Some("Not allowed."));
+        assert_eq!(xml_message("nothing"), None);
+    }
+}

@@ -1,0 +1,402 @@
+//! Job records end to end (issue 7, the runner's side): exactly once across ingress replicas
+//! and runners, a runner killed between the final post and the delete, takeover of a dead
+//! runner's job, stop of local and Automation jobs, all against a real Azurite (queue and blob).
+
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::expect_used)]
+
+use chatops_e2e::app::{ALICE, BOB, OPS, SIGNING_SECRET, TestApp};
+use chatops_e2e::arm::Script;
+use chatops_e2e::process::Service;
+use chatops_e2e::proxy::Proxy;
+use chatops_runner::worker::Step;
+use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
+use chatops_shared::queue::{JobQueue, Received};
+use chatops_shared::records::{ExecutorRef, JobState, Versioned};
+use std::time::Duration;
+
+/// The record of the job with short id `id`, once it exists.
+async fn record_of(app: &TestApp, id: &str) -> Versioned {
+    let records = app.records();
+    let today = time::OffsetDateTime::now_utc().date();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = records.find(id, today).await.expect("list records");
+        if let Some(summary) = found.first() {
+            return records
+                .read(&summary.name)
+                .await
+                .expect("read record")
+                .expect("record exists");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no record for {id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `done` holds for the record of `id`.
+async fn wait_for_record(
+    app: &TestApp,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Versioned) -> bool,
+) -> Versioned {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = record_of(app, id).await;
+        if done(&record) {
+            return record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {:#?}",
+            record.record
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the script of a `record … pause=…` job has started.
+async fn wait_until_started(app: &TestApp) {
+    let started = app.dir.join("started.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the script never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn lines(app: &TestApp, file: &str) -> usize {
+    std::fs::read_to_string(app.dir.join(file))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_finished_job_leaves_a_record_of_who_ran_what_and_how_it_ended() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo \"hello world\"").await);
+    app.drain(&app.worker()).await;
+    app.final_text(&id, "*Completed*").await;
+    let record = wait_for_record(&app, &id, "reported", |r| r.record.reported).await;
+    let r = &record.record;
+    assert_eq!(
+        (
+            r.state,
+            r.runbook.as_str(),
+            r.user_id.as_str(),
+            r.channel_id.as_str()
+        ),
+        (JobState::Completed, "echo", ALICE, OPS)
+    );
+    assert_eq!(
+        r.params.get("first").map(String::as_str),
+        Some("hello world")
+    );
+    assert_eq!(
+        r.history.iter().map(|c| c.state).collect::<Vec<_>>(),
+        [JobState::Pending, JobState::Running, JobState::Completed]
+    );
+    assert!(r.started_at.is_some() && r.ended_at.is_some());
+    assert!(r.holder.is_none(), "nobody holds an ended job");
+    assert!(matches!(r.executor, Some(ExecutorRef::Local { .. })));
+    assert!(
+        r.output_tail.contains("args: hello world two"),
+        "{}",
+        r.output_tail
+    );
+    assert!(record.name.starts_with("jobs/"), "{}", record.name);
+    app.finish().await;
+}
+
+/// Two ingress processes receive the same signed request (a Slack retry reaching another
+/// replica); three runner processes compete for the two messages: one run, one final status.
+#[tokio::test]
+async fn two_ingresses_and_three_runners_run_one_request_once() {
+    let app = TestApp::spawn().await;
+    let env = app.service_env();
+    let ingresses = [
+        Service::start("chatops-ingress", &env),
+        Service::start("chatops-ingress", &env),
+    ];
+    let mut runners: Vec<Service> = (0..3)
+        .map(|_| Service::start("chatops-runner", &env))
+        .collect();
+    let body = app.form(ALICE, OPS, "record n=1 pause=2");
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signature = chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes());
+    let mut ids = Vec::new();
+    for ingress in &ingresses {
+        let addr = ingress.bound_addr().await;
+        let answer: serde_json::Value = app
+            .client
+            .post(format!("http://{addr}/slack/commands"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", &signature)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("ingress answers")
+            .json()
+            .await
+            .expect("JSON answer");
+        assert_eq!(answer["response_type"], "in_channel", "{answer}");
+        ids.push(answer["text"].as_str().unwrap_or_default().to_owned());
+    }
+    let id = job_id_from_signature(&signature).simple().to_string()[..8].to_owned();
+    assert!(ids.iter().all(|t| t.contains(&id)), "{ids:?}");
+    assert_eq!(
+        app.peek_jobs().await.len(),
+        2,
+        "each ingress queued its copy"
+    );
+
+    app.final_text(&id, "*Completed*").await;
+    // The second copy is held by a runner that watches the record, then deleted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while app
+        .azure_queue
+        .approximate_len(false)
+        .await
+        .expect("queue length")
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second copy was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(lines(&app, "record.log"), 1, "ran once");
+    assert_eq!(app.slack_count(&id, "*Completed*"), 1, "one final status");
+    for runner in &mut runners {
+        runner.terminate(Duration::from_secs(15)).await;
+    }
+    app.finish().await;
+}
+
+/// The runner process is killed (SIGKILL) after Slack got the final status and the record says
+/// so, while its delete of the message hangs: the message comes back to another runner, which
+/// finds the job reported and deletes it without a second post and without "interrupted".
+#[tokio::test]
+async fn a_runner_killed_between_the_final_post_and_the_delete_posts_nothing_more() {
+    let app = TestApp::spawn().await;
+    let proxy = Proxy::start(url::Url::parse(&app.azurite.queue_endpoint()).expect("url")).await;
+    proxy.hold_deletes();
+    let proxied = format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};QueueEndpoint={}/devstoreaccount1;BlobEndpoint={};",
+        chatops_shared::queue::connection::DEVSTORE_KEY,
+        proxy.url(),
+        app.azurite.blob_endpoint()
+    );
+    let env: Vec<(String, String)> = app
+        .service_env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "AZURE_STORAGE_CONNECTION_STRING" {
+                (k, proxied.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let mut runner = Service::start("chatops-runner", &env);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
+    app.final_text(&id, "*Completed*").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while proxy.held().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner never tried to delete the message"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    runner.kill().await;
+    assert!(record_of(&app, &id).await.record.reported);
+
+    // Its invisibility would end within the visibility timeout; end it now.
+    let held = proxy.held().remove(0);
+    let message = Received {
+        message_id: held.message_id,
+        pop_receipt: held.pop_receipt,
+        dequeue_count: 1,
+        text: String::new(),
+    };
+    app.queue
+        .extend(&message, Duration::ZERO)
+        .await
+        .expect("message still there, hidden");
+    assert_eq!(app.drain(&app.worker()).await, 1, "it came back once");
+    assert_eq!(app.peek_jobs().await.len(), 0, "and was deleted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.slack_count(&id, "*Completed*"), 1, "no second post");
+    assert_eq!(
+        app.slack_count(&id, "nterrupted"),
+        0,
+        "not called interrupted"
+    );
+    assert_eq!(lines(&app, "record.log"), 1, "not run again");
+    app.finish().await;
+}
+
+/// A runner that ended a job and wrote it to the record died before posting: the next
+/// delivery posts the final status from the record, once, and does not run the job again.
+#[tokio::test]
+async fn a_job_that_ended_unreported_is_reported_from_its_record() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);
+    let job = app.peek_jobs().await.remove(0);
+    let worker = app.worker();
+    assert_eq!(worker.process_next().await, Ok(Step::Processed));
+    app.final_text(&id, "*Completed*").await;
+    // As if the post had not happened: unreported, and the message back on the queue.
+    let records = app.records();
+    let record = wait_for_record(&app, &id, "reported", |r| r.record.reported).await;
+    let mut unreported = record.record.clone();
+    unreported.reported = false;
+    records.replace(&record, unreported).await.expect("rewrite");
+    app.put_raw(&app.queue_text(&job)).await;
+    app.drain(&worker).await;
+    assert_eq!(
+        app.slack_count(&id, "*Completed*"),
+        2,
+        "posted again from the record"
+    );
+    assert_eq!(lines(&app, "record.log"), 1, "not run again");
+    assert!(record_of(&app, &id).await.record.reported);
+    app.finish().await;
+}
+
+/// The runner following an Automation job dies; the message comes back to another runner,
+/// which takes the job over in its record and follows the same Azure job to its end.
+#[tokio::test]
+async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
+    let app = TestApp::spawn().await;
+    app.arm.script(
+        "Restart-WebApp",
+        Script::completes("restarted").polls(1, 60),
+    );
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let job_id = app.peek_jobs().await[0].job_id.to_string();
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    let first = app.worker_with(settings.clone());
+    let dead = tokio::spawn(async move { first.process_next().await });
+    app.wait_for_slack(&id, "running").await;
+    dead.abort();
+    let _ = dead.await;
+    // The message comes back when its invisibility ends; the record's heartbeat is stale by then.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.drain(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("restarted"), "{text}");
+    assert_eq!(
+        app.arm.put_count(&job_id),
+        1,
+        "the Azure job was not started twice"
+    );
+    let record = record_of(&app, &id).await;
+    assert!(
+        record
+            .record
+            .history
+            .iter()
+            .any(|c| c.note.as_deref().is_some_and(|n| n.contains("taken over"))),
+        "{:#?}",
+        record.record.history
+    );
+    assert_eq!(app.slack_count(&id, "*Completed*"), 1);
+    app.finish().await;
+}
+
+/// A signed stop message, as the ingress queues for `/runbook stop`.
+fn stop_message(app: &TestApp, target: &JobMessage, by: &str, signature: &str) -> JobMessage {
+    JobMessage {
+        job_id: job_id_from_signature(signature),
+        kind: JobKind::Stop,
+        target: Some(target.job_id),
+        user_id: by.into(),
+        user_name: by.to_lowercase(),
+        response_url: chatops_shared::secret::Secret::new(app.slack.response_url()),
+        requested_at: time::OffsetDateTime::now_utc(),
+        record_day: None,
+        ..target.clone()
+    }
+}
+
+#[tokio::test]
+async fn stop_of_a_running_local_job_held_by_another_runner_kills_it_and_says_who() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
+    let job = app.peek_jobs().await.remove(0);
+    let holder = app.worker();
+    let running = tokio::spawn(async move { holder.process_next().await });
+    wait_until_started(&app).await;
+
+    app.put_raw(&app.queue_text(&stop_message(&app, &job, ALICE, "v0=stop-1")))
+        .await;
+    assert_eq!(app.worker().process_next().await, Ok(Step::Processed));
+    let text = app.final_text(&id, "*Stopped*").await;
+    assert!(text.contains(&format!("Stopped by <@{ALICE}>")), "{text}");
+    let _ = running.await;
+    assert_eq!(
+        lines(&app, "record.log"),
+        0,
+        "the script was killed before its end"
+    );
+    let record = record_of(&app, &id).await;
+    assert_eq!(record.record.state, JobState::Stopped);
+    assert_eq!(
+        record.record.stop.as_ref().map(|s| s.by.as_str()),
+        Some(ALICE)
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn stop_of_an_automation_job_asks_azure_and_reports_stopped() {
+    let app = TestApp::spawn().await;
+    app.arm.script("Restart-WebApp", Script::never_ends());
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let job = app.peek_jobs().await.remove(0);
+    let holder = app.worker();
+    let following = tokio::spawn(async move { holder.process_next().await });
+    app.wait_for_slack(&id, "running").await;
+
+    app.put_raw(&app.queue_text(&stop_message(&app, &job, ALICE, "v0=stop-2")))
+        .await;
+    assert_eq!(app.worker().process_next().await, Ok(Step::Processed));
+    assert!(
+        app.arm.stop_count(&job.job_id.to_string()) >= 1,
+        "Azure was asked to stop the job"
+    );
+    let text = app.final_text(&id, "*Stopped*").await;
+    assert!(text.contains(&format!("Stopped by <@{ALICE}>")), "{text}");
+    let _ = following.await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_stop_from_someone_who_may_not_is_refused_by_the_runner_too() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=3").await);
+    let job = app.peek_jobs().await.remove(0);
+    let holder = app.worker();
+    let running = tokio::spawn(async move { holder.process_next().await });
+    wait_until_started(&app).await;
+
+    // Signed like any message (as if the ingress had let it through): the runner checks again.
+    let stop = stop_message(&app, &job, BOB, "v0=stop-3");
+    app.put_raw(&app.queue_text(&stop)).await;
+    assert_eq!(app.worker().process_next().await, Ok(Step::Processed));
+    let _ = running.await;
+    app.final_text(&id, "*Completed*").await;
+    let notice = app.final_text(&stop.short_id(), "may not stop").await;
+    assert!(notice.contains(&id), "{notice}");
+    assert_eq!(record_of(&app, &id).await.record.stop, None);
+    app.finish().await;
+}
