@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const SIGNING_SECRET: &str = "e2e-signing-secret";
+/// Days of job records kept (`CHATOPS_RECORDS_RETENTION`).
+pub const RECORDS_RETENTION_DAYS: u16 = 30;
 /// Allowed to run everything in the test catalog.
 pub const ALICE: &str = "UALICE";
 /// Allowed nowhere.
@@ -119,10 +121,8 @@ pub struct TestApp {
     pub dir: PathBuf,
     pub ingress_url: String,
     pub client: reqwest::Client,
-    /// The job records the ingress reads, through [`TestApp::records_calls`].
-    pub records: Records,
-    /// The records container itself, for tests that write records (not counted).
-    pub records_blobs: Arc<dyn BlobStore>,
+    /// The job records container of this app (runners write it, the ingress reads it).
+    pub records_container: String,
     /// Counts the ingress's calls to the records store.
     pub records_calls: Arc<CountingStore>,
     /// What the ingress recorded in the audit log, not yet taken ([`TestApp::audit_events`]).
@@ -182,16 +182,26 @@ impl TestApp {
         let catalog = Catalog::load(&catalog_path).expect("test catalog loads");
 
         let job_keys = JobKeys::new(JobKey::generate().expect("job key"), None);
-        let records_blobs: Arc<dyn BlobStore> = Arc::new(chatops_ingress::app::interim::NoStore);
-        let records_calls = Arc::new(CountingStore::new(records_blobs.clone()));
-        let records = Records::new(records_calls.clone(), 30);
+        let records_container = azurite::unique_queue_name("records").await;
+        // The ingress reads records as it does in production: interactive budget, counted.
+        let ingress_blobs: Arc<dyn BlobStore> = Arc::new(azurite::blob_store_for(
+            &azurite,
+            &records_container,
+            RetryBudget::interactive(),
+        ));
+        ingress_blobs
+            .ensure_container()
+            .await
+            .expect("create the records container");
+        let records_calls = Arc::new(CountingStore::new(ingress_blobs));
+        let records = Records::new(records_calls.clone(), RECORDS_RETENTION_DAYS);
         let (audit_log, audit) = AuditLog::capture();
         let state = AppState::new(
             Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
             catalog.clone(),
             queue.clone(),
             job_keys.current().clone(),
-            records.clone(),
+            records,
             audit_log,
         );
         let app = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
@@ -214,8 +224,7 @@ impl TestApp {
             dir,
             ingress_url,
             client: reqwest::Client::new(),
-            records,
-            records_blobs,
+            records_container,
             records_calls,
             audit: std::sync::Mutex::new(audit),
             ingress,
@@ -295,7 +304,17 @@ impl TestApp {
             final_notify_patience: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             max_job_age: Duration::from_secs(3600),
+            runner_id: chatops_runner::worker::new_runner_id(),
+            record_poll: Duration::from_millis(200),
         }
+    }
+
+    /// The job records of this app, as a runner reaches them (not counted).
+    pub fn records(&self) -> Records {
+        Records::new(
+            self.blob_store(&self.records_container),
+            RECORDS_RETENTION_DAYS,
+        )
     }
 
     pub fn worker_with(&self, settings: WorkerSettings) -> Worker {
@@ -311,6 +330,7 @@ impl TestApp {
     pub fn worker_on(&self, queue: Arc<dyn JobQueue>, settings: WorkerSettings) -> Worker {
         Worker::new(
             queue,
+            self.records(),
             self.catalog.clone(),
             self.job_keys.clone(),
             self.executors(),

@@ -469,7 +469,7 @@ async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check(
         (*app.catalog).clone(),
         counting.clone(),
         app.job_keys.current().clone(),
-        app.records.clone(),
+        app.records(),
         chatops_shared::audit::AuditLog::discard(),
     );
     let ingress = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)

@@ -117,7 +117,8 @@ impl Seed {
 }
 
 /// Writes the records (many at once), as the runner writes them.
-async fn write(store: &Arc<dyn BlobStore>, seeds: &[Seed]) {
+async fn write(app: &TestApp, seeds: &[Seed]) {
+    let store: Arc<dyn BlobStore> = app.blob_store(&app.records_container);
     futures_util::stream::iter(seeds.iter().map(|seed| {
         let store = store.clone();
         let record = seed.record();
@@ -229,7 +230,7 @@ fn thousand_records() -> Vec<Seed> {
 async fn status_and_history_with_1000_records_show_what_the_caller_may_see_in_a_few_round_trips() {
     let app = TestApp::spawn().await;
     let seeds = thousand_records();
-    write(&app.records_blobs, &seeds).await;
+    write(&app, &seeds).await;
     let carol: Vec<String> = seeds
         .iter()
         .filter(|s| s.user == CAROL || s.channel == SECRET)
@@ -322,7 +323,7 @@ async fn someone_elses_job_from_another_channel_is_never_shown() {
     let alice_elsewhere = Seed::new(ALICE, RANDOM, JobState::Running, today_minus(2));
     let carol_here = Seed::new(CAROL, OPS, JobState::Completed, today_minus(3));
     write(
-        &app.records_blobs,
+        &app,
         &[secret.clone(), alice_elsewhere.clone(), carol_here.clone()],
     )
     .await;
@@ -380,7 +381,7 @@ async fn job_ids_too_short_or_ambiguous_are_explained() {
     let mut b = Seed::new(ALICE, OPS, JobState::Running, today_minus(2));
     a.id = Uuid::parse_str("abcdef01-1111-4000-8000-000000000001").expect("uuid");
     b.id = Uuid::parse_str("abcdef01-2222-4000-8000-000000000002").expect("uuid");
-    write(&app.records_blobs, &[a.clone(), b.clone()]).await;
+    write(&app, &[a.clone(), b.clone()]).await;
 
     let answer = app.command(ALICE, OPS, "status abcdef0").await;
     assert_eq!(answer.response_type(), "ephemeral");
@@ -418,7 +419,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
         .runbook("deploy", &[("env", "prod"), ("service", "web")]);
     let ended = Seed::new(ALICE, OPS, JobState::Completed, today_minus(2))
         .runbook("deploy", &[("env", "dev"), ("service", "api")]);
-    write(&app.records_blobs, &[running.clone(), ended.clone()]).await;
+    write(&app, &[running.clone(), ended.clone()]).await;
 
     // Bob sees the job (it ran here) but may not stop it: refused, nothing queued.
     let answer = app
@@ -437,6 +438,15 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
     assert!(
         app.take_jobs().await.is_empty(),
         "a refused stop queues nothing"
+    );
+    assert_eq!(
+        app.audit_events(),
+        [AuditEvent::Denied {
+            user_id: BOB.into(),
+            channel_id: OPS.into(),
+            runbook: "deploy".into(),
+            rule: "stop_allow".into(),
+        }]
     );
 
     // Alice started it: the channel sees her ask, and one signed stop message names the job.
@@ -496,6 +506,14 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
         (queued[0].kind, queued[0].target, queued[0].user_id.as_str()),
         (JobKind::Stop, Some(running.id), OPS_LEAD)
     );
+    assert_eq!(
+        app.audit_events(),
+        [AuditEvent::StopRequested {
+            job_id: running.id,
+            by: OPS_LEAD.into(),
+            stop_job_id: queued[0].job_id,
+        }]
+    );
 
     // A job that ended has nothing to stop.
     let text = app
@@ -510,6 +528,11 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
         )
     );
     assert!(app.take_jobs().await.is_empty());
+    let events = app.audit_events();
+    assert!(
+        matches!(events.as_slice(), [AuditEvent::Rejected { reason, .. }] if reason.contains("already ended")),
+        "{events:?}"
+    );
     app.finish().await;
 }
 
@@ -521,7 +544,7 @@ async fn rerun_is_checked_like_the_command_typed_again() {
     // A parameter `echo` no longer takes.
     let old_echo = Seed::new(ALICE, OPS, JobState::Failed, today_minus(2))
         .runbook("echo", &[("first", "a"), ("third", "gone")]);
-    write(&app.records_blobs, &[deploy.clone(), old_echo.clone()]).await;
+    write(&app, &[deploy.clone(), old_echo.clone()]).await;
 
     // Bob may see it (it ran here) but not run `deploy`.
     let text = app
@@ -556,6 +579,18 @@ async fn rerun_is_checked_like_the_command_typed_again() {
         app.take_jobs().await.is_empty(),
         "refused reruns queue nothing"
     );
+    let events = app.audit_events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                AuditEvent::Denied { rule: r1, user_id: bob, .. },
+                AuditEvent::Denied { rule: r2, .. },
+                AuditEvent::Rejected { reason, .. },
+            ] if r1 == "allow" && r2 == "allow" && bob == BOB && reason.contains("no parameter `third`")
+        ),
+        "{events:?}"
+    );
 
     // Alice, here: acknowledged like the typed command, queued as a new job naming the old.
     let answer = app
@@ -589,5 +624,122 @@ async fn rerun_is_checked_like_the_command_typed_again() {
             rerun_of: Some(deploy.id),
         }]
     );
+    app.finish().await;
+}
+
+/// An ingress like the app's, whose records store is at `blob_endpoint`.
+async fn ingress_with_records_at(app: &TestApp, blob_endpoint: &str) -> String {
+    use chatops_ingress::app::{AppState, Application};
+    use chatops_ingress::slack::verify::Verifier;
+    let connection = app
+        .azurite
+        .connection_string()
+        .split(';')
+        .map(|part| {
+            if part.starts_with("BlobEndpoint=") {
+                format!("BlobEndpoint={blob_endpoint}")
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(";");
+    let store = chatops_e2e::azurite::blob_store_with(
+        &connection,
+        &app.records_container,
+        chatops_shared::queue::retry::RetryBudget::interactive(),
+    );
+    let state = AppState::new(
+        Verifier::new(vec![Secret::new(chatops_e2e::app::SIGNING_SECRET)]),
+        (*app.catalog).clone(),
+        app.queue.clone(),
+        app.job_keys.current().clone(),
+        chatops_shared::records::Records::new(Arc::new(store), 30),
+        chatops_shared::audit::AuditLog::discard(),
+    );
+    let ingress = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/slack/commands",
+        ingress.local_addr().expect("addr")
+    );
+    tokio::spawn(ingress.run_until_stopped(std::future::pending()));
+    url
+}
+
+/// Posts a signed command to `url`; the answer's JSON and how long it took.
+async fn post(app: &TestApp, url: &str, text: &str) -> (serde_json::Value, Duration) {
+    let body = app.form(ALICE, OPS, text);
+    let ts = now().unix_timestamp();
+    let signature =
+        chatops_ingress::slack::verify::sign(chatops_e2e::app::SIGNING_SECRET, ts, body.as_bytes());
+    let started = std::time::Instant::now();
+    let response = app
+        .client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("ingress answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let json = response.json().await.expect("json answer");
+    (json, started.elapsed())
+}
+
+#[tokio::test]
+async fn when_records_cannot_be_read_job_control_says_so_in_time_and_runbooks_still_run() {
+    let app = TestApp::spawn().await;
+    // A port nothing listens on, and a server that accepts connections and never answers.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let _silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    for port in [closed, silent_port] {
+        let url =
+            ingress_with_records_at(&app, &format!("http://127.0.0.1:{port}/devstoreaccount1"))
+                .await;
+        for text in [
+            "status",
+            "status 1a2b3c4d",
+            "history",
+            "stop 1a2b3c4d",
+            "rerun 1a2b3c4d",
+        ] {
+            let (answer, took) = post(&app, &url, text).await;
+            assert_eq!(answer["response_type"], "ephemeral", "{text}: {answer}");
+            let said = answer["text"].as_str().unwrap_or_default();
+            assert!(
+                said.contains("Job records cannot be read right now")
+                    && said.contains("try again in a minute"),
+                "{text}: {said}"
+            );
+            if text.contains("1a2b3c4d") {
+                assert!(said.contains("`1a2b3c4d`"), "names the job: {said}");
+            }
+            assert!(took < Duration::from_millis(2500), "{text} took {took:?}");
+        }
+        let (answer, took) = post(&app, &url, "echo hi").await;
+        assert_eq!(answer["response_type"], "in_channel", "{answer}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(
+            app.take_jobs().await.len(),
+            1,
+            "the runbook command was queued"
+        );
+    }
     app.finish().await;
 }

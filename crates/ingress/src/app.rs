@@ -102,7 +102,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Loads the catalog, opens the queue (creating it if missing), and binds the listener.
+    /// Loads the catalog, opens the queue (creating it if missing) and the job records, and
+    /// binds the listener.
     pub async fn build(config: IngressConfig) -> anyhow::Result<Self> {
         let catalog = Catalog::load(&config.catalog_path)?;
         let credential = config
@@ -110,7 +111,13 @@ impl Application {
             .as_ref()
             .map(chatops_shared::credential::build)
             .transpose()?;
-        let queue = chatops_shared::queue::open(config.queue, credential)?;
+        let queue = chatops_shared::queue::open(config.queue, credential.clone())?;
+        // Read-only: the ingress never creates the container (the runner or the deployment
+        // does) and starts without it; job control answers "try again" while it is missing.
+        let records = Records::new(
+            chatops_shared::blob::open(config.records, credential)?,
+            config.records_retention_days,
+        );
         if let Err(e) = queue.ensure_exists().await {
             // Not fatal: /readyz reports it, and commands get a clear "try again".
             tracing::warn!(error = %e, "could not check or create the queue at start");
@@ -120,7 +127,8 @@ impl Application {
             catalog,
             queue,
             config.job_key,
-            Records::new(Arc::new(interim::NoStore), config.records_retention_days),
+            records,
+            // The audit writer is wired with the audit log's storage; until then lines are dropped.
             AuditLog::discard(),
         );
         Ok(Self::with_state(config.addr, state)
@@ -157,42 +165,5 @@ impl Application {
     ) -> std::io::Result<()> {
         serve::serve(self.listener, self.router, self.limits, shutdown).await;
         Ok(())
-    }
-}
-
-/// INTERIM until the blob store lands: no records store.
-pub mod interim {
-    use async_trait::async_trait;
-    use chatops_shared::blob::*;
-    pub struct NoStore;
-    #[async_trait]
-    impl BlobStore for NoStore {
-        async fn ensure_container(&self) -> Result<(), BlobError> {
-            Err(BlobError::Unavailable("x".into()))
-        }
-        async fn create(&self, _: &str, _: Vec<u8>, _: &Metadata) -> Result<ETag, BlobError> {
-            Err(BlobError::Unavailable("x".into()))
-        }
-        async fn replace(
-            &self,
-            _: &str,
-            _: Vec<u8>,
-            _: &Metadata,
-            _: &ETag,
-        ) -> Result<ETag, BlobError> {
-            Err(BlobError::Unavailable("x".into()))
-        }
-        async fn read(&self, _: &str) -> Result<Option<Blob>, BlobError> {
-            Err(BlobError::Unavailable("x".into()))
-        }
-        async fn list(&self, _: &str, _: Option<&str>) -> Result<ListPage, BlobError> {
-            Err(BlobError::Unavailable("x".into()))
-        }
-        async fn create_append(&self, _: &str) -> Result<bool, BlobError> {
-            Err(BlobError::Unavailable("x".into()))
-        }
-        async fn append(&self, _: &str, _: Vec<u8>, _: u64) -> Result<(), BlobError> {
-            Err(BlobError::Unavailable("x".into()))
-        }
     }
 }
