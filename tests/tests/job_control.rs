@@ -730,7 +730,8 @@ async fn when_records_cannot_be_read_job_control_says_so_in_time_and_runbooks_st
             if text.contains("1a2b3c4d") {
                 assert!(said.contains("`1a2b3c4d`"), "names the job: {said}");
             }
-            assert!(took < Duration::from_millis(2500), "{text} took {took:?}");
+            // Within the records deadline (1.5 s): a storage call alone may retry for 2.1 s.
+            assert!(took < Duration::from_secs(2), "{text} took {took:?}");
         }
         let (answer, took) = post(&app, &url, "echo hi").await;
         assert_eq!(answer["response_type"], "in_channel", "{answer}");

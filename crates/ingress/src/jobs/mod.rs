@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 /// How long a job-control command may spend reading records, all reads together: what is
 /// left of Slack's 3 s is for the rest (a stop's enqueue).
-pub const RECORDS_DEADLINE: Duration = Duration::from_millis(1800);
+pub const RECORDS_DEADLINE: Duration = Duration::from_millis(1500);
 
 /// A job-control word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
