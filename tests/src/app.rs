@@ -24,15 +24,13 @@ use chatops_shared::job::{JobKey, JobKeys, JobMessage};
 use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::queue::connection::ConnectionString;
 use chatops_shared::queue::{JobQueue, PoisonRecord, Received};
-use chatops_shared::records::Records;
+use chatops_shared::records::{DEFAULT_RECORDS_CONTAINER, DEFAULT_RETENTION_DAYS, Records};
 use chatops_shared::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const SIGNING_SECRET: &str = "e2e-signing-secret";
-/// Days of job records kept (`CHATOPS_RECORDS_RETENTION`).
-pub const RECORDS_RETENTION_DAYS: u16 = 30;
 /// Allowed to run everything in the test catalog.
 pub const ALICE: &str = "UALICE";
 /// Allowed nowhere.
@@ -121,9 +119,8 @@ pub struct TestApp {
     pub dir: PathBuf,
     pub ingress_url: String,
     pub client: reqwest::Client,
-    /// The job records container of this app (runners write it, the ingress reads it).
-    pub records_container: String,
-    /// Counts the ingress's calls to the records store.
+    /// The ingress's records store (the default container, as [`TestApp::records`]), counting
+    /// its calls: storage round trips of job-control answers.
     pub records_calls: Arc<CountingStore>,
     /// What the ingress recorded in the audit log, not yet taken ([`TestApp::audit_events`]).
     audit: std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<AuditEvent>>,
@@ -172,6 +169,14 @@ impl TestApp {
             RetryBudget::interactive(),
         );
         queue.ensure_exists().await.expect("create queues");
+        azurite::blob_store_for(
+            &azurite,
+            DEFAULT_RECORDS_CONTAINER,
+            RetryBudget::interactive(),
+        )
+        .ensure_container()
+        .await
+        .expect("create the records container");
 
         let dir =
             std::env::temp_dir().join(format!("chatops-e2e-{}", uuid::Uuid::new_v4().simple()));
@@ -182,19 +187,13 @@ impl TestApp {
         let catalog = Catalog::load(&catalog_path).expect("test catalog loads");
 
         let job_keys = JobKeys::new(JobKey::generate().expect("job key"), None);
-        let records_container = azurite::unique_queue_name("records").await;
-        // The ingress reads records as it does in production: interactive budget, counted.
-        let ingress_blobs: Arc<dyn BlobStore> = Arc::new(azurite::blob_store_for(
+        // The ingress reads records as it does in production: interactive budget; counted.
+        let records_calls = Arc::new(CountingStore::new(Arc::new(azurite::blob_store_for(
             &azurite,
-            &records_container,
+            DEFAULT_RECORDS_CONTAINER,
             RetryBudget::interactive(),
-        ));
-        ingress_blobs
-            .ensure_container()
-            .await
-            .expect("create the records container");
-        let records_calls = Arc::new(CountingStore::new(ingress_blobs));
-        let records = Records::new(records_calls.clone(), RECORDS_RETENTION_DAYS);
+        ))));
+        let records = Records::new(records_calls.clone(), DEFAULT_RETENTION_DAYS);
         let (audit_log, audit) = AuditLog::capture();
         let state = AppState::new(
             Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
@@ -224,7 +223,6 @@ impl TestApp {
             dir,
             ingress_url,
             client: reqwest::Client::new(),
-            records_container,
             records_calls,
             audit: std::sync::Mutex::new(audit),
             ingress,
@@ -305,15 +303,15 @@ impl TestApp {
             shutdown_grace: Duration::from_secs(5),
             max_job_age: Duration::from_secs(3600),
             runner_id: chatops_runner::worker::new_runner_id(),
-            record_poll: Duration::from_millis(200),
+            record_poll: Duration::from_millis(300),
         }
     }
 
-    /// The job records of this app, as a runner reaches them (not counted).
+    /// The job records, in this app's Azurite (the default container).
     pub fn records(&self) -> Records {
         Records::new(
-            self.blob_store(&self.records_container),
-            RECORDS_RETENTION_DAYS,
+            self.blob_store(DEFAULT_RECORDS_CONTAINER),
+            DEFAULT_RETENTION_DAYS,
         )
     }
 
@@ -327,7 +325,10 @@ impl TestApp {
     }
 
     /// A worker like [`TestApp::worker_with`] that reaches the queue through `queue`.
-    pub fn worker_on(&self, queue: Arc<dyn JobQueue>, settings: WorkerSettings) -> Worker {
+    /// Each worker is a runner of its own in the job records (a fresh `runner_id`), as each
+    /// runner process is, whatever settings it is given.
+    pub fn worker_on(&self, queue: Arc<dyn JobQueue>, mut settings: WorkerSettings) -> Worker {
+        settings.runner_id = chatops_runner::worker::new_runner_id();
         Worker::new(
             queue,
             self.records(),

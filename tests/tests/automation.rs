@@ -56,6 +56,7 @@ fn request(runbook: &str, params: &[(&str, &str)]) -> JobRequest {
             .collect(),
         timeout: Duration::from_secs(30),
         redelivered: false,
+        stop: chatops_runner::executor::StopSignal::never(),
     }
 }
 

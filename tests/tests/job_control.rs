@@ -118,7 +118,8 @@ impl Seed {
 
 /// Writes the records (many at once), as the runner writes them.
 async fn write(app: &TestApp, seeds: &[Seed]) {
-    let store: Arc<dyn BlobStore> = app.blob_store(&app.records_container);
+    let store: Arc<dyn BlobStore> =
+        app.blob_store(chatops_shared::records::DEFAULT_RECORDS_CONTAINER);
     futures_util::stream::iter(seeds.iter().map(|seed| {
         let store = store.clone();
         let record = seed.record();
@@ -646,7 +647,7 @@ async fn ingress_with_records_at(app: &TestApp, blob_endpoint: &str) -> String {
         .join(";");
     let store = chatops_e2e::azurite::blob_store_with(
         &connection,
-        &app.records_container,
+        chatops_shared::records::DEFAULT_RECORDS_CONTAINER,
         chatops_shared::queue::retry::RetryBudget::interactive(),
     );
     let state = AppState::new(

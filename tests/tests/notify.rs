@@ -61,6 +61,7 @@ fn finished() -> Update {
         error: None,
         started_at: Some(now - time::Duration::seconds(72)),
         ended_at: now,
+        stopped_by: None,
     })
 }
 

@@ -11,7 +11,7 @@ use chatops_e2e::process::Service;
 use chatops_e2e::proxy::Proxy;
 use chatops_runner::worker::Step;
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
-use chatops_shared::queue::{JobQueue, Received};
+use chatops_shared::queue::Received;
 use chatops_shared::records::{ExecutorRef, JobState, Versioned};
 use std::time::Duration;
 
@@ -122,9 +122,6 @@ async fn two_ingresses_and_three_runners_run_one_request_once() {
         Service::start("chatops-ingress", &env),
         Service::start("chatops-ingress", &env),
     ];
-    let mut runners: Vec<Service> = (0..3)
-        .map(|_| Service::start("chatops-runner", &env))
-        .collect();
     let body = app.form(ALICE, OPS, "record n=1 pause=2");
     let ts = time::OffsetDateTime::now_utc().unix_timestamp();
     let signature = chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes());
@@ -154,6 +151,9 @@ async fn two_ingresses_and_three_runners_run_one_request_once() {
         2,
         "each ingress queued its copy"
     );
+    let mut runners: Vec<Service> = (0..3)
+        .map(|_| Service::start("chatops-runner", &env))
+        .collect();
 
     app.final_text(&id, "*Completed*").await;
     // The second copy is held by a runner that watches the record, then deleted.

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use chatops_shared::catalog::{Catalog, ExecutorKind, Runbook};
 use chatops_shared::queue::JobQueue;
+use chatops_shared::records::Records;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,13 @@ impl RunnerApp {
         if let Err(e) = queue.ensure_exists().await {
             tracing::warn!(error = %e, "could not check or create the queue at start");
         }
+        let records = Records::new(
+            chatops_shared::blob::open(config.records, credential.clone())?,
+            config.records_retention,
+        );
+        if let Err(e) = records.ensure_exists().await {
+            tracing::warn!(error = %e, "could not check or create the job records container at start");
+        }
         let automation: Option<Arc<dyn Executor>> = match (config.arm, credential) {
             (Some(arm), Some(credential)) => {
                 let client = Arc::new(ArmClient::new(&arm, credential)?);
@@ -64,7 +72,7 @@ impl RunnerApp {
         let notifier = Arc::new(SlackNotifier::new(config.slack)?);
         let worker = Worker::new(
             queue.clone(),
-            chatops_shared::records::Records::new(std::sync::Arc::new(Tmp), 30),
+            records,
             catalog,
             config.job_keys,
             executors,
@@ -188,54 +196,5 @@ async fn readyz(State(queue): State<Arc<dyn JobQueue>>) -> (StatusCode, &'static
     match tokio::time::timeout(Duration::from_secs(3), queue.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable"),
-    }
-}
-
-struct Tmp;
-#[async_trait::async_trait]
-impl chatops_shared::blob::BlobStore for Tmp {
-    async fn ensure_container(&self) -> Result<(), chatops_shared::blob::BlobError> {
-        Ok(())
-    }
-    async fn create(
-        &self,
-        _: &str,
-        _: Vec<u8>,
-        _: &chatops_shared::blob::Metadata,
-    ) -> Result<chatops_shared::blob::ETag, chatops_shared::blob::BlobError> {
-        Err(chatops_shared::blob::BlobError::Other(String::new()))
-    }
-    async fn replace(
-        &self,
-        _: &str,
-        _: Vec<u8>,
-        _: &chatops_shared::blob::Metadata,
-        _: &chatops_shared::blob::ETag,
-    ) -> Result<chatops_shared::blob::ETag, chatops_shared::blob::BlobError> {
-        Err(chatops_shared::blob::BlobError::Other(String::new()))
-    }
-    async fn read(
-        &self,
-        _: &str,
-    ) -> Result<Option<chatops_shared::blob::Blob>, chatops_shared::blob::BlobError> {
-        Ok(None)
-    }
-    async fn list(
-        &self,
-        _: &str,
-        _: Option<&str>,
-    ) -> Result<chatops_shared::blob::ListPage, chatops_shared::blob::BlobError> {
-        Ok(Default::default())
-    }
-    async fn create_append(&self, _: &str) -> Result<bool, chatops_shared::blob::BlobError> {
-        Ok(true)
-    }
-    async fn append(
-        &self,
-        _: &str,
-        _: Vec<u8>,
-        _: u64,
-    ) -> Result<(), chatops_shared::blob::BlobError> {
-        Ok(())
     }
 }

@@ -12,6 +12,10 @@
 //! | `CHATOPS_SHUTDOWN_GRACE` | `10s` | how long jobs in flight may finish after SIGTERM |
 //! | `CHATOPS_MAX_JOB_AGE` | `1h` | a job not yet started whose request is older than this is not started (`Expired`); at least 1s |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
+//! | `AZURE_STORAGE_BLOB_ENDPOINT` | unset | blob endpoint (https) for job records and the audit log, with managed identity; with a connection string, its `BlobEndpoint` |
+//! | `CHATOPS_RECORDS_CONTAINER` | `chatops-jobs` | the job records container |
+//! | `CHATOPS_RECORDS_RETENTION` | `30` | days records are kept (the deployment's lifecycle rule deletes older ones); how far back a job is looked up |
+//! | `CHATOPS_AUDIT_CONTAINER` | `chatops-audit` | the audit log container |
 //! | Automation variables | | see `executor::arm::ArmConfig` (optional: without them only local runbooks run) |
 //! | `CHATOPS_AUTOMATION_POLL_INTERVAL` | `5s` | how often a young Automation job's status is read; slows to 30s for long jobs |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for ARM and for `AZURE_STORAGE_QUEUE_ENDPOINT` |
@@ -22,10 +26,15 @@ use crate::executor::arm::ArmConfig;
 use crate::executor::automation::PollSchedule;
 use crate::notify::slack::SlackNotifierConfig;
 use crate::worker::WorkerSettings;
+use chatops_shared::audit::{AUDIT_CONTAINER_VAR, DEFAULT_AUDIT_CONTAINER};
+use chatops_shared::blob::settings::{BlobSettings, BlobTarget};
 use chatops_shared::config::{self, ConfigError, EnvSource};
 use chatops_shared::credential::{self, Chosen};
 use chatops_shared::job::JobKeys;
 use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
+use chatops_shared::records::{
+    DEFAULT_RECORDS_CONTAINER, RECORDS_CONTAINER_VAR, retention_days_from_env,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +46,12 @@ pub struct RunnerConfig {
     /// The keys a job message's `mac` must verify under.
     pub job_keys: JobKeys,
     pub queue: QueueSettings,
+    /// The job records container.
+    pub records: BlobSettings,
+    /// `CHATOPS_RECORDS_RETENTION`, in days.
+    pub records_retention: u16,
+    /// The audit log container.
+    pub audit: BlobSettings,
     pub worker: WorkerSettings,
     /// `None` when the Automation variables are not set: local runbooks only.
     pub arm: Option<ArmConfig>,
@@ -54,8 +69,23 @@ impl RunnerConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let job_keys = JobKeys::from_env(env)?;
         let queue = QueueSettings::from_env(env, RetryBudget::background())?;
+        let records = BlobSettings::from_env(
+            env,
+            RetryBudget::background(),
+            RECORDS_CONTAINER_VAR,
+            DEFAULT_RECORDS_CONTAINER,
+        )?;
+        let audit = BlobSettings::from_env(
+            env,
+            RetryBudget::background(),
+            AUDIT_CONTAINER_VAR,
+            DEFAULT_AUDIT_CONTAINER,
+        )?;
+        let records_retention = retention_days_from_env(env)?;
         let arm = ArmConfig::from_env(env)?;
-        let needs_credential = arm.is_some() || matches!(queue.target, QueueTarget::Endpoint(_));
+        let needs_credential = arm.is_some()
+            || matches!(queue.target, QueueTarget::Endpoint(_))
+            || matches!(records.target, BlobTarget::Endpoint(_));
         // Checked even when unused, so that a typo does not wait for the day it matters.
         let kind = credential::CredentialKind::from_env(env)?;
         let credential = if needs_credential {
@@ -109,6 +139,9 @@ impl RunnerConfig {
             ),
             job_keys,
             queue,
+            records,
+            records_retention,
+            audit,
             worker,
             arm,
             poll,

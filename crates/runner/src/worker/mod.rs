@@ -427,16 +427,20 @@ impl Worker {
             }
         }
         let run = async {
-            match expired {
-                Some(expired) if !prepared.local => self
+            // An Automation job that may exist already (taken over, or too old to start) is
+            // looked up first; it is started only when it is not there and may still start.
+            if !prepared.local && (started || expired.is_some()) {
+                let found = self
                     .reporting(job, |progress| executor.follow_started(&request, progress))
-                    .await
-                    .map(|started| started.unwrap_or(expired)),
-                _ => {
-                    self.reporting(job, |progress| executor.run(&request, progress))
-                        .await
+                    .await?;
+                match (found, expired) {
+                    (Some(outcome), _) => return Ok(outcome),
+                    (None, Some(expired)) => return Ok(expired),
+                    (None, None) => {}
                 }
             }
+            self.reporting(job, |progress| executor.run(&request, progress))
+                .await
         };
         match run.await {
             Ok(outcome) => Ran::Finished(outcome),

@@ -90,9 +90,10 @@ impl Worker {
             channel_id: &job.channel_id,
         };
         let allowed = record.user_id == job.user_id
-            || self.catalog.get(&record.runbook).is_some_and(|runbook| {
-                runbook.authorize(&caller).is_err() && runbook.authorize(&caller).is_ok()
-            });
+            || self
+                .catalog
+                .get(&record.runbook)
+                .is_some_and(|runbook| runbook.stop_allowed(&caller));
         if !allowed {
             return Ok(Stopping::Nothing(format!(
                 "you may not stop job {}: only the person who started it and those `stop_allow` names may",
