@@ -745,3 +745,46 @@ async fn when_records_cannot_be_read_job_control_says_so_in_time_and_runbooks_st
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_job_a_runner_ran_is_shown_cannot_be_stopped_and_is_rerun_from_its_record() {
+    let app = TestApp::spawn().await;
+    let answer = app.command(ALICE, OPS, "echo \"hello <world>\"").await;
+    let id = TestApp::short_id(&answer);
+    let worker = app.worker();
+    assert_eq!(app.drain(&worker).await, 1);
+
+    let text = app
+        .command(ALICE, OPS, &format!("status {id}"))
+        .await
+        .text();
+    assert!(
+        text.starts_with(&format!(
+            ":white_check_mark: completed · job `{id}` · *echo* `first=\"hello &lt;world&gt;\"`"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("args: hello &lt;world&gt; two"),
+        "the output's end: {text}"
+    );
+    let text = app.command(ALICE, OPS, "history echo").await.text();
+    assert!(
+        text.contains(&format!("`{id}`")) && text.contains(" · took "),
+        "{text}"
+    );
+    let text = app.command(ALICE, OPS, &format!("stop {id}")).await.text();
+    assert!(text.contains("already ended (completed)"), "{text}");
+
+    let answer = app.command(ALICE, OPS, &format!("rerun {id}")).await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    let again = TestApp::short_id(&answer);
+    assert_ne!(again, id);
+    assert_eq!(app.drain(&worker).await, 1);
+    let text = app
+        .command(ALICE, OPS, &format!("status {again}"))
+        .await
+        .text();
+    assert!(text.contains(&format!(" · rerun of `{id}`")), "{text}");
+    app.finish().await;
+}
