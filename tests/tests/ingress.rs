@@ -575,6 +575,11 @@ async fn accepted_rejected_and_denied_commands_are_audited() {
     }
     app.command(ALICE, OPS, "help").await;
     assert_eq!(app.audit_events(), [], "help is no event");
+    assert_eq!(
+        app.records_calls.calls(),
+        0,
+        "a runbook command's only storage call is the enqueue"
+    );
     assert!(app.take_jobs().await.is_empty());
     app.finish().await;
 }
