@@ -17,7 +17,7 @@ use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
 use chatops_runner::executor::local::LocalExecutor;
 use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
-use chatops_shared::audit::{AuditEvent, AuditLog};
+use chatops_shared::audit::{AuditEvent, AuditLog, AuditWriter, DEFAULT_AUDIT_CONTAINER};
 use chatops_shared::blob::BlobStore;
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::{JobKey, JobKeys, JobMessage};
@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const SIGNING_SECRET: &str = "e2e-signing-secret";
+/// The writer id of the test ingress's audit lines.
+const INGRESS_AUDIT_WRITER: &str = "e2e-ingress";
 /// Allowed to run everything in the test catalog.
 pub const ALICE: &str = "UALICE";
 /// Allowed nowhere.
@@ -122,8 +124,10 @@ pub struct TestApp {
     /// The ingress's records store (the default container, as [`TestApp::records`]), counting
     /// its calls: storage round trips of job-control answers.
     pub records_calls: Arc<CountingStore>,
-    /// What the ingress recorded in the audit log, not yet taken ([`TestApp::audit_events`]).
-    audit: std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<AuditEvent>>,
+    /// The ingress's audit writer, on this Azurite's audit container ([`TestApp::audit_events`]).
+    _audit_writer: AuditWriter,
+    /// Audit lines of the ingress already returned by [`TestApp::audit_events`].
+    audit_seen: std::sync::Mutex<usize>,
     ingress: tokio::task::JoinHandle<()>,
     finished: bool,
 }
@@ -194,7 +198,12 @@ impl TestApp {
             RetryBudget::interactive(),
         ))));
         let records = Records::new(records_calls.clone(), DEFAULT_RETENTION_DAYS);
-        let (audit_log, audit) = AuditLog::capture();
+        let audit_store = TestApp::audit_store_on(&azurite);
+        audit_store
+            .ensure_container()
+            .await
+            .expect("create the audit container");
+        let (audit_log, audit_writer) = AuditLog::new(audit_store, INGRESS_AUDIT_WRITER.to_owned());
         let state = AppState::new(
             Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
             catalog.clone(),
@@ -224,7 +233,8 @@ impl TestApp {
             ingress_url,
             client: reqwest::Client::new(),
             records_calls,
-            audit: std::sync::Mutex::new(audit),
+            _audit_writer: audit_writer,
+            audit_seen: std::sync::Mutex::new(0),
             ingress,
             finished: false,
         }
@@ -681,15 +691,49 @@ impl TestApp {
         .collect()
     }
 
-    /// The audit events the ingress recorded since the last call, oldest first.
-    pub fn audit_events(&self) -> Vec<AuditEvent> {
-        let mut events = Vec::new();
-        if let Ok(mut receiver) = self.audit.lock() {
-            while let Ok(event) = receiver.try_recv() {
-                events.push(event);
+    fn audit_store_on(azurite: &Azurite) -> Arc<dyn BlobStore> {
+        Arc::new(azurite::blob_store_for(
+            azurite,
+            DEFAULT_AUDIT_CONTAINER,
+            RetryBudget::interactive(),
+        ))
+    }
+
+    /// The audit events the ingress wrote since the last call, oldest first, read back from its
+    /// audit blob: once at least `expected` new ones are there (the writer appends in the
+    /// background), or after 10 s; with `expected` 0, after a moment for lines still on their way.
+    pub async fn audit_events(&self, expected: usize) -> Vec<AuditEvent> {
+        let store = TestApp::audit_store_on(&self.azurite);
+        let seen = *self.audit_seen.lock().expect("audit lock");
+        let deadline = tokio::time::Instant::now()
+            + if expected == 0 {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(10)
+            };
+        loop {
+            let mut lines = Vec::new();
+            let listed = store.list("", None).await.expect("list audit blobs");
+            for blob in listed
+                .blobs
+                .iter()
+                .filter(|b| b.name.contains(INGRESS_AUDIT_WRITER))
+            {
+                let body = store.read(&blob.name).await.expect("read").map(|b| b.body);
+                for line in body.unwrap_or_default().split(|b| *b == b'\n') {
+                    if !line.is_empty() {
+                        lines.push(serde_json::from_slice::<AuditEvent>(line).expect("an event"));
+                    }
+                }
             }
+            let new = lines.split_off(seen.min(lines.len()));
+            let done = tokio::time::Instant::now() >= deadline;
+            if (expected > 0 && new.len() >= expected) || done {
+                *self.audit_seen.lock().expect("audit lock") = seen + new.len();
+                return new;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        events
     }
 
     /// The job id named in an in-channel acknowledgement.

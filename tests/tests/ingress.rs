@@ -520,7 +520,7 @@ async fn accepted_rejected_and_denied_commands_are_audited() {
     let queued = app.take_jobs().await;
     assert_eq!(queued.len(), 1);
     assert_eq!(
-        app.audit_events(),
+        app.audit_events(1).await,
         [AuditEvent::Accepted {
             job_id: queued[0].job_id,
             runbook: "echo".into(),
@@ -538,7 +538,7 @@ async fn accepted_rejected_and_denied_commands_are_audited() {
     ];
     for (text, reason) in rejected {
         let answer = app.command(ALICE, OPS, text).await;
-        match app.audit_events().as_slice() {
+        match app.audit_events(1).await.as_slice() {
             [
                 AuditEvent::Rejected {
                     user_id,
@@ -563,7 +563,7 @@ async fn accepted_rejected_and_denied_commands_are_audited() {
         app.command(user, channel, text).await;
         let runbook = text.split(' ').next().unwrap_or_default();
         assert_eq!(
-            app.audit_events(),
+            app.audit_events(1).await,
             [AuditEvent::Denied {
                 user_id: user.into(),
                 channel_id: channel.into(),
@@ -574,7 +574,7 @@ async fn accepted_rejected_and_denied_commands_are_audited() {
         );
     }
     app.command(ALICE, OPS, "help").await;
-    assert_eq!(app.audit_events(), [], "help is no event");
+    assert_eq!(app.audit_events(0).await, [], "help is no event");
     assert_eq!(
         app.records_calls.calls(),
         0,

@@ -441,7 +441,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
         "a refused stop queues nothing"
     );
     assert_eq!(
-        app.audit_events(),
+        app.audit_events(1).await,
         [AuditEvent::Denied {
             user_id: BOB.into(),
             channel_id: OPS.into(),
@@ -483,7 +483,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
     assert_eq!(stop.record_day, Some(now().date()));
     assert_eq!(stop.rerun_of, None);
     assert_eq!(
-        app.audit_events(),
+        app.audit_events(1).await,
         [AuditEvent::StopRequested {
             job_id: running.id,
             by: ALICE.into(),
@@ -508,7 +508,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
         (JobKind::Stop, Some(running.id), OPS_LEAD)
     );
     assert_eq!(
-        app.audit_events(),
+        app.audit_events(1).await,
         [AuditEvent::StopRequested {
             job_id: running.id,
             by: OPS_LEAD.into(),
@@ -529,7 +529,7 @@ async fn stop_is_for_the_requester_and_stop_allow_and_queues_one_signed_stop_mes
         )
     );
     assert!(app.take_jobs().await.is_empty());
-    let events = app.audit_events();
+    let events = app.audit_events(1).await;
     assert!(
         matches!(events.as_slice(), [AuditEvent::Rejected { reason, .. }] if reason.contains("already ended")),
         "{events:?}"
@@ -580,7 +580,7 @@ async fn rerun_is_checked_like_the_command_typed_again() {
         app.take_jobs().await.is_empty(),
         "refused reruns queue nothing"
     );
-    let events = app.audit_events();
+    let events = app.audit_events(3).await;
     assert!(
         matches!(
             events.as_slice(),
@@ -615,7 +615,7 @@ async fn rerun_is_checked_like_the_command_typed_again() {
     assert_eq!(job.params, deploy.record().params);
     assert_eq!(job.record_day, Some(now().date()));
     assert_eq!(
-        app.audit_events(),
+        app.audit_events(1).await,
         [AuditEvent::Accepted {
             job_id: job.job_id,
             runbook: "deploy".into(),

@@ -10,6 +10,7 @@ use chatops_e2e::arm::Script;
 use chatops_e2e::process::Service;
 use chatops_e2e::proxy::Proxy;
 use chatops_runner::worker::Step;
+use chatops_shared::audit::AuditLog;
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
 use chatops_shared::queue::Received;
 use chatops_shared::records::{ExecutorRef, JobState, Versioned};
@@ -398,5 +399,63 @@ async fn a_stop_from_someone_who_may_not_is_refused_by_the_runner_too() {
     let notice = app.final_text(&stop.short_id(), "may not stop").await;
     assert!(notice.contains(&id), "{notice}");
     assert_eq!(record_of(&app, &id).await.record.stop, None);
+    app.finish().await;
+}
+
+/// The runner writes a job's start and end to the audit log, and who stopped it.
+#[tokio::test]
+async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
+    let app = TestApp::spawn().await;
+    let store = app.blob_store(chatops_shared::audit::DEFAULT_AUDIT_CONTAINER);
+    store.ensure_container().await.expect("audit container");
+    let (audit, writer) = AuditLog::new(store.clone(), "test-runner".into());
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
+    let job = app.peek_jobs().await.remove(0);
+    let holder = app.worker().with_audit(audit.clone());
+    let running = tokio::spawn(async move { holder.process_next().await });
+    wait_until_started(&app).await;
+    app.put_raw(&app.queue_text(&stop_message(&app, &job, ALICE, "v0=stop-4")))
+        .await;
+    assert_eq!(
+        app.worker().with_audit(audit).process_next().await,
+        Ok(Step::Processed)
+    );
+    app.final_text(&id, "*Stopped*").await;
+    let _ = running.await;
+    assert_eq!(writer.shutdown(Duration::from_secs(10)).await, 0);
+
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut out = Vec::new();
+    chatops_shared::audit::export::export(
+        store.as_ref(),
+        today,
+        today.next_day().expect("tomorrow"),
+        &mut out,
+    )
+    .await
+    .expect("export");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let of_job = |event: &str| {
+        lines
+            .iter()
+            .filter(|l| l["event"] == event && l["job_id"] == job.job_id.to_string())
+            .count()
+    };
+    assert_eq!(of_job("started"), 1, "{lines:#?}");
+    assert_eq!(of_job("ended"), 1, "{lines:#?}");
+    assert_eq!(of_job("stopped"), 1, "{lines:#?}");
+    let ended = lines
+        .iter()
+        .find(|l| l["event"] == "ended")
+        .expect("ended line");
+    assert_eq!(ended["state"], "stopped");
+    let stopped = lines
+        .iter()
+        .find(|l| l["event"] == "stopped")
+        .expect("stopped line");
+    assert_eq!(stopped["by"], ALICE);
     app.finish().await;
 }

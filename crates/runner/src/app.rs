@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use chatops_shared::audit::{AuditLog, AuditWriter};
 use chatops_shared::catalog::{Catalog, ExecutorKind, Runbook};
 use chatops_shared::queue::JobQueue;
 use chatops_shared::records::Records;
@@ -25,7 +26,12 @@ pub struct RunnerApp {
     listener: TcpListener,
     worker: Worker,
     queue: Arc<dyn JobQueue>,
+    /// Writes the audit lines the worker records; flushed at shutdown.
+    audit: AuditWriter,
 }
+
+/// How long waiting audit lines may take to be written at shutdown.
+const AUDIT_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 impl RunnerApp {
     /// Loads the catalog, opens the queue (creating it if missing), builds the executors and
@@ -54,6 +60,10 @@ impl RunnerApp {
         if let Err(e) = records.ensure_exists().await {
             tracing::warn!(error = %e, "could not check or create the job records container at start");
         }
+        let audit_store = chatops_shared::blob::open(config.audit, credential.clone())?;
+        if let Err(e) = audit_store.ensure_container().await {
+            tracing::warn!(error = %e, "could not check or create the audit container at start");
+        }
         let automation: Option<Arc<dyn Executor>> = match (config.arm, credential) {
             (Some(arm), Some(credential)) => {
                 let client = Arc::new(ArmClient::new(&arm, credential)?);
@@ -79,11 +89,14 @@ impl RunnerApp {
             notifier,
             config.worker,
         );
+        let (audit_log, audit) = AuditLog::new(audit_store, worker.runner_id().to_owned());
+        let worker = worker.with_audit(audit_log);
         let listener = TcpListener::bind(config.addr).await?;
         Ok(RunnerApp {
             listener,
             worker,
             queue,
+            audit,
         })
     }
 
@@ -124,6 +137,7 @@ impl RunnerApp {
         };
         let worker = self.worker.run_until_stopped(stopped());
         let (served, ()) = tokio::join!(server, worker);
+        self.audit.shutdown(AUDIT_FLUSH_LIMIT).await;
         served
     }
 }

@@ -1,6 +1,9 @@
 //! `chatops-runner`: reads its configuration, then takes jobs off the queue until SIGINT/SIGTERM.
 //! `chatops-runner keygen` prints a fresh `CHATOPS_JOB_SIGNING_KEY`; `chatops-runner supervise`
 //! is the supervisor the runner starts each local script through (not for people to call).
+//! `chatops-runner audit verify|export` checks or exports the audit log (`audit_cli`).
+
+mod audit_cli;
 
 use chatops_runner::app::RunnerApp;
 use chatops_runner::config::RunnerConfig;
@@ -12,6 +15,9 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("keygen") {
         return chatops_shared::job::mac::keygen();
+    }
+    if std::env::args().nth(1).as_deref() == Some("audit") {
+        return audit_cli::main(std::env::args().skip(2).collect()).await;
     }
     if std::env::args().nth(1).as_deref() == Some("supervise") {
         return chatops_runner::executor::local::supervisor::main().await;

@@ -8,9 +8,7 @@ use crate::executor::{FinalState, Outcome};
 use chatops_shared::audit::AuditEvent;
 use chatops_shared::backoff::Backoff;
 use chatops_shared::job::JobMessage;
-use chatops_shared::records::{
-    ExecutorRef, JobRecord, JobState, RecordsError, Versioned, record_name_of,
-};
+use chatops_shared::records::{ExecutorRef, JobRecord, JobState, RecordsError, record_name_of};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -159,11 +157,12 @@ impl Worker {
         }
     }
 
-    /// Runs `write` until it succeeds, fails for good, or `final_notify_patience` has passed.
-    async fn retrying<F, Fut>(&self, mut write: F) -> Result<Option<Versioned>, RecordsError>
+    /// Runs `write` until it succeeds, fails for good, or `final_notify_patience` has passed,
+    /// waiting out a storage outage (the message stays hidden meanwhile).
+    pub(super) async fn retrying<T, F, Fut>(&self, mut write: F) -> Result<T, RecordsError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<Option<Versioned>, RecordsError>>,
+        Fut: std::future::Future<Output = Result<T, RecordsError>>,
     {
         let deadline = tokio::time::Instant::now() + self.settings.final_notify_patience;
         let backoff = Backoff {
@@ -180,7 +179,7 @@ impl Worker {
                     if tokio::time::Instant::now() + pause >= deadline {
                         return Err(e);
                     }
-                    tracing::warn!(error = %e, "could not write the job's record; retrying");
+                    tracing::warn!(error = %e, "job records unavailable; retrying");
                     tokio::time::sleep(pause).await;
                     retry += 1;
                 }

@@ -172,6 +172,11 @@ impl Worker {
         }
     }
 
+    /// This runner's name in job records and the audit log.
+    pub fn runner_id(&self) -> &str {
+        &self.settings.runner_id
+    }
+
     /// Records job starts, ends and stops in `audit`.
     pub fn with_audit(mut self, audit: AuditLog) -> Self {
         self.audit = audit;

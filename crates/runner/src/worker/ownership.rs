@@ -15,12 +15,10 @@
 
 use super::Worker;
 use super::extender::Extender;
-use chatops_shared::backoff::Backoff;
 use chatops_shared::job::JobMessage;
 use chatops_shared::records::{
     Claim, Holder, JobState, RecordsError, StateChange, Versioned, record_name_of,
 };
-use std::time::Duration;
 use time::OffsetDateTime;
 
 /// What the record says about a delivery.
@@ -53,30 +51,11 @@ impl Worker {
     /// Claims the job's record, waiting out a storage outage (up to `final_notify_patience`)
     /// while the message stays hidden: an outage does not use up the message's deliveries.
     async fn claim(&self, job: &JobMessage) -> Result<Claim, RecordsError> {
-        let deadline = tokio::time::Instant::now() + self.settings.final_notify_patience;
-        let backoff = Backoff {
-            first: Duration::from_millis(500),
-            max: Duration::from_secs(15),
-            jitter: true,
-        };
-        let mut retry = 0;
-        loop {
-            let now = OffsetDateTime::now_utc();
-            match self.records.claim(job, &self.settings.runner_id, now).await {
-                Err(e) if e.is_transient() => {
-                    let pause = backoff.wait(retry);
-                    if tokio::time::Instant::now() + pause >= deadline {
-                        return Err(e);
-                    }
-                    if retry == 0 {
-                        tracing::warn!(error = %e, "job records unavailable; waiting before starting the job");
-                    }
-                    tokio::time::sleep(pause).await;
-                    retry += 1;
-                }
-                other => return other,
-            }
-        }
+        self.retrying(|| {
+            self.records
+                .claim(job, &self.settings.runner_id, OffsetDateTime::now_utc())
+        })
+        .await
     }
 
     /// Finds out who runs `job`, waiting while a live runner holds it. Errors are transient:

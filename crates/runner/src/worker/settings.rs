@@ -42,29 +42,10 @@ impl WorkerSettings {
     }
 }
 
-/// A name for this runner process: host name, process id and 4 random hex digits (a restarted
-/// container may reuse both of the first two).
+/// A name for this runner process, unique per process: the name it writes the audit log under
+/// (host name, process id and 4 random hex digits, see `chatops_shared::audit::writer_id`).
 pub fn new_runner_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "runner".to_owned());
-    let host: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    let mut random = [0u8; 2];
-    // Without randomness the pid still tells processes on one host apart.
-    let _ = getrandom::fill(&mut random);
-    format!("{host}-{}-{}", std::process::id(), hex::encode(random))
+    chatops_shared::audit::writer_id()
 }
 
 impl Default for WorkerSettings {

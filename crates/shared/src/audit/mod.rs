@@ -3,9 +3,34 @@
 //!
 //! The services call [`AuditLog::record`], which never waits on storage: lines are written by a
 //! background task that batches and retries them.
+//!
+//! - [`line`]: the line format and the hash chain; [`naming`]: blob names and writer ids.
+//! - `pending`, `writer`: the queue of waiting lines and the task that appends them.
+//! - [`verify`]: checks the chains; [`export`]: the lines of a period, as stored.
 
+pub mod export;
+pub mod line;
+pub mod naming;
+mod pending;
+pub mod verify;
+mod writer;
+
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod tests;
+
+pub use naming::writer_id;
+pub use writer::WriterSettings;
+
+use crate::blob::BlobStore;
+use pending::{Entry, Pending};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Environment variable naming the audit container.
@@ -60,39 +85,77 @@ pub enum AuditEvent {
     Stopped { job_id: Uuid, by: String },
 }
 
-/// Where audit lines go. Cheap to clone. The real writer is built by [`AuditLog::new`] (to be
-/// written); [`AuditLog::discard`] drops every line (for tests that do not look at the log).
+/// Where audit lines go. Cheap to clone. [`AuditLog::new`] starts the writer;
+/// [`AuditLog::discard`] drops every line (for tests that do not look at the log).
 #[derive(Clone, Default)]
 pub struct AuditLog {
-    sender: Option<tokio::sync::mpsc::UnboundedSender<AuditEvent>>,
+    pending: Option<Arc<Pending>>,
 }
 
 impl AuditLog {
-    /// A log that writes nothing.
-    pub fn discard() -> Self {
-        AuditLog { sender: None }
+    /// Starts the writer task (on the current Tokio runtime), appending to `store` (the audit
+    /// container, which must exist: `ensure_container` at start, as for the records) under
+    /// `writer_id` (see [`writer_id`]; one per process). Stop it with [`AuditWriter::shutdown`].
+    pub fn new(store: Arc<dyn BlobStore>, writer_id: String) -> (AuditLog, AuditWriter) {
+        AuditLog::with_settings(store, writer_id, WriterSettings::default())
     }
 
-    /// Queues `event` for writing; never waits.
+    /// [`AuditLog::new`] with other limits and waits.
+    pub fn with_settings(
+        store: Arc<dyn BlobStore>,
+        writer_id: String,
+        settings: WriterSettings,
+    ) -> (AuditLog, AuditWriter) {
+        let pending = Arc::new(Pending::new(settings.max_waiting));
+        let writer = writer::Writer::new(store, writer_id, pending.clone(), settings);
+        let task = tokio::spawn(writer.run());
+        (
+            AuditLog {
+                pending: Some(pending.clone()),
+            },
+            AuditWriter { pending, task },
+        )
+    }
+
+    /// A log that writes nothing.
+    pub fn discard() -> Self {
+        AuditLog { pending: None }
+    }
+
+    /// Queues `event`, stamped with the current time, for writing; never waits.
     pub fn record(&self, event: AuditEvent) {
-        if let Some(sender) = &self.sender
-            && sender.send(event).is_err()
+        self.record_at(OffsetDateTime::now_utc(), event);
+    }
+
+    fn record_at(&self, at: OffsetDateTime, event: AuditEvent) {
+        if let Some(pending) = &self.pending
+            && !pending.push(Entry { at, event })
         {
             tracing::error!("the audit writer has stopped: an audit line was not written");
         }
     }
 }
 
-impl AuditLog {
-    /// A log whose events go to the returned receiver instead of storage: for tests that check
-    /// what a service records.
-    pub fn capture() -> (Self, tokio::sync::mpsc::UnboundedReceiver<AuditEvent>) {
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        (
-            AuditLog {
-                sender: Some(sender),
-            },
-            receiver,
-        )
+/// The running writer task.
+pub struct AuditWriter {
+    pending: Arc<Pending>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AuditWriter {
+    /// Stops taking lines and writes those waiting, for at most `within`; returns how many
+    /// lines were not written (then logged as an error).
+    pub async fn shutdown(mut self, within: Duration) -> usize {
+        self.pending.close();
+        if tokio::time::timeout(within, &mut self.task).await.is_ok() {
+            return 0;
+        }
+        self.task.abort();
+        let lost = self.pending.waiting() + self.pending.in_flight.load(Ordering::SeqCst);
+        tracing::error!(
+            lost,
+            "audit lines not written at shutdown: audit storage did not take them in time"
+        );
+        lost
     }
 }
