@@ -7,6 +7,7 @@
 
 use crate::arm::{ArmServer, Script};
 use crate::azurite::{self, Azurite};
+use crate::counting::CountingStore;
 use crate::process::{binary, running_as_root};
 use crate::slack::SlackServer;
 use chatops_ingress::app::{AppState, Application};
@@ -16,7 +17,8 @@ use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
 use chatops_runner::executor::local::LocalExecutor;
 use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
-use chatops_shared::blob::BlobStore as _;
+use chatops_shared::audit::{AuditEvent, AuditLog, AuditWriter, DEFAULT_AUDIT_CONTAINER};
+use chatops_shared::blob::BlobStore;
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::{JobKey, JobKeys, JobMessage};
 use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
@@ -29,10 +31,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const SIGNING_SECRET: &str = "e2e-signing-secret";
+/// The writer id of the test ingress's audit lines.
+const INGRESS_AUDIT_WRITER: &str = "e2e-ingress";
 /// Allowed to run everything in the test catalog.
 pub const ALICE: &str = "UALICE";
 /// Allowed nowhere.
 pub const BOB: &str = "UBOB";
+/// May stop anyone's `deploy` jobs (its `stop_allow`), and run nothing.
+pub const OPS_LEAD: &str = "UOPSLEAD";
 /// The channel `restart-web` and `deploy` are limited to.
 pub const OPS: &str = "COPS";
 pub const RANDOM: &str = "CRANDOM";
@@ -59,6 +65,7 @@ params = [
   { name = "env", required = true, choices = ["dev", "prod"] },
 ]
 allow = { users = ["UALICE"], channels = ["COPS"] }
+stop_allow = { users = ["UOPSLEAD"] }
 
 [runbooks.fail]
 description = "Fails"
@@ -114,6 +121,13 @@ pub struct TestApp {
     pub dir: PathBuf,
     pub ingress_url: String,
     pub client: reqwest::Client,
+    /// The ingress's records store (the default container, as [`TestApp::records`]), counting
+    /// its calls: storage round trips of job-control answers.
+    pub records_calls: Arc<CountingStore>,
+    /// The ingress's audit writer, on this Azurite's audit container ([`TestApp::audit_events`]).
+    _audit_writer: AuditWriter,
+    /// Audit lines of the ingress already returned by [`TestApp::audit_events`].
+    audit_seen: std::sync::Mutex<usize>,
     ingress: tokio::task::JoinHandle<()>,
     finished: bool,
 }
@@ -177,11 +191,26 @@ impl TestApp {
         let catalog = Catalog::load(&catalog_path).expect("test catalog loads");
 
         let job_keys = JobKeys::new(JobKey::generate().expect("job key"), None);
+        // The ingress reads records as it does in production: interactive budget; counted.
+        let records_calls = Arc::new(CountingStore::new(Arc::new(azurite::blob_store_for(
+            &azurite,
+            DEFAULT_RECORDS_CONTAINER,
+            RetryBudget::interactive(),
+        ))));
+        let records = Records::new(records_calls.clone(), DEFAULT_RETENTION_DAYS);
+        let audit_store = TestApp::audit_store_on(&azurite);
+        audit_store
+            .ensure_container()
+            .await
+            .expect("create the audit container");
+        let (audit_log, audit_writer) = AuditLog::new(audit_store, INGRESS_AUDIT_WRITER.to_owned());
         let state = AppState::new(
             Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
             catalog.clone(),
             queue.clone(),
             job_keys.current().clone(),
+            records,
+            audit_log,
         );
         let app = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
             .await
@@ -203,6 +232,9 @@ impl TestApp {
             dir,
             ingress_url,
             client: reqwest::Client::new(),
+            records_calls,
+            _audit_writer: audit_writer,
+            audit_seen: std::sync::Mutex::new(0),
             ingress,
             finished: false,
         }
@@ -394,6 +426,25 @@ impl TestApp {
             let _ = self.queue.extend(m, Duration::ZERO).await;
         }
         jobs
+    }
+
+    /// Takes every message on the job queue, decoded (each one's `mac` verified).
+    pub async fn take_jobs(&self) -> Vec<JobMessage> {
+        let mut jobs = Vec::new();
+        loop {
+            let taken = self
+                .queue
+                .receive(32, Duration::from_secs(30))
+                .await
+                .expect("receive");
+            if taken.is_empty() {
+                return jobs;
+            }
+            for m in taken {
+                jobs.push(self.decode(&m.text));
+                self.queue.delete(&m).await.expect("delete");
+            }
+        }
     }
 
     /// Takes every message on the poison queue.
@@ -638,6 +689,51 @@ impl TestApp {
         .chain(running_as_root().then(|| ("CHATOPS_SCRIPT_USER", "root".to_owned())))
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+    }
+
+    fn audit_store_on(azurite: &Azurite) -> Arc<dyn BlobStore> {
+        Arc::new(azurite::blob_store_for(
+            azurite,
+            DEFAULT_AUDIT_CONTAINER,
+            RetryBudget::interactive(),
+        ))
+    }
+
+    /// The audit events the ingress wrote since the last call, oldest first, read back from its
+    /// audit blob: once at least `expected` new ones are there (the writer appends in the
+    /// background), or after 10 s; with `expected` 0, after a moment for lines still on their way.
+    pub async fn audit_events(&self, expected: usize) -> Vec<AuditEvent> {
+        let store = TestApp::audit_store_on(&self.azurite);
+        let seen = *self.audit_seen.lock().expect("audit lock");
+        let deadline = tokio::time::Instant::now()
+            + if expected == 0 {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(10)
+            };
+        loop {
+            let mut lines = Vec::new();
+            let listed = store.list("", None).await.expect("list audit blobs");
+            for blob in listed
+                .blobs
+                .iter()
+                .filter(|b| b.name.contains(INGRESS_AUDIT_WRITER))
+            {
+                let body = store.read(&blob.name).await.expect("read").map(|b| b.body);
+                for line in body.unwrap_or_default().split(|b| *b == b'\n') {
+                    if !line.is_empty() {
+                        lines.push(serde_json::from_slice::<AuditEvent>(line).expect("an event"));
+                    }
+                }
+            }
+            let new = lines.split_off(seen.min(lines.len()));
+            let done = tokio::time::Instant::now() >= deadline;
+            if (expected > 0 && new.len() >= expected) || done {
+                *self.audit_seen.lock().expect("audit lock") = seen + new.len();
+                return new;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The job id named in an in-channel acknowledgement.

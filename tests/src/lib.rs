@@ -6,6 +6,7 @@
 //!   Container Apps managed-identity token endpoint.
 //! - [`process`]: the service binaries as child processes.
 //! - [`app`]: `TestApp`, which wires the above to an ingress and runners.
+//! - [`counting`]: a blob store decorator that counts storage round trips.
 
 // Test code: a failed setup step should stop the test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,6 +14,7 @@
 pub mod app;
 pub mod arm;
 pub mod azurite;
+pub mod counting;
 pub mod process;
 pub mod proxy;
 pub mod slack;

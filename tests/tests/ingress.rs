@@ -148,7 +148,7 @@ async fn user_mistakes_get_an_ephemeral_answer_with_usage_and_nothing_is_queued(
             "echo \"unclosed",
             &["quote", "Usage: `/runbook &lt;runbook&gt;"],
         ),
-        (ALICE, OPS, "status", &["`status` is not available yet"]),
+        (ALICE, OPS, "approve", &["`approve` is not available yet"]),
     ];
     for (user, channel, text, expected) in cases {
         let answer = app.command(user, channel, text).await;
@@ -469,6 +469,8 @@ async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check(
         (*app.catalog).clone(),
         counting.clone(),
         app.job_keys.current().clone(),
+        app.records(),
+        chatops_shared::audit::AuditLog::discard(),
     );
     let ingress = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
         .await
@@ -506,5 +508,78 @@ async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check(
     assert_eq!(ready(app.client.clone(), url.clone()).await, 200);
     assert_eq!(counting.pings.load(Ordering::SeqCst), checks + 1);
     server.abort();
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn accepted_rejected_and_denied_commands_are_audited() {
+    use chatops_shared::audit::AuditEvent;
+    let app = TestApp::spawn().await;
+    let answer = app.command(ALICE, OPS, "echo hi").await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    let queued = app.take_jobs().await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        app.audit_events(1).await,
+        [AuditEvent::Accepted {
+            job_id: queued[0].job_id,
+            runbook: "echo".into(),
+            params: [("first".to_owned(), "hi".to_owned())].into(),
+            user_id: ALICE.into(),
+            channel_id: OPS.into(),
+            rerun_of: None,
+        }]
+    );
+
+    let rejected = [
+        ("echo \"unclosed", "is never closed"),
+        ("nosuch", "There is no runbook `nosuch`"),
+        ("echo", "`first` is required"),
+    ];
+    for (text, reason) in rejected {
+        let answer = app.command(ALICE, OPS, text).await;
+        match app.audit_events(1).await.as_slice() {
+            [
+                AuditEvent::Rejected {
+                    user_id,
+                    channel_id,
+                    text: typed,
+                    reason: recorded,
+                },
+            ] => {
+                assert_eq!((user_id.as_str(), channel_id.as_str()), (ALICE, OPS));
+                assert_eq!(typed, text);
+                assert!(recorded.contains(reason), "{recorded}");
+                assert!(
+                    answer.text().contains(reason),
+                    "the reason the user saw: {answer:?}"
+                );
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    for (user, channel, text) in [(BOB, OPS, "echo hi"), (ALICE, RANDOM, "deploy web prod")] {
+        app.command(user, channel, text).await;
+        let runbook = text.split(' ').next().unwrap_or_default();
+        assert_eq!(
+            app.audit_events(1).await,
+            [AuditEvent::Denied {
+                user_id: user.into(),
+                channel_id: channel.into(),
+                runbook: runbook.into(),
+                rule: "allow".into(),
+            }],
+            "{user} {channel} {text}"
+        );
+    }
+    app.command(ALICE, OPS, "help").await;
+    assert_eq!(app.audit_events(0).await, [], "help is no event");
+    assert_eq!(
+        app.records_calls.calls(),
+        0,
+        "a runbook command's only storage call is the enqueue"
+    );
+    assert!(app.take_jobs().await.is_empty());
     app.finish().await;
 }

@@ -9,10 +9,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use chatops_shared::audit::AuditLog;
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::JobKey;
 use chatops_shared::queue::JobQueue;
 use chatops_shared::recent_ids::RecentIds;
+use chatops_shared::records::Records;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +52,10 @@ pub struct AppState {
     pub replays: Arc<RecentIds>,
     /// `/readyz`'s last answer, reused for a few seconds.
     pub readiness: Arc<ReadinessCache>,
+    /// Job records, read (never written) by `status`, `stop`, `rerun` and `history`.
+    pub records: Records,
+    /// Where accepted, rejected and denied commands are recorded; never waits.
+    pub audit: AuditLog,
 }
 
 impl AppState {
@@ -58,6 +64,8 @@ impl AppState {
         catalog: Catalog,
         queue: Arc<dyn JobQueue>,
         job_key: JobKey,
+        records: Records,
+        audit: AuditLog,
     ) -> Self {
         AppState {
             verifier: Arc::new(verifier),
@@ -66,6 +74,8 @@ impl AppState {
             job_key: Arc::new(job_key),
             replays: Arc::new(RecentIds::new(REPLAY_MEMORY, MAX_REPLAYS)),
             readiness: Arc::new(ReadinessCache::default()),
+            records,
+            audit,
         }
     }
 }
@@ -92,7 +102,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Loads the catalog, opens the queue (creating it if missing), and binds the listener.
+    /// Loads the catalog, opens the queue (creating it if missing) and the job records, and
+    /// binds the listener.
     pub async fn build(config: IngressConfig) -> anyhow::Result<Self> {
         let catalog = Catalog::load(&config.catalog_path)?;
         let credential = config
@@ -100,7 +111,13 @@ impl Application {
             .as_ref()
             .map(chatops_shared::credential::build)
             .transpose()?;
-        let queue = chatops_shared::queue::open(config.queue, credential)?;
+        let queue = chatops_shared::queue::open(config.queue, credential.clone())?;
+        // Read-only: the ingress never creates the container (the runner or the deployment
+        // does) and starts without it; job control answers "try again" while it is missing.
+        let records = Records::new(
+            chatops_shared::blob::open(config.records, credential)?,
+            config.records_retention_days,
+        );
         if let Err(e) = queue.ensure_exists().await {
             // Not fatal: /readyz reports it, and commands get a clear "try again".
             tracing::warn!(error = %e, "could not check or create the queue at start");
@@ -110,6 +127,9 @@ impl Application {
             catalog,
             queue,
             config.job_key,
+            records,
+            // The audit writer is wired with the audit log's storage; until then lines are dropped.
+            AuditLog::discard(),
         );
         Ok(Self::with_state(config.addr, state)
             .await?

@@ -9,12 +9,17 @@
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
 //! | `CHATOPS_MAX_CONNECTIONS` | `1024` | connections open at once; more wait to be accepted |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
-//! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for `AZURE_STORAGE_QUEUE_ENDPOINT` |
+//! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for `AZURE_STORAGE_QUEUE_ENDPOINT` and `AZURE_STORAGE_BLOB_ENDPOINT` |
+//! | blob variables | | `AZURE_STORAGE_CONNECTION_STRING`'s `BlobEndpoint`, or `AZURE_STORAGE_BLOB_ENDPOINT`: see `chatops_shared::blob::settings::BlobSettings` |
+//! | `CHATOPS_RECORDS_CONTAINER` | `chatops-jobs` | the job records container, read (never written) by job control |
+//! | `CHATOPS_RECORDS_RETENTION` | `30` | days job records are kept: how far back `history` and job ids reach |
 
+use chatops_shared::blob::settings::{BlobSettings, BlobTarget};
 use chatops_shared::config::{self, ConfigError, EnvSource};
 use chatops_shared::credential::{self, Chosen};
 use chatops_shared::job::JobKey;
 use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
+use chatops_shared::records::{DEFAULT_RECORDS_CONTAINER, RECORDS_CONTAINER_VAR};
 use chatops_shared::secret::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,10 +34,15 @@ pub struct IngressConfig {
     pub catalog_path: PathBuf,
     /// Queue settings with the interactive retry budget: Slack waits 3 s at most.
     pub queue: QueueSettings,
-    /// The Azure credential, when the queue is reached with one (endpoint form).
+    /// Where the job records are, read by `status`, `stop`, `rerun` and `history` (interactive
+    /// retry budget too).
+    pub records: BlobSettings,
+    /// The Azure credential, when the queue or the blobs are reached with one (endpoint form).
     pub credential: Option<Chosen>,
     /// The most connections open at once (at least 1).
     pub max_connections: usize,
+    /// How many days of job records `history` and job ids look back over.
+    pub records_retention_days: u16,
 }
 
 impl IngressConfig {
@@ -43,11 +53,20 @@ impl IngressConfig {
         }
         let job_key = JobKey::from_env(env, chatops_shared::job::mac::KEY_VAR)?;
         let queue = QueueSettings::from_env(env, RetryBudget::interactive())?;
+        let records = BlobSettings::from_env(
+            env,
+            RetryBudget::interactive(),
+            RECORDS_CONTAINER_VAR,
+            DEFAULT_RECORDS_CONTAINER,
+        )?;
         // Checked even when unused, so that a typo does not wait for the day it matters.
         let kind = credential::CredentialKind::from_env(env)?;
-        let credential = match queue.target {
-            QueueTarget::Endpoint(_) => Some(credential::choose(kind, env)?),
-            QueueTarget::ConnectionString(_) => None,
+        let needs_credential = matches!(queue.target, QueueTarget::Endpoint(_))
+            || matches!(records.target, BlobTarget::Endpoint(_));
+        let credential = if needs_credential {
+            Some(credential::choose(kind, env)?)
+        } else {
+            None
         };
         Ok(IngressConfig {
             addr: config::socket_addr(env, "CHATOPS_INGRESS_ADDR", "0.0.0.0:3000")?,
@@ -58,8 +77,10 @@ impl IngressConfig {
                     .unwrap_or_else(|| "runbooks.toml".to_owned()),
             ),
             queue,
+            records,
             credential,
             max_connections: max_connections(env)?,
+            records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
         })
     }
 }
@@ -130,6 +151,9 @@ mod tests {
         assert_eq!(c.queue.name, "runbook-jobs");
         assert_eq!(c.signing_secrets, vec![Secret::new("s1")]);
         assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.records_retention_days, 30);
+        assert_eq!(c.records.container, "chatops-jobs");
+        assert_eq!(c.records.budget, RetryBudget::interactive());
         assert!(
             c.credential.is_none(),
             "a connection string needs no Azure credential"
@@ -149,9 +173,13 @@ mod tests {
             ("CHATOPS_CATALOG", "/etc/chatops/runbooks.toml"),
             ("CHATOPS_QUEUE_NAME", "ops-jobs"),
             ("CHATOPS_MAX_CONNECTIONS", "64"),
+            ("CHATOPS_RECORDS_RETENTION", "90"),
+            ("CHATOPS_RECORDS_CONTAINER", "ops-jobs"),
         ]))
         .unwrap();
+        assert_eq!(c.records.container, "ops-jobs");
         assert_eq!(c.max_connections, 64);
+        assert_eq!(c.records_retention_days, 90);
         assert_eq!(
             c.signing_secrets,
             vec![Secret::new("new"), Secret::new("old")]
@@ -169,11 +197,19 @@ mod tests {
                 "AZURE_STORAGE_QUEUE_ENDPOINT",
                 "https://acct.queue.core.windows.net",
             ),
+            (
+                "AZURE_STORAGE_BLOB_ENDPOINT",
+                "https://acct.blob.core.windows.net",
+            ),
             ("IDENTITY_ENDPOINT", "http://127.0.0.1:42356/msi/token"),
             ("IDENTITY_HEADER", "h"),
         ]))
         .unwrap();
         assert!(c.credential.is_some());
+        assert_eq!(
+            c.records.target,
+            BlobTarget::Endpoint("https://acct.blob.core.windows.net".parse().unwrap())
+        );
         let e = IngressConfig::from_env(&env(&[("AZURE_STORAGE_CONNECTION_STRING", "x")]))
             .unwrap_err()
             .to_string();

@@ -3,6 +3,8 @@
 //!
 //! - [`slack`]: request verification and the slash-command form.
 //! - [`routes`]: one thin handler per route.
+//! - [`run`]: a runbook command checked against the catalog and queued ([`enqueue`]).
+//! - [`jobs`]: job control from chat (`status`, `stop`, `rerun`, `history`), from the records.
 //! - [`reply`]: every answer, and the one place errors become responses.
 //! - [`app`]: `Application::build`, the router and its state.
 //! - [`readiness`]: `/readyz`'s answer, cached so that it cannot flood the storage account.
@@ -11,8 +13,11 @@
 
 pub mod app;
 pub mod config;
+pub mod enqueue;
+pub mod jobs;
 pub mod readiness;
 pub mod reply;
 pub mod routes;
+pub mod run;
 pub mod serve;
 pub mod slack;

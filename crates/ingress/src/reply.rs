@@ -97,25 +97,30 @@ pub enum Refusal {
     QueueDown { text: String },
 }
 
-impl From<Refusal> for Reply {
-    fn from(refusal: Refusal) -> Self {
-        let text = match refusal {
+impl Refusal {
+    /// What the caller is told, as plain text (escaped when it becomes a [`Reply`]); also the
+    /// reason the audit log records.
+    pub fn text(&self) -> String {
+        match self {
             Refusal::NotUtf8 { field } => format!(
                 "Could not read the command: it is not valid UTF-8 (the `{}` field holds bytes that are not text). Nothing was started. Type the command again, or paste it as plain text.",
-                inline_code(&field)
+                inline_code(field)
             ),
             Refusal::Unparsable { error, command } => {
-                format!("{error}\n{}", general_usage(&command))
+                format!("{error}\n{}", general_usage(command))
             }
-            Refusal::Rejected { rejection, command } => rejection_text(rejection, &command),
-            Refusal::QueueDown { text } => {
-                return Reply::ephemeral(format!(
-                    ":warning: Could not queue `{}` right now: the job queue did not answer. Nothing was started. Please try again in a minute.",
-                    escape(&inline_code(&text))
-                ));
-            }
-        };
-        Reply::ephemeral(escape(&text))
+            Refusal::Rejected { rejection, command } => rejection_text(rejection.clone(), command),
+            Refusal::QueueDown { text } => format!(
+                ":warning: Could not queue `{}` right now: the job queue did not answer. Nothing was started. Please try again in a minute.",
+                inline_code(text)
+            ),
+        }
+    }
+}
+
+impl From<Refusal> for Reply {
+    fn from(refusal: Refusal) -> Self {
+        Reply::ephemeral(escape(&refusal.text()))
     }
 }
 

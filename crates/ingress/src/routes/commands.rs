@@ -1,20 +1,21 @@
-//! `POST /slack/commands`: verify → parse → validate → enqueue → acknowledge.
+//! `POST /slack/commands`: verify → parse → dispatch: a runbook is validated, queued and
+//! acknowledged ([`crate::run`]); `status`, `stop`, `rerun` and `history` are job control
+//! ([`crate::jobs`]).
 //!
-//! Never waits on Azure Automation: the only outside call is one bounded enqueue.
+//! Never waits on Azure Automation. A runbook command's only outside call is one bounded
+//! enqueue; job control reads job records within a deadline.
 
 use crate::app::AppState;
+use crate::jobs;
 use crate::reply::{Refusal, Reply, RequestError};
-use crate::slack::form::{self, Form, FormError, SlashCommand};
+use crate::run::{self, Request};
+use crate::slack::form::{self, Form, FormError};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chatops_shared::catalog::{Caller, Rejection};
 use chatops_shared::command;
-use chatops_shared::job::{self, JobKind, JobMessage, SCHEMA_VERSION};
-use chatops_shared::recent_ids::RecentIds;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 #[tracing::instrument(skip_all, fields(job_id, user_id, runbook))]
 pub async fn slash_command(
@@ -53,108 +54,30 @@ pub async fn slash_command(
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
         .unwrap_or(now)
         .date();
-    let reply = handle(&state, &cmd, signature, now, record_day)
-        .await
-        .unwrap_or_else(Reply::from);
+    let req = Request {
+        state: &state,
+        cmd: &cmd,
+        signature,
+        now,
+        record_day,
+    };
+    let reply = handle(&req).await.unwrap_or_else(Reply::from);
     Ok(reply.into_response())
 }
 
-/// A verified command: the reply when it was queued (or is help), or why it was not.
-async fn handle(
-    state: &AppState,
-    cmd: &SlashCommand,
-    signature: &str,
-    now: OffsetDateTime,
-    record_day: time::Date,
-) -> Result<Reply, Refusal> {
-    let caller = Caller {
-        user_id: &cmd.user_id,
-        channel_id: &cmd.channel_id,
-    };
-    let parsed = command::parse(&cmd.text).map_err(|error| Refusal::Unparsable {
-        error,
-        command: cmd.command.clone(),
+/// A verified command: a job-control word (`status`, `stop`, `rerun`, `history`) goes to
+/// [`crate::jobs`], anything else is a runbook to check and queue ([`crate::run`]).
+async fn handle(req: &Request<'_>) -> Result<Reply, Refusal> {
+    let parsed = command::parse(&req.cmd.text).map_err(|error| {
+        let refusal = Refusal::Unparsable {
+            error,
+            command: req.cmd.command.clone(),
+        };
+        req.audit_rejected(refusal.text());
+        refusal
     })?;
-    let accepted = match state.catalog.check(&caller, &parsed) {
-        Ok(accepted) => accepted,
-        Err(Rejection::Help) => {
-            return Ok(Reply::help(&state.catalog.help_text(&caller, &cmd.command)));
-        }
-        Err(rejection) => {
-            tracing::info!(reason = %rejection, "command rejected");
-            return Err(Refusal::Rejected {
-                rejection,
-                command: cmd.command.clone(),
-            });
-        }
-    };
-    tracing::Span::current().record("runbook", accepted.runbook.as_str());
-
-    let message = JobMessage {
-        schema: SCHEMA_VERSION,
-        job_id: job::job_id_from_signature(signature),
-        kind: JobKind::Run,
-        runbook: accepted.runbook,
-        params: accepted.params,
-        user_id: cmd.user_id.clone(),
-        user_name: cmd.user_name.clone(),
-        team_id: cmd.team_id.clone(),
-        channel_id: cmd.channel_id.clone(),
-        channel_name: cmd.channel_name.clone(),
-        response_url: cmd.response_url.clone(),
-        requested_at: now,
-        enterprise_id: cmd.enterprise_id.clone(),
-        traceparent: None,
-        started_at: None,
-        record_day: Some(record_day),
-        target: None,
-        rerun_of: None,
-    };
-    tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
-    let ack = Reply::acknowledgement(&message);
-    if !state.replays.claim(message.job_id) {
-        tracing::info!("replayed request: answering again without queueing");
-        return Ok(ack);
+    if let Some(word) = parsed.runbook.as_deref().and_then(jobs::word) {
+        return Ok(jobs::handle(req, word, &parsed.args).await);
     }
-    // Given back unless the job is queued, also when this request is dropped mid-way (its
-    // time limit, or the client going away), so that a later copy is not told "queued".
-    let claim = Claim {
-        claims: &state.replays,
-        job_id: message.job_id,
-        queued: false,
-    };
-    match state.queue.send(&message.encode(&state.job_key)).await {
-        Ok(()) => {
-            claim.queued();
-            tracing::info!("job queued");
-            Ok(ack)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not queue job");
-            Err(Refusal::QueueDown {
-                text: cmd.text.clone(),
-            })
-        }
-    }
-}
-
-/// A job id claimed against replays, released on drop unless the job was queued.
-struct Claim<'a> {
-    claims: &'a RecentIds,
-    job_id: Uuid,
-    queued: bool,
-}
-
-impl Claim<'_> {
-    fn queued(mut self) {
-        self.queued = true;
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        if !self.queued {
-            self.claims.release(&self.job_id);
-        }
-    }
+    run::run(req, &parsed, None).await
 }

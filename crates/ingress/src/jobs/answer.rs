@@ -1,0 +1,186 @@
+//! The short job-control answers: every refusal, and the in-channel note that someone asked to
+//! stop a job. Each names the job (as typed, or its short id) and says what to do instead.
+
+use super::words::{short, state_word, user, what};
+use crate::reply::Reply;
+use chatops_shared::mrkdwn::{escape, inline_code};
+use chatops_shared::records::JobRecord;
+
+/// Why a job-control command gets no answer but an explanation. Each is ephemeral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobRefusal {
+    /// Wrong arguments for the word; `usage` is its usage line.
+    Usage { usage: &'static str },
+    /// Fewer than 8 hex digits.
+    TooShort { typed: String },
+    /// Not a job id at all.
+    NotAnId { typed: String },
+    /// No job by that id that the caller may see (whether one exists is not told).
+    NotFound { typed: String },
+    /// Several jobs the caller may see start with that id: the listing of them.
+    Ambiguous { listing: String },
+    /// The records could not be read in time.
+    RecordsDown { typed: Option<String> },
+    /// The caller is neither who started the job nor named by the runbook's `stop_allow`.
+    StopDenied { record: Box<JobRecord> },
+    /// The job has ended already.
+    AlreadyEnded { record: Box<JobRecord> },
+    /// The queue did not take the stop.
+    QueueDown { short_id: String },
+}
+
+impl JobRefusal {
+    /// The answer, as mrkdwn (everything from users and records escaped).
+    pub fn text(&self) -> String {
+        match self {
+            JobRefusal::Usage { usage } => format!("Usage: {usage}"),
+            JobRefusal::TooShort { typed } => format!(
+                "`{}` is too short: give at least 8 characters of the job id, as shown in status messages (like `1a2b3c4d`).",
+                typed_id(typed)
+            ),
+            JobRefusal::NotAnId { typed } => format!(
+                "`{}` is not a job id: give the job id, or at least its first 8 characters, as shown in status messages (like `1a2b3c4d`). `/runbook status` lists your jobs.",
+                typed_id(typed)
+            ),
+            JobRefusal::NotFound { typed } => format!(
+                "There is no job `{}` that you can see (jobs run in this channel, and yours anywhere). `/runbook status` and `/runbook history` list them.",
+                typed_id(typed)
+            ),
+            JobRefusal::Ambiguous { listing } => listing.clone(),
+            JobRefusal::RecordsDown { typed } => {
+                let which = typed
+                    .as_deref()
+                    .map(|t| format!(" (looking for job `{}`)", typed_id(t)))
+                    .unwrap_or_default();
+                format!(
+                    ":warning: Job records cannot be read right now{which}. Please try again in a minute; runbook commands still work."
+                )
+            }
+            JobRefusal::StopDenied { record } => format!(
+                "You may not stop job {} ({}): only who started it ({}) and the people the runbook's `stop_allow` names may stop it. Ask one of them, or an admin to add you to `stop_allow`.",
+                short(&record.job_id),
+                what(&record.runbook, &record.params),
+                user(&record.user_id)
+            ),
+            JobRefusal::AlreadyEnded { record } => format!(
+                "Job {} ({}) already ended ({}); there is nothing to stop.",
+                short(&record.job_id),
+                what(&record.runbook, &record.params),
+                state_word(record.state)
+            ),
+            JobRefusal::QueueDown { short_id } => format!(
+                ":warning: Could not ask to stop job `{short_id}` right now: the job queue did not answer. Nothing was changed. Please try again in a minute."
+            ),
+        }
+    }
+}
+
+impl From<JobRefusal> for Reply {
+    fn from(refusal: JobRefusal) -> Self {
+        Reply::ephemeral(refusal.text())
+    }
+}
+
+/// In the channel: someone asked to stop a job.
+pub fn stop_asked(stopper: &str, record: &JobRecord) -> Reply {
+    Reply::in_channel(format!(
+        ":octagonal_sign: {} asked to stop job {} ({})",
+        user(stopper),
+        short(&record.job_id),
+        what(&record.runbook, &record.params)
+    ))
+}
+
+/// What the user typed as a job id, safe inside an inline code span.
+fn typed_id(typed: &str) -> String {
+    super::words::head(&escape(&inline_code(typed.trim())), 80)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> JobRecord {
+        serde_json::from_value(serde_json::json!({
+            "schema": 1,
+            "job_id": "1a2b3c4d-0000-5000-8000-000000000000",
+            "runbook": "deploy",
+            "params": {"env": "<!here>"},
+            "user_id": "UALICE",
+            "user_name": "alice",
+            "team_id": "T1",
+            "channel_id": "COPS",
+            "requested_at": "2026-11-28T09:00:00Z",
+            "state": "timed_out"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_refusal_is_ephemeral_names_the_job_and_escapes_it() {
+        let typed = "<!channel>`x";
+        let refusals = [
+            JobRefusal::TooShort {
+                typed: typed.into(),
+            },
+            JobRefusal::NotAnId {
+                typed: typed.into(),
+            },
+            JobRefusal::NotFound {
+                typed: typed.into(),
+            },
+            JobRefusal::RecordsDown {
+                typed: Some(typed.into()),
+            },
+        ];
+        for refusal in refusals {
+            let reply = Reply::from(refusal.clone());
+            assert_eq!(reply.response_type, crate::reply::ResponseType::Ephemeral);
+            assert!(
+                reply.text.contains("`&lt;!channel&gt;'x`"),
+                "{}",
+                reply.text
+            );
+        }
+        for refusal in [
+            JobRefusal::StopDenied {
+                record: Box::new(record()),
+            },
+            JobRefusal::AlreadyEnded {
+                record: Box::new(record()),
+            },
+            JobRefusal::QueueDown {
+                short_id: "1a2b3c4d".into(),
+            },
+        ] {
+            let reply = Reply::from(refusal);
+            assert_eq!(reply.response_type, crate::reply::ResponseType::Ephemeral);
+            assert!(reply.text.contains("`1a2b3c4d`"), "{}", reply.text);
+            assert!(!reply.text.contains("<!here>"), "{}", reply.text);
+        }
+    }
+
+    #[test]
+    fn the_answers_say_what_to_do() {
+        let too_short = JobRefusal::TooShort {
+            typed: "1a2b".into(),
+        };
+        assert_eq!(
+            too_short.text(),
+            "`1a2b` is too short: give at least 8 characters of the job id, as shown in status messages (like `1a2b3c4d`)."
+        );
+        let ended = JobRefusal::AlreadyEnded {
+            record: Box::new(record()),
+        };
+        assert_eq!(
+            ended.text(),
+            "Job `1a2b3c4d` (*deploy* `env=&lt;!here&gt;`) already ended (timed out); there is nothing to stop."
+        );
+        let asked = stop_asked("UBOB", &record());
+        assert_eq!(asked.response_type, crate::reply::ResponseType::InChannel);
+        assert_eq!(
+            asked.text,
+            ":octagonal_sign: <@UBOB> asked to stop job `1a2b3c4d` (*deploy* `env=&lt;!here&gt;`)"
+        );
+    }
+}

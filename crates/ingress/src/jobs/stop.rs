@@ -1,0 +1,56 @@
+//! `/runbook stop <job>`: for the person who started the job, and for whom the runbook's
+//! `stop_allow` names. Queues a `kind: stop` message naming the job (`target`); whichever runner
+//! takes it does the stopping. The channel sees who asked.
+
+use super::answer::{self, JobRefusal};
+use super::lookup;
+use crate::enqueue::{Queued, enqueue};
+use crate::reply::Reply;
+use crate::run::Request;
+use chatops_shared::audit::AuditEvent;
+use chatops_shared::job::JobKind;
+
+pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
+    let record = lookup::visible_job(req, typed).await?;
+    let caller = req.caller();
+    let allowed = record.user_id == caller.user_id
+        || req
+            .state
+            .catalog
+            .get(&record.runbook)
+            .is_some_and(|rb| rb.stop_allowed(&caller));
+    if !allowed {
+        tracing::info!(job = %record.job_id, "stop refused: not the requester, not in stop_allow");
+        return Err(JobRefusal::StopDenied {
+            record: Box::new(record),
+        });
+    }
+    if record.state.is_final() {
+        return Err(JobRefusal::AlreadyEnded {
+            record: Box::new(record),
+        });
+    }
+    // The stop is a job message of its own (its id from this request), for the target's
+    // runbook and parameters so that messages about it can say what is stopped.
+    let mut message = req.message(JobKind::Stop, record.runbook.clone(), record.params.clone());
+    message.target = Some(record.job_id);
+    tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
+    match enqueue(req.state, &message).await {
+        Ok(Queued::Now) => {
+            tracing::info!(target_job = %record.job_id, "stop queued");
+            req.state.audit.record(AuditEvent::StopRequested {
+                job_id: record.job_id,
+                by: caller.user_id.to_owned(),
+                stop_job_id: message.job_id,
+            });
+        }
+        Ok(Queued::Before) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "could not queue a stop");
+            return Err(JobRefusal::QueueDown {
+                short_id: record.short_id(),
+            });
+        }
+    }
+    Ok(answer::stop_asked(caller.user_id, &record))
+}
