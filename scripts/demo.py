@@ -258,14 +258,21 @@ def main():
         command(ingress, "help", response_url)
         command(ingress, "deploy service=web env=staging", response_url)
         command(ingress, "deploy web prod", response_url, channel_id="C0RANDOM")
+        shorts = []
         for text in ("deploy web prod version=1.4.2", "disk-check threshold=1"):
             answer = command(ingress, text, response_url + "/" + str(time.time_ns()))
             short = answer.get("text", "").rsplit("job `", 1)[-1].split("`", 1)[0] if isinstance(answer, dict) else ""
             if not short:
                 raise SystemExit("demo: the command was not queued; see .demo/ingress.log")
             wait_for_final(short)
+            shorts.append(short)
+        # Job control, answered by the ingress from the job records the runner wrote.
+        command(ingress, "status", response_url)
+        command(ingress, f"status {shorts[0]}", response_url)
+        command(ingress, "history", response_url)
         say()
-        say("done: the ingress verified, validated and queued; the runner ran the scripts and reported back.")
+        say("done: the ingress verified, validated and queued; the runner ran the scripts, reported back "
+            "and kept a record of each job, which status and history read.")
         if args.keep:
             say()
             say("the stack keeps running; send your own commands from another terminal:")

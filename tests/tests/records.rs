@@ -333,13 +333,13 @@ fn stop_message(app: &TestApp, target: &JobMessage, by: &str, signature: &str) -
 async fn stop_of_a_running_local_job_held_by_another_runner_kills_it_and_says_who() {
     let app = TestApp::spawn().await;
     let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
-    let job = app.peek_jobs().await.remove(0);
     let holder = app.worker();
     let running = tokio::spawn(async move { holder.process_next().await });
     wait_until_started(&app).await;
 
-    app.put_raw(&app.queue_text(&stop_message(&app, &job, ALICE, "v0=stop-1")))
-        .await;
+    let answer = app.command(ALICE, OPS, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    assert!(answer.text().contains(&id), "{answer:?}");
     assert_eq!(app.worker().process_next().await, Ok(Step::Processed));
     let text = app.final_text(&id, "*Stopped*").await;
     assert!(text.contains(&format!("Stopped by <@{ALICE}>")), "{text}");
@@ -368,8 +368,8 @@ async fn stop_of_an_automation_job_asks_azure_and_reports_stopped() {
     let following = tokio::spawn(async move { holder.process_next().await });
     app.wait_for_slack(&id, "running").await;
 
-    app.put_raw(&app.queue_text(&stop_message(&app, &job, ALICE, "v0=stop-2")))
-        .await;
+    let answer = app.command(ALICE, OPS, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
     assert_eq!(app.worker().process_next().await, Ok(Step::Processed));
     assert!(
         app.arm.stop_count(&job.job_id.to_string()) >= 1,

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use chatops_shared::audit::AuditLog;
+use chatops_shared::audit::{AuditLog, AuditWriter};
 use chatops_shared::catalog::Catalog;
 use chatops_shared::job::JobKey;
 use chatops_shared::queue::JobQueue;
@@ -99,7 +99,13 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    /// Writes the state's audit lines; flushed after the last request (absent in tests that
+    /// bring their own state).
+    audit: Option<AuditWriter>,
 }
+
+/// How long waiting audit lines may take to be written at shutdown.
+const AUDIT_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 impl Application {
     /// Loads the catalog, opens the queue (creating it if missing) and the job records, and
@@ -115,8 +121,13 @@ impl Application {
         // Read-only: the ingress never creates the container (the runner or the deployment
         // does) and starts without it; job control answers "try again" while it is missing.
         let records = Records::new(
-            chatops_shared::blob::open(config.records, credential)?,
+            chatops_shared::blob::open(config.records, credential.clone())?,
             config.records_retention_days,
+        );
+        // Append-only: the ingress may add to the audit container, not create or read it.
+        let (audit, audit_writer) = AuditLog::new(
+            chatops_shared::blob::open(config.audit, credential)?,
+            chatops_shared::audit::writer_id(),
         );
         if let Err(e) = queue.ensure_exists().await {
             // Not fatal: /readyz reports it, and commands get a clear "try again".
@@ -128,12 +139,13 @@ impl Application {
             queue,
             config.job_key,
             records,
-            // The audit writer is wired with the audit log's storage; until then lines are dropped.
-            AuditLog::discard(),
+            audit,
         );
-        Ok(Self::with_state(config.addr, state)
+        let mut app = Self::with_state(config.addr, state)
             .await?
-            .with_max_connections(config.max_connections))
+            .with_max_connections(config.max_connections);
+        app.audit = Some(audit_writer);
+        Ok(app)
     }
 
     /// Binds `addr` (port 0 picks a free port) for a prepared state.
@@ -143,6 +155,7 @@ impl Application {
             listener,
             router: router(state),
             limits: Limits::default(),
+            audit: None,
         })
     }
 
@@ -164,6 +177,9 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         serve::serve(self.listener, self.router, self.limits, shutdown).await;
+        if let Some(audit) = self.audit {
+            audit.shutdown(AUDIT_FLUSH_LIMIT).await;
+        }
         Ok(())
     }
 }

@@ -13,7 +13,9 @@
 //! | blob variables | | `AZURE_STORAGE_CONNECTION_STRING`'s `BlobEndpoint`, or `AZURE_STORAGE_BLOB_ENDPOINT`: see `chatops_shared::blob::settings::BlobSettings` |
 //! | `CHATOPS_RECORDS_CONTAINER` | `chatops-jobs` | the job records container, read (never written) by job control |
 //! | `CHATOPS_RECORDS_RETENTION` | `30` | days job records are kept: how far back `history` and job ids reach |
+//! | `CHATOPS_AUDIT_CONTAINER` | `chatops-audit` | the audit log container, where accepted, rejected and denied commands are appended |
 
+use chatops_shared::audit::{AUDIT_CONTAINER_VAR, DEFAULT_AUDIT_CONTAINER};
 use chatops_shared::blob::settings::{BlobSettings, BlobTarget};
 use chatops_shared::config::{self, ConfigError, EnvSource};
 use chatops_shared::credential::{self, Chosen};
@@ -37,6 +39,8 @@ pub struct IngressConfig {
     /// Where the job records are, read by `status`, `stop`, `rerun` and `history` (interactive
     /// retry budget too).
     pub records: BlobSettings,
+    /// The audit log container (appended to, never read).
+    pub audit: BlobSettings,
     /// The Azure credential, when the queue or the blobs are reached with one (endpoint form).
     pub credential: Option<Chosen>,
     /// The most connections open at once (at least 1).
@@ -59,6 +63,13 @@ impl IngressConfig {
             RECORDS_CONTAINER_VAR,
             DEFAULT_RECORDS_CONTAINER,
         )?;
+        // Written in the background: the runner's patient budget, not the interactive one.
+        let audit = BlobSettings::from_env(
+            env,
+            RetryBudget::background(),
+            AUDIT_CONTAINER_VAR,
+            DEFAULT_AUDIT_CONTAINER,
+        )?;
         // Checked even when unused, so that a typo does not wait for the day it matters.
         let kind = credential::CredentialKind::from_env(env)?;
         let needs_credential = matches!(queue.target, QueueTarget::Endpoint(_))
@@ -78,6 +89,7 @@ impl IngressConfig {
             ),
             queue,
             records,
+            audit,
             credential,
             max_connections: max_connections(env)?,
             records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
