@@ -609,8 +609,9 @@ async fn rerun_is_checked_like_the_command_typed_again() {
     assert_eq!(
         answer.text(),
         format!(
-            ":inbox_tray: <@UALICE> queued *deploy* `env=prod service=web` (job `{}`)",
-            job.short_id()
+            ":inbox_tray: <@UALICE> queued *deploy* `env=prod service=web` (job `{}`, rerun of `{}`)",
+            job.short_id(),
+            deploy.short()
         )
     );
     assert_eq!(job.kind, JobKind::Run);

@@ -62,8 +62,12 @@ impl Reply {
                 escape(&inline_code(&job::format_params(&message.params)))
             )
         };
+        let rerun = message
+            .rerun_of
+            .map(|original| format!(", rerun of `{}`", job::short_id(&original)))
+            .unwrap_or_default();
         Reply::in_channel(format!(
-            ":inbox_tray: <@{}> queued *{}*{} (job `{}`)",
+            ":inbox_tray: <@{}> queued *{}*{} (job `{}`{rerun})",
             escape(&message.user_id),
             escape(&message.runbook),
             with,
