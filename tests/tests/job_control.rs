@@ -794,3 +794,20 @@ async fn a_job_a_runner_ran_is_shown_cannot_be_stopped_and_is_rerun_from_its_rec
     assert!(text.contains(&format!(" · rerun of `{id}`")), "{text}");
     app.finish().await;
 }
+
+/// Someone else's newer job whose id starts like the caller's own older one neither hides it
+/// nor shows: the search goes on past days whose matches the caller may not see.
+#[tokio::test]
+async fn a_job_id_prefix_finds_the_callers_own_job_behind_someone_elses() {
+    let app = TestApp::spawn().await;
+    let mut mine = Seed::new(ALICE, OPS, JobState::Completed, today_minus(5));
+    let mut theirs = Seed::new(CAROL, SECRET, JobState::Running, today_minus(1));
+    mine.id = Uuid::parse_str("1a2b3c4d-0000-4000-8000-000000000001").expect("uuid");
+    theirs.id = Uuid::parse_str("1a2b3c4d-0000-4000-8000-000000000002").expect("uuid");
+    write(&app, &[mine.clone(), theirs.clone()]).await;
+    let answer = app.command(ALICE, OPS, "status 1a2b3c4d").await;
+    let text = answer.text();
+    assert!(text.contains(&format!("Id `{}`", mine.id)), "{text}");
+    assert!(!text.contains(&theirs.id.to_string()), "{text}");
+    app.finish().await;
+}

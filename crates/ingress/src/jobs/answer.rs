@@ -82,13 +82,21 @@ impl From<JobRefusal> for Reply {
 }
 
 /// In the channel: someone asked to stop a job.
-pub fn stop_asked(stopper: &str, record: &JobRecord) -> Reply {
-    Reply::in_channel(format!(
+/// The channel the job ran in sees who asked; a stop sent from elsewhere (the caller's own job,
+/// stopped from another channel) is answered to the caller only, so that the job's runbook and
+/// parameters are not shown where it did not run.
+pub fn stop_asked(stopper: &str, channel_id: &str, record: &JobRecord) -> Reply {
+    let text = format!(
         ":octagonal_sign: {} asked to stop job {} ({})",
         user(stopper),
         short(&record.job_id),
         what(&record.runbook, &record.params)
-    ))
+    );
+    if record.channel_id == channel_id {
+        Reply::in_channel(text)
+    } else {
+        Reply::ephemeral(text)
+    }
 }
 
 /// What the user typed as a job id, safe inside an inline code span.
@@ -176,11 +184,17 @@ mod tests {
             ended.text(),
             "Job `1a2b3c4d` (*deploy* `env=&lt;!here&gt;`) already ended (timed out); there is nothing to stop."
         );
-        let asked = stop_asked("UBOB", &record());
+        let asked = stop_asked("UBOB", "COPS", &record());
         assert_eq!(asked.response_type, crate::reply::ResponseType::InChannel);
         assert_eq!(
             asked.text,
             ":octagonal_sign: <@UBOB> asked to stop job `1a2b3c4d` (*deploy* `env=&lt;!here&gt;`)"
+        );
+        // From another channel: only the caller sees it, not the channel it was sent from.
+        let elsewhere = stop_asked("UBOB", "CRANDOM", &record());
+        assert_eq!(
+            elsewhere.response_type,
+            crate::reply::ResponseType::Ephemeral
         );
     }
 }

@@ -4,26 +4,28 @@
 
 use super::answer::JobRefusal;
 use super::reference::{self, JobRef, RefError};
-use super::{deadline, within_deadline};
+use super::within_deadline;
 use crate::run::Request;
 use chatops_shared::records::{JobRecord, Summary, newest_first};
+use std::time::Duration;
+use tokio::time::Instant;
 
-/// The record of the job `typed` names, when the caller may see it.
-pub async fn visible_job(req: &Request<'_>, typed: &str) -> Result<JobRecord, JobRefusal> {
+/// The record of the job `typed` names, when the caller may see it, read within `budget`.
+pub async fn visible_job(
+    req: &Request<'_>,
+    typed: &str,
+    budget: Duration,
+) -> Result<JobRecord, JobRefusal> {
     let reference = parse(typed)?;
-    let deadline = deadline();
+    let deadline = Instant::now() + budget;
     let records = &req.state.records;
     let down = || JobRefusal::RecordsDown {
         typed: Some(typed.to_owned()),
     };
-    let found = within_deadline(deadline, records.find(&reference.prefix, req.now.date()))
-        .await
-        .ok_or_else(down)?;
     let caller = req.caller();
-    let mut visible: Vec<Summary> = found
-        .into_iter()
-        .filter(|s| s.visible_to(caller.user_id, caller.channel_id))
-        .collect();
+    let visible = |s: &Summary| s.visible_to(caller.user_id, caller.channel_id);
+    let found = records.find_where(&reference.prefix, req.now.date(), visible);
+    let mut visible: Vec<Summary> = within_deadline(deadline, found).await.ok_or_else(down)?;
     let summary = match visible.len() {
         0 => return Err(not_found(&reference)),
         1 => visible.remove(0),

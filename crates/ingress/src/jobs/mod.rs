@@ -32,9 +32,12 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How long a job-control command may spend reading records, all reads together: what is
-/// left of Slack's 3 s is for the rest (a stop's enqueue).
+/// How long a job-control command that only reads (`status`, `history`) may spend reading
+/// records, all reads together.
 pub const RECORDS_DEADLINE: Duration = Duration::from_millis(1500);
+/// The same for `stop` and `rerun`, which queue a message after reading: with the enqueue's
+/// worst case (2.1 s, see `RetryBudget::interactive`) the answer stays inside Slack's 3 s.
+pub const RECORDS_DEADLINE_BEFORE_ENQUEUE: Duration = Duration::from_millis(700);
 
 /// A job-control word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

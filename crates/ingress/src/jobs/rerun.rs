@@ -12,7 +12,7 @@ use chatops_shared::mrkdwn::escape;
 use chatops_shared::records::JobRecord;
 
 pub async fn rerun(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
-    let record = lookup::visible_job(req, typed).await?;
+    let record = lookup::visible_job(req, typed, super::RECORDS_DEADLINE_BEFORE_ENQUEUE).await?;
     let parsed = as_typed(&record);
     Ok(match run::run(req, &parsed, Some(record.job_id)).await {
         Ok(reply) => reply,

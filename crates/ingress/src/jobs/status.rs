@@ -41,7 +41,7 @@ pub async fn list(req: &Request<'_>) -> Result<Reply, JobRefusal> {
 
 /// One job.
 pub async fn one(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
-    let record = lookup::visible_job(req, typed).await?;
+    let record = lookup::visible_job(req, typed, super::RECORDS_DEADLINE).await?;
     Ok(Reply::ephemeral(render::job_in_full(&record, req.now)))
 }
 

@@ -11,7 +11,7 @@ use chatops_shared::audit::AuditEvent;
 use chatops_shared::job::JobKind;
 
 pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
-    let record = lookup::visible_job(req, typed).await?;
+    let record = lookup::visible_job(req, typed, super::RECORDS_DEADLINE_BEFORE_ENQUEUE).await?;
     let caller = req.caller();
     let allowed = record.user_id == caller.user_id
         || req
@@ -52,5 +52,9 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
             });
         }
     }
-    Ok(answer::stop_asked(caller.user_id, &record))
+    Ok(answer::stop_asked(
+        caller.user_id,
+        caller.channel_id,
+        &record,
+    ))
 }

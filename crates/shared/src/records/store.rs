@@ -11,7 +11,7 @@ use time::{Date, OffsetDateTime};
 /// How many times [`Records::update`] re-reads and re-applies a change that lost a race.
 const UPDATE_ATTEMPTS: usize = 20;
 /// Days listed at once by [`Records::find`] once the two newest came back empty.
-const FIND_BATCH: usize = 8;
+const FIND_BATCH: usize = 16;
 
 /// Why a records operation failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -186,12 +186,26 @@ impl Records {
     /// printed), looking back from `today` over the retention: the two newest days one by one,
     /// then [`FIND_BATCH`] days at a time, stopping at the first day with a match.
     pub async fn find(&self, id_prefix: &str, today: Date) -> Result<Vec<Summary>, RecordsError> {
+        self.find_where(id_prefix, today, |_| true).await
+    }
+
+    /// [`Records::find`] among the records `keep` accepts: days whose matches `keep` refuses
+    /// do not end the search (so a caller's own older job is found behind someone else's newer
+    /// one with the same prefix, and a job the caller may not see costs the same search as no
+    /// job at all).
+    pub async fn find_where(
+        &self,
+        id_prefix: &str,
+        today: Date,
+        keep: impl Fn(&Summary) -> bool,
+    ) -> Result<Vec<Summary>, RecordsError> {
         let days = self.days_back(today);
         let (newest, older) = days.split_at(days.len().min(2));
         for day in newest {
-            let found = self
+            let mut found = self
                 .list_prefix(&format!("{}{id_prefix}", day_prefix(*day)))
                 .await?;
+            found.retain(&keep);
             if !found.is_empty() {
                 return Ok(found);
             }
@@ -203,7 +217,7 @@ impl Records {
             });
             let mut found = Vec::new();
             for list in join_all(lists).await {
-                found.extend(list?);
+                found.extend(list?.into_iter().filter(&keep));
             }
             if !found.is_empty() {
                 return Ok(found);
