@@ -30,6 +30,8 @@ struct State {
     faults: VecDeque<Fault>,
     /// Reads answer 403, as for an identity that may only add.
     forbid_reads: bool,
+    /// Creating a blob that exists answers 403 (an add-only identity may be refused it).
+    forbid_create_existing: bool,
     /// Every append the service applied: (blob, lines in the block).
     appends: Vec<(String, usize)>,
 }
@@ -59,6 +61,10 @@ impl MemoryStore {
 
     pub fn fail_next(&self, faults: &[Fault]) {
         self.state().faults.extend(faults.iter().cloned());
+    }
+
+    pub fn forbid_create_existing(&self) {
+        self.state().forbid_create_existing = true;
     }
 
     pub fn forbid_reads(&self) {
@@ -169,6 +175,11 @@ impl BlobStore for MemoryStore {
     async fn create_append(&self, name: &str) -> Result<bool, BlobError> {
         let mut state = self.state();
         if state.blobs.contains_key(name) {
+            if state.forbid_create_existing {
+                return Err(BlobError::Forbidden(
+                    "403 AuthorizationPermissionMismatch".into(),
+                ));
+            }
             return Ok(false);
         }
         state.blobs.insert(name.to_owned(), Stored::default());

@@ -1,5 +1,6 @@
-//! Audit blob names and writer ids: `<yyyy-mm-dd>/<writer>.jsonl`, then `<writer>-2.jsonl`, …
-//! when a blob is full (50,000 appends). The day is the UTC day of the blob's first line.
+//! Audit blob names and writer ids: `<yyyy-mm-dd>/<writer>.jsonl`, then `<writer>.2.jsonl`, …
+//! for the next parts (a blob is full after 50,000 appends). The day is the UTC day of the
+//! blob's first line. Writer ids have no dots, so a name tells its writer and part.
 
 use crate::records::format_day;
 use time::Date;
@@ -9,8 +10,19 @@ pub fn blob_name(day: Date, writer: &str, part: u32) -> String {
     if part <= 1 {
         format!("{}/{writer}.jsonl", format_day(day))
     } else {
-        format!("{}/{writer}-{part}.jsonl", format_day(day))
+        format!("{}/{writer}.{part}.jsonl", format_day(day))
     }
+}
+
+/// The day, writer and part of an audit blob's name, if it is one.
+pub fn parse_name(name: &str) -> Option<(Date, &str, u32)> {
+    let (day, rest) = name.split_once('/')?;
+    let stem = rest.strip_suffix(".jsonl")?;
+    let (writer, part) = match stem.rsplit_once('.') {
+        Some((writer, part)) => (writer, part.parse().ok()?),
+        None => (stem, 1),
+    };
+    Some((parse_day(day)?, writer, part))
 }
 
 /// The day an audit blob's name starts with, if it is one.
@@ -68,11 +80,19 @@ mod tests {
         );
         assert_eq!(
             blob_name(date!(2026 - 01 - 02), "h-1-ab12", 3),
-            "2026-01-02/h-1-ab12-3.jsonl"
+            "2026-01-02/h-1-ab12.3.jsonl"
         );
         assert_eq!(
-            blob_day("2026-01-02/h-1-ab12-3.jsonl"),
+            blob_day("2026-01-02/h-1-ab12.3.jsonl"),
             Some(date!(2026 - 01 - 02))
+        );
+        assert_eq!(
+            parse_name("2026-01-02/h-1-1234.10.jsonl"),
+            Some((date!(2026 - 01 - 02), "h-1-1234", 10))
+        );
+        assert_eq!(
+            parse_name("2026-01-02/h-1-1234.jsonl"),
+            Some((date!(2026 - 01 - 02), "h-1-1234", 1))
         );
         assert_eq!(blob_day("2026-01-02/readme.txt"), None);
         assert_eq!(blob_day("jobs/2026-01-02/x.jsonl"), None);

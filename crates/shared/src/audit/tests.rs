@@ -164,7 +164,7 @@ async fn a_writer_that_may_not_read_continues_in_the_next_part() {
     log.record_at(DAY1, event(1));
     log.record_at(DAY1, event(2));
     assert_eq!(writer.shutdown(Duration::from_secs(5)).await, 0);
-    let part2 = "2026-11-28/host-1-ab12-2.jsonl";
+    let part2 = "2026-11-28/host-1-ab12.2.jsonl";
     assert_eq!(job_ids(&store, BLOB1), vec![1, 2]);
     assert_eq!(
         job_ids(&store, part2),
@@ -172,6 +172,22 @@ async fn a_writer_that_may_not_read_continues_in_the_next_part() {
         "written again, chain intact"
     );
     checked(&store, BLOB1);
+    checked(&store, part2);
+}
+
+#[tokio::test]
+async fn a_writer_refused_the_create_of_an_existing_blob_continues_in_the_next_part() {
+    let store = Arc::new(MemoryStore::new());
+    store.forbid_reads();
+    store.forbid_create_existing();
+    // Its first part exists already (a create whose answer was lost, with nothing in it yet).
+    store.put(BLOB1, Vec::new());
+    let (log, writer) = start(&store, settings());
+    log.record_at(DAY1, event(1));
+    log.record_at(DAY1, event(2));
+    assert_eq!(writer.shutdown(Duration::from_secs(5)).await, 0);
+    let part2 = "2026-11-28/host-1-ab12.2.jsonl";
+    assert_eq!(job_ids(&store, part2), vec![1, 2]);
     checked(&store, part2);
 }
 
@@ -224,8 +240,8 @@ async fn a_full_blob_rolls_to_the_next_part() {
     writer.shutdown(Duration::from_secs(5)).await;
     let parts = [
         BLOB1,
-        "2026-11-28/host-1-ab12-2.jsonl",
-        "2026-11-28/host-1-ab12-3.jsonl",
+        "2026-11-28/host-1-ab12.2.jsonl",
+        "2026-11-28/host-1-ab12.3.jsonl",
     ];
     let mut names = store.names();
     names.sort();
@@ -266,7 +282,7 @@ async fn an_existing_blob_is_continued_and_a_torn_one_left_for_the_next_part() {
     log.record_at(DAY1, event(3));
     writer.shutdown(Duration::from_secs(5)).await;
     assert_eq!(store.body(BLOB1).unwrap(), torn);
-    assert_eq!(job_ids(&store, "2026-11-28/host-1-ab12-2.jsonl"), vec![3]);
+    assert_eq!(job_ids(&store, "2026-11-28/host-1-ab12.2.jsonl"), vec![3]);
 }
 
 #[tokio::test]
@@ -580,4 +596,23 @@ async fn long_failures_and_lost_lines_are_logged_as_errors() {
         "{text}"
     );
     assert!(text.contains("audit lines are written again"), "{text}");
+}
+
+#[tokio::test]
+async fn a_writers_parts_are_listed_in_number_order() {
+    let store = MemoryStore::new();
+    for part in ["", ".10", ".2"] {
+        store.put(&format!("2026-11-28/host-1-1234{part}.jsonl"), Vec::new());
+    }
+    store.put("2026-11-27/host-1-1234.2.jsonl", Vec::new());
+    let names = super::verify::list_blobs(&store, None).await.unwrap();
+    assert_eq!(
+        names,
+        [
+            "2026-11-27/host-1-1234.2.jsonl",
+            "2026-11-28/host-1-1234.jsonl",
+            "2026-11-28/host-1-1234.2.jsonl",
+            "2026-11-28/host-1-1234.10.jsonl",
+        ]
+    );
 }

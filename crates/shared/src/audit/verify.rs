@@ -4,7 +4,7 @@
 //! a consistent rewrite of a whole blob, or its tail cut at a line boundary, does not.
 
 use super::line::{self, GENESIS};
-use super::naming::blob_day;
+use super::naming::{blob_day, parse_name};
 use crate::blob::{BlobError, BlobStore};
 use std::collections::BTreeMap;
 use time::{Date, OffsetDateTime};
@@ -115,7 +115,7 @@ pub fn check_blob(name: &str, body: &[u8]) -> BlobReport {
 }
 
 /// Every audit blob's name whose day is at least `since`, by day and writer, a writer's parts
-/// in order (`w.jsonl` before `w-2.jsonl`, which the listing puts first).
+/// in number order (`w.jsonl`, `w.2.jsonl`, …, `w.10.jsonl`: not the listing's text order).
 pub async fn list_blobs(
     store: &dyn BlobStore,
     since: Option<Date>,
@@ -132,10 +132,7 @@ pub async fn list_blobs(
             _ => break,
         }
     }
-    names.sort_by(|a, b| {
-        a.trim_end_matches(".jsonl")
-            .cmp(b.trim_end_matches(".jsonl"))
-    });
+    names.sort_by(|a, b| parse_name(a).cmp(&parse_name(b)).then_with(|| a.cmp(b)));
     Ok(names)
 }
 

@@ -7,7 +7,7 @@
 //! - `ConditionNotMet` (the blob is not where we thought): re-read the blob; when its last line is
 //!   the one we tried to write, the append was applied and only its answer was lost; otherwise
 //!   go on from the blob's real end;
-//! - `BlockCountExceedsLimit` (50,000 appends): go on in the next part, `<writer>-2.jsonl`, …;
+//! - `BlockCountExceedsLimit` (50,000 appends): go on in the next part, `<writer>.2.jsonl`, …;
 //! - a blob whose end it may not read (the ingress may only add) or cannot parse: the next part.
 
 use super::line::{self, GENESIS, Stamp};
@@ -192,7 +192,21 @@ impl Writer {
             return Ok(Attempt::Again);
         };
         if !cursor.known {
-            if self.store.create_append(&cursor.name).await? {
+            let created = match self.store.create_append(&cursor.name).await {
+                Ok(created) => created,
+                // An identity that may only add can be refused the create of a blob that
+                // exists (a create whose answer was lost): go on in a new part.
+                // (Returned as an error, so that an identity that may not create at all is
+                // retried with backoff, not in a loop.)
+                Err(error @ BlobError::Forbidden(_)) => {
+                    let next = Cursor::new(&self.writer, cursor.day, cursor.part + 1);
+                    tracing::warn!(blob = %cursor.name, next = %next.name, "may not create the audit blob; trying the next part");
+                    *cursor = next;
+                    return Err(error);
+                }
+                Err(e) => return Err(e),
+            };
+            if created {
                 *cursor = Cursor::new(&self.writer, cursor.day, cursor.part);
                 cursor.known = true;
             } else {
