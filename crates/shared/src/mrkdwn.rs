@@ -32,9 +32,38 @@ pub fn inline_code(text: &str) -> String {
     text.replace('`', "'").replace(['\n', '\r'], " ")
 }
 
+/// A duration as people read it in a status line, two units at most: `45s`, `1m 12s`,
+/// `2h 5m`, `3d 4h` (negative durations, from clocks that disagree, show as `0s`).
+pub fn duration(d: time::Duration) -> String {
+    let secs = d.whole_seconds().max(0);
+    let (days, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    match (days, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{days}d {h}h"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_keep_two_units() {
+        let d = time::Duration::seconds;
+        assert_eq!(duration(d(0)), "0s");
+        assert_eq!(duration(d(45)), "45s");
+        assert_eq!(duration(d(72)), "1m 12s");
+        assert_eq!(duration(d(2 * 3600 + 5 * 60 + 9)), "2h 5m");
+        assert_eq!(duration(d(3 * 86_400 + 4 * 3600 + 5)), "3d 4h");
+        assert_eq!(duration(d(-3)), "0s");
+    }
 
     #[test]
     fn escape_neutralizes_mentions_and_links() {

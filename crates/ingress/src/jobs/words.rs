@@ -82,22 +82,7 @@ pub fn state_word(state: JobState) -> String {
     state.as_str().replace('_', " ")
 }
 
-/// `45s`, `12m`, `2h 5m`, `3d 4h`: the two largest units (one below an hour).
-pub fn duration(d: time::Duration) -> String {
-    let secs = d.whole_seconds().max(0);
-    let (days, h, m, s) = (
-        secs / 86_400,
-        secs % 86_400 / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-    );
-    match (days, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m {s}s"),
-        (0, _, _) => format!("{h}h {m}m"),
-        _ => format!("{days}d {h}h"),
-    }
-}
+pub use chatops_shared::mrkdwn::duration;
 
 /// Slack's date formatting, in the reader's time zone, with a UTC fallback.
 pub fn date(at: OffsetDateTime) -> String {
@@ -153,16 +138,6 @@ mod tests {
         assert_eq!(runbook("a*b"), "*ab*");
         let long = "x".repeat(500);
         assert_eq!(runbook(&long).chars().count(), MAX_NAME_CHARS + 2);
-    }
-
-    #[test]
-    fn durations_keep_two_units() {
-        let d = time::Duration::seconds;
-        assert_eq!(duration(d(45)), "45s");
-        assert_eq!(duration(d(72)), "1m 12s");
-        assert_eq!(duration(d(7500)), "2h 5m");
-        assert_eq!(duration(d(3 * 86_400 + 4 * 3600 + 5)), "3d 4h");
-        assert_eq!(duration(d(-5)), "0s");
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn compose(job: &JobMessage, update: &Update, prefix: &str) -> String {
             if let Some(started) = outcome.started_at {
                 text.push_str(&format!(
                     " in {}",
-                    human_duration(outcome.ended_at - started)
+                    mrkdwn::duration(outcome.ended_at - started)
                 ));
             }
             text.push_str(&format!(" (job `{id}`)\n"));
@@ -204,17 +204,6 @@ fn slack_date(at: OffsetDateTime) -> String {
         })
         .unwrap_or_else(|| unix.to_string());
     format!("<!date^{unix}^{{date_short_pretty}} {{time}}|{fallback}>")
-}
-
-/// `45s`, `1m 12s`, `2h 5m`: the two largest units.
-fn human_duration(d: time::Duration) -> String {
-    let secs = d.whole_seconds().max(0);
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m {s}s"),
-        _ => format!("{h}h {m}m"),
-    }
 }
 
 /// How a character of user or script text is shown: Slack's control characters escaped, and
@@ -396,16 +385,6 @@ mod tests {
         let t = text(&job(), &update);
         assert!(t.starts_with(":no_entry: <@U123> asked for *restart-web* `count=1 env=prod` — *Refused* (job `1a2b3c4d`)\nEnded <!date^1700000000^"), "{t}");
         assert!(t.ends_with("*Error:* not allowed in &lt;#C9&gt;"), "{t}");
-    }
-
-    #[test]
-    fn durations() {
-        let d = time::Duration::seconds;
-        assert_eq!(human_duration(d(0)), "0s");
-        assert_eq!(human_duration(d(45)), "45s");
-        assert_eq!(human_duration(d(72)), "1m 12s");
-        assert_eq!(human_duration(d(2 * 3600 + 5 * 60 + 9)), "2h 5m");
-        assert_eq!(human_duration(d(-3)), "0s");
     }
 
     #[test]

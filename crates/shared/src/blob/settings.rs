@@ -113,23 +113,7 @@ impl BlobSettings {
 /// Azure's container-name rules: 3-63 characters; lowercase letters, digits and single
 /// hyphens; a letter or digit first and last.
 pub fn validate_container_name(name: &str) -> Result<(), String> {
-    if name.len() < 3 || name.len() > 63 {
-        return Err(format!("`{name}` must be 3 to 63 characters long"));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(format!(
-            "`{name}` may contain only lowercase letters, digits and hyphens"
-        ));
-    }
-    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(format!(
-            "`{name}` must not start or end with a hyphen nor contain two in a row"
-        ));
-    }
-    Ok(())
+    crate::storage::validate_name(name, 63, "")
 }
 
 #[cfg(test)]

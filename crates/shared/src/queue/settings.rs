@@ -111,25 +111,11 @@ pub(crate) fn token_endpoint(env: &dyn EnvSource, var: &str) -> Result<Url, Conf
 /// hyphen first or last), applied so that `<name>-poison` is valid too.
 pub fn validate_queue_name(name: &str) -> Result<(), String> {
     let max = 63 - POISON_SUFFIX.len();
-    if name.len() < 3 || name.len() > max {
-        return Err(format!(
-            "`{name}` must be 3 to {max} characters long (so that `{name}{POISON_SUFFIX}` fits in 63)"
-        ));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(format!(
-            "`{name}` may contain only lowercase letters, digits and hyphens"
-        ));
-    }
-    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(format!(
-            "`{name}` must not start or end with a hyphen nor contain two in a row"
-        ));
-    }
-    Ok(())
+    crate::storage::validate_name(
+        name,
+        max,
+        &format!(" (so that `{name}{POISON_SUFFIX}` fits in 63)"),
+    )
 }
 
 #[cfg(test)]
