@@ -2,7 +2,7 @@
 //! it, and which parameter values it gets.
 
 use super::suggest::closest;
-use super::{Allow, Caller, Catalog, RESERVED_WORDS, Runbook};
+use super::{Allow, Caller, Catalog, ParamSpec, RESERVED_WORDS, Runbook, ValueProblem};
 use crate::command::{Arg, ParsedCommand, code_point, find_hidden};
 use std::collections::BTreeMap;
 
@@ -91,6 +91,19 @@ pub enum Rejection {
         choices: Vec<String>,
         usage: String,
     },
+    /// A value that breaks its parameter's `type`, `min`/`max`, `max_len` or `pattern`.
+    #[error("{} is not a valid value for `{name}`; {problem}. Usage: `{usage}`", shown_value(.value))]
+    InvalidValue {
+        name: String,
+        value: String,
+        problem: ValueProblem,
+        usage: String,
+    },
+    /// A value given for a parameter the catalog fixes.
+    #[error(
+        "`{name}` is set by the catalog and cannot be given; remove {name}=… from the command. Usage: `{usage}`"
+    )]
+    FixedParameter { name: String, usage: String },
 }
 
 impl Rejection {
@@ -104,6 +117,8 @@ impl Rejection {
             | Rejection::MissingParameter { usage, .. }
             | Rejection::EmptyValue { usage, .. }
             | Rejection::NotAChoice { usage, .. }
+            | Rejection::InvalidValue { usage, .. }
+            | Rejection::FixedParameter { usage, .. }
             | Rejection::HiddenCharacter { usage, .. } => *usage = format!("{command} {usage}"),
             Rejection::Help
             | Rejection::NotYetAvailable { .. }
@@ -209,12 +224,15 @@ impl Runbook {
         self.stop_allow.as_ref().is_some_and(|a| a.admits(caller))
     }
 
-    /// Matches the arguments to the parameters: positional values fill them in catalog order,
-    /// then named values; a parameter may get one value only. Returns the values given, by
-    /// name, without defaults.
+    /// Matches the arguments to the parameters: positional values fill them in catalog order
+    /// (skipping `fixed` ones), then named values; a parameter may get one value only, and a
+    /// `fixed` one none. Every value must pass its parameter's rules
+    /// ([`ParamSpec::check_value`]). Returns the values given, by name, as the runbook receives
+    /// them (`int` and `bool` values written plainly), without defaults and fixed values.
     pub fn bind(&self, args: &[Arg]) -> Result<BTreeMap<String, String>, Rejection> {
         let usage = || self.usage_line("");
         self.refuse_hidden(args)?;
+        let open = self.open_params();
         let positional: Vec<&String> = args
             .iter()
             .filter_map(|a| match a {
@@ -222,16 +240,15 @@ impl Runbook {
                 Arg::Named { .. } => None,
             })
             .collect();
-        if positional.len() > self.params.len() {
+        if positional.len() > open.len() {
             return Err(Rejection::TooManyValues {
                 runbook: self.name.clone(),
-                max: self.params.len(),
+                max: open.len(),
                 given: positional.len(),
                 usage: usage(),
             });
         }
-        let mut given: BTreeMap<String, String> = self
-            .params
+        let mut given: BTreeMap<String, String> = open
             .iter()
             .zip(positional)
             .map(|(p, v)| (p.name.clone(), v.clone()))
@@ -240,12 +257,18 @@ impl Runbook {
             let Arg::Named { name, value } = arg else {
                 continue;
             };
-            if self.param(name).is_none() {
+            let Some(p) = self.param(name) else {
                 return Err(Rejection::UnknownParameter {
                     runbook: self.name.clone(),
                     name: name.clone(),
-                    suggestion: closest(name, self.params.iter().map(|p| p.name.as_str()))
+                    suggestion: closest(name, open.iter().map(|p| p.name.as_str()))
                         .map(str::to_owned),
+                    usage: usage(),
+                });
+            };
+            if p.fixed.is_some() {
+                return Err(Rejection::FixedParameter {
+                    name: name.clone(),
                     usage: usage(),
                 });
             }
@@ -257,7 +280,7 @@ impl Runbook {
             }
         }
         for p in &self.params {
-            match given.get(&p.name) {
+            match given.get_mut(&p.name) {
                 None if p.required => {
                     return Err(Rejection::MissingParameter {
                         name: p.name.clone(),
@@ -270,31 +293,46 @@ impl Runbook {
                         usage: usage(),
                     });
                 }
-                Some(v) => {
-                    if let Some(choices) = p.choices.as_ref().filter(|c| !c.contains(v)) {
+                Some(v) => match p.check_value(v) {
+                    Ok(checked) => *v = checked,
+                    Err(ValueProblem::NotAChoice { choices }) => {
                         return Err(Rejection::NotAChoice {
                             name: p.name.clone(),
                             value: v.clone(),
-                            choices: choices.clone(),
+                            choices,
                             usage: usage(),
                         });
                     }
-                }
+                    Err(problem) => {
+                        return Err(Rejection::InvalidValue {
+                            name: p.name.clone(),
+                            value: v.clone(),
+                            problem,
+                            usage: usage(),
+                        });
+                    }
+                },
                 None => {}
             }
         }
         Ok(given)
     }
 
+    /// The parameters a caller may give: all but the `fixed` ones, in catalog order.
+    fn open_params(&self) -> Vec<&ParamSpec> {
+        self.params.iter().filter(|p| p.fixed.is_none()).collect()
+    }
+
     /// Refuses hidden characters ([`crate::command::is_hidden`]) in parameter names and values,
     /// naming the first one found and where it is.
     fn refuse_hidden(&self, args: &[Arg]) -> Result<(), Rejection> {
+        let open = self.open_params();
         let mut positional = 0;
         for arg in args {
             let (found, place) = match arg {
                 Arg::Positional(value) => {
                     positional += 1;
-                    let place = match self.params.get(positional - 1) {
+                    let place = match open.get(positional - 1) {
                         Some(p) => format!("the value of `{}`", p.name),
                         None => format!("value {positional}"),
                     };
@@ -317,27 +355,33 @@ impl Runbook {
         Ok(())
     }
 
-    /// Every parameter in catalog order with the value given, or else its default; parameters
-    /// with neither are left out.
+    /// Every parameter in catalog order with its fixed value, or else the value given, or else
+    /// its default; parameters with none of these are left out.
     pub fn with_defaults(&self, given: &BTreeMap<String, String>) -> Vec<(String, String)> {
         self.params
             .iter()
             .filter_map(|p| {
-                let value = given.get(&p.name).or(p.default.as_ref())?;
+                let value = p
+                    .fixed
+                    .as_ref()
+                    .or(given.get(&p.name))
+                    .or(p.default.as_ref())?;
                 Some((p.name.clone(), value.clone()))
             })
             .collect()
     }
 
-    /// Every parameter in catalog order with the value given, else its default, else empty:
-    /// what a local script gets, by position, so that a missing optional value never shifts
-    /// the ones after it.
+    /// Every parameter in catalog order with its fixed value, else the value given, else its
+    /// default, else empty: what a local script gets, by position, so that a missing optional
+    /// value never shifts the ones after it.
     pub fn argv(&self, given: &BTreeMap<String, String>) -> Vec<(String, String)> {
         self.params
             .iter()
             .map(|p| {
-                let value = given
-                    .get(&p.name)
+                let value = p
+                    .fixed
+                    .as_ref()
+                    .or(given.get(&p.name))
                     .or(p.default.as_ref())
                     .cloned()
                     .unwrap_or_default();

@@ -4,7 +4,10 @@
 //! error span gives the place. The rules serde cannot express (names, targets, Slack IDs, …)
 //! are checked afterwards; their place is found in toml's spanned document tree.
 
-use super::{Allow, Catalog, ExecutorKind, RESERVED_WORDS, Runbook};
+use super::{
+    Allow, Catalog, Defaults, ExecutorKind, ParamSpec, ParamType, RESERVED_WORDS, Runbook,
+    ValueProblem, value::anchored,
+};
 use crate::slack_id::is_slack_id;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +52,8 @@ impl CatalogError {
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
     #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
     runbooks: BTreeMap<String, Runbook>,
 }
 
@@ -63,8 +68,34 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Catalog, CatalogError> {
     }
     let dir = path.parent().unwrap_or(Path::new(""));
     let mut problems = Problems::new(text);
-    for rb in runbooks.values() {
+    let defaults = file.defaults;
+    if let Some(allow) = &defaults.allow {
+        validate_allow(
+            Scope::Defaults,
+            "allow",
+            allow,
+            "run a runbook",
+            &mut problems,
+        );
+    }
+    if let Some(stop_allow) = &defaults.stop_allow {
+        validate_allow(
+            Scope::Defaults,
+            "stop_allow",
+            stop_allow,
+            "stop a runbook's jobs",
+            &mut problems,
+        );
+    }
+    for rb in runbooks.values_mut() {
         validate(rb, dir, &mut problems);
+        // A runbook's own key replaces the default whole.
+        if rb.allow.is_none() {
+            rb.allow.clone_from(&defaults.allow);
+        }
+        if rb.stop_allow.is_none() {
+            rb.stop_allow.clone_from(&defaults.stop_allow);
+        }
     }
     // Report the problem that comes first in the file, as a parser would.
     if let Some((offset, problem)) = problems.found.into_iter().min_by_key(|(offset, _)| *offset) {
@@ -94,7 +125,8 @@ pub(super) fn deserialize_timeout<'de, D: serde::Deserializer<'de>>(
     Ok(timeout)
 }
 
-fn validate(rb: &Runbook, dir: &Path, problems: &mut Problems) {
+/// Checks `rb`; writes its `default` and `fixed` values as the runbook receives them.
+fn validate(rb: &mut Runbook, dir: &Path, problems: &mut Problems) {
     let name = rb.name.as_str();
     if RESERVED_WORDS.contains(&name) {
         problems.add(
@@ -142,12 +174,21 @@ fn validate(rb: &Runbook, dir: &Path, problems: &mut Problems) {
         }
     }
 
-    validate_params(rb, problems);
+    validate_params(&*rb, problems);
+    let scope = Scope::Runbook(&rb.name);
     if let Some(allow) = &rb.allow {
-        validate_allow(rb, "allow", allow, "run it", problems);
+        validate_allow(scope, "allow", allow, "run it", problems);
     }
     if let Some(stop_allow) = &rb.stop_allow {
-        validate_allow(rb, "stop_allow", stop_allow, "stop its jobs", problems);
+        validate_allow(scope, "stop_allow", stop_allow, "stop its jobs", problems);
+    }
+    for p in &mut rb.params {
+        if let Some(default) = p.default.as_deref().and_then(|v| p.check_value(v).ok()) {
+            p.default = Some(default);
+        }
+        if let Some(fixed) = p.fixed.as_deref().and_then(|v| p.check_value(v).ok()) {
+            p.fixed = Some(fixed);
+        }
     }
 }
 
@@ -210,13 +251,124 @@ fn validate_params(rb: &Runbook, problems: &mut Problems) {
             ),
             _ => {}
         }
+        validate_rules(rb, i, p, problems);
+    }
+}
+
+/// The rules of parameter `p` (number `i`) of `rb`: keys that fit its `type`, a range and a
+/// pattern that can be met, and `default`, `fixed` and `choices` values that pass its rules.
+fn validate_rules(rb: &Runbook, i: usize, p: &ParamSpec, problems: &mut Problems) {
+    let at = |key| [At::Key("params"), At::Index(i), At::Key(key)];
+    let (name, runbook) = (&p.name, &rb.name);
+    let mut add = |key, problem: String| {
+        problems.add(
+            runbook,
+            &at(key),
+            format!("parameter `{name}` of runbook `{runbook}`: {problem}"),
+        );
+    };
+    let kind = type_name(p.kind);
+    if p.kind == ParamType::Choice && p.choices.is_none() {
+        add(
+            "type",
+            "`type = \"choice\"` needs `choices`; list the accepted values".to_owned(),
+        );
+    }
+    for (key, given, wants) in [
+        ("min", p.min.is_some(), ParamType::Int),
+        ("max", p.max.is_some(), ParamType::Int),
+        ("max_len", p.max_len.is_some(), ParamType::String),
+        ("pattern", p.pattern.is_some(), ParamType::String),
+    ] {
+        if given && p.kind != wants {
+            let wants = type_name(wants);
+            add(
+                key,
+                format!(
+                    "`{key}` applies to `type = \"{wants}\"` only, not `{kind}`; remove it or change the type"
+                ),
+            );
+        }
+    }
+    if let (Some(min), Some(max)) = (p.min, p.max)
+        && min > max
+    {
+        add(
+            "min",
+            format!("`min` ({min}) is above `max` ({max}), so no value could pass; swap them"),
+        );
+    }
+    if let Some(pattern) = &p.pattern
+        && let Err(e) = anchored(pattern)
+    {
+        // A syntax error's last line says what is wrong; the lines above draw where.
+        let error = e.to_string();
+        let reason = error.lines().last().unwrap_or_default().trim().to_owned();
+        add(
+            "pattern",
+            format!(
+                "`{pattern}` is not a valid regular expression ({reason}); fix it (syntax: https://docs.rs/regex)"
+            ),
+        );
+    }
+    if let Some(fixed) = &p.fixed {
+        if p.required {
+            add(
+                "fixed",
+                "a `fixed` parameter cannot be `required` (callers may not give it); remove `required`".to_owned(),
+            );
+        }
+        if p.default.is_some() {
+            add(
+                "default",
+                "a `fixed` parameter never uses its `default`; remove `default`".to_owned(),
+            );
+        }
+        if let Err(problem) = p.check_value(fixed) {
+            add(
+                "fixed",
+                format!("fixed value `{fixed}` does not pass its own rules; {problem}"),
+            );
+        }
+    }
+    // A default outside the choices is reported above.
+    if let Some(default) = &p.default
+        && let Err(problem) = p.check_value(default)
+        && !matches!(problem, ValueProblem::NotAChoice { .. })
+    {
+        add(
+            "default",
+            format!("default `{default}` does not pass its own rules; {problem}"),
+        );
+    }
+    let open = ParamSpec {
+        choices: None,
+        ..p.clone()
+    };
+    for (j, choice) in p.choices.iter().flatten().enumerate() {
+        if let Err(problem) = open.check_value(choice) {
+            problems.add(
+                runbook,
+                &[At::Key("params"), At::Index(i), At::Key("choices"), At::Index(j)],
+                format!("parameter `{name}` of runbook `{runbook}`: choice `{choice}` does not pass its own rules; {problem}"),
+            );
+        }
+    }
+}
+
+fn type_name(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::String => "string",
+        ParamType::Int => "int",
+        ParamType::Bool => "bool",
+        ParamType::Choice => "choice",
     }
 }
 
 /// `allow` and `stop_allow` (named `key`): Slack IDs, and lists that are not empty. `may` says
 /// what the list grants, for the messages.
 fn validate_allow(
-    rb: &Runbook,
+    scope: Scope,
     key: &'static str,
     allow: &Allow,
     may: &str,
@@ -224,16 +376,16 @@ fn validate_allow(
 ) {
     let users = [At::Key(key), At::Key("users")];
     if allow.users.is_empty() {
-        problems.add(
-            &rb.name,
+        problems.add_in(
+            scope,
             &users,
             format!("`{key}.users` is empty; list the Slack user IDs (like U012AB3CD) of who may {may}, or remove `{key}` so nobody can"),
         );
     }
     for (i, user) in allow.users.iter().enumerate() {
         if !is_slack_id(user, &['U', 'W']) {
-            problems.add(
-                &rb.name,
+            problems.add_in(
+                scope,
                 &[At::Key(key), At::Key("users"), At::Index(i)],
                 format!(
                     "`{user}` is not a Slack user ID (like U012AB3CD); copy it from the person's Slack profile (“Copy member ID”)"
@@ -245,16 +397,16 @@ fn validate_allow(
         return;
     };
     if channels.is_empty() {
-        problems.add(
-            &rb.name,
+        problems.add_in(
+            scope,
             &[At::Key(key), At::Key("channels")],
             format!("`{key}.channels` is empty, so nobody could {may}; list Slack channel IDs (like C024BE91L), or remove `channels` to allow any channel"),
         );
     }
     for (i, channel) in channels.iter().enumerate() {
         if !is_slack_id(channel, &['C', 'G', 'D']) {
-            problems.add(
-                &rb.name,
+            problems.add_in(
+                scope,
                 &[At::Key(key), At::Key("channels"), At::Index(i)],
                 format!(
                     "`{channel}` is not a Slack channel ID (like C024BE91L); copy it from the channel's details in Slack"
@@ -296,6 +448,13 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
+/// Where in the file a problem is: below a runbook's table, or below `[defaults]`.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    Runbook(&'a str),
+    Defaults,
+}
+
 /// A step into the document below a runbook's table.
 enum At<'a> {
     Key(&'a str),
@@ -319,23 +478,37 @@ impl<'t> Problems<'t> {
     }
 
     fn add(&mut self, runbook: &str, path: &[At], problem: impl Into<String>) {
-        let offset = self.locate(runbook, path).start;
+        self.add_in(Scope::Runbook(runbook), path, problem);
+    }
+
+    fn add_in(&mut self, scope: Scope, path: &[At], problem: impl Into<String>) {
+        let offset = self.locate(scope, path).start;
         self.found.push((offset, problem.into()));
     }
 
-    /// The span of the value at `path` in runbook `runbook`, or of the nearest thing above it
-    /// that exists (the runbook's key at worst).
-    fn locate(&self, runbook: &str, path: &[At]) -> Range<usize> {
+    /// The span of the value at `path` in `scope`, or of the nearest thing above it that
+    /// exists (the runbook's or `defaults` key at worst).
+    fn locate(&self, scope: Scope, path: &[At]) -> Range<usize> {
         let Some(doc) = &self.doc else { return 0..0 };
-        let Some(runbooks) = doc.get_ref().get("runbooks") else {
+        let (table, name) = match scope {
+            Scope::Runbook(runbook) => ("runbooks", Some(runbook)),
+            Scope::Defaults => ("defaults", None),
+        };
+        let Some((key, table)) = doc.get_ref().get_key_value(table) else {
             return 0..0;
         };
-        let Some((key, mut value)) = runbooks
-            .get_ref()
-            .as_table()
-            .and_then(|t| t.get_key_value(runbook))
-        else {
-            return runbooks.span();
+        let (key, mut value) = match name {
+            None => (key, table),
+            Some(name) => {
+                let Some(found) = table
+                    .get_ref()
+                    .as_table()
+                    .and_then(|t| t.get_key_value(name))
+                else {
+                    return table.span();
+                };
+                found
+            }
         };
         let mut span = key.span();
         for step in path {

@@ -34,9 +34,11 @@ mod check;
 mod load;
 mod suggest;
 mod usage;
+mod value;
 
 pub use check::{Accepted, Rejection};
 pub use load::CatalogError;
+pub use value::ValueProblem;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -56,8 +58,21 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3 * 60 * 60);
 pub struct Catalog {
     /// The file the catalog was read from; local script targets are relative to its directory.
     pub path: PathBuf,
-    /// The runbooks by name.
+    /// The runbooks by name, with the `[defaults]` already applied.
     pub runbooks: BTreeMap<String, Runbook>,
+}
+
+/// The `[defaults]` table: what a runbook gets for the keys it does not set itself. A
+/// runbook's own key replaces the default as a whole (lists are not merged).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// `allow` of every runbook without its own.
+    #[serde(default)]
+    pub allow: Option<Allow>,
+    /// `stop_allow` of every runbook without its own.
+    #[serde(default)]
+    pub stop_allow: Option<Allow>,
 }
 
 /// One runbook: a `[runbooks.NAME]` table.
@@ -107,7 +122,7 @@ pub enum ExecutorKind {
 }
 
 /// One parameter of a runbook.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParamSpec {
     /// What users write before `=`, and the name the executor receives.
@@ -124,6 +139,39 @@ pub struct ParamSpec {
     /// One line for the usage text.
     #[serde(default)]
     pub description: Option<String>,
+    /// What kind of value it takes; `string` when not given.
+    #[serde(default, rename = "type")]
+    pub kind: ParamType,
+    /// The smallest value an `int` parameter accepts.
+    #[serde(default)]
+    pub min: Option<i64>,
+    /// The largest value an `int` parameter accepts.
+    #[serde(default)]
+    pub max: Option<i64>,
+    /// The most characters a `string` parameter accepts.
+    #[serde(default)]
+    pub max_len: Option<usize>,
+    /// A regular expression the whole value of a `string` parameter must match (anchored).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// The value the catalog sets; callers may not give one.
+    #[serde(default)]
+    pub fixed: Option<String>,
+}
+
+/// The kind of value a parameter takes (`type = "…"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// Any text, within `max_len` and `pattern` when given.
+    #[default]
+    String,
+    /// A whole number (64-bit), within `min` and `max` when given.
+    Int,
+    /// `true` or `false`, in any case.
+    Bool,
+    /// One of `choices`, which it requires.
+    Choice,
 }
 
 /// Who may run a runbook (`allow`), or stop its jobs (`stop_allow`).

@@ -1,6 +1,6 @@
 //! Usage lines and the help text shown to Slack users.
 
-use super::{Caller, Catalog, ParamSpec, Runbook};
+use super::{Caller, Catalog, ParamSpec, ParamType, Runbook};
 use crate::command::quote;
 use std::fmt::Write as _;
 
@@ -15,23 +15,25 @@ impl Runbook {
     pub fn usage(&self, command: &str) -> String {
         let mut out = self.usage_line(command);
         for p in &self.params {
-            let hidden_default = p.default.as_ref().filter(|_| p.choices.is_some());
-            if p.description.is_none() && hidden_default.is_none() {
+            let notes = notes(p);
+            if p.description.is_none() && notes.is_empty() {
                 continue;
             }
             let _ = write!(out, "\n  {}:", p.name);
             if let Some(description) = &p.description {
                 let _ = write!(out, " {description}");
             }
-            if let Some(default) = hidden_default {
-                let _ = write!(out, " (default: {})", quote(default));
+            if !notes.is_empty() {
+                let _ = write!(out, " ({})", notes.join(", "));
             }
         }
         out
     }
 
     /// `command name params…`: required parameters plain, optional ones in brackets with their
-    /// default, choices as `<a|b>`. Without a command, starts at the runbook name.
+    /// default, choices as `<a|b>`, ints as `<int>` or their range `<1..10>`, bools as
+    /// `<true|false>`; `fixed` ones are left out (callers cannot give them). Without a
+    /// command, starts at the runbook name.
     pub(super) fn usage_line(&self, command: &str) -> String {
         let mut out = String::new();
         if !command.is_empty() {
@@ -39,7 +41,7 @@ impl Runbook {
             out.push(' ');
         }
         out.push_str(&self.name);
-        for p in &self.params {
+        for p in self.params.iter().filter(|p| p.fixed.is_none()) {
             out.push(' ');
             out.push_str(&synopsis(p));
         }
@@ -47,18 +49,49 @@ impl Runbook {
     }
 }
 
-/// `env=<dev|prod>`, `host=<host>`, `[count=1]`, `[mode=<fast|slow>]`.
+/// `env=<dev|prod>`, `host=<host>`, `[count=1]`, `[mode=<fast|slow>]`, `[n=<1..10>]`,
+/// `[force=<true|false>]`.
 fn synopsis(p: &ParamSpec) -> String {
-    let value = match (&p.choices, &p.default) {
-        (Some(choices), _) => format!("<{}>", choices.join("|")),
-        (None, Some(default)) if !p.required => quote(default),
-        (None, _) => format!("<{}>", p.name),
+    let value = match (&p.choices, p.kind, &p.default) {
+        (Some(choices), _, _) => format!("<{}>", choices.join("|")),
+        (None, ParamType::Int, _) => match (p.min, p.max) {
+            (None, None) => "<int>".to_owned(),
+            (min, max) => format!(
+                "<{}..{}>",
+                min.map(|n| n.to_string()).unwrap_or_default(),
+                max.map(|n| n.to_string()).unwrap_or_default()
+            ),
+        },
+        (None, ParamType::Bool, _) => "<true|false>".to_owned(),
+        (None, _, Some(default)) if !p.required => quote(default),
+        (None, _, _) => format!("<{}>", p.name),
     };
     if p.required {
         format!("{}={value}", p.name)
     } else {
         format!("[{}={value}]", p.name)
     }
+}
+
+/// What the synopsis does not show: a default it hides, the length and pattern a string must
+/// have, a fixed value.
+fn notes(p: &ParamSpec) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(fixed) = &p.fixed {
+        notes.push(format!("fixed: {}", quote(fixed)));
+        return notes;
+    }
+    if let Some(max_len) = p.max_len {
+        notes.push(format!("at most {max_len} characters"));
+    }
+    if let Some(pattern) = &p.pattern {
+        notes.push(format!("matching `{pattern}`"));
+    }
+    let default_hidden = p.choices.is_some() || matches!(p.kind, ParamType::Int | ParamType::Bool);
+    if let Some(default) = p.default.as_ref().filter(|_| default_hidden) {
+        notes.push(format!("default: {}", quote(default)));
+    }
+    notes
 }
 
 impl Catalog {

@@ -602,3 +602,275 @@ allow = { users = ["UALICE", "UBOB"] }
         "no stop_allow: nobody"
     );
 }
+
+/// A runbook with one parameter of each kind of rule, and a fixed one.
+fn typed() -> Runbook {
+    let text = r#"
+[runbooks.scale]
+executor = "automation"
+target = "Scale"
+params = [
+  { name = "count", type = "int", min = 1, max = 10, required = true },
+  { name = "force", type = "bool", default = "false" },
+  { name = "host", max_len = 8, pattern = "web-[0-9]+" },
+  { name = "tier", type = "choice", choices = ["a", "b"] },
+  { name = "group", fixed = "rg-prod" },
+  { name = "note" },
+]
+allow = { users = ["UALICE"] }
+"#;
+    let catalog = Catalog::parse(text, Path::new("catalog.toml")).unwrap();
+    catalog.get("scale").unwrap().clone()
+}
+
+const SCALE_USAGE: &str =
+    "scale count=<1..10> [force=<true|false>] [host=<host>] [tier=<a|b>] [note=<note>]";
+
+/// What [`Runbook::bind`] returns.
+type Bound = Result<BTreeMap<String, String>, Rejection>;
+
+fn bind(text: &str) -> Bound {
+    typed().bind(&parse(&format!("scale {text}")).unwrap().args)
+}
+
+fn invalid(
+    name: &str,
+    value: &str,
+    problem: ValueProblem,
+) -> Result<BTreeMap<String, String>, Rejection> {
+    Err(Rejection::InvalidValue {
+        name: name.into(),
+        value: value.into(),
+        problem,
+        usage: SCALE_USAGE.into(),
+    })
+}
+
+#[test]
+fn each_parameter_rule_alone() {
+    let range = ValueProblem::OutOfRange {
+        min: Some(1),
+        max: Some(10),
+    };
+    let not_int = ValueProblem::NotAnInt {
+        min: Some(1),
+        max: Some(10),
+    };
+    let cases: Vec<(&str, Bound)> = vec![
+        // int: parsed, written plainly, within min and max (both inclusive).
+        ("count=1", Ok(params(&[("count", "1")]))),
+        ("count=10", Ok(params(&[("count", "10")]))),
+        ("count=007", Ok(params(&[("count", "7")]))),
+        ("count=0", invalid("count", "0", range.clone())),
+        ("count=11", invalid("count", "11", range.clone())),
+        ("count=-3", invalid("count", "-3", range)),
+        ("count=three", invalid("count", "three", not_int.clone())),
+        ("count=1.5", invalid("count", "1.5", not_int.clone())),
+        (
+            "count=99999999999999999999",
+            invalid("count", "99999999999999999999", not_int),
+        ),
+        // bool: true or false in any case, written in lowercase.
+        (
+            "1 force=TRUE",
+            Ok(params(&[("count", "1"), ("force", "true")])),
+        ),
+        (
+            "1 force=False",
+            Ok(params(&[("count", "1"), ("force", "false")])),
+        ),
+        (
+            "1 force=yes",
+            invalid("force", "yes", ValueProblem::NotABool),
+        ),
+        // max_len counts characters, not bytes.
+        (
+            "1 host=web-1234",
+            Ok(params(&[("count", "1"), ("host", "web-1234")])),
+        ),
+        (
+            "1 host=web-12345",
+            invalid(
+                "host",
+                "web-12345",
+                ValueProblem::TooLong { max_len: 8, len: 9 },
+            ),
+        ),
+        // pattern: the whole value must match.
+        (
+            "1 host=xweb-1",
+            invalid(
+                "host",
+                "xweb-1",
+                ValueProblem::NoMatch {
+                    pattern: "web-[0-9]+".into(),
+                },
+            ),
+        ),
+        (
+            "1 host=web-1x",
+            invalid(
+                "host",
+                "web-1x",
+                ValueProblem::NoMatch {
+                    pattern: "web-[0-9]+".into(),
+                },
+            ),
+        ),
+        // choice
+        ("1 tier=b", Ok(params(&[("count", "1"), ("tier", "b")]))),
+        (
+            "1 tier=c",
+            Err(Rejection::NotAChoice {
+                name: "tier".into(),
+                value: "c".into(),
+                choices: vec!["a".into(), "b".into()],
+                usage: SCALE_USAGE.into(),
+            }),
+        ),
+        // fixed: never given by the caller, by name or by position.
+        (
+            "1 group=rg-dev",
+            Err(Rejection::FixedParameter {
+                name: "group".into(),
+                usage: SCALE_USAGE.into(),
+            }),
+        ),
+        (
+            "1 group=rg-prod",
+            Err(Rejection::FixedParameter {
+                name: "group".into(),
+                usage: SCALE_USAGE.into(),
+            }),
+        ),
+        (
+            "1 true web-1 a hello",
+            Ok(params(&[
+                ("count", "1"),
+                ("force", "true"),
+                ("host", "web-1"),
+                ("tier", "a"),
+                ("note", "hello"),
+            ])),
+        ),
+        (
+            "1 true web-1 a hello extra",
+            Err(Rejection::TooManyValues {
+                runbook: "scale".into(),
+                max: 5,
+                given: 6,
+                usage: SCALE_USAGE.into(),
+            }),
+        ),
+        // A parameter without rules takes anything.
+        ("1 note=ü", Ok(params(&[("count", "1"), ("note", "ü")]))),
+    ];
+    for (text, want) in cases {
+        assert_eq!(bind(text), want, "scale {text}");
+    }
+}
+
+#[test]
+fn rules_in_combination_report_the_first_broken_parameter() {
+    let cases: Vec<(&str, &str)> = vec![
+        ("count=0 force=maybe", "count"),
+        ("count=5 force=maybe host=nope", "force"),
+        ("count=5 force=true host=nope tier=z", "host"),
+        ("count=5 host=web-1 tier=z", "tier"),
+    ];
+    for (text, name) in cases {
+        match bind(text) {
+            Err(
+                Rejection::InvalidValue { name: n, .. } | Rejection::NotAChoice { name: n, .. },
+            ) => {
+                assert_eq!(n, name, "scale {text}")
+            }
+            other => panic!("scale {text}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        bind("count=+5 force=TRUE host=web-9 tier=a"),
+        Ok(params(&[
+            ("count", "5"),
+            ("force", "true"),
+            ("host", "web-9"),
+            ("tier", "a"),
+        ]))
+    );
+}
+
+#[test]
+fn rule_refusals_say_what_is_wrong_and_how_to_fix_it() {
+    let cases = [
+        (
+            "count=0",
+            "`0` is not a valid value for `count`; give a whole number from 1 to 10. Usage: `/runbook scale count=<1..10>",
+        ),
+        (
+            "1 force=yes",
+            "`yes` is not a valid value for `force`; give true or false. Usage:",
+        ),
+        (
+            "1 host=web-12345",
+            "`web-12345` is not a valid value for `host`; it has 9 characters; give at most 8. Usage:",
+        ),
+        (
+            "1 host=db-1",
+            "`db-1` is not a valid value for `host`; give a value that matches the pattern `web-[0-9]+` as a whole. Usage:",
+        ),
+        (
+            "1 group=x",
+            "`group` is set by the catalog and cannot be given; remove group=… from the command. Usage: `/runbook scale",
+        ),
+    ];
+    for (text, want) in cases {
+        let text = bind(text).unwrap_err().with_command("/runbook").to_string();
+        assert!(text.starts_with(want), "{text}");
+    }
+}
+
+#[test]
+fn fixed_values_reach_the_runner_whatever_was_given() {
+    let rb = typed();
+    let given = bind("count=2").unwrap();
+    assert_eq!(
+        rb.with_defaults(&given),
+        vec![
+            ("count".to_owned(), "2".to_owned()),
+            ("force".to_owned(), "false".to_owned()),
+            ("group".to_owned(), "rg-prod".to_owned()),
+        ]
+    );
+    assert_eq!(
+        rb.argv(&given),
+        vec![
+            ("count".to_owned(), "2".to_owned()),
+            ("force".to_owned(), "false".to_owned()),
+            ("host".to_owned(), String::new()),
+            ("tier".to_owned(), String::new()),
+            ("group".to_owned(), "rg-prod".to_owned()),
+            ("note".to_owned(), String::new()),
+        ]
+    );
+    // Even a map that holds another value (bind never returns one) cannot override it.
+    let forged = params(&[("count", "2"), ("group", "rg-dev")]);
+    assert!(
+        rb.with_defaults(&forged)
+            .contains(&("group".into(), "rg-prod".into()))
+    );
+    assert!(
+        rb.argv(&forged)
+            .contains(&("group".into(), "rg-prod".into()))
+    );
+}
+
+#[test]
+fn usage_shows_types_ranges_patterns_and_fixed_values() {
+    assert_eq!(
+        typed().usage("/runbook"),
+        "/runbook scale count=<1..10> [force=<true|false>] [host=<host>] [tier=<a|b>] [note=<note>]\n  \
+         force: (default: false)\n  \
+         host: (at most 8 characters, matching `web-[0-9]+`)\n  \
+         group: (fixed: rg-prod)"
+    );
+}

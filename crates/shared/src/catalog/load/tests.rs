@@ -1,5 +1,5 @@
 use super::*;
-use crate::catalog::{Allow, ParamSpec};
+use crate::catalog::{Allow, ParamSpec, ParamType};
 use std::fs;
 
 const PATH: &str = "/etc/chatops/catalog.toml";
@@ -93,6 +93,7 @@ target = "scripts/purge.sh"
                 default: None,
                 choices: Some(vec!["dev".into(), "prod".into()]),
                 description: Some("Target environment".into()),
+                ..ParamSpec::default()
             },
             ParamSpec {
                 name: "count".into(),
@@ -100,6 +101,7 @@ target = "scripts/purge.sh"
                 default: Some("1".into()),
                 choices: None,
                 description: None,
+                ..ParamSpec::default()
             },
         ]
     );
@@ -518,4 +520,225 @@ fn stop_allow_is_checked_like_allow() {
         33,
         &["unknown field `everyone`"],
     );
+}
+
+#[test]
+fn parameter_rules_load() {
+    let c = parse(&runbook(
+        "scale",
+        r#"params = [
+  { name = "count", type = "int", min = -5, max = 5, default = "+03" },
+  { name = "force", type = "bool", fixed = "TRUE" },
+  { name = "host", max_len = 8, pattern = "web-[0-9]+" },
+  { name = "tier", type = "choice", choices = ["a", "b"] },
+  { name = "env", choices = ["dev"] },
+]"#,
+    ))
+    .unwrap();
+    let params = &c.get("scale").unwrap().params;
+    assert_eq!(params[0].kind, ParamType::Int);
+    assert_eq!((params[0].min, params[0].max), (Some(-5), Some(5)));
+    // Defaults and fixed values are kept as the runbook receives them.
+    assert_eq!(params[0].default.as_deref(), Some("3"));
+    assert_eq!(params[1].fixed.as_deref(), Some("true"));
+    assert_eq!(params[2].kind, ParamType::String);
+    assert_eq!(params[2].max_len, Some(8));
+    assert_eq!(params[2].pattern.as_deref(), Some("web-[0-9]+"));
+    assert_eq!(params[3].kind, ParamType::Choice);
+    // `choices` without `type` works as before.
+    assert_eq!(params[4].kind, ParamType::String);
+}
+
+#[test]
+fn parameter_rules_are_checked_at_load() {
+    // (parameter, where on its line the problem is, words the error must hold)
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            r#"{ name = "n", type = "float" }"#,
+            r#""float""#,
+            &["unknown variant `float`"],
+        ),
+        (
+            r#"{ name = "n", typ = "int" }"#,
+            r#"typ "#,
+            &["unknown field `typ`"],
+        ),
+        (
+            r#"{ name = "n", type = "int", min = 5, max = 1 }"#,
+            r#"5, max"#,
+            &[
+                "`n` of runbook `rb`",
+                "`min` (5) is above `max` (1)",
+                "swap",
+            ],
+        ),
+        (
+            r#"{ name = "n", pattern = "web-(" }"#,
+            r#""web-(""#,
+            &[
+                "`n` of runbook `rb`",
+                "`web-(` is not a valid regular expression",
+                "unclosed group",
+            ],
+        ),
+        (
+            r#"{ name = "n", type = "choice" }"#,
+            r#""choice""#,
+            &["`n` of runbook `rb`", "needs `choices`"],
+        ),
+        (
+            r#"{ name = "n", fixed = "x", required = true }"#,
+            r#""x", req"#,
+            &["`n` of runbook `rb`", "cannot be `required`"],
+        ),
+        (
+            r#"{ name = "n", fixed = "x", default = "y" }"#,
+            r#""y""#,
+            &["`n` of runbook `rb`", "never uses its `default`"],
+        ),
+        (
+            r#"{ name = "n", fixed = "c", choices = ["a", "b"] }"#,
+            r#""c""#,
+            &["`n` of runbook `rb`", "fixed value `c`", "use one of: a, b"],
+        ),
+        (
+            r#"{ name = "n", type = "bool", fixed = "yes" }"#,
+            r#""yes""#,
+            &["fixed value `yes`", "give true or false"],
+        ),
+        (
+            r#"{ name = "n", type = "bool", default = "1" }"#,
+            r#""1""#,
+            &["default `1`", "give true or false"],
+        ),
+        (
+            r#"{ name = "n", type = "bool", choices = ["true", "maybe"] }"#,
+            r#""maybe""#,
+            &["choice `maybe`", "give true or false"],
+        ),
+        (
+            r#"{ name = "n", type = "int", max = 3, default = "4" }"#,
+            r#""4""#,
+            &["default `4`", "of at most 3"],
+        ),
+        (
+            r#"{ name = "n", type = "int", default = "four" }"#,
+            r#""four""#,
+            &["default `four`", "whole number"],
+        ),
+        (
+            r#"{ name = "n", max_len = 2, default = "abc" }"#,
+            r#""abc""#,
+            &["default `abc`", "at most 2"],
+        ),
+        (
+            r#"{ name = "n", pattern = "[a-z]+", fixed = "A" }"#,
+            r#""A""#,
+            &["fixed value `A`", "pattern"],
+        ),
+        (
+            r#"{ name = "n", type = "int", min = 1, max = 9999999999999999999 }"#,
+            r#"9999999999999999999"#,
+            &["9999999999999999999"],
+        ),
+        (
+            r#"{ name = "n", type = "bool", min = 1 }"#,
+            r#"1 }"#,
+            &["`min` applies to `type = \"int\"` only, not `bool`"],
+        ),
+        (
+            r#"{ name = "n", type = "int", pattern = "[0-9]" }"#,
+            r#""[0-9]""#,
+            &["`pattern` applies to `type = \"string\"` only"],
+        ),
+        (
+            r#"{ name = "n", type = "int", max_len = 3 }"#,
+            r#"3 }"#,
+            &["`max_len` applies"],
+        ),
+    ];
+    for (param, at, needles) in cases {
+        // The parameter is on line 5, after two spaces.
+        let column = 3 + param.find(at).unwrap();
+        let text = runbook("rb", &format!("params = [\n  {param},\n]"));
+        let e = error(&text);
+        let prefix = format!("{PATH}:5:{column}: ");
+        assert!(
+            e.starts_with(&prefix),
+            "{param}: expected {prefix}…, got {e}"
+        );
+        for n in *needles {
+            assert!(e.contains(n), "{param}: {e:?} should mention {n:?}");
+        }
+    }
+}
+
+#[test]
+fn defaults_allow_applies_to_runbooks_without_their_own() {
+    let c = parse(&format!(
+        "[defaults]\nallow = {{ users = [\"UDEFAULT\"] }}\nstop_allow = {{ users = [\"UONCALL\"] }}\n\n{}\n{}allow = {{ users = [\"UOWN\"], channels = [\"COPS\"] }}\n",
+        runbook("plain", ""),
+        runbook("own", ""),
+    ))
+    .unwrap();
+    let default_allow = Allow {
+        users: vec!["UDEFAULT".into()],
+        channels: None,
+    };
+    let plain = c.get("plain").unwrap();
+    assert_eq!(plain.allow, Some(default_allow));
+    assert_eq!(plain.stop_allow.as_ref().unwrap().users, ["UONCALL"]);
+    // Replaced, not merged: the default's users may not run `own`.
+    let own = c.get("own").unwrap();
+    assert_eq!(
+        own.allow,
+        Some(Allow {
+            users: vec!["UOWN".into()],
+            channels: Some(vec!["COPS".into()]),
+        })
+    );
+    let at = |user_id| crate::catalog::Caller {
+        user_id,
+        channel_id: "COPS",
+    };
+    assert!(own.authorize(&at("UDEFAULT")).is_err());
+    assert!(own.authorize(&at("UOWN")).is_ok());
+    assert!(plain.authorize(&at("UDEFAULT")).is_ok());
+    assert!(plain.authorize(&at("UOWN")).is_err());
+}
+
+#[test]
+fn without_defaults_or_allow_nobody_may_run_a_runbook() {
+    for text in [
+        runbook("rb", ""),
+        format!("[defaults]\n\n{}", runbook("rb", "")),
+    ] {
+        let c = parse(&text).unwrap();
+        let rb = c.get("rb").unwrap();
+        assert_eq!(rb.allow, None);
+        assert!(
+            rb.authorize(&crate::catalog::Caller {
+                user_id: "UALICE",
+                channel_id: "COPS"
+            })
+            .is_err()
+        );
+    }
+}
+
+#[test]
+fn defaults_are_checked_like_a_runbook_allow() {
+    assert_error(
+        "[defaults]\nallow = { users = [\"alice\"] }\n",
+        2,
+        20,
+        &["`alice` is not a Slack user ID"],
+    );
+    assert_error(
+        "[defaults]\nstop_allow = { users = [] }\n",
+        2,
+        24,
+        &["`stop_allow.users` is empty"],
+    );
+    assert_error("[defaults]\nallw = {}\n", 2, 1, &["unknown field `allw`"]);
 }
