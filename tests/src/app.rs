@@ -98,6 +98,16 @@ params = [
 ]
 allow = { users = ["UALICE"], channels = ["COPS"] }
 
+[runbooks.scale]
+description = "Typed parameters: an int within a range, and a value the catalog fixes"
+executor = "local"
+target = "echo.sh"
+params = [
+  { name = "count", type = "int", min = 1, max = 10, required = true },
+  { name = "group", fixed = "rg-prod" },
+]
+allow = { users = ["UALICE"] }
+
 [runbooks.broken]
 description = "Names an Automation runbook that does not exist"
 executor = "automation"

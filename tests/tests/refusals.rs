@@ -60,3 +60,46 @@ async fn hidden_characters_in_values_are_refused_naming_the_character_and_where(
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn values_that_break_a_parameter_rule_are_refused_and_nothing_is_queued() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (
+            "scale 11",
+            "`11` is not a valid value for `count`; give a whole number from 1 to 10. Usage: `/runbook scale count=&lt;1..10&gt;`",
+        ),
+        (
+            "scale count=many",
+            "`many` is not a valid value for `count`; give a whole number from 1 to 10.",
+        ),
+        (
+            "scale 2 group=rg-dev",
+            "`group` is set by the catalog and cannot be given; remove group=… from the command.",
+        ),
+    ];
+    // Answers are Slack markup: `<` and `>` are escaped.
+    for (command, want) in cases {
+        let answer = app.command(ALICE, OPS, command).await;
+        assert_eq!(answer.status, 200, "{command}: {answer:?}");
+        assert_eq!(answer.response_type(), "ephemeral", "{command}: {answer:?}");
+        let text = answer.text();
+        assert!(text.starts_with(want), "{command}: {text}");
+    }
+    assert!(
+        app.peek_jobs().await.is_empty(),
+        "a command that breaks a parameter rule was queued"
+    );
+
+    // Within the rules it is queued, with the value written plainly and without the fixed
+    // one (the runner adds that from its own catalog).
+    let answer = app.command(ALICE, OPS, "scale 007").await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    let jobs = app.take_jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        jobs[0].params.iter().collect::<Vec<_>>(),
+        [(&"count".to_owned(), &"7".to_owned())]
+    );
+    app.finish().await;
+}

@@ -4,6 +4,9 @@
 //! The catalog is a TOML file kept by admins; its format is a public contract:
 //!
 //! ```toml
+//! [defaults]                       # optional: for runbooks without their own key
+//! allow = { users = ["U012AB3CD"] }
+//!
 //! [runbooks.restart-web]
 //! description = "Restart the web tier"
 //! executor = "automation"          # or "local"
@@ -11,7 +14,10 @@
 //! timeout = "30m"                  # optional, default 3h
 //! params = [
 //!   { name = "env", required = true, choices = ["dev", "prod"], description = "Target environment" },
-//!   { name = "count", default = "1" },
+//!   { name = "count", type = "int", min = 1, max = 10, default = "1" },
+//!   { name = "host", max_len = 30, pattern = "web-[0-9]+" },
+//!   { name = "force", type = "bool", default = "false" },
+//!   { name = "resource_group", fixed = "rg-web-prod" },
 //! ]
 //! allow = { users = ["U012AB3CD"], channels = ["C024BE91L"] }
 //! stop_allow = { users = ["U0ONCALL1"] }   # optional: who else may stop its jobs
@@ -21,7 +27,21 @@
 //! serde default) on the structs below. The catalog is validated when loaded, so the
 //! rest of the service can trust it.
 //!
-//! Access is denied by default: a runbook without `allow` can be run by nobody. A job may be
+//! Parameter rules ([`ParamSpec`], checked by [`ParamSpec::check_value`] for every value a
+//! caller gives, in the ingress and again in the runner): `type` is `string` (the default),
+//! `int` (i64, within `min`/`max`), `bool` (`true`/`false` in any case) or `choice` (needs
+//! `choices`; `choices` without `type` works too); `max_len` (characters) and `pattern` (a
+//! regex the whole value must match) apply to strings. `fixed` values are set by the catalog:
+//! callers may not give them, and [`Runbook::with_defaults`] and [`Runbook::argv`] always
+//! use them. Rules that cannot be met, and `default`, `fixed` or `choices` values that break
+//! their parameter's rules, are load errors.
+//!
+//! `[defaults]` gives `allow` and `stop_allow` to every runbook without its own; a runbook's
+//! own key replaces the default whole (lists are not merged). Loading applies them, so
+//! [`Catalog::runbooks`] holds the result.
+//!
+//! Access is denied by default: a runbook without `allow` (its own or the default) can be run
+//! by nobody. A job may be
 //! stopped (`/runbook stop`) by the person who started it and by whom `stop_allow` names (same
 //! shape and checks as `allow`: the users, and when `channels` is given, only from those
 //! channels); nobody else, and no one else at all when `stop_allow` is absent.
@@ -29,6 +49,7 @@
 //! - `load`: reading and validating the file ([`Catalog::load`], [`CatalogError`]).
 //! - `check`: checking a parsed command against the catalog ([`Catalog::check`], [`Rejection`]).
 //! - `usage`: usage lines and the help text ([`Runbook::usage`], [`Catalog::help_text`]).
+//! - `value`: one value against one parameter's rules ([`ParamSpec::check_value`]).
 
 mod check;
 mod load;
