@@ -19,8 +19,8 @@ pub(super) struct Prepared {
 }
 
 impl Worker {
-    /// Checks the runbook, the caller and the parameters; `Err` is the outcome to report
-    /// (`Refused`, or `Failed` when this runner lacks the executor).
+    /// Checks the workspace, the runbook, the caller and the parameters; `Err` is the outcome to
+    /// report (`Refused`, or `Failed` when this runner lacks the executor).
     pub(super) fn prepare(
         &self,
         job: &JobMessage,
