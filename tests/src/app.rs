@@ -166,6 +166,11 @@ impl Answer {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(Default::default()).await
+    }
+
+    /// Like [`TestApp::spawn`], with an ingress that serves only these workspaces.
+    pub async fn spawn_with(workspaces: chatops_shared::workspaces::Workspaces) -> TestApp {
         init_test_log();
         let azurite = Azurite::start().await;
         let slack = SlackServer::start().await;
@@ -221,7 +226,8 @@ impl TestApp {
             job_keys.current().clone(),
             records,
             audit_log,
-        );
+        )
+        .with_workspaces(workspaces);
         let app = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
             .await
             .expect("bind ingress");
@@ -324,6 +330,7 @@ impl TestApp {
             max_job_age: Duration::from_secs(3600),
             runner_id: chatops_runner::worker::new_runner_id(),
             record_poll: Duration::from_millis(300),
+            workspaces: Default::default(),
         }
     }
 

@@ -726,6 +726,7 @@ fn job_message(req: &JobRequest) -> chatops_shared::job::JobMessage {
         record_day: None,
         target: None,
         rerun_of: None,
+        catalog_version: None,
     }
 }
 

@@ -129,6 +129,7 @@ async fn enqueue(app: &TestApp, runbook: &str) -> String {
         record_day: None,
         target: None,
         rerun_of: None,
+        catalog_version: None,
     };
     app.put_raw(&app.queue_text(&job)).await;
     job.short_id()

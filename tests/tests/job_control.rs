@@ -96,6 +96,7 @@ impl Seed {
             record_day: Some(self.requested_at.date()),
             target: None,
             rerun_of: None,
+            catalog_version: None,
         };
         let mut record = JobRecord::new(&job, "seed-runner", self.requested_at);
         if self.state != JobState::Pending {

@@ -12,6 +12,7 @@ use chatops_runner::worker::Step;
 use chatops_shared::job::{JobMessage, SCHEMA_VERSION, job_id_from_signature};
 use chatops_shared::queue::{JobQueue, QueueError, Received};
 use chatops_shared::secret::Secret;
+use chatops_shared::workspaces::Workspaces;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -290,6 +291,7 @@ async fn a_message_without_a_valid_mac_is_poisoned_never_run_and_nothing_is_post
         record_day: None,
         target: None,
         rerun_of: None,
+        catalog_version: None,
     };
     let unsigned = b64.encode(serde_json::to_vec(&job(1)).expect("json"));
     let other_key = chatops_shared::job::JobKey::generate().expect("key");
@@ -351,6 +353,7 @@ async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
         record_day: None,
         target: None,
         rerun_of: None,
+        catalog_version: None,
     };
     // Signed with the ingress's key, as after a catalog change since the command was accepted.
     app.put_raw(&app.queue_text(&job)).await;
@@ -358,7 +361,92 @@ async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
     let text = app.final_text(&job.short_id(), "*Refused*").await;
     assert!(text.contains("not allowed"), "{text}");
     assert!(!text.contains("args:"), "nothing ran: {text}");
+    assert!(
+        !text.contains("catalog changed"),
+        "no version, no claim: {text}"
+    );
     app.finish().await;
+}
+
+#[tokio::test]
+async fn a_refusal_says_when_the_catalog_changed_since_the_command_was_accepted() {
+    let app = TestApp::spawn().await;
+    // Bob may not run `echo`: under an older catalog (another version), and under this one.
+    let job = |n: u8, version: &str| JobMessage {
+        job_id: job_id_from_signature(&format!("v0=catalog-{n}")),
+        user_id: BOB.into(),
+        catalog_version: Some(version.to_owned()),
+        ..forged_echo(&app)
+    };
+    let older = job(1, "0123456789abcdef");
+    let same = job(2, app.catalog.version());
+    for j in [&older, &same] {
+        app.put_raw(&app.queue_text(j)).await;
+    }
+    app.drain(&app.worker()).await;
+    let text = app.final_text(&older.short_id(), "*Refused*").await;
+    assert!(
+        text.contains("not allowed")
+            && text.contains("the catalog changed since the command was accepted"),
+        "{text}"
+    );
+    let text = app.final_text(&same.short_id(), "*Refused*").await;
+    assert!(text.contains("not allowed"), "{text}");
+    assert!(!text.contains("catalog changed"), "{text}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_runner_refuses_a_job_from_a_workspace_not_listed() {
+    let app = TestApp::spawn().await;
+    // Alice may run `echo`, but her workspace (T0TEST) is not the runner's.
+    let job = forged_echo(&app);
+    app.put_raw(&app.queue_text(&job)).await;
+    let mut settings = app.worker_settings();
+    settings.workspaces = Workspaces::new(Some(vec!["T0OTHER"]), None::<Vec<String>>);
+    app.drain(&app.worker_with(settings)).await;
+    let text = app.final_text(&job.short_id(), "*Refused*").await;
+    assert!(
+        text.contains("workspace (T0TEST) is not allowed to use this app"),
+        "{text}"
+    );
+    assert!(!text.contains("args:"), "nothing ran: {text}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn queued_messages_carry_the_catalog_version() {
+    let app = TestApp::spawn().await;
+    app.command(ALICE, OPS, "echo hi").await;
+    let job = take_job(&app).await;
+    assert_eq!(job.catalog_version.as_deref(), Some(app.catalog.version()));
+    assert_eq!(app.catalog.version().len(), 16);
+    app.finish().await;
+}
+
+/// `echo x` from Alice in #ops, written straight to the queue (no catalog version).
+fn forged_echo(app: &TestApp) -> JobMessage {
+    JobMessage {
+        schema: SCHEMA_VERSION,
+        job_id: job_id_from_signature("v0=forged-echo"),
+        kind: Default::default(),
+        runbook: "echo".into(),
+        params: BTreeMap::from([("first".into(), "x".into())]),
+        user_id: ALICE.into(),
+        user_name: "alice".into(),
+        team_id: "T0TEST".into(),
+        channel_id: OPS.into(),
+        channel_name: None,
+        response_url: Secret::new(app.slack.response_url()),
+        requested_at: time::OffsetDateTime::now_utc(),
+        enterprise_id: None,
+        traceparent: None,
+        started_at: None,
+        record_day: None,
+        target: None,
+        rerun_of: None,
+        catalog_version: None,
+    }
 }
 
 #[tokio::test]

@@ -44,6 +44,7 @@ fn job(response_url: String, age: time::Duration) -> JobMessage {
         record_day: None,
         target: None,
         rerun_of: None,
+        catalog_version: None,
     }
 }
 

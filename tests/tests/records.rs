@@ -470,13 +470,16 @@ async fn a_runner_that_was_taken_for_dead_lets_the_job_go_without_posting() {
     let running = tokio::spawn(async move { holder.process_next().await });
     wait_until_started(&app).await;
     let current = record_of(&app, &id).await;
-    let mut taken = current.record.clone();
-    taken.holder = Some(chatops_shared::records::Holder {
-        runner: "another-runner".into(),
-        heartbeat_at: time::OffsetDateTime::now_utc(),
-    });
+    // Conditionally, like a runner taking over (again from a fresh read when the holder wrote
+    // meanwhile: its start time, a heartbeat).
     app.records()
-        .replace(&current, taken)
+        .update(&current.name, |record| {
+            record.holder = Some(chatops_shared::records::Holder {
+                runner: "another-runner".into(),
+                heartbeat_at: time::OffsetDateTime::now_utc(),
+            });
+            true
+        })
         .await
         .expect("take the job over");
     let _ = running.await;

@@ -1,8 +1,11 @@
 //! Commands the ingress must refuse however they are dressed: bytes that are not text, and
 //! characters that make a command look different from what runs. Each gets an ephemeral answer
-//! saying what is wrong, and nothing is queued.
+//! saying what is wrong, and nothing is queued. So does any command from a workspace the
+//! ingress does not serve (`SLACK_TEAM_ID`).
 
 use chatops_e2e::app::{ALICE, OPS, TestApp};
+use chatops_shared::audit::AuditEvent;
+use chatops_shared::workspaces::Workspaces;
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -101,5 +104,52 @@ async fn values_that_break_a_parameter_rule_are_refused_and_nothing_is_queued() 
         jobs[0].params.iter().collect::<Vec<_>>(),
         [(&"count".to_owned(), &"7".to_owned())]
     );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_command_from_a_workspace_not_listed_is_refused_and_nothing_is_queued() {
+    // The test form comes from team T0TEST.
+    let app =
+        TestApp::spawn_with(Workspaces::new(Some(vec!["T0OTHER"]), None::<Vec<String>>)).await;
+    for text in ["echo hi", "status", "history"] {
+        let answer = app.command(ALICE, OPS, text).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+        let said = answer.text();
+        assert!(
+            said.contains("workspace (T0TEST) is not allowed to use this app"),
+            "{text}: {said}"
+        );
+        assert!(!said.contains("T0OTHER"), "our list leaked: {said}");
+    }
+    assert!(
+        app.peek_jobs().await.is_empty(),
+        "a refused command was queued"
+    );
+    let events = app.audit_events(3).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(
+        events[0],
+        AuditEvent::Denied {
+            user_id: ALICE.to_owned(),
+            channel_id: OPS.to_owned(),
+            runbook: "echo".to_owned(),
+            rule: "team".to_owned(),
+        }
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_command_from_a_listed_workspace_is_queued() {
+    let app = TestApp::spawn_with(Workspaces::new(
+        Some(vec!["T0OTHER", "T0TEST"]),
+        None::<Vec<String>>,
+    ))
+    .await;
+    let answer = app.command(ALICE, OPS, "echo hi").await;
+    assert!(!answer.text().contains("not allowed"), "{answer:?}");
+    assert_eq!(app.take_jobs().await.len(), 1, "{answer:?}");
     app.finish().await;
 }

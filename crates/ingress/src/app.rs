@@ -15,6 +15,7 @@ use chatops_shared::job::JobKey;
 use chatops_shared::queue::JobQueue;
 use chatops_shared::recent_ids::RecentIds;
 use chatops_shared::records::Records;
+use chatops_shared::workspaces::Workspaces;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub records: Records,
     /// Where accepted, rejected and denied commands are recorded; never waits.
     pub audit: AuditLog,
+    /// The Slack workspaces whose commands are served (all unless configured).
+    pub workspaces: Arc<Workspaces>,
 }
 
 impl AppState {
@@ -76,7 +79,14 @@ impl AppState {
             readiness: Arc::new(ReadinessCache::default()),
             records,
             audit,
+            workspaces: Arc::new(Workspaces::default()),
         }
+    }
+
+    /// Serves only commands from these workspaces.
+    pub fn with_workspaces(mut self, workspaces: Workspaces) -> Self {
+        self.workspaces = Arc::new(workspaces);
+        self
     }
 }
 
@@ -140,7 +150,8 @@ impl Application {
             config.job_key,
             records,
             audit,
-        );
+        )
+        .with_workspaces(config.workspaces);
         let mut app = Self::with_state(config.addr, state)
             .await?
             .with_max_connections(config.max_connections);

@@ -13,6 +13,8 @@
 //! | blob variables | | `AZURE_STORAGE_CONNECTION_STRING`'s `BlobEndpoint`, or `AZURE_STORAGE_BLOB_ENDPOINT`: see `chatops_shared::blob::settings::BlobSettings` |
 //! | `CHATOPS_RECORDS_CONTAINER` | `chatops-jobs` | the job records container, read (never written) by job control |
 //! | `CHATOPS_RECORDS_RETENTION` | `30` | days job records are kept: how far back `history` and job ids reach |
+//! | `SLACK_TEAM_ID` | unset (any) | comma-separated workspace IDs (`T…`) whose commands are served |
+//! | `SLACK_ENTERPRISE_ID` | unset (any) | comma-separated Enterprise Grid IDs (`E…`) whose commands are served |
 //! | `CHATOPS_AUDIT_CONTAINER` | `chatops-audit` | the audit log container, where accepted, rejected and denied commands are appended |
 
 use chatops_shared::audit::{AUDIT_CONTAINER_VAR, DEFAULT_AUDIT_CONTAINER};
@@ -23,6 +25,7 @@ use chatops_shared::job::JobKey;
 use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::records::{DEFAULT_RECORDS_CONTAINER, RECORDS_CONTAINER_VAR};
 use chatops_shared::secret::Secret;
+use chatops_shared::workspaces::Workspaces;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -47,6 +50,8 @@ pub struct IngressConfig {
     pub max_connections: usize,
     /// How many days of job records `history` and job ids look back over.
     pub records_retention_days: u16,
+    /// `SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`: the workspaces whose commands are served.
+    pub workspaces: Workspaces,
 }
 
 impl IngressConfig {
@@ -93,6 +98,7 @@ impl IngressConfig {
             credential,
             max_connections: max_connections(env)?,
             records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
+            workspaces: Workspaces::from_env(env)?,
         })
     }
 }

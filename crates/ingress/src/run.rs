@@ -60,6 +60,7 @@ impl Request<'_> {
             record_day: Some(self.record_day),
             target: None,
             rerun_of: None,
+            catalog_version: Some(self.state.catalog.version().to_owned()),
         }
     }
 

@@ -10,6 +10,8 @@
 //! | `CHATOPS_MAX_DEQUEUE` | `5` | deliveries after which a message goes to the poison queue |
 //! | `CHATOPS_RUNNER_CONCURRENCY` | `8` | jobs one runner follows at once |
 //! | `CHATOPS_SHUTDOWN_GRACE` | `10s` | how long jobs in flight may finish after SIGTERM |
+//! | `SLACK_TEAM_ID` | unset (any) | comma-separated workspace IDs (`T…`) whose jobs are run; a job from another is `Refused` |
+//! | `SLACK_ENTERPRISE_ID` | unset (any) | comma-separated Enterprise Grid IDs (`E…`) whose jobs are run |
 //! | `CHATOPS_MAX_JOB_AGE` | `1h` | a job not yet started whose request is older than this is not started (`Expired`); at least 1s |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
 //! | `AZURE_STORAGE_BLOB_ENDPOINT` | unset | blob endpoint (https) for job records and the audit log, with managed identity; with a connection string, its `BlobEndpoint` |
@@ -35,6 +37,7 @@ use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::records::{
     DEFAULT_RECORDS_CONTAINER, RECORDS_CONTAINER_VAR, retention_days_from_env,
 };
+use chatops_shared::workspaces::Workspaces;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,6 +107,7 @@ impl RunnerConfig {
                 defaults.shutdown_grace,
             )?,
             max_job_age: config::duration(env, "CHATOPS_MAX_JOB_AGE", defaults.max_job_age)?,
+            workspaces: Workspaces::from_env(env)?,
             ..defaults
         };
         if worker.max_job_age < Duration::from_secs(1) {

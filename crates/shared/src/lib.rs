@@ -11,6 +11,7 @@
 //! - [`recent_ids`]: job ids claimed recently in this process.
 //! - [`body`]: reading HTTP answer bodies with a bound; [`backoff`]: waits between retries.
 //! - `storage`: what queue and blob access share (failure classification, auth, retry loop).
+//! - [`workspaces`]: which Slack workspaces may use the app (`SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`).
 //! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
 pub mod audit;
@@ -31,3 +32,4 @@ pub mod shutdown;
 pub mod slack_id;
 mod storage;
 pub mod telemetry;
+pub mod workspaces;

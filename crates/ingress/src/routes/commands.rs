@@ -14,7 +14,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chatops_shared::audit::AuditEvent;
 use chatops_shared::command;
+use chatops_shared::mrkdwn::escape;
 use time::OffsetDateTime;
 
 #[tracing::instrument(skip_all, fields(job_id, user_id, runbook))]
@@ -65,9 +67,13 @@ pub async fn slash_command(
     Ok(reply.into_response())
 }
 
-/// A verified command: a job-control word (`status`, `stop`, `rerun`, `history`) goes to
-/// [`crate::jobs`], anything else is a runbook to check and queue ([`crate::run`]).
+/// A verified command: refused unless its workspace is served; then a job-control word
+/// (`status`, `stop`, `rerun`, `history`) goes to [`crate::jobs`], anything else is a runbook
+/// to check and queue ([`crate::run`]).
 async fn handle(req: &Request<'_>) -> Result<Reply, Refusal> {
+    if let Err(denied) = workspace_allowed(req) {
+        return Ok(denied);
+    }
     let parsed = command::parse(&req.cmd.text).map_err(|error| {
         let refusal = Refusal::Unparsable {
             error,
@@ -80,4 +86,35 @@ async fn handle(req: &Request<'_>) -> Result<Reply, Refusal> {
         return Ok(jobs::handle(req, word, &parsed.args).await);
     }
     run::run(req, &parsed, None).await
+}
+
+/// Checks the command's workspace against `SLACK_TEAM_ID` / `SLACK_ENTERPRISE_ID`; a refusal is
+/// logged, audited as denied and answered to the caller only.
+fn workspace_allowed(req: &Request<'_>) -> Result<(), Reply> {
+    let cmd = req.cmd;
+    let Err(denied) = req
+        .state
+        .workspaces
+        .check(&cmd.team_id, cmd.enterprise_id.as_deref())
+    else {
+        return Ok(());
+    };
+    let rule = denied.rule.as_str();
+    // The first word: the runbook or job-control word the caller asked for.
+    let runbook = cmd.text.split_whitespace().next().unwrap_or_default();
+    tracing::info!(
+        decision = "deny",
+        user = %cmd.user_id,
+        channel = %cmd.channel_id,
+        runbook,
+        rule,
+        "command denied: workspace not served"
+    );
+    req.state.audit.record(AuditEvent::Denied {
+        user_id: cmd.user_id.clone(),
+        channel_id: cmd.channel_id.clone(),
+        runbook: runbook.to_owned(),
+        rule: rule.to_owned(),
+    });
+    Err(Reply::ephemeral(escape(&denied.to_string())))
 }

@@ -311,6 +311,7 @@ mod tests {
             record_day: None,
             target: None,
             rerun_of: None,
+            catalog_version: None,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::Worker;
 use crate::executor::{Executor, FinalState, JobRequest, Outcome, StopSignal};
-use chatops_shared::catalog::{Caller, ExecutorKind};
+use chatops_shared::catalog::{Caller, Catalog, ExecutorKind};
 use chatops_shared::command::Arg;
 use chatops_shared::job::JobMessage;
 use std::sync::Arc;
@@ -19,15 +19,21 @@ pub(super) struct Prepared {
 }
 
 impl Worker {
-    /// Checks the runbook, the caller and the parameters; `Err` is the outcome to report
-    /// (`Refused`, or `Failed` when this runner lacks the executor).
+    /// Checks the workspace, the runbook, the caller and the parameters; `Err` is the outcome to
+    /// report (`Refused`, or `Failed` when this runner lacks the executor).
     pub(super) fn prepare(
         &self,
         job: &JobMessage,
         dequeue_count: u32,
         stop: StopSignal,
     ) -> Result<Prepared, Outcome> {
-        let refused = |why: String| Outcome::without_run(FinalState::Refused, why);
+        let refused = |why: String| {
+            Outcome::without_run(FinalState::Refused, refusal(job, &self.catalog, why))
+        };
+        self.settings
+            .workspaces
+            .check(&job.team_id, job.enterprise_id.as_deref())
+            .map_err(|denied| refused(denied.to_string()))?;
         let runbook = self.catalog.get(&job.runbook).ok_or_else(|| {
             refused(format!(
                 "`{}` is not in this runner's catalog.",
@@ -102,5 +108,15 @@ impl Worker {
                 whole(self.settings.max_job_age),
             ),
         ))
+    }
+}
+
+/// Why a job is refused, saying so when the ingress accepted it under another catalog.
+fn refusal(job: &JobMessage, catalog: &Catalog, why: String) -> String {
+    match job.catalog_version.as_deref() {
+        Some(theirs) if theirs != catalog.version() => {
+            format!("{why} (the catalog changed since the command was accepted)")
+        }
+        _ => why,
     }
 }

@@ -1,5 +1,6 @@
 //! [`WorkerSettings`]: the worker's tunables, all from configuration.
 
+use chatops_shared::workspaces::Workspaces;
 use std::time::Duration;
 
 /// Tunables, all from configuration.
@@ -27,6 +28,8 @@ pub struct WorkerSettings {
     /// How often the record of a running job is read, for stop requests (and how often a
     /// second message for a job another runner holds looks at its record).
     pub record_poll: Duration,
+    /// `SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`: the workspaces whose jobs are run (all unless set).
+    pub workspaces: Workspaces,
 }
 
 impl WorkerSettings {
@@ -60,6 +63,7 @@ impl Default for WorkerSettings {
             max_job_age: Duration::from_secs(3600),
             runner_id: new_runner_id(),
             record_poll: Duration::from_secs(2),
+            workspaces: Workspaces::default(),
         }
     }
 }

@@ -104,6 +104,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Catalog, CatalogError> {
     Ok(Catalog {
         path: path.to_owned(),
         runbooks,
+        version: super::version_of(text),
     })
 }
 

@@ -81,6 +81,8 @@ pub struct Catalog {
     pub path: PathBuf,
     /// The runbooks by name, with the `[defaults]` already applied.
     pub runbooks: BTreeMap<String, Runbook>,
+    /// A hash of the catalog's text ([`Catalog::version`]).
+    pub version: String,
 }
 
 /// The `[defaults]` table: what a runbook gets for the keys it does not set itself. A
@@ -236,6 +238,12 @@ impl Catalog {
         load::parse(text, path)
     }
 
+    /// Which catalog this is: the first 16 hex digits of the SHA-256 of its text, so that two
+    /// services (or one before and after a change) can tell whether they hold the same one.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
     /// The runbook with this exact name.
     pub fn get(&self, name: &str) -> Option<&Runbook> {
         self.runbooks.get(name)
@@ -270,6 +278,13 @@ impl Runbook {
     }
 }
 
+/// [`Catalog::version`] of catalog text.
+fn version_of(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The environment variable through which a local script gets parameter `name`:
 /// `CHATOPS_PARAM_` and the name upper-cased, every character but letters and digits as `_`.
 pub fn param_env_var(name: &str) -> String {
@@ -284,4 +299,23 @@ pub fn param_env_var(name: &str) -> String {
         })
         .collect();
     format!("CHATOPS_PARAM_{name}")
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_a_short_hash_of_the_text() {
+        let path = Path::new("runbooks.toml");
+        let a = Catalog::parse("", path).unwrap();
+        let b = Catalog::parse("# a comment\n", path).unwrap();
+        // SHA-256 of the empty string.
+        assert_eq!(a.version(), "e3b0c44298fc1c14");
+        assert_ne!(a.version(), b.version());
+        assert_eq!(
+            b.version(),
+            Catalog::parse("# a comment\n", path).unwrap().version()
+        );
+    }
 }

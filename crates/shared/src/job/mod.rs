@@ -102,6 +102,12 @@ pub struct JobMessage {
     /// The job this one runs again (`/runbook rerun`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<Uuid>,
+    /// A hash of the catalog the ingress checked the command against ([`Catalog::version`]), so
+    /// that a runner refusing the job can say whether the catalog changed since.
+    ///
+    /// [`Catalog::version`]: crate::catalog::Catalog::version
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_version: Option<String>,
 }
 
 time::serde::format_description!(day_format, Date, "[year]-[month]-[day]");
@@ -222,6 +228,7 @@ pub(crate) mod tests {
             record_day: None,
             target: None,
             rerun_of: None,
+            catalog_version: None,
         }
     }
 

@@ -176,6 +176,7 @@ pub(super) mod tests {
             record_day: None,
             target: None,
             rerun_of: None,
+            catalog_version: None,
         }
     }
 
