@@ -625,6 +625,19 @@ pub fn init_test_log() {
 }
 
 impl TestApp {
+    /// Waits until a `record … pause=…` job's script has started (it writes `started.log`).
+    pub async fn wait_for_script_start(&self) {
+        let started = self.dir.join("started.log");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !started.exists() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the script never started"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// For tests that took the queue down on purpose: skips the left-behind check.
     pub fn forget_queue(mut self) {
         self.finished = true;

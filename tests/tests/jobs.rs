@@ -565,15 +565,8 @@ async fn a_local_job_whose_runner_is_killed_mid_script_is_not_run_again() {
     settings.visibility = Duration::from_secs(2);
     let worker = app.worker_with(settings.clone());
     let runner = tokio::spawn(async move { worker.process_next().await });
+    app.wait_for_script_start().await;
     let started = app.dir.join("started.log");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !started.exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the script never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // The runner dies mid-script: its task is dropped (the script's process group with it) and
     // the message comes back when its invisibility ends.
     runner.abort();

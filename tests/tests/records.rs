@@ -57,19 +57,6 @@ async fn wait_for_record(
     }
 }
 
-/// Waits until the script of a `record … pause=…` job has started.
-async fn wait_until_started(app: &TestApp) {
-    let started = app.dir.join("started.log");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !started.exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the script never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn lines(app: &TestApp, file: &str) -> usize {
     std::fs::read_to_string(app.dir.join(file))
         .map(|t| t.lines().count())
@@ -335,7 +322,7 @@ async fn stop_of_a_running_local_job_held_by_another_runner_kills_it_and_says_wh
     let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
     let holder = app.worker();
     let running = tokio::spawn(async move { holder.process_next().await });
-    wait_until_started(&app).await;
+    app.wait_for_script_start().await;
 
     let answer = app.command(ALICE, OPS, &format!("stop {id}")).await;
     assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
@@ -388,7 +375,7 @@ async fn a_stop_from_someone_who_may_not_is_refused_by_the_runner_too() {
     let job = app.peek_jobs().await.remove(0);
     let holder = app.worker();
     let running = tokio::spawn(async move { holder.process_next().await });
-    wait_until_started(&app).await;
+    app.wait_for_script_start().await;
 
     // Signed like any message (as if the ingress had let it through): the runner checks again.
     let stop = stop_message(&app, &job, BOB, "v0=stop-3");
@@ -413,7 +400,7 @@ async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
     let job = app.peek_jobs().await.remove(0);
     let holder = app.worker().with_audit(audit.clone());
     let running = tokio::spawn(async move { holder.process_next().await });
-    wait_until_started(&app).await;
+    app.wait_for_script_start().await;
     app.put_raw(&app.queue_text(&stop_message(&app, &job, ALICE, "v0=stop-4")))
         .await;
     assert_eq!(
@@ -468,7 +455,7 @@ async fn a_runner_that_was_taken_for_dead_lets_the_job_go_without_posting() {
     let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=2").await);
     let holder = app.worker();
     let running = tokio::spawn(async move { holder.process_next().await });
-    wait_until_started(&app).await;
+    app.wait_for_script_start().await;
     let current = record_of(&app, &id).await;
     // Conditionally, like a runner taking over (again from a fresh read when the holder wrote
     // meanwhile: its start time, a heartbeat).

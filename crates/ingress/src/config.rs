@@ -17,13 +17,11 @@
 //! | `SLACK_ENTERPRISE_ID` | unset (any) | comma-separated Enterprise Grid IDs (`E…`) whose commands are served |
 //! | `CHATOPS_AUDIT_CONTAINER` | `chatops-audit` | the audit log container, where accepted, rejected and denied commands are appended |
 
-use chatops_shared::audit::{AUDIT_CONTAINER_VAR, DEFAULT_AUDIT_CONTAINER};
 use chatops_shared::blob::settings::{BlobSettings, BlobTarget};
 use chatops_shared::config::{self, ConfigError, EnvSource};
 use chatops_shared::credential::{self, Chosen};
 use chatops_shared::job::JobKey;
 use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
-use chatops_shared::records::{DEFAULT_RECORDS_CONTAINER, RECORDS_CONTAINER_VAR};
 use chatops_shared::secret::Secret;
 use chatops_shared::workspaces::Workspaces;
 use std::net::SocketAddr;
@@ -62,19 +60,8 @@ impl IngressConfig {
         }
         let job_key = JobKey::from_env(env, chatops_shared::job::mac::KEY_VAR)?;
         let queue = QueueSettings::from_env(env, RetryBudget::interactive())?;
-        let records = BlobSettings::from_env(
-            env,
-            RetryBudget::interactive(),
-            RECORDS_CONTAINER_VAR,
-            DEFAULT_RECORDS_CONTAINER,
-        )?;
-        // Written in the background: the runner's patient budget, not the interactive one.
-        let audit = BlobSettings::from_env(
-            env,
-            RetryBudget::background(),
-            AUDIT_CONTAINER_VAR,
-            DEFAULT_AUDIT_CONTAINER,
-        )?;
+        let records = chatops_shared::records::settings_from_env(env, RetryBudget::interactive())?;
+        let audit = chatops_shared::audit::settings_from_env(env)?;
         // Checked even when unused, so that a typo does not wait for the day it matters.
         let kind = credential::CredentialKind::from_env(env)?;
         let needs_credential = matches!(queue.target, QueueTarget::Endpoint(_))

@@ -7,14 +7,13 @@
 //! Exit codes: 0 verified (or exported), 1 a chain has a problem (printed) or storage failed,
 //! 2 usage or configuration error.
 
+use chatops_shared::audit::export;
 use chatops_shared::audit::naming::parse_day;
 use chatops_shared::audit::verify::{self, BlobReport};
-use chatops_shared::audit::{AUDIT_CONTAINER_VAR, DEFAULT_AUDIT_CONTAINER, export};
-use chatops_shared::blob::settings::{BlobSettings, BlobTarget};
+use chatops_shared::blob::settings::BlobTarget;
 use chatops_shared::blob::{self, BlobError, BlobStore};
 use chatops_shared::config::{ConfigError, EnvSource, ProcessEnv};
 use chatops_shared::credential;
-use chatops_shared::queue::retry::RetryBudget;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -128,12 +127,7 @@ enum OpenError {
 /// The audit container, configured like the runner's storage: a connection string, or the
 /// blob endpoint with the credential `CHATOPS_AZURE_CREDENTIAL` names.
 fn open_store(env: &dyn EnvSource) -> Result<Arc<dyn BlobStore>, OpenError> {
-    let settings = BlobSettings::from_env(
-        env,
-        RetryBudget::background(),
-        AUDIT_CONTAINER_VAR,
-        DEFAULT_AUDIT_CONTAINER,
-    )?;
+    let settings = chatops_shared::audit::settings_from_env(env)?;
     let kind = credential::CredentialKind::from_env(env)?;
     let credential = match settings.target {
         BlobTarget::Endpoint(_) => Some(credential::build(&credential::choose(kind, env)?)?),

@@ -28,15 +28,12 @@ use crate::executor::arm::ArmConfig;
 use crate::executor::automation::PollSchedule;
 use crate::notify::slack::SlackNotifierConfig;
 use crate::worker::WorkerSettings;
-use chatops_shared::audit::{AUDIT_CONTAINER_VAR, DEFAULT_AUDIT_CONTAINER};
 use chatops_shared::blob::settings::{BlobSettings, BlobTarget};
 use chatops_shared::config::{self, ConfigError, EnvSource};
 use chatops_shared::credential::{self, Chosen};
 use chatops_shared::job::JobKeys;
 use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
-use chatops_shared::records::{
-    DEFAULT_RECORDS_CONTAINER, RECORDS_CONTAINER_VAR, retention_days_from_env,
-};
+use chatops_shared::records::retention_days_from_env;
 use chatops_shared::workspaces::Workspaces;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,18 +69,8 @@ impl RunnerConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let job_keys = JobKeys::from_env(env)?;
         let queue = QueueSettings::from_env(env, RetryBudget::background())?;
-        let records = BlobSettings::from_env(
-            env,
-            RetryBudget::background(),
-            RECORDS_CONTAINER_VAR,
-            DEFAULT_RECORDS_CONTAINER,
-        )?;
-        let audit = BlobSettings::from_env(
-            env,
-            RetryBudget::background(),
-            AUDIT_CONTAINER_VAR,
-            DEFAULT_AUDIT_CONTAINER,
-        )?;
+        let records = chatops_shared::records::settings_from_env(env, RetryBudget::background())?;
+        let audit = chatops_shared::audit::settings_from_env(env)?;
         let records_retention = retention_days_from_env(env)?;
         let arm = ArmConfig::from_env(env)?;
         let needs_credential = arm.is_some()

@@ -50,6 +50,23 @@ pub fn duration(d: time::Duration) -> String {
     }
 }
 
+/// Slack's date formatting, shown in the reader's time zone, with a UTC fallback. Never
+/// panics: a time whose UTC form is out of range (year 9999 at a negative offset) falls back to
+/// its Unix timestamp.
+pub fn date(at: time::OffsetDateTime) -> String {
+    let unix = at.unix_timestamp();
+    let fallback = time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|utc| {
+            utc.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| unix.to_string());
+    format!("<!date^{unix}^{{date_short_pretty}} {{time}}|{fallback}>")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,6 @@ use chatops_shared::job::format_params;
 use chatops_shared::mrkdwn::{escape, inline_code};
 use chatops_shared::records::JobState;
 use chatops_shared::slack_id::is_slack_id;
-use time::OffsetDateTime;
-use time::macros::format_description;
 
 /// Upper bound of an answer's `text`, in characters (Slack advises under 4,000).
 pub const MAX_TEXT_CHARS: usize = 3500;
@@ -82,22 +80,7 @@ pub fn state_word(state: JobState) -> String {
     state.as_str().replace('_', " ")
 }
 
-pub use chatops_shared::mrkdwn::duration;
-
-/// Slack's date formatting, in the reader's time zone, with a UTC fallback.
-pub fn date(at: OffsetDateTime) -> String {
-    let unix = at.unix_timestamp();
-    let fallback = OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|utc| {
-            utc.format(format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| unix.to_string());
-    format!("<!date^{unix}^{{date_short_pretty}} {{time}}|{fallback}>")
-}
+pub use chatops_shared::mrkdwn::{date, duration};
 
 /// At most `max` characters of `text`, ending in `…` when cut; never inside an escape
 /// (`&amp;`), so the cut text stays valid markup.

@@ -11,8 +11,6 @@ use chatops_shared::mrkdwn::{self, escape_char};
 use chatops_shared::slack_id::is_slack_id;
 use serde_json::{Value, json};
 use std::borrow::Cow;
-use time::OffsetDateTime;
-use time::macros::format_description;
 
 /// Upper bound of a message's `text`, in characters (Slack advises under 4,000).
 pub const MAX_TEXT_CHARS: usize = 3500;
@@ -56,7 +54,7 @@ fn compose(job: &JobMessage, update: &Update, prefix: &str) -> String {
         Update::Running { started_at } => {
             text.push_str(&format!(
                 ":arrow_forward: {who} started {what} — running (job `{id}`)\nStarted {}",
-                slack_date(*started_at)
+                mrkdwn::date(*started_at)
             ));
         }
         Update::Finished(outcome) => {
@@ -80,10 +78,10 @@ fn compose(job: &JobMessage, update: &Update, prefix: &str) -> String {
             match outcome.started_at {
                 Some(started) => text.push_str(&format!(
                     "Started {} · ended {}",
-                    slack_date(started),
-                    slack_date(outcome.ended_at)
+                    mrkdwn::date(started),
+                    mrkdwn::date(outcome.ended_at)
                 )),
-                None => text.push_str(&format!("Ended {}", slack_date(outcome.ended_at))),
+                None => text.push_str(&format!("Ended {}", mrkdwn::date(outcome.ended_at))),
             }
             if let Some(by) = outcome
                 .stopped_by
@@ -189,23 +187,6 @@ fn channel(job: &JobMessage) -> String {
     }
 }
 
-/// Slack's date formatting, shown in the reader's time zone, with a UTC fallback. Never
-/// panics: a time whose UTC form is out of range (year 9999 at a negative offset) falls back to
-/// its Unix timestamp.
-fn slack_date(at: OffsetDateTime) -> String {
-    let unix = at.unix_timestamp();
-    let fallback = OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|utc| {
-            utc.format(format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| unix.to_string());
-    format!("<!date^{unix}^{{date_short_pretty}} {{time}}|{fallback}>")
-}
-
 /// How a character of user or script text is shown: Slack's control characters escaped, and
 /// characters that reorder or hide text (bidirectional overrides and isolates, zero-width
 /// characters, the BOM) made visible as `<U+XXXX>`, so that what is shown is what was written.
@@ -283,6 +264,7 @@ mod tests {
     use chatops_shared::job::{JobKind, SCHEMA_VERSION};
     use chatops_shared::secret::Secret;
     use std::collections::BTreeMap;
+    use time::OffsetDateTime;
     use uuid::Uuid;
 
     const T0: i64 = 1_700_000_000; // 2023-11-14 22:13:20 UTC
@@ -521,7 +503,7 @@ mod tests {
         for offset in offsets {
             for at in [PrimitiveDateTime::MAX, PrimitiveDateTime::MIN] {
                 let at = at.assume_offset(offset);
-                let shown = slack_date(at);
+                let shown = mrkdwn::date(at);
                 assert!(
                     shown.starts_with(&format!("<!date^{}^", at.unix_timestamp())),
                     "{shown}"
@@ -539,10 +521,10 @@ mod tests {
         }
         // Out of range in UTC: the Unix timestamp stands in.
         let late = PrimitiveDateTime::MAX.assume_offset(offsets[1]);
-        assert!(slack_date(late).ends_with(&format!("|{}>", late.unix_timestamp())));
+        assert!(mrkdwn::date(late).ends_with(&format!("|{}>", late.unix_timestamp())));
         // An odd offset is shown in UTC.
         let odd = at(T0).to_offset(offsets[4]);
-        assert!(slack_date(odd).ends_with("|2023-11-14 22:13 UTC>"));
+        assert!(mrkdwn::date(odd).ends_with("|2023-11-14 22:13 UTC>"));
     }
 
     #[test]

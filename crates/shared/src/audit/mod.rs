@@ -38,6 +38,19 @@ pub const AUDIT_CONTAINER_VAR: &str = "CHATOPS_AUDIT_CONTAINER";
 /// Default audit container.
 pub const DEFAULT_AUDIT_CONTAINER: &str = "chatops-audit";
 
+/// Where the audit container is: the blob settings with `CHATOPS_AUDIT_CONTAINER`. Lines are
+/// written in the background, so with the patient budget.
+pub fn settings_from_env(
+    env: &dyn crate::config::EnvSource,
+) -> Result<crate::blob::settings::BlobSettings, crate::config::ConfigError> {
+    crate::blob::settings::BlobSettings::from_env(
+        env,
+        crate::queue::retry::RetryBudget::background(),
+        AUDIT_CONTAINER_VAR,
+        DEFAULT_AUDIT_CONTAINER,
+    )
+}
+
 /// What happened. One line of the log is one event, with who wrote it and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

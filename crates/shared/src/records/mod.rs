@@ -19,8 +19,10 @@ pub use model::{
 };
 pub use store::{Claim, Records, RecordsError, Versioned, newest_first};
 
+use crate::blob::settings::BlobSettings;
 use crate::config::{self, ConfigError, EnvSource};
 use crate::job::JobMessage;
+use crate::queue::retry::RetryBudget;
 use time::Date;
 use uuid::Uuid;
 
@@ -45,6 +47,19 @@ pub fn retention_days_from_env(env: &dyn EnvSource) -> Result<u16, ConfigError> 
             format!("`{value}` is not a whole number of days from 1 to 3650"),
         )),
     }
+}
+
+/// Where the records container is: the blob settings with `CHATOPS_RECORDS_CONTAINER`.
+pub fn settings_from_env(
+    env: &dyn EnvSource,
+    budget: RetryBudget,
+) -> Result<BlobSettings, ConfigError> {
+    BlobSettings::from_env(
+        env,
+        budget,
+        RECORDS_CONTAINER_VAR,
+        DEFAULT_RECORDS_CONTAINER,
+    )
 }
 
 /// Prefix of every record's name.
