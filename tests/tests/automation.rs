@@ -718,7 +718,7 @@ fn job_message(req: &JobRequest) -> chatops_shared::job::JobMessage {
         team_id: "T000".into(),
         channel_id: "C0456".into(),
         channel_name: Some("ops".into()),
-        response_url: chatops_shared::secret::Secret::new(""),
+        response_url: None,
         requested_at: time::OffsetDateTime::now_utc(),
         enterprise_id: None,
         traceparent: None,

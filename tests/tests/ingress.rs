@@ -237,7 +237,13 @@ async fn accepted_command_is_queued_once_and_acknowledged_in_channel() {
         ),
         (ALICE, OPS, "T0TEST")
     );
-    assert!(job.response_url.expose().starts_with(&app.slack.base_url()));
+    assert!(
+        job.response_url
+            .as_ref()
+            .unwrap()
+            .expose()
+            .starts_with(&app.slack.base_url())
+    );
     assert!(
         text.contains(&job.short_id()),
         "the answer names the job: {text}"

@@ -121,7 +121,7 @@ async fn enqueue(app: &TestApp, runbook: &str) -> String {
         team_id: "T0TEST".into(),
         channel_id: OPS.into(),
         channel_name: None,
-        response_url: Secret::new(app.slack.response_url()),
+        response_url: Some(Secret::new(app.slack.response_url())),
         requested_at: time::OffsetDateTime::now_utc(),
         enterprise_id: None,
         traceparent: None,

@@ -88,7 +88,7 @@ impl Seed {
             team_id: "T0TEST".into(),
             channel_id: self.channel.to_owned(),
             channel_name: None,
-            response_url: Secret::new("https://hooks.slack.com/commands/T0TEST/1/x"),
+            response_url: Some(Secret::new("https://hooks.slack.com/commands/T0TEST/1/x")),
             requested_at: self.requested_at,
             enterprise_id: None,
             traceparent: None,

@@ -36,7 +36,7 @@ fn job(response_url: String, age: time::Duration) -> JobMessage {
         team_id: "T000".into(),
         channel_id: "C0456".into(),
         channel_name: Some("ops".into()),
-        response_url: Secret::new(response_url),
+        response_url: Some(Secret::new(response_url)),
         requested_at: OffsetDateTime::now_utc() - age,
         enterprise_id: None,
         traceparent: None,
@@ -93,7 +93,9 @@ async fn updates_replace_the_original_through_the_response_url() {
         assert_eq!(m.body["replace_original"], true);
         assert_eq!(
             m.path,
-            url::Url::parse(j.response_url.expose()).unwrap().path()
+            url::Url::parse(j.response_url.as_ref().unwrap().expose())
+                .unwrap()
+                .path()
         );
     }
     assert!(

@@ -309,7 +309,9 @@ fn stop_message(app: &TestApp, target: &JobMessage, by: &str, signature: &str) -
         target: Some(target.job_id),
         user_id: by.into(),
         user_name: by.to_lowercase(),
-        response_url: chatops_shared::secret::Secret::new(app.slack.response_url()),
+        response_url: Some(chatops_shared::secret::Secret::new(
+            app.slack.response_url(),
+        )),
         requested_at: time::OffsetDateTime::now_utc(),
         record_day: None,
         ..target.clone()

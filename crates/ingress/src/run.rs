@@ -52,7 +52,7 @@ impl Request<'_> {
             team_id: cmd.team_id.clone(),
             channel_id: cmd.channel_id.clone(),
             channel_name: cmd.channel_name.clone(),
-            response_url: cmd.response_url.clone(),
+            response_url: Some(cmd.response_url.clone()),
             requested_at: self.now,
             enterprise_id: cmd.enterprise_id.clone(),
             traceparent: None,

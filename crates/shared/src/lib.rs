@@ -5,6 +5,7 @@
 //! - [`catalog`]: the runbook catalog, validation of a parsed command, authorization.
 //! - [`queue`]: queue access behind [`queue::JobQueue`], with the Azure Storage implementation.
 //! - [`mrkdwn`]: escaping text for Slack messages; [`slack_id`]: what a Slack ID looks like.
+//! - [`slack_api`]: the one Slack Web API client (bot token), for every service.
 //! - [`audit`]: the append-only audit log.
 //! - [`records`]: job records in Blob storage, over [`blob::BlobStore`].
 //! - [`credential`]: the `azure_identity` credential chosen by configuration.
@@ -29,6 +30,7 @@ pub mod recent_ids;
 pub mod records;
 pub mod secret;
 pub mod shutdown;
+pub mod slack_api;
 pub mod slack_id;
 mod storage;
 pub mod telemetry;

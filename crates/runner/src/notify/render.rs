@@ -285,7 +285,7 @@ mod tests {
             team_id: "T1".into(),
             channel_id: "C123".into(),
             channel_name: Some("ops".into()),
-            response_url: Secret::new("https://hooks.slack.com/commands/T1/1/x"),
+            response_url: Some(Secret::new("https://hooks.slack.com/commands/T1/1/x")),
             requested_at: at(T0),
             enterprise_id: None,
             traceparent: None,

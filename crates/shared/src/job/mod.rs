@@ -66,8 +66,11 @@ pub struct JobMessage {
     /// Slack channel name, when Slack sent one (used to say where a webhook message came from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_name: Option<String>,
-    /// The command's `response_url`: a credential, never logged.
-    pub response_url: Secret,
+    /// The command's `response_url`: a credential, never logged. Absent for a job submitted
+    /// from a modal (Slack sends no `response_url` with a `view_submission`): such a job is
+    /// only ever reported through the bot token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_url: Option<Secret>,
     /// When the ingress accepted the command.
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
@@ -219,7 +222,7 @@ pub(crate) mod tests {
             team_id: "T1".into(),
             channel_id: "C1".into(),
             channel_name: Some("ops".into()),
-            response_url: Secret::new("https://hooks.slack.com/commands/T1/1/x"),
+            response_url: Some(Secret::new("https://hooks.slack.com/commands/T1/1/x")),
             requested_at: OffsetDateTime::from_unix_timestamp(1_700_000_000)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
             enterprise_id: None,

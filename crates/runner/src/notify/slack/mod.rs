@@ -168,7 +168,7 @@ pub(super) mod tests {
             team_id: "T1".into(),
             channel_id: "C1".into(),
             channel_name: None,
-            response_url: Secret::new(response_url),
+            response_url: Some(Secret::new(response_url)),
             requested_at: OffsetDateTime::now_utc() - age,
             enterprise_id: None,
             traceparent: None,

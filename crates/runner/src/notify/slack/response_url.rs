@@ -4,6 +4,7 @@
 
 use super::SlackNotifier;
 use chatops_shared::job::JobMessage;
+use chatops_shared::secret::Secret;
 use std::collections::HashMap;
 use std::sync::PoisonError;
 use time::OffsetDateTime;
@@ -33,7 +34,7 @@ impl SlackNotifier {
 
     /// The job's `response_url` when it may be posted to now.
     pub(super) fn usable_response_url<'a>(&self, job: &'a JobMessage) -> Option<&'a str> {
-        let url = job.response_url.expose();
+        let url = job.response_url.as_ref().map_or("", Secret::expose);
         if url.is_empty() {
             return None;
         }

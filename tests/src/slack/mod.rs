@@ -14,6 +14,11 @@
 //! - [`SlackServer::fail_next`] makes the next `n` posts of one kind answer a given status and
 //!   body instead; a 429 carries `Retry-After` ([`SlackServer::set_retry_after`], default 1 s).
 //!
+//! - `POST /api/{method}`: the Web API with the bot token [`BOT_TOKEN`] (see `api`): HTTP 200
+//!   with `{"ok": …}`, `not_authed` / `invalid_auth` for a missing or wrong token,
+//!   `unknown_method` for a method this double does not play. [`SlackServer::fail_method_next`]
+//!   injects answers (a 429 with `Retry-After`, an `ok: false`) for one method.
+//!
 //! Every post is recorded, whatever it was answered, and [`SlackServer::wait_for`] waits for the
 //! record to satisfy a condition instead of sleeping.
 
@@ -34,20 +39,27 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+mod api;
+
+pub use api::{BOT_TOKEN, ChatMessage};
+
 /// Which Slack endpoint a post went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PathKind {
     ResponseUrl,
     Webhook,
+    /// A Web API call; the method is the message's `path`.
+    Api,
 }
 
 /// One post received.
 #[derive(Debug, Clone)]
 pub struct Message {
     pub kind: PathKind,
-    /// The request path (for a `response_url`, which one).
+    /// The request path (for a `response_url`, which one; for a Web API call, the method).
     pub path: String,
-    /// The body as JSON; `Null` when it was not JSON (see `raw`).
+    /// The body as JSON (a Web API form as an object of strings); `Null` when it was not JSON
+    /// (see `raw`).
     pub body: Value,
     pub raw: String,
     /// The status this server answered.
@@ -88,7 +100,9 @@ struct ResponseUrlState {
 #[derive(Debug)]
 struct Inner {
     messages: Vec<Message>,
-    failures: HashMap<PathKind, VecDeque<Failure>>,
+    /// Keyed by [`failure_key`].
+    failures: HashMap<String, VecDeque<Failure>>,
+    api: api::ApiState,
     response_urls: HashMap<String, ResponseUrlState>,
     retry_after_secs: u64,
 }
@@ -114,6 +128,7 @@ impl SlackServer {
             inner: Arc::new(Mutex::new(Inner {
                 messages: Vec::new(),
                 failures: HashMap::new(),
+                api: api::ApiState::default(),
                 response_urls: HashMap::new(),
                 retry_after_secs: 1,
             })),
@@ -122,6 +137,7 @@ impl SlackServer {
         let app = Router::new()
             .route("/commands/{team}/{id}/{token}", post(response_url))
             .route("/services/{team}/{bot}/{token}", post(webhook))
+            .route("/api/{method}", post(api::call))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -139,6 +155,11 @@ impl SlackServer {
     /// `http://127.0.0.1:PORT/`: the runner's `CHATOPS_SLACK_RESPONSE_URL_PREFIX` in tests.
     pub fn base_url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/api`: `SLACK_API_BASE_URL` in tests.
+    pub fn api_base_url(&self) -> String {
+        format!("http://{}/api", self.addr)
     }
 
     /// A fresh `response_url` on this server, usable 5 times.
@@ -164,8 +185,18 @@ impl SlackServer {
 
     /// The next `n` posts to `kind` are answered `status` with `body` (text) instead.
     pub fn fail_next(&self, kind: PathKind, n: usize, status: u16, body: &str) {
+        self.push_failures(failure_key(kind, ""), n, status, body);
+    }
+
+    /// The next `n` calls of Web API `method` are answered `status` with `body` (JSON, e.g.
+    /// `{"ok":false,"error":"ratelimited"}` with 429) instead.
+    pub fn fail_method_next(&self, method: &str, n: usize, status: u16, body: &str) {
+        self.push_failures(failure_key(PathKind::Api, method), n, status, body);
+    }
+
+    fn push_failures(&self, key: String, n: usize, status: u16, body: &str) {
         let mut inner = self.lock();
-        let queue = inner.failures.entry(kind).or_default();
+        let queue = inner.failures.entry(key).or_default();
         for _ in 0..n {
             queue.push_back(Failure {
                 status,
@@ -179,7 +210,7 @@ impl SlackServer {
     pub fn answer_endlessly_next(&self, kind: PathKind) {
         self.lock()
             .failures
-            .entry(kind)
+            .entry(failure_key(kind, ""))
             .or_default()
             .push_back(Failure {
                 status: 200,
@@ -253,6 +284,15 @@ impl Drop for SlackServer {
     }
 }
 
+/// Where injected failures for a path wait: one queue per kind, and per method for the Web API.
+fn failure_key(kind: PathKind, method: &str) -> String {
+    match kind {
+        PathKind::ResponseUrl => "response_url".into(),
+        PathKind::Webhook => "webhook".into(),
+        PathKind::Api => format!("api:{method}"),
+    }
+}
+
 /// A JSON object with a string `text` or an array `blocks`: what Slack accepts as a message.
 fn is_message(body: &Value) -> bool {
     body.get("text").is_some_and(Value::is_string)
@@ -277,15 +317,19 @@ impl Shared {
         answer: impl FnOnce(&mut Inner, &Value) -> (u16, String, &'static str),
     ) -> Response {
         let raw = String::from_utf8_lossy(&raw).into_owned();
-        let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        let body: Value = serde_json::from_str(&raw)
+            .ok()
+            .or_else(|| (kind == PathKind::Api).then(|| api::form_as_json(&raw)))
+            .unwrap_or(Value::Null);
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let injected = inner.failures.get_mut(&kind).and_then(VecDeque::pop_front);
+        let key = failure_key(kind, &path);
+        let injected = inner.failures.get_mut(&key).and_then(VecDeque::pop_front);
         let endless = injected.as_ref().is_some_and(|f| f.endless);
         let (status, text, content_type) = match injected {
-            Some(f) if kind == PathKind::ResponseUrl && f.body.starts_with('{') => json_answer(
+            Some(f) if kind != PathKind::Webhook && f.body.starts_with('{') => json_answer(
                 f.status,
                 serde_json::from_str(&f.body).unwrap_or(Value::Null),
             ),

@@ -1,0 +1,176 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use serde_json::json;
+use std::sync::Mutex;
+
+/// What the test server answers, in order, and what it saw.
+#[derive(Default)]
+struct Script {
+    answers: Mutex<Vec<(u16, Option<u64>, String)>>,
+    seen: Mutex<Vec<(String, Option<String>, String)>>,
+}
+
+async fn answer(
+    State(script): State<Arc<Script>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> impl IntoResponse {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    script.seen.lock().unwrap().push((method, auth, body));
+    let (status, retry_after, text) = script.answers.lock().unwrap().remove(0);
+    let mut response = (StatusCode::from_u16(status).unwrap(), text).into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", secs.to_string().parse().unwrap());
+    }
+    response
+}
+
+async fn server(answers: Vec<(u16, Option<u64>, &str)>) -> (SlackApi, Arc<Script>) {
+    let script = Arc::new(Script::default());
+    *script.answers.lock().unwrap() = answers
+        .into_iter()
+        .map(|(s, r, t)| (s, r, t.to_string()))
+        .collect();
+    let app = Router::new()
+        .route("/api/{method}", post(answer))
+        .with_state(script.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = SlackApi::new(
+        Secret::new("xoxb-test-token"),
+        &format!("http://{addr}/api/"),
+    )
+    .unwrap();
+    (api, script)
+}
+
+fn soon(secs: u64) -> Instant {
+    Instant::now() + Duration::from_secs(secs)
+}
+
+#[tokio::test]
+async fn ok_false_is_slacks_error_code_and_the_token_is_sent_as_bearer_only() {
+    let (api, script) = server(vec![(
+        200,
+        None,
+        r#"{"ok":false,"error":"not_in_channel"}"#,
+    )])
+    .await;
+    let err = api
+        .post_message("C1", &json!({"text": "hi"}), soon(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("not_in_channel"));
+    assert!(!err.is_transient());
+    assert!(!err.to_string().contains("xoxb"));
+    let seen = script.seen.lock().unwrap();
+    assert_eq!(seen[0].0, "chat.postMessage");
+    assert_eq!(seen[0].1.as_deref(), Some("Bearer xoxb-test-token"));
+    let body: Value = serde_json::from_str(&seen[0].2).unwrap();
+    assert_eq!(body, json!({"channel": "C1", "text": "hi"}));
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_and_the_call_goes_again() {
+    let (api, script) = server(vec![
+        (429, Some(1), r#"{"ok":false,"error":"ratelimited"}"#),
+        (200, None, r#"{"ok":true,"channel":"C1","ts":"1.0002"}"#),
+    ])
+    .await;
+    let started = Instant::now();
+    let posted = api
+        .post_message("C1", &json!({"text": "x"}), soon(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        posted,
+        Posted {
+            channel: "C1".into(),
+            ts: "1.0002".into()
+        }
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
+    assert_eq!(script.seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_429_longer_than_the_deadline_fails_at_once_and_holds_the_method_for_others() {
+    let (api, script) = server(vec![(429, Some(30), "")]).await;
+    let err = api
+        .call("chat.update", &json!({}), soon(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SlackApiError::RateLimited { .. }), "{err:?}");
+    assert!(err.is_transient());
+    // Another caller of the same method does not ask Slack while it said to wait.
+    let err = api
+        .call("chat.update", &json!({}), soon(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SlackApiError::RateLimited { .. }), "{err:?}");
+    assert_eq!(script.seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_within_the_deadline() {
+    let (api, _) = server(vec![
+        (503, None, "down"),
+        (200, None, r#"{"ok":true,"users":["U1","U2"]}"#),
+    ])
+    .await;
+    let members = api.usergroup_members("S1", None, soon(5)).await.unwrap();
+    assert_eq!(members, vec!["U1", "U2"]);
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_slacks_json_is_a_bad_answer() {
+    let (api, _) = server(vec![(200, None, "<html>proxy</html>")]).await;
+    let err = api.open_view("T", &json!({}), soon(5)).await.unwrap_err();
+    assert_eq!(err, SlackApiError::BadAnswer("views.open".into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pacing_spaces_calls_per_key_and_not_across_keys() {
+    let api = SlackApi::new(Secret::new("t"), DEFAULT_BASE_URL).unwrap();
+    let start = Instant::now();
+    for _ in 0..3 {
+        api.pace("post:C1", Duration::from_secs(1)).await;
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    api.pace("post:C2", Duration::from_secs(1)).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[test]
+fn configuration_needs_a_bot_token_and_an_http_base_url() {
+    use std::collections::HashMap;
+    let none: HashMap<&str, &str> = HashMap::new();
+    assert!(from_env(&none).unwrap().is_none());
+    let user_token = HashMap::from([(TOKEN_VAR, "xoxp-1")]);
+    let err = from_env(&user_token).unwrap_err();
+    assert_eq!(err.var, TOKEN_VAR);
+    assert!(!err.to_string().contains("xoxp-1"));
+    let bad_base = HashMap::from([(TOKEN_VAR, "xoxb-1"), (BASE_URL_VAR, "ftp://x")]);
+    assert_eq!(from_env(&bad_base).unwrap_err().var, BASE_URL_VAR);
+    let good = HashMap::from([
+        (TOKEN_VAR, "xoxb-1"),
+        (BASE_URL_VAR, "http://127.0.0.1:1/api"),
+    ]);
+    assert!(from_env(&good).unwrap().is_some());
+}
