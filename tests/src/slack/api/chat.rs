@@ -51,10 +51,10 @@ impl ChatState {
         }
         check_message(body)?;
         let thread_ts = arg(body, "thread_ts").map(str::to_owned);
-        if let Some(parent) = &thread_ts {
-            if !self.messages.contains_key(parent) {
-                return Err("thread_not_found");
-            }
+        if let Some(parent) = &thread_ts
+            && !self.messages.contains_key(parent)
+        {
+            return Err("thread_not_found");
         }
         self.next_ts += 1;
         let ts = format!("1700000000.{:06}", self.next_ts);
