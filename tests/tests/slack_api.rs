@@ -1,8 +1,8 @@
 //! The shared Slack Web API client against the Slack double: what every bot-token feature
 //! (job cards, modals, user-group lookups) stands on.
 
-
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chatops_e2e::slack::{BOT_TOKEN, SlackServer};
 use chatops_shared::secret::Secret;
 use chatops_shared::slack_api::{SlackApi, SlackApiError};
