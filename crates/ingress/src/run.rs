@@ -23,7 +23,15 @@ pub struct Request<'a> {
     /// The day the record of a job queued by this request is filed under (from Slack's
     /// request timestamp, so that every copy of the request names one record).
     pub record_day: Date,
+    /// When the answer must be on its way: [`ACK_DEADLINE`] after the request arrived. Every
+    /// outside call on the answer's path (user-group lookups, `views.open`, the enqueue) draws
+    /// from it, so no combination of slow answers pushes the answer past Slack's 3 s.
+    pub deadline: tokio::time::Instant,
 }
+
+/// The one deadline of an acknowledgement, from the request's arrival: Slack gives up at 3 s,
+/// and the answer still has to travel.
+pub const ACK_DEADLINE: std::time::Duration = std::time::Duration::from_millis(2500);
 
 impl Request<'_> {
     pub fn caller(&self) -> Caller<'_> {

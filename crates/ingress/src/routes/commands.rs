@@ -25,6 +25,7 @@ pub async fn slash_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RequestError> {
+    let deadline = tokio::time::Instant::now() + run::ACK_DEADLINE;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signature = header("x-slack-signature");
     let now = OffsetDateTime::now_utc();
@@ -62,6 +63,7 @@ pub async fn slash_command(
         signature,
         now,
         record_day,
+        deadline,
     };
     let reply = handle(&req).await.unwrap_or_else(Reply::from);
     Ok(reply.into_response())
