@@ -115,6 +115,15 @@ target = "No-Such-Runbook"
 allow = { users = ["UALICE"] }
 "#;
 
+/// What [`TestApp::spawn_opts`] varies.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The workspaces the ingress serves (all by default).
+    pub workspaces: chatops_shared::workspaces::Workspaces,
+    /// The ingress has a bot token for the Slack double's Web API (`SLACK_BOT_TOKEN`).
+    pub bot: bool,
+}
+
 pub struct TestApp {
     pub azurite: Azurite,
     pub slack: SlackServer,
@@ -171,6 +180,16 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with an ingress that serves only these workspaces.
     pub async fn spawn_with(workspaces: chatops_shared::workspaces::Workspaces) -> TestApp {
+        Self::spawn_opts(Options {
+            workspaces,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// An app as `options` say (see [`Options`]).
+    pub async fn spawn_opts(options: Options) -> TestApp {
+        let Options { workspaces, bot } = options;
         init_test_log();
         let azurite = Azurite::start().await;
         let slack = SlackServer::start().await;
@@ -227,7 +246,8 @@ impl TestApp {
             records,
             audit_log,
         )
-        .with_workspaces(workspaces);
+        .with_workspaces(workspaces)
+        .with_slack_api(bot.then(|| slack.api_client()));
         let app = Application::with_state("127.0.0.1:0".parse().expect("addr"), state)
             .await
             .expect("bind ingress");
@@ -707,6 +727,7 @@ impl TestApp {
             ),
             ("CHATOPS_SLACK_RESPONSE_URL_PREFIX", self.slack.base_url()),
             ("SLACK_SIGNING_SECRET", SIGNING_SECRET.to_owned()),
+            ("SLACK_API_BASE_URL", self.slack.api_base_url()),
             (
                 "CHATOPS_JOB_SIGNING_KEY",
                 self.job_keys.current().to_base64(),

@@ -15,6 +15,7 @@ use chatops_shared::job::JobKey;
 use chatops_shared::queue::JobQueue;
 use chatops_shared::recent_ids::RecentIds;
 use chatops_shared::records::Records;
+use chatops_shared::slack_api::SlackApi;
 use chatops_shared::workspaces::Workspaces;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The Slack workspaces whose commands are served (all unless configured).
     pub workspaces: Arc<Workspaces>,
+    /// The Slack Web API (bot token), when configured: modals and user-group lookups.
+    pub slack_api: Option<SlackApi>,
 }
 
 impl AppState {
@@ -80,7 +83,14 @@ impl AppState {
             records,
             audit,
             workspaces: Arc::new(Workspaces::default()),
+            slack_api: None,
         }
+    }
+
+    /// Calls the Slack Web API with this client (bot token).
+    pub fn with_slack_api(mut self, api: Option<SlackApi>) -> Self {
+        self.slack_api = api;
+        self
     }
 
     /// Serves only commands from these workspaces.
@@ -151,7 +161,8 @@ impl Application {
             records,
             audit,
         )
-        .with_workspaces(config.workspaces);
+        .with_workspaces(config.workspaces)
+        .with_slack_api(config.slack_api);
         let mut app = Self::with_state(config.addr, state)
             .await?
             .with_max_connections(config.max_connections);

@@ -23,6 +23,7 @@ use chatops_shared::credential::{self, Chosen};
 use chatops_shared::job::JobKey;
 use chatops_shared::queue::azure::{QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::secret::Secret;
+use chatops_shared::slack_api::SlackApi;
 use chatops_shared::workspaces::Workspaces;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub struct IngressConfig {
     pub records_retention_days: u16,
     /// `SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`: the workspaces whose commands are served.
     pub workspaces: Workspaces,
+    /// `SLACK_BOT_TOKEN`, `SLACK_API_BASE_URL`: the Slack Web API client, when a bot token is set.
+    pub slack_api: Option<SlackApi>,
 }
 
 impl IngressConfig {
@@ -86,6 +89,7 @@ impl IngressConfig {
             max_connections: max_connections(env)?,
             records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
             workspaces: Workspaces::from_env(env)?,
+            slack_api: chatops_shared::slack_api::from_env(env)?,
         })
     }
 }

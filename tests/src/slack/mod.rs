@@ -162,6 +162,15 @@ impl SlackServer {
         format!("http://{}/api", self.addr)
     }
 
+    /// A Web API client with the bot token this double accepts, as the services build one.
+    pub fn api_client(&self) -> chatops_shared::slack_api::SlackApi {
+        chatops_shared::slack_api::SlackApi::new(
+            chatops_shared::secret::Secret::new(BOT_TOKEN),
+            &self.api_base_url(),
+        )
+        .expect("Slack API client")
+    }
+
     /// A fresh `response_url` on this server, usable 5 times.
     pub fn response_url(&self) -> String {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
