@@ -8,9 +8,8 @@
 # hadolint. Both images carry the sample catalog in /app (runbooks.toml, runbooks/), run as a
 # non-root user and start without a shell; /usr/local/bin/healthcheck probes /healthz.
 
-ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
-
-FROM ${RUST_IMAGE} AS build
+# The toolchain of rust-toolchain.toml (keep the two in step).
+FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # The caches keep the registry and target/ between builds on one machine; the binaries are
