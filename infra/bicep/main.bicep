@@ -136,6 +136,13 @@ param slackWebhookUrl string = ''
 @description('Whether the runner gets a webhook URL (true when slackWebhookUrl is given or already in the vault).')
 param hasSlackWebhookUrl bool = !empty(slackWebhookUrl)
 
+@description('More environment variables of the ingress, [{ name, value }], for settings without a parameter (README.md, configuration).')
+param ingressExtraEnv array = []
+
+@description('More environment variables of the runner, [{ name, value }] (e.g. CHATOPS_VISIBILITY_TIMEOUT, CHATOPS_MAX_JOB_AGE).')
+param runnerExtraEnv array = []
+
+@description('Tags on every resource.')
 param tags object = {
   app: 'chatops'
 }
@@ -329,7 +336,7 @@ module ingressApp 'modules/ingress-app.bicep' = {
     minReplicas: ingressMinReplicas
     maxReplicas: ingressMaxReplicas
     concurrentRequests: ingressConcurrentRequests
-    sharedEnv: sharedEnv
+    sharedEnv: concat(sharedEnv, ingressExtraEnv)
     catalog: catalog
     signingSecretUrl: vault.outputs.signingSecretUrl
     jobKeyUrl: vault.outputs.jobKeyUrl
@@ -361,7 +368,7 @@ module runnerApp 'modules/runner-app.bicep' = {
     shutdownGraceSeconds: runnerShutdownGraceSeconds
     storageAccountName: storage.outputs.accountName
     queueName: storage.outputs.jobsQueueName
-    sharedEnv: sharedEnv
+    sharedEnv: concat(sharedEnv, runnerExtraEnv)
     catalog: catalog
     jobKeyUrl: vault.outputs.jobKeyUrl
     botTokenUrl: vault.outputs.botTokenUrl

@@ -114,6 +114,12 @@ param slackWebhookUrl = readEnvironmentVariable('SLACK_WEBHOOK_URL', '')
 // Whether the runner gets the webhook: true when one is given now or is already in the vault.
 param hasSlackWebhookUrl = !empty(readEnvironmentVariable('SLACK_WEBHOOK_URL', '')) || readEnvironmentVariable('CHATOPS_HAS_SLACK_WEBHOOK_URL', '') == 'true'
 
+// More settings of either app, for variables without a parameter here (README.md's
+// configuration table), e.g. [{ name: 'CHATOPS_MAX_JOB_AGE', value: '30m' }].
+param ingressExtraEnv = []
+// Same for the runner (e.g. CHATOPS_VISIBILITY_TIMEOUT, CHATOPS_AUTOMATION_POLL_INTERVAL).
+param runnerExtraEnv = []
+
 // Tags on every resource.
 param tags = {
   app: 'chatops'

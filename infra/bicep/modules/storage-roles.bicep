@@ -58,7 +58,8 @@ resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
 resource auditAppender 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'chatops-audit-appender')
   properties: {
-    roleName: 'ChatOps audit appender (${resourceGroup().name})'
+    // Role names are unique in the tenant: the group's name and a hash of its id tell them apart.
+    roleName: 'ChatOps audit appender (${resourceGroup().name}, ${uniqueString(resourceGroup().id)})'
     description: 'Create new blobs and append to them; no read, overwrite or delete.'
     type: 'CustomRole'
     assignableScopes: [
@@ -102,12 +103,16 @@ resource ingressReadsRecords 'Microsoft.Authorization/roleAssignments@2022-04-01
 // Ingress: add audit lines, never read or change them.
 resource ingressAppendsAudit 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: auditContainer
-  name: guid(auditContainer.id, ingressPrincipalId, auditAppender.id)
+  name: guid(auditContainer.id, ingressPrincipalId, auditAppender.name)
   properties: {
     principalId: ingressPrincipalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: auditAppender.id
+    // Role definitions are subscription-level objects, whatever their assignable scope.
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', auditAppender.name)
   }
+  dependsOn: [
+    auditAppender
+  ]
 }
 
 // Runner: take, extend (update) and delete job messages; Message Processor cannot update a
