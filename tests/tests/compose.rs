@@ -2,7 +2,9 @@
 //! service binaries are started with each service's environment (the `azurite` service's
 //! addresses mapped to the Azurite the harness starts on loopback, bind-mounted paths to this
 //! checkout), then a signed command goes through ingress, queue and two runners (the file's
-//! `--scale runner=N`). What the file sets is what the services accept.
+//! `--scale runner=N`). What the file sets is what the services accept. The images' health
+//! probe (`docker/healthcheck.rs`, built with `rustc` as the Dockerfile does) is run against
+//! both services.
 
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::expect_used)]
@@ -104,6 +106,32 @@ fn blob_port(azurite: &Azurite) -> u16 {
         .expect("blob endpoint port")
 }
 
+/// The images' health probe, compiled as the Dockerfile compiles it.
+fn build_healthcheck() -> PathBuf {
+    let out = std::env::temp_dir().join(format!(
+        "chatops-healthcheck-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let status = std::process::Command::new(rustc)
+        .args(["--edition", "2021", "-O", "-o"])
+        .arg(&out)
+        .arg(workspace().join("docker/healthcheck.rs"))
+        .status()
+        .expect("run rustc");
+    assert!(status.success(), "docker/healthcheck.rs compiles");
+    out
+}
+
+/// Runs the probe like the images' HEALTHCHECK; true when it exits 0.
+fn probe(healthcheck: &Path, addr: &str, path: &str) -> bool {
+    std::process::Command::new(healthcheck)
+        .args([addr, path])
+        .status()
+        .expect("run healthcheck")
+        .success()
+}
+
 fn form(slack: &SlackServer, text: &str) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
@@ -187,9 +215,19 @@ async fn the_compose_services_run_a_signed_command_with_their_own_environment() 
         Service::start("chatops-runner", &runner_env),
     ];
     let addr = ingress.bound_addr().await;
+    let healthcheck = build_healthcheck();
+    assert!(probe(&healthcheck, &addr, "/healthz"), "ingress healthy");
     let client = reqwest::Client::new();
     for runner in &runners {
         let runner_addr = runner.bound_addr().await;
+        assert!(
+            probe(&healthcheck, &runner_addr, "/healthz"),
+            "runner healthy"
+        );
+        assert!(
+            !probe(&healthcheck, &runner_addr, "/no-such-route"),
+            "a 404 is not healthy"
+        );
         for path in ["healthz", "readyz"] {
             let status = client
                 .get(format!("http://{runner_addr}/{path}"))
@@ -235,6 +273,11 @@ async fn the_compose_services_run_a_signed_command_with_their_own_environment() 
     for runner in &mut runners {
         assert_eq!(runner.terminate(Duration::from_secs(40)).await, Some(0));
     }
+    assert!(
+        !probe(&healthcheck, &addr, "/healthz"),
+        "nothing listens: not healthy"
+    );
+    let _ = std::fs::remove_file(&healthcheck);
     // The job's message was deleted from the compose file's queue; nothing went to poison.
     let queue_name = compose.services["runner"]
         .var("CHATOPS_QUEUE_NAME")
