@@ -190,6 +190,30 @@ fn without_its_required_secrets_the_compose_file_does_not_interpolate() {
     );
 }
 
+/// The catalog the Azure deployment mounts (infra/bicep/catalog.toml) loads, with its local
+/// targets (absolute paths in the images' /app/runbooks) found in this checkout's runbooks/,
+/// which the Dockerfile copies there.
+#[test]
+fn the_azure_deployments_catalog_loads_with_the_scripts_the_images_carry() {
+    let text = std::fs::read_to_string(workspace().join("infra/bicep/catalog.toml"))
+        .expect("infra/bicep/catalog.toml");
+    assert!(
+        text.contains("\"/app/runbooks/"),
+        "local targets are image paths"
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "chatops-azure-catalog-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("runbooks.toml");
+    let here = format!("\"{}/", workspace().join("runbooks").display());
+    std::fs::write(&path, text.replace("\"/app/runbooks/", &here)).expect("write");
+    let loaded = chatops_shared::catalog::Catalog::load(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}
+
 #[tokio::test]
 async fn the_compose_services_run_a_signed_command_with_their_own_environment() {
     let azurite = Azurite::start().await;

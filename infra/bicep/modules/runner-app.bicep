@@ -256,8 +256,8 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
         maxReplicas: maxReplicas
         rules: [
           {
-            // KEDA reads the queue's approximate message count, which includes messages that
-            // runners hold invisible while their jobs run: a replica with jobs in flight keeps
+            // KEDA's default strategy reads the queue's approximate message count, which includes
+            // the messages runners hold invisible while their jobs run: jobs in flight keep
             // the count above zero, so the app is not scaled to zero under it.
             name: 'queue-length'
             azureQueue: {
