@@ -6,6 +6,7 @@
 //!   Container Apps managed-identity token endpoint.
 //! - [`process`]: the service binaries as child processes.
 //! - [`app`]: `TestApp`, which wires the above to an ingress and runners.
+//! - [`compose`]: `docker-compose.yml` read as Compose reads it (environment, mounts, ports).
 //! - [`counting`]: a blob store decorator that counts storage round trips.
 
 // Test code: a failed setup step should stop the test with its message.
@@ -14,6 +15,7 @@
 pub mod app;
 pub mod arm;
 pub mod azurite;
+pub mod compose;
 pub mod counting;
 pub mod process;
 pub mod proxy;

@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# The two service images, one target each:
+#   docker build --target ingress -t chatops-ingress .
+#   docker build --target runner  -t chatops-runner .
+# (docker-compose.yml builds both.) Reproducible from the repository: the toolchain is the one
+# rust-toolchain.toml pins, and `cargo build --locked` takes every dependency from Cargo.lock.
+# CI has no Docker engine and does not build these images; scripts/check lints this file with
+# hadolint. Both images carry the sample catalog in /app (runbooks.toml, runbooks/), run as a
+# non-root user and start without a shell; /usr/local/bin/healthcheck probes /healthz.
+
+# The toolchain of rust-toolchain.toml (keep the two in step).
+FROM rust:1.95.0-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+# The caches keep the registry and target/ between builds on one machine; the binaries are
+# copied out of the cache mount before the layer is written.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bins -p chatops-ingress -p chatops-runner \
+    && mkdir -p /out \
+    && cp target/release/chatops-ingress target/release/chatops-runner /out/ \
+    && rustc --edition 2021 -O -C strip=symbols docker/healthcheck.rs -o /out/healthcheck
+
+# chatops-ingress: distroless (glibc, CA certificates, user 65532; no shell).
+FROM gcr.io/distroless/cc-debian12:nonroot AS ingress
+WORKDIR /app
+COPY --from=build /out/chatops-ingress /out/healthcheck /usr/local/bin/
+COPY runbooks.toml /app/runbooks.toml
+COPY runbooks /app/runbooks
+ENV CHATOPS_INGRESS_ADDR=0.0.0.0:3000 \
+    CHATOPS_CATALOG=/app/runbooks.toml
+USER 65532:65532
+EXPOSE 3000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/healthcheck", "127.0.0.1:3000", "/healthz"]
+ENTRYPOINT ["/usr/local/bin/chatops-ingress"]
+
+# chatops-runner: Debian slim, because local runbook scripts need /bin/sh and coreutils. It runs
+# as the unprivileged user chatops, so scripts run as that user too, and the runner makes itself
+# non-dumpable (docs/security.md): a script cannot read the runner's memory or environment.
+FROM debian:bookworm-slim AS runner
+RUN groupadd --system --gid 10001 chatops \
+    && useradd --system --uid 10001 --gid chatops --create-home --home-dir /home/chatops \
+       --shell /usr/sbin/nologin chatops
+# TLS roots for ARM, Slack and Storage, from the build image (no package install here).
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+WORKDIR /app
+COPY --from=build /out/chatops-runner /out/healthcheck /usr/local/bin/
+COPY runbooks.toml /app/runbooks.toml
+COPY runbooks /app/runbooks
+ENV CHATOPS_RUNNER_ADDR=0.0.0.0:3001 \
+    CHATOPS_CATALOG=/app/runbooks.toml
+USER 10001:10001
+EXPOSE 3001
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/healthcheck", "127.0.0.1:3001", "/healthz"]
+ENTRYPOINT ["/usr/local/bin/chatops-runner"]
