@@ -19,7 +19,7 @@ use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
 use chatops_shared::audit::{AuditEvent, AuditLog, AuditWriter, DEFAULT_AUDIT_CONTAINER};
 use chatops_shared::blob::BlobStore;
-use chatops_shared::catalog::Catalog;
+use chatops_shared::catalog::{Catalog, LiveCatalog};
 use chatops_shared::job::{JobKey, JobKeys, JobMessage};
 use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::queue::connection::ConnectionString;
@@ -134,7 +134,11 @@ pub struct TestApp {
     pub azure_queue: Arc<AzureJobQueue>,
     /// The poison queue, read as a queue of its own.
     pub poison: Arc<dyn JobQueue>,
+    /// The catalog as the app started with it.
     pub catalog: Arc<Catalog>,
+    /// The catalog in force for the in-process ingress and the workers: `reload()` it after
+    /// rewriting `dir/runbooks.toml`.
+    pub live_catalog: Arc<LiveCatalog>,
     /// The job signing key this app's ingress and runners share, generated per app.
     pub job_keys: JobKeys,
     pub dir: PathBuf,
@@ -223,6 +227,7 @@ impl TestApp {
         let catalog_path = dir.join("runbooks.toml");
         std::fs::write(&catalog_path, CATALOG).expect("write catalog");
         let catalog = Catalog::load(&catalog_path).expect("test catalog loads");
+        let live_catalog = Arc::new(LiveCatalog::new(catalog.clone()));
 
         let job_keys = JobKeys::new(JobKey::generate().expect("job key"), None);
         // The ingress reads records as it does in production: interactive budget; counted.
@@ -240,7 +245,7 @@ impl TestApp {
         let (audit_log, audit_writer) = AuditLog::new(audit_store, INGRESS_AUDIT_WRITER.to_owned());
         let state = AppState::new(
             Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
-            catalog.clone(),
+            live_catalog.clone(),
             queue.clone(),
             job_keys.current().clone(),
             records,
@@ -264,6 +269,7 @@ impl TestApp {
             azure_queue,
             poison,
             catalog: Arc::new(catalog),
+            live_catalog,
             job_keys,
             dir,
             ingress_url,
@@ -379,7 +385,7 @@ impl TestApp {
         Worker::new(
             queue,
             self.records(),
-            self.catalog.clone(),
+            self.live_catalog.clone(),
             self.job_keys.clone(),
             self.executors(),
             Arc::new(self.notifier()),

@@ -10,7 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatops_shared::audit::{AuditLog, AuditWriter};
-use chatops_shared::catalog::Catalog;
+use chatops_shared::catalog::{Catalog, LiveCatalog};
 use chatops_shared::job::JobKey;
 use chatops_shared::queue::JobQueue;
 use chatops_shared::recent_ids::RecentIds;
@@ -43,7 +43,8 @@ pub const DRAIN_LIMIT: Duration = serve::DRAIN_LIMIT;
 #[derive(Clone)]
 pub struct AppState {
     pub verifier: Arc<Verifier>,
-    pub catalog: Arc<Catalog>,
+    /// The catalog in force, reloaded when its file changes (`current()` per command).
+    pub catalog: Arc<LiveCatalog>,
     pub queue: Arc<dyn JobQueue>,
     /// Signs every job message put on the queue.
     pub job_key: Arc<JobKey>,
@@ -67,7 +68,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         verifier: Verifier,
-        catalog: Catalog,
+        catalog: impl Into<Arc<LiveCatalog>>,
         queue: Arc<dyn JobQueue>,
         job_key: JobKey,
         records: Records,
@@ -75,7 +76,7 @@ impl AppState {
     ) -> Self {
         AppState {
             verifier: Arc::new(verifier),
-            catalog: Arc::new(catalog),
+            catalog: catalog.into(),
             queue,
             job_key: Arc::new(job_key),
             replays: Arc::new(RecentIds::new(REPLAY_MEMORY, MAX_REPLAYS)),
@@ -131,7 +132,8 @@ impl Application {
     /// Loads the catalog, opens the queue (creating it if missing) and the job records, and
     /// binds the listener.
     pub async fn build(config: IngressConfig) -> anyhow::Result<Self> {
-        let catalog = Catalog::load(&config.catalog_path)?;
+        let catalog = Arc::new(LiveCatalog::new(Catalog::load(&config.catalog_path)?));
+        tokio::spawn(catalog.clone().watch(config.catalog_poll)?);
         let credential = config
             .credential
             .as_ref()

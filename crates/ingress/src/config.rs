@@ -7,6 +7,7 @@
 //! | `SLACK_SIGNING_SECRET_PREVIOUS` | unset | also accepted, while rotating the secret |
 //! | `CHATOPS_JOB_SIGNING_KEY` | required | base64 of at least 32 random bytes; signs every job message (`chatops-ingress keygen`) |
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
+//! | `CHATOPS_CATALOG_POLL` | `5s` | how often the catalog file is read for changes (also reloaded on SIGHUP); a changed catalog that does not load is refused and the old one stays |
 //! | `CHATOPS_MAX_CONNECTIONS` | `1024` | connections open at once; more wait to be accepted |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for `AZURE_STORAGE_QUEUE_ENDPOINT` and `AZURE_STORAGE_BLOB_ENDPOINT` |
@@ -36,6 +37,8 @@ pub struct IngressConfig {
     /// Signs every job message this ingress queues (the runner checks it).
     pub job_key: JobKey,
     pub catalog_path: PathBuf,
+    /// `CHATOPS_CATALOG_POLL`: how often the catalog file is read for changes.
+    pub catalog_poll: std::time::Duration,
     /// Queue settings with the interactive retry budget: Slack waits 3 s at most.
     pub queue: QueueSettings,
     /// Where the job records are, read by `status`, `stop`, `rerun` and `history` (interactive
@@ -82,6 +85,11 @@ impl IngressConfig {
                 config::optional(env, "CHATOPS_CATALOG")
                     .unwrap_or_else(|| "runbooks.toml".to_owned()),
             ),
+            catalog_poll: config::duration(
+                env,
+                "CHATOPS_CATALOG_POLL",
+                chatops_shared::catalog::DEFAULT_POLL,
+            )?,
             queue,
             records,
             audit,

@@ -68,7 +68,7 @@ impl Request<'_> {
             record_day: Some(self.record_day),
             target: None,
             rerun_of: None,
-            catalog_version: Some(self.state.catalog.version().to_owned()),
+            catalog_version: Some(self.state.catalog.current().version().to_owned()),
         }
     }
 
@@ -92,12 +92,12 @@ pub async fn run(
 ) -> Result<Reply, Refusal> {
     let state = req.state;
     let caller = req.caller();
-    let accepted = match state.catalog.check(&caller, parsed) {
+    // One catalog for the whole command, even if a reload swaps it meanwhile.
+    let catalog = state.catalog.current();
+    let accepted = match catalog.check(&caller, parsed) {
         Ok(accepted) => accepted,
         Err(Rejection::Help) => {
-            return Ok(Reply::help(
-                &state.catalog.help_text(&caller, &req.cmd.command),
-            ));
+            return Ok(Reply::help(&catalog.help_text(&caller, &req.cmd.command)));
         }
         Err(rejection) => {
             tracing::info!(reason = %rejection, "command rejected");
@@ -127,6 +127,7 @@ pub async fn run(
 
     let mut message = req.message(JobKind::Run, accepted.runbook, accepted.params);
     message.rerun_of = rerun_of;
+    message.catalog_version = Some(catalog.version().to_owned());
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
     let ack = Reply::acknowledgement(&message);
     match enqueue(state, &message).await {

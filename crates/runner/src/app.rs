@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use chatops_shared::audit::{AuditLog, AuditWriter};
-use chatops_shared::catalog::{Catalog, ExecutorKind, Runbook};
+use chatops_shared::catalog::{Catalog, ExecutorKind, LiveCatalog, Runbook};
 use chatops_shared::queue::JobQueue;
 use chatops_shared::records::Records;
 use std::future::Future;
@@ -37,12 +37,9 @@ impl RunnerApp {
     /// Loads the catalog, opens the queue (creating it if missing), builds the executors and
     /// the notifier, and binds the health listener.
     pub async fn build(config: RunnerConfig) -> anyhow::Result<Self> {
-        let catalog = Arc::new(Catalog::load(&config.catalog_path)?);
-        let script_mode = user::decide(
-            nix::unistd::geteuid().as_raw(),
-            config.script_user.as_deref(),
-            &catalog,
-        )?;
+        let catalog = Catalog::load(&config.catalog_path)?;
+        let euid = nix::unistd::geteuid().as_raw();
+        let script_mode = user::decide(euid, config.script_user.as_deref(), &catalog)?;
         log_script_mode(&script_mode);
         let credential = config
             .credential
@@ -80,6 +77,14 @@ impl RunnerApp {
         warn_about_unreported_ends(&catalog, config.slack.webhook_url.is_some());
         warn_about_missing_automation(&catalog, executors.automation.is_some());
         let notifier = Arc::new(SlackNotifier::new(config.slack)?);
+        // A reloaded catalog must pass the same check of who its scripts run as.
+        let script_user = config.script_user.clone();
+        let catalog = Arc::new(LiveCatalog::new(catalog).with_check(Box::new(move |c| {
+            user::decide(euid, script_user.as_deref(), c)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })));
+        tokio::spawn(catalog.clone().watch(config.catalog_poll)?);
         let worker = Worker::new(
             queue.clone(),
             records,

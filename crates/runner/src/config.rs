@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `CHATOPS_RUNNER_ADDR` | `0.0.0.0:3001` | address of `/healthz` and `/readyz` |
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
+//! | `CHATOPS_CATALOG_POLL` | `5s` | how often the catalog file is read for changes (also reloaded on SIGHUP); a changed catalog that does not load is refused and the old one stays |
 //! | `CHATOPS_JOB_SIGNING_KEY` | required | base64 of at least 32 random bytes; a message whose `mac` does not verify is never run |
 //! | `CHATOPS_JOB_SIGNING_KEY_PREVIOUS` | unset | also accepted, while rotating the key |
 //! | `CHATOPS_VISIBILITY_TIMEOUT` | `60s` | how long a taken message stays invisible (extended while its job runs); 60s to 7 days |
@@ -43,6 +44,8 @@ use std::time::Duration;
 pub struct RunnerConfig {
     pub addr: SocketAddr,
     pub catalog_path: PathBuf,
+    /// `CHATOPS_CATALOG_POLL`: how often the catalog file is read for changes.
+    pub catalog_poll: std::time::Duration,
     /// The keys a job message's `mac` must verify under.
     pub job_keys: JobKeys,
     pub queue: QueueSettings,
@@ -128,6 +131,11 @@ impl RunnerConfig {
                 config::optional(env, "CHATOPS_CATALOG")
                     .unwrap_or_else(|| "runbooks.toml".to_owned()),
             ),
+            catalog_poll: config::duration(
+                env,
+                "CHATOPS_CATALOG_POLL",
+                chatops_shared::catalog::DEFAULT_POLL,
+            )?,
             job_keys,
             queue,
             records,

@@ -566,3 +566,6 @@ mod tests {
         assert_eq!(args("rb a\u{200B}b"), vec![pos("a\u{200B}b")]);
     }
 }
+
+#[cfg(test)]
+mod roundtrip;

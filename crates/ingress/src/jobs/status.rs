@@ -17,7 +17,7 @@ const YOUR_JOBS: time::Duration = time::Duration::DAY;
 pub async fn list(req: &Request<'_>) -> Result<Reply, JobRefusal> {
     let now = req.now;
     // A job still running started at most the longest timeout ago (the runner stops it then).
-    let running_since = now - running_lookback(&req.state.catalog).max(YOUR_JOBS);
+    let running_since = now - running_lookback(&req.state.catalog.current()).max(YOUR_JOBS);
     let your_since = now - YOUR_JOBS;
     let records = &req.state.records;
     let days = days_between(running_since, now, records.retention_days());

@@ -17,6 +17,7 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
         || req
             .state
             .catalog
+            .current()
             .get(&record.runbook)
             .is_some_and(|rb| rb.stop_allowed(&caller));
     if !allowed {

@@ -33,7 +33,7 @@
 use crate::executor::{Executor, FinalState, Outcome, StopSignal, TransientError};
 use crate::notify::{Notifier, Update};
 use chatops_shared::audit::{AuditEvent, AuditLog};
-use chatops_shared::catalog::Catalog;
+use chatops_shared::catalog::LiveCatalog;
 use chatops_shared::job::{DecodeError, JobKeys, JobKind, JobMessage};
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
 use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned};
@@ -119,7 +119,8 @@ pub struct Worker {
     records: Records,
     /// Where job starts, ends and stops are recorded.
     audit: AuditLog,
-    catalog: Arc<Catalog>,
+    /// The catalog in force; every job is checked against it before it runs.
+    catalog: Arc<LiveCatalog>,
     /// A message runs only when its `mac` verifies under one of these.
     job_keys: Arc<JobKeys>,
     executors: Executors,
@@ -157,7 +158,7 @@ impl Worker {
     pub fn new(
         queue: Arc<dyn JobQueue>,
         records: Records,
-        catalog: Arc<Catalog>,
+        catalog: impl Into<Arc<LiveCatalog>>,
         job_keys: JobKeys,
         executors: Executors,
         notifier: Arc<dyn Notifier>,
@@ -167,7 +168,7 @@ impl Worker {
             queue,
             records,
             audit: AuditLog::discard(),
-            catalog,
+            catalog: catalog.into(),
             job_keys: Arc::new(job_keys),
             executors,
             notifier,

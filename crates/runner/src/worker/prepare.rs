@@ -27,14 +27,15 @@ impl Worker {
         dequeue_count: u32,
         stop: StopSignal,
     ) -> Result<Prepared, Outcome> {
-        let refused = |why: String| {
-            Outcome::without_run(FinalState::Refused, refusal(job, &self.catalog, why))
-        };
+        // One catalog for the whole check, even if a reload swaps it meanwhile.
+        let catalog = self.catalog.current();
+        let refused =
+            |why: String| Outcome::without_run(FinalState::Refused, refusal(job, &catalog, why));
         self.settings
             .workspaces
             .check(&job.team_id, job.enterprise_id.as_deref())
             .map_err(|denied| refused(denied.to_string()))?;
-        let runbook = self.catalog.get(&job.runbook).ok_or_else(|| {
+        let runbook = catalog.get(&job.runbook).ok_or_else(|| {
             refused(format!(
                 "`{}` is not in this runner's catalog.",
                 job.runbook
@@ -68,7 +69,7 @@ impl Worker {
         let local = runbook.executor == ExecutorKind::Local;
         let request = JobRequest {
             job_id: job.job_id,
-            target: self.catalog.resolve_target(runbook),
+            target: catalog.resolve_target(runbook),
             // A script takes its values by position: every parameter has its place. Automation
             // takes them by name: leave out what has no value.
             params: if local {

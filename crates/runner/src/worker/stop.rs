@@ -92,6 +92,7 @@ impl Worker {
         let allowed = record.user_id == job.user_id
             || self
                 .catalog
+                .current()
                 .get(&record.runbook)
                 .is_some_and(|runbook| runbook.stop_allowed(&caller));
         if !allowed {
@@ -121,6 +122,7 @@ impl Worker {
             .is_some_and(|w| matches!(w.record.executor, Some(ExecutorRef::Automation { .. })))
             || self
                 .catalog
+                .current()
                 .get(&record.runbook)
                 .is_some_and(|r| r.executor == chatops_shared::catalog::ExecutorKind::Automation);
         if automation && let Some(executor) = &self.executors.automation {

@@ -33,6 +33,9 @@ pub enum CatalogError {
         column: usize,
         problem: String,
     },
+    /// A valid catalog this service cannot use (see `LiveCatalog::with_check`).
+    #[error("{}: {problem}", .path.display())]
+    Unusable { path: PathBuf, problem: String },
 }
 
 impl CatalogError {

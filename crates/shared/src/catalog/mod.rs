@@ -46,18 +46,21 @@
 //! shape and checks as `allow`: the users, and when `channels` is given, only from those
 //! channels); nobody else, and no one else at all when `stop_allow` is absent.
 //!
+//! - `live`: the catalog in force, reloaded when its file changes ([`LiveCatalog`]).
 //! - `load`: reading and validating the file ([`Catalog::load`], [`CatalogError`]).
 //! - `check`: checking a parsed command against the catalog ([`Catalog::check`], [`Rejection`]).
 //! - `usage`: usage lines and the help text ([`Runbook::usage`], [`Catalog::help_text`]).
 //! - `value`: one value against one parameter's rules ([`ParamSpec::check_value`]).
 
 mod check;
+mod live;
 mod load;
 mod suggest;
 mod usage;
 mod value;
 
 pub use check::{Accepted, Rejection};
+pub use live::{DEFAULT_POLL, LiveCatalog, Reloaded, Trigger};
 pub use load::CatalogError;
 pub use value::ValueProblem;
 
