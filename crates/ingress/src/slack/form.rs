@@ -6,6 +6,9 @@
 
 use chatops_shared::secret::Secret;
 
+/// The slash command `slack/manifest.yml` creates, assumed when a request does not name one.
+pub const COMMAND: &str = "/runbook";
+
 /// The fields the ingress uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlashCommand {
@@ -71,7 +74,7 @@ pub fn parse(body: &[u8]) -> Result<Form, FormError> {
     let response_url = take("response_url")?.ok_or(MissingField("response_url"))?;
     Ok(Form::Command(Box::new(SlashCommand {
         user_name: take("user_name")?.unwrap_or_else(|| user_id.clone()),
-        command: take("command")?.unwrap_or_else(|| "/runbook".to_owned()),
+        command: take("command")?.unwrap_or_else(|| COMMAND.to_owned()),
         text: unescape(&take("text")?.unwrap_or_default()),
         enterprise_id: take("enterprise_id")?,
         channel_name: take("channel_name")?,
