@@ -26,6 +26,9 @@ use tower_http::timeout::TimeoutLayer;
 
 /// Slash-command bodies are a few hundred bytes; anything near this is not from Slack.
 pub const BODY_LIMIT: usize = 16 * 1024;
+/// An interaction carries the whole view it came from (up to 250 KB of JSON, more once
+/// form-encoded).
+pub const INTERACTION_BODY_LIMIT: usize = 1024 * 1024;
 /// How long a queued request is remembered: a copy of it verifies while its timestamp is
 /// within the window of our clock, either side, so two copies can arrive up to twice the
 /// window apart. A minute more for clock steps.
@@ -105,6 +108,11 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/slack/commands", post(routes::commands::slash_command))
+        .route(
+            "/slack/interactions",
+            post(routes::interactions::interaction)
+                .layer(DefaultBodyLimit::max(INTERACTION_BODY_LIMIT)),
+        )
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

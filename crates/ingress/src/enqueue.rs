@@ -1,11 +1,27 @@
 //! Putting one job message on the queue per Slack request: the replay memory, then the one
-//! bounded send. Used by typed commands, `rerun` and `stop` alike.
+//! bounded send. Used by typed commands, forms, `rerun` and `stop` alike.
+//!
+//! The send has the queue's own retry budget and, on top of it, the request's acknowledgement
+//! deadline: whatever the steps before it took, the answer leaves before Slack stops waiting.
 
 use crate::app::AppState;
 use chatops_shared::job::JobMessage;
 use chatops_shared::queue::QueueError;
 use chatops_shared::recent_ids::RecentIds;
+use tokio::time::Instant;
 use uuid::Uuid;
+
+/// Why a message was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The queue did not confirm before the acknowledgement deadline. The message may still
+    /// land (its send was in flight); a later copy of the request is queued again under the
+    /// same `job_id`.
+    #[error("the queue did not confirm before the acknowledgement deadline")]
+    Deadline,
+}
 
 /// What became of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +34,12 @@ pub enum Queued {
 }
 
 /// Queues `message`, signed with the ingress's job key, unless this process queued the same
-/// `job_id` recently.
-pub async fn enqueue(state: &AppState, message: &JobMessage) -> Result<Queued, QueueError> {
+/// `job_id` recently; gives up at `deadline`.
+pub async fn enqueue(
+    state: &AppState,
+    message: &JobMessage,
+    deadline: Instant,
+) -> Result<Queued, EnqueueError> {
     if !state.replays.claim(message.job_id) {
         tracing::info!("replayed request: answering again without queueing");
         return Ok(Queued::Before);
@@ -31,7 +51,10 @@ pub async fn enqueue(state: &AppState, message: &JobMessage) -> Result<Queued, Q
         job_id: message.job_id,
         queued: false,
     };
-    state.queue.send(&message.encode(&state.job_key)).await?;
+    let text = message.encode(&state.job_key);
+    tokio::time::timeout_at(deadline, state.queue.send(&text))
+        .await
+        .map_err(|_| EnqueueError::Deadline)??;
     claim.queued();
     Ok(Queued::Now)
 }

@@ -1,9 +1,11 @@
-//! The ingress: verifies Slack slash commands, validates them against the runbook catalog,
+//! The ingress: verifies Slack slash commands and interactions, validates them against the runbook catalog,
 //! puts one job message on the queue and answers Slack at once.
 //!
 //! - [`slack`]: request verification and the slash-command form.
 //! - [`routes`]: one thin handler per route.
 //! - [`run`]: a runbook command checked against the catalog and queued ([`enqueue`]).
+//! - [`forms`]: modals for a runbook's parameters, opened from a command, submitted through
+//!   `/slack/interactions`.
 //! - [`jobs`]: job control from chat (`status`, `stop`, `rerun`, `history`), from the records.
 //! - [`reply`]: every answer, and the one place errors become responses.
 //! - [`app`]: `Application::build`, the router and its state.
@@ -14,6 +16,7 @@
 pub mod app;
 pub mod config;
 pub mod enqueue;
+pub mod forms;
 pub mod jobs;
 pub mod readiness;
 pub mod reply;

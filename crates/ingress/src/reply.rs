@@ -6,6 +6,7 @@
 //! logged by the handler, never returned.
 
 use crate::slack::form::MissingField;
+use crate::slack::interaction::InteractionError;
 use crate::slack::verify::VerifyError;
 use axum::Json;
 use axum::http::StatusCode;
@@ -76,6 +77,18 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// The answer to a queued job when the runner posts the job card itself (bot token): for
+    /// the caller only, so that the channel gets one message per job.
+    pub fn queued(message: &JobMessage) -> Self {
+        Reply::ephemeral(format!(
+            ":inbox_tray: Queued *{}* (job `{}`); its card will show in this channel.",
+            escape(&message.runbook),
+            message.short_id()
+        ))
+    }
+}
+
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         Json(self).into_response()
@@ -99,6 +112,14 @@ pub enum Refusal {
     },
     /// The queue did not take the job; `text` is the command's text as typed.
     QueueDown { text: String },
+    /// The queue did not confirm before the acknowledgement deadline (Slack stops waiting at
+    /// 3 s); `text` is the command's text as typed.
+    OutOfTime { text: String },
+    /// `--form` asked for a form, and this app has no bot token to open one.
+    NoForms { usage: String },
+    /// `--form` asked for a form, and Slack did not open it (the trigger expired, or Slack was
+    /// slow).
+    FormUnavailable { usage: String },
 }
 
 impl Refusal {
@@ -117,6 +138,16 @@ impl Refusal {
             Refusal::QueueDown { text } => format!(
                 ":warning: Could not queue `{}` right now: the job queue did not answer. Nothing was started. Please try again in a minute.",
                 inline_code(text)
+            ),
+            Refusal::OutOfTime { text } => format!(
+                ":warning: Could not confirm `{}` in time: the job queue was slow and Slack is waiting for an answer. If no job shows in this channel within a minute, please try again.",
+                inline_code(text)
+            ),
+            Refusal::NoForms { usage } => format!(
+                "Forms are not available here (this app has no bot token). Type the values instead.\n```\n{usage}\n```"
+            ),
+            Refusal::FormUnavailable { usage } => format!(
+                "Slack did not open the form in time. Type the values instead, or try `--form` again.\n```\n{usage}\n```"
             ),
         }
     }
@@ -167,13 +198,18 @@ pub enum RequestError {
     Unauthorized(#[from] VerifyError),
     #[error("{0}")]
     BadRequest(#[from] MissingField),
+    /// A verified interaction whose body is not what Slack sends.
+    #[error("{0}")]
+    BadInteraction(#[from] InteractionError),
 }
 
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let status = match self {
             RequestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestError::BadRequest(_) | RequestError::BadInteraction(_) => {
+                StatusCode::BAD_REQUEST
+            }
         };
         tracing::info!(status = status.as_u16(), reason = %self, "request refused");
         (status, self.to_string()).into_response()
@@ -211,6 +247,15 @@ mod tests {
             },
             Refusal::QueueDown {
                 text: "echo <!channel> `x`".into(),
+            },
+            Refusal::OutOfTime {
+                text: "echo <!channel>".into(),
+            },
+            Refusal::NoForms {
+                usage: "/runbook echo <first>".into(),
+            },
+            Refusal::FormUnavailable {
+                usage: "/runbook echo <first>".into(),
             },
         ];
         for refusal in refusals {

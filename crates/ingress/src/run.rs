@@ -3,7 +3,7 @@
 //! like the command typed again. Every outcome is recorded in the audit log, which never waits.
 
 use crate::app::AppState;
-use crate::enqueue::{Queued, enqueue};
+use crate::enqueue::{EnqueueError, Queued, enqueue};
 use crate::reply::{Refusal, Reply};
 use crate::slack::form::SlashCommand;
 use chatops_shared::audit::AuditEvent;
@@ -60,7 +60,7 @@ impl Request<'_> {
             team_id: cmd.team_id.clone(),
             channel_id: cmd.channel_id.clone(),
             channel_name: cmd.channel_name.clone(),
-            response_url: Some(cmd.response_url.clone()),
+            response_url: cmd.response_url.clone(),
             requested_at: self.now,
             enterprise_id: cmd.enterprise_id.clone(),
             traceparent: None,
@@ -129,8 +129,12 @@ pub async fn run(
     message.rerun_of = rerun_of;
     message.catalog_version = Some(catalog.version().to_owned());
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
-    let ack = Reply::acknowledgement(&message);
-    match enqueue(state, &message).await {
+    // With a bot token the runner posts the job card: the caller alone is told "queued".
+    let ack = match state.slack_api {
+        Some(_) => Reply::queued(&message),
+        None => Reply::acknowledgement(&message),
+    };
+    match enqueue(state, &message, req.deadline).await {
         Ok(Queued::Before) => Ok(ack),
         Ok(Queued::Now) => {
             tracing::info!("job queued");
@@ -143,6 +147,12 @@ pub async fn run(
                 rerun_of,
             });
             Ok(ack)
+        }
+        Err(EnqueueError::Deadline) => {
+            tracing::warn!("job not confirmed by the queue before the acknowledgement deadline");
+            Err(Refusal::OutOfTime {
+                text: req.cmd.text.clone(),
+            })
         }
         Err(e) => {
             tracing::error!(error = %e, "could not queue job");

@@ -27,6 +27,15 @@ pub(super) struct ApiState {
     chat: chat::ChatState,
     views: views::ViewsState,
     usergroups: usergroups::UsergroupsState,
+    /// How long calls of a method wait before they are answered ([`SlackServer::delay_method`]).
+    delays: std::collections::HashMap<String, std::time::Duration>,
+}
+
+impl super::SlackServer {
+    /// From now on, calls of Web API `method` are answered only after `delay` (a slow Slack).
+    pub fn delay_method(&self, method: &str, delay: std::time::Duration) {
+        self.lock().api.delays.insert(method.to_owned(), delay);
+    }
 }
 
 pub(super) async fn call(
@@ -39,6 +48,17 @@ pub(super) async fn call(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let delay = shared
+        .inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .api
+        .delays
+        .get(&method)
+        .copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     shared.handle(PathKind::Api, method.clone(), body, move |inner, body| {
         match auth.as_deref() {
             None => return ok_false("not_authed"),

@@ -36,7 +36,7 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     let mut message = req.message(JobKind::Stop, record.runbook.clone(), record.params.clone());
     message.target = Some(record.job_id);
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
-    match enqueue(req.state, &message).await {
+    match enqueue(req.state, &message, req.deadline).await {
         Ok(Queued::Now) => {
             tracing::info!(target_job = %record.job_id, "stop queued");
             req.state.audit.record(AuditEvent::StopRequested {

@@ -2,14 +2,17 @@
 //! acknowledged ([`crate::run`]); `status`, `stop`, `rerun` and `history` are job control
 //! ([`crate::jobs`]).
 //!
-//! Never waits on Azure Automation. A runbook command's only outside call is one bounded
-//! enqueue; job control reads job records within a deadline.
+//! Never waits on Azure Automation. A runbook command's outside calls (`views.open` for a form,
+//! the enqueue) draw from the one acknowledgement deadline; job control reads job records
+//! within a deadline.
 
 use crate::app::AppState;
+use crate::forms;
 use crate::jobs;
 use crate::reply::{Refusal, Reply, RequestError};
 use crate::run::{self, Request};
 use crate::slack::form::{self, Form, FormError};
+use crate::slack::signed;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -17,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use chatops_shared::audit::AuditEvent;
 use chatops_shared::command;
 use chatops_shared::mrkdwn::escape;
-use time::OffsetDateTime;
 
 #[tracing::instrument(skip_all, fields(job_id, user_id, runbook))]
 pub async fn slash_command(
@@ -26,15 +28,7 @@ pub async fn slash_command(
     body: Bytes,
 ) -> Result<Response, RequestError> {
     let deadline = tokio::time::Instant::now() + run::ACK_DEADLINE;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let signature = header("x-slack-signature");
-    let now = OffsetDateTime::now_utc();
-    state.verifier.verify(
-        header("x-slack-request-timestamp"),
-        signature,
-        &body,
-        now.unix_timestamp(),
-    )?;
+    let signed = signed::verify(&state.verifier, &headers, &body, deadline)?;
     let cmd = match form::parse(&body) {
         Ok(Form::SslCheck) => return Ok(StatusCode::OK.into_response()),
         Ok(Form::Command(cmd)) => cmd,
@@ -47,22 +41,13 @@ pub async fn slash_command(
             .into_response());
         }
     };
-    // Verified above, so a signature is present.
-    let signature = signature.unwrap_or_default();
     tracing::Span::current().record("user_id", cmd.user_id.as_str());
-    // Verified above, so the timestamp is present and recent; every copy of this request
-    // carries it, so every ingress files the job's record under the same day.
-    let record_day = header("x-slack-request-timestamp")
-        .and_then(|t| t.trim().parse::<i64>().ok())
-        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-        .unwrap_or(now)
-        .date();
     let req = Request {
         state: &state,
         cmd: &cmd,
-        signature,
-        now,
-        record_day,
+        signature: &signed.signature,
+        now: signed.now,
+        record_day: signed.record_day,
         deadline,
     };
     let reply = handle(&req).await.unwrap_or_else(Reply::from);
@@ -87,12 +72,17 @@ async fn handle(req: &Request<'_>) -> Result<Reply, Refusal> {
     if let Some(word) = parsed.runbook.as_deref().and_then(jobs::word) {
         return Ok(jobs::handle(req, word, &parsed.args).await);
     }
+    // `--form`, or required values missing: a modal when the bot token allows one.
+    let (parsed, form_asked) = forms::take_flag(parsed);
+    if let Some(answer) = forms::offer(req, &parsed, form_asked).await {
+        return Ok(answer);
+    }
     run::run(req, &parsed, None).await
 }
 
 /// Checks the command's workspace against `SLACK_TEAM_ID` / `SLACK_ENTERPRISE_ID`; a refusal is
 /// logged, audited as denied and answered to the caller only.
-fn workspace_allowed(req: &Request<'_>) -> Result<(), Reply> {
+pub(crate) fn workspace_allowed(req: &Request<'_>) -> Result<(), Reply> {
     let cmd = req.cmd;
     let Err(denied) = req
         .state

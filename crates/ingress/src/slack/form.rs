@@ -6,6 +6,9 @@
 
 use chatops_shared::secret::Secret;
 
+/// The slash command `slack/manifest.yml` creates, assumed when a request does not name one.
+pub const COMMAND: &str = "/runbook";
+
 /// The fields the ingress uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlashCommand {
@@ -19,7 +22,11 @@ pub struct SlashCommand {
     pub command: String,
     /// Everything after the command, unescaped.
     pub text: String,
-    pub response_url: Secret,
+    /// Where to answer later; absent only for a command that came from a form (a modal's
+    /// submission carries none).
+    pub response_url: Option<Secret>,
+    /// Lets the app open a modal for the caller, once and within 3 s (`views.open`).
+    pub trigger_id: Option<String>,
 }
 
 /// What the body of a verified request turned out to be.
@@ -48,17 +55,7 @@ pub enum FormError {
 
 /// Parses the form body. Fields we do not read are ignored, whatever they hold.
 pub fn parse(body: &[u8]) -> Result<Form, FormError> {
-    let mut fields = std::collections::HashMap::new();
-    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
-        let (key, value) = match pair.iter().position(|b| *b == b'=') {
-            Some(at) => (&pair[..at], &pair[at + 1..]),
-            None => (pair, &b""[..]),
-        };
-        let key = String::from_utf8_lossy(&decode(key)).into_owned();
-        fields
-            .entry(key)
-            .or_insert_with(|| String::from_utf8(decode(value)).ok());
-    }
+    let mut fields = fields(body);
     if fields
         .get("ssl_check")
         .is_some_and(|v| v.as_deref() == Some("1"))
@@ -77,15 +74,33 @@ pub fn parse(body: &[u8]) -> Result<Form, FormError> {
     let response_url = take("response_url")?.ok_or(MissingField("response_url"))?;
     Ok(Form::Command(Box::new(SlashCommand {
         user_name: take("user_name")?.unwrap_or_else(|| user_id.clone()),
-        command: take("command")?.unwrap_or_else(|| "/runbook".to_owned()),
+        command: take("command")?.unwrap_or_else(|| COMMAND.to_owned()),
         text: unescape(&take("text")?.unwrap_or_default()),
         enterprise_id: take("enterprise_id")?,
         channel_name: take("channel_name")?,
-        response_url: Secret::new(response_url),
+        response_url: Some(Secret::new(response_url)),
+        trigger_id: take("trigger_id")?,
         team_id,
         channel_id,
         user_id,
     })))
+}
+
+/// The fields of a form body by name (the first of repeated ones); `None` for a value that is
+/// not UTF-8.
+pub(super) fn fields(body: &[u8]) -> std::collections::HashMap<String, Option<String>> {
+    let mut fields = std::collections::HashMap::new();
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = String::from_utf8_lossy(&decode(key)).into_owned();
+        fields
+            .entry(key)
+            .or_insert_with(|| String::from_utf8(decode(value)).ok());
+    }
+    fields
 }
 
 /// Decodes one `application/x-www-form-urlencoded` name or value to bytes: `+` is a space,
@@ -140,9 +155,10 @@ mod tests {
         assert_eq!(c.command, "/runbook");
         assert_eq!(c.text, "restart-web env=prod msg=\"a & b\"");
         assert_eq!(
-            c.response_url.expose(),
-            "https://hooks.slack.com/commands/T1/1/x"
+            c.response_url.as_ref().map(Secret::expose),
+            Some("https://hooks.slack.com/commands/T1/1/x")
         );
+        assert_eq!(c.trigger_id.as_deref(), Some("1.2.3"));
         assert_eq!(c.channel_name.as_deref(), Some("ops"));
         assert_eq!(c.enterprise_id, None);
     }
@@ -177,7 +193,10 @@ mod tests {
         let reference: std::collections::HashMap<_, _> =
             url::form_urlencoded::parse(BODY.as_bytes()).collect();
         assert_eq!(c.user_name, reference["user_name"]);
-        assert_eq!(c.response_url.expose(), reference["response_url"]);
+        assert_eq!(
+            c.response_url.as_ref().map(Secret::expose),
+            Some(&*reference["response_url"])
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `views.open`: needs a `trigger_id` minted by [`SlackServer::trigger_id`], used once and
 //! within 3 s (`invalid_trigger_id` / `expired_trigger_id` / `exchanged_trigger_id` otherwise),
-//! and a modal view of at most 100 blocks with a title (`invalid_arguments` otherwise).
+//! and a modal view within Slack's limits (`invalid_arguments` otherwise): a title of at most
+//! 24 characters, at most 100 blocks, `private_metadata` of at most 3,000 characters, `block_id`s
+//! of at most 255, 250 KB in all.
 
 use super::super::SlackServer;
 use super::arg;
@@ -29,9 +31,28 @@ impl ViewsState {
         }
         let view = body.get("view").ok_or("invalid_arguments")?;
         let blocks = view.get("blocks").and_then(Value::as_array);
+        let title = view
+            .get("title")
+            .and_then(|t| t.get("text"))
+            .and_then(Value::as_str);
+        let metadata = view
+            .get("private_metadata")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let long_block_id = blocks.is_some_and(|b| {
+            b.iter().any(|block| {
+                block
+                    .get("block_id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| id.chars().count() > 255)
+            })
+        });
         if view.get("type").and_then(Value::as_str) != Some("modal")
-            || view.get("title").is_none()
+            || title.is_none_or(|t| t.is_empty() || t.chars().count() > 24)
             || blocks.is_none_or(|b| b.len() > 100)
+            || metadata.chars().count() > 3000
+            || long_block_id
+            || view.to_string().len() > 250_000
         {
             return Err("invalid_arguments");
         }

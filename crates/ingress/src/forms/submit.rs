@@ -1,0 +1,203 @@
+//! A form's submission (`view_submission`): the values become a command that goes through the
+//! same path as a typed one ([`crate::run::run`]: the workspace, the catalog check with the
+//! submitter's authorization in the form's channel, the one enqueue under the request's
+//! signature, the audit). Slack is answered in the modal: errors next to the fields they are
+//! about, another refusal in place of the form, nothing (the modal closes) when queued.
+//!
+//! The job carries no `response_url` (a submission has none): the runner shows it with the bot
+//! token, in the channel kept in the view's `private_metadata`.
+
+use super::view::{self, Metadata};
+use crate::app::AppState;
+use crate::reply::{Refusal, Reply};
+use crate::routes::commands::workspace_allowed;
+use crate::run::{self, Request};
+use crate::slack::form::SlashCommand;
+use crate::slack::interaction::ViewSubmission;
+use crate::slack::signed::Signed;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chatops_shared::catalog::Rejection;
+use chatops_shared::command::{Arg, ParsedCommand, quote};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// What Slack is told about a submission.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewAnswer {
+    /// Empty 200: the modal closes.
+    Close,
+    /// `response_action: errors`: each message under the input (`block_id`) it is about.
+    Errors(BTreeMap<String, String>),
+    /// `response_action: update`: the modal is replaced by this view.
+    Update(Value),
+}
+
+impl IntoResponse for ViewAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            ViewAnswer::Close => StatusCode::OK.into_response(),
+            ViewAnswer::Errors(errors) => {
+                Json(json!({"response_action": "errors", "errors": errors})).into_response()
+            }
+            ViewAnswer::Update(view) => {
+                Json(json!({"response_action": "update", "view": view})).into_response()
+            }
+        }
+    }
+}
+
+/// Checks and queues a submission; see the module doc.
+pub async fn submit(state: &AppState, signed: &Signed, sub: &ViewSubmission) -> ViewAnswer {
+    if sub.callback_id != view::CALLBACK_ID {
+        tracing::info!(callback_id = %sub.callback_id, "submission of a view this app does not know: closed");
+        return ViewAnswer::Close;
+    }
+    let Ok(meta) = serde_json::from_str::<Metadata>(&sub.private_metadata) else {
+        tracing::info!("form submission without readable metadata");
+        return notice(
+            "This form could not be read. Nothing was started. Run the command again to get a new one.",
+        );
+    };
+    // Empty inputs are not given: the runner fills in defaults, the check names missing ones.
+    let args: Vec<Arg> = sub
+        .values
+        .iter()
+        .filter_map(|(block, value)| {
+            let name = view::param_of(block)?;
+            let value = value.as_deref().filter(|v| !v.is_empty())?;
+            Some(Arg::Named {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+        })
+        .collect();
+    let parsed = ParsedCommand {
+        runbook: Some(meta.runbook),
+        args,
+    };
+    let cmd = SlashCommand {
+        team_id: sub.team_id.clone(),
+        enterprise_id: sub.enterprise_id.clone(),
+        channel_id: meta.channel_id,
+        channel_name: meta.channel_name,
+        user_id: sub.user_id.clone(),
+        user_name: sub.user_name.clone(),
+        command: meta.command,
+        text: text_of(&parsed),
+        response_url: None,
+        trigger_id: None,
+    };
+    let req = Request {
+        state,
+        cmd: &cmd,
+        signature: &signed.signature,
+        now: signed.now,
+        record_day: signed.record_day,
+        deadline: signed.deadline,
+    };
+    if let Err(denied) = workspace_allowed(&req) {
+        return ViewAnswer::Update(view::notice("Not run", &denied.text));
+    }
+    match run::run(&req, &parsed, None).await {
+        Ok(_) => ViewAnswer::Close,
+        Err(refusal) => refused(refusal, sub),
+    }
+}
+
+/// A refusal next to the field it is about when the form has that field, else in place of
+/// the form.
+fn refused(refusal: Refusal, sub: &ViewSubmission) -> ViewAnswer {
+    if let Refusal::Rejected { rejection, .. } = &refusal
+        && let Some((name, text)) = field_error(rejection)
+    {
+        let block = view::block_id(name);
+        if sub.values.contains_key(&block) {
+            return ViewAnswer::Errors(BTreeMap::from([(block, text)]));
+        }
+    }
+    notice(&Reply::from(refusal).text)
+}
+
+/// The parameter a rejection is about, and what to say under its field (without the usage
+/// line: the form shows the fields).
+fn field_error(rejection: &Rejection) -> Option<(&str, String)> {
+    let name = match rejection {
+        Rejection::MissingParameter { name, .. }
+        | Rejection::EmptyValue { name, .. }
+        | Rejection::NotAChoice { name, .. }
+        | Rejection::InvalidValue { name, .. }
+        | Rejection::FixedParameter { name, .. }
+        | Rejection::UnknownParameter { name, .. }
+        | Rejection::RepeatedParameter { name, .. } => name,
+        _ => return None,
+    };
+    let text = rejection.to_string();
+    let text = text.split(" Usage: ").next().unwrap_or_default().to_owned();
+    Some((name, text))
+}
+
+fn notice(text: &str) -> ViewAnswer {
+    ViewAnswer::Update(view::notice("Not run", text))
+}
+
+/// The command as it would have been typed, for the audit log and the answers.
+fn text_of(parsed: &ParsedCommand) -> String {
+    let mut text = parsed.runbook.clone().unwrap_or_default();
+    for arg in &parsed.args {
+        if let Arg::Named { name, value } = arg {
+            text.push(' ');
+            text.push_str(name);
+            text.push('=');
+            text.push_str(&quote(value));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatops_shared::catalog::ValueProblem;
+
+    #[test]
+    fn a_value_problem_goes_under_its_field_without_the_usage() {
+        let rejection = Rejection::InvalidValue {
+            name: "count".into(),
+            value: "99".into(),
+            problem: ValueProblem::OutOfRange {
+                min: Some(1),
+                max: Some(10),
+            },
+            usage: "scale count=<1..10>".into(),
+        };
+        let Some((name, text)) = field_error(&rejection) else {
+            panic!("no field");
+        };
+        assert_eq!(name, "count");
+        assert_eq!(
+            text,
+            "`99` is not a valid value for `count`; give a whole number from 1 to 10."
+        );
+        assert_eq!(
+            field_error(&Rejection::NotAllowed {
+                runbook: "x".into(),
+                user_id: "U1".into()
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn the_text_quotes_values_as_typed() {
+        let parsed = ParsedCommand {
+            runbook: Some("echo".into()),
+            args: vec![Arg::Named {
+                name: "first".into(),
+                value: "a b".into(),
+            }],
+        };
+        assert_eq!(text_of(&parsed), "echo first=\"a b\"");
+    }
+}
