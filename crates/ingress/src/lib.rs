@@ -15,6 +15,7 @@ pub mod app;
 pub mod config;
 pub mod enqueue;
 pub mod jobs;
+pub mod policy;
 pub mod readiness;
 pub mod reply;
 pub mod routes;

@@ -38,6 +38,7 @@ impl Request<'_> {
         Caller {
             user_id: &self.cmd.user_id,
             channel_id: &self.cmd.channel_id,
+            groups: chatops_shared::catalog::Groups::none(),
         }
     }
 
@@ -91,7 +92,14 @@ pub async fn run(
     rerun_of: Option<Uuid>,
 ) -> Result<Reply, Refusal> {
     let state = req.state;
-    let caller = req.caller();
+    let needed = state
+        .catalog
+        .groups_to_ask(&req.cmd.user_id, &req.cmd.channel_id, parsed);
+    let groups = crate::policy::groups(req, &needed).await;
+    let caller = Caller {
+        groups: &groups,
+        ..req.caller()
+    };
     let accepted = match state.catalog.check(&caller, parsed) {
         Ok(accepted) => accepted,
         Err(Rejection::Help) => {
@@ -101,23 +109,13 @@ pub async fn run(
         }
         Err(rejection) => {
             tracing::info!(reason = %rejection, "command rejected");
-            let denied = match &rejection {
-                Rejection::NotAllowed { runbook, .. } | Rejection::WrongChannel { runbook, .. } => {
-                    Some(runbook.clone())
-                }
-                _ => None,
-            };
+            let denied = rejection.denial().map(|(rb, rule)| (rb.to_owned(), rule));
             let refusal = Refusal::Rejected {
                 rejection,
                 command: req.cmd.command.clone(),
             };
             match denied {
-                Some(runbook) => state.audit.record(AuditEvent::Denied {
-                    user_id: req.cmd.user_id.clone(),
-                    channel_id: req.cmd.channel_id.clone(),
-                    runbook,
-                    rule: "allow".to_owned(),
-                }),
+                Some((runbook, rule)) => crate::policy::denied(req, &runbook, rule),
                 None => req.audit_rejected(refusal.text()),
             }
             return Err(refusal);

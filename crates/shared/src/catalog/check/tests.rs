@@ -5,14 +5,17 @@ use std::path::Path;
 const ALICE: Caller = Caller {
     user_id: "UALICE",
     channel_id: "COPS",
+    groups: &crate::catalog::Groups::NONE,
 };
 const BOB: Caller = Caller {
     user_id: "UBOB",
     channel_id: "COPS",
+    groups: &crate::catalog::Groups::NONE,
 };
 const NOBODY: Caller = Caller {
     user_id: "UNOBODY",
     channel_id: "COPS",
+    groups: &crate::catalog::Groups::NONE,
 };
 
 fn catalog() -> Catalog {
@@ -190,12 +193,14 @@ fn channel_restriction_names_the_channels() {
     let in_dba = Caller {
         user_id: "UALICE",
         channel_id: "CDBA",
+        groups: &crate::catalog::Groups::NONE,
     };
     assert!(check(&in_dba, "restart-db").is_ok());
     // Bob is not listed, so the channel does not matter.
     let bob_in_dba = Caller {
         user_id: "UBOB",
         channel_id: "CDBA",
+        groups: &crate::catalog::Groups::NONE,
     };
     assert!(matches!(
         rejection(&bob_in_dba, "restart-db"),
@@ -216,6 +221,7 @@ fn runnable_by_lists_what_the_caller_may_run_here_sorted() {
     let in_dba = Caller {
         user_id: "UALICE",
         channel_id: "CDBA",
+        groups: &crate::catalog::Groups::NONE,
     };
     assert_eq!(names(&in_dba), ["restart-db", "restart-web", "rotate-keys"]);
     assert_eq!(names(&BOB), ["restart-web"]);
@@ -489,6 +495,7 @@ fn with_command_puts_the_slash_command_in_usage_lines() {
     let alice = Caller {
         user_id: "UALICE",
         channel_id: "CANY",
+        groups: &crate::catalog::Groups::NONE,
     };
     let r = rejection(&alice, "restart-web env=staging").with_command("/runbook");
     assert!(
@@ -589,6 +596,7 @@ allow = { users = ["UALICE", "UBOB"] }
     let bob_in_dba = Caller {
         user_id: "UBOB",
         channel_id: "CDBA",
+        groups: &crate::catalog::Groups::NONE,
     };
     assert!(c.runbooks["open"].stop_allowed(&BOB));
     assert!(

@@ -1,0 +1,199 @@
+//! Who may run what, with Slack user groups: `allow.usergroups` and per-group parameter values
+//! (`only`), looked up through the Slack double's `usergroups.users.list`, refused when Slack
+//! cannot be asked (fail closed), and checked again by the runner.
+
+use chatops_e2e::app::{ALICE, BOB, OPS, Options, TestApp};
+use chatops_shared::audit::AuditEvent;
+use chatops_shared::membership::Membership;
+use std::time::Duration;
+
+const ONCALL: &str = "S0ONCALL";
+
+const RUNBOOKS: &str = r#"
+[runbooks.page]
+description = "For the on-call group"
+executor = "local"
+target = "echo.sh"
+allow = { users = ["UALICE"], usergroups = ["S0ONCALL"] }
+
+[runbooks.deploy-app]
+description = "Deploys; prod only for the on-call group"
+executor = "local"
+target = "echo.sh"
+params = [
+  { name = "env", required = true, choices = ["dev", "prod"], only = { prod = { usergroups = ["S0ONCALL"] } } },
+]
+allow = { users = ["UALICE", "UBOB"] }
+"#;
+
+async fn spawn(bot: bool) -> TestApp {
+    TestApp::spawn_opts(Options {
+        bot,
+        extra_runbooks: RUNBOOKS,
+        ..Default::default()
+    })
+    .await
+}
+
+const LOOKUP: &str = "usergroups.users.list";
+
+#[tokio::test]
+async fn members_of_a_listed_group_may_run_it_and_others_are_told_which_rule_denied_them() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+
+    // Alice is listed by ID: no lookup.
+    let answer = app.command(ALICE, OPS, "page").await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    assert!(app.slack.api_calls(LOOKUP).is_empty(), "asked about Alice");
+
+    let answer = app.command(BOB, OPS, "page").await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    assert_eq!(app.slack.api_calls(LOOKUP).len(), 1);
+    assert_eq!(app.take_jobs().await.len(), 2);
+
+    let answer = app.command("UCAROL", OPS, "page").await;
+    assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    assert!(
+        answer.text().contains("You are not allowed to run `page`"),
+        "{answer:?}"
+    );
+    assert!(
+        app.peek_jobs().await.is_empty(),
+        "a denied command was queued"
+    );
+    // The member list came from the cache.
+    assert_eq!(app.slack.api_calls(LOOKUP).len(), 1);
+    let events = app.audit_events(3).await;
+    assert_eq!(
+        events.last(),
+        Some(&AuditEvent::Denied {
+            user_id: "UCAROL".into(),
+            channel_id: OPS.into(),
+            runbook: "page".into(),
+            rule: "allow.users".into(),
+        }),
+        "{events:?}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn when_slack_cannot_say_the_command_is_refused_naming_the_problem() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    app.slack
+        .fail_method_next(LOOKUP, 1, 200, r#"{"ok":false,"error":"missing_scope"}"#);
+    let answer = app.command(BOB, OPS, "page").await;
+    assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    let text = answer.text();
+    assert!(
+        text.contains("your user groups could not be checked"),
+        "{text}"
+    );
+    assert!(text.contains("missing_scope"), "{text}");
+    assert!(app.peek_jobs().await.is_empty(), "queued without an answer");
+    let events = app.audit_events(1).await;
+    assert_eq!(
+        events.last(),
+        Some(&AuditEvent::Denied {
+            user_id: BOB.into(),
+            channel_id: OPS.into(),
+            runbook: "page".into(),
+            rule: "usergroup_lookup".into(),
+        }),
+        "{events:?}"
+    );
+
+    // Rate-limited past the answer's deadline: refused in time, not allowed.
+    app.slack.set_retry_after(30);
+    app.slack
+        .fail_method_next(LOOKUP, 1, 429, r#"{"ok":false,"error":"ratelimited"}"#);
+    let started = std::time::Instant::now();
+    let answer = app.command(BOB, OPS, "page").await;
+    assert!(started.elapsed() < Duration::from_millis(2500), "too slow");
+    assert!(
+        answer
+            .text()
+            .contains("your user groups could not be checked"),
+        "{answer:?}"
+    );
+    assert!(app.peek_jobs().await.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn without_a_bot_token_group_rules_refuse_and_say_so() {
+    let app = spawn(false).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let text = app.command(BOB, OPS, "page").await.text();
+    assert!(text.contains("SLACK_BOT_TOKEN"), "{text}");
+    assert!(app.peek_jobs().await.is_empty());
+    // Listed by ID: unaffected.
+    let answer = app.command(ALICE, OPS, "page").await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    assert_eq!(app.take_jobs().await.len(), 1);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_value_limited_to_a_group_is_refused_to_others() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let answer = app.command(ALICE, OPS, "deploy-app env=prod").await;
+    assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    assert!(
+        answer
+            .text()
+            .contains("You may not run `deploy-app` with env=prod"),
+        "{answer:?}"
+    );
+    assert!(app.peek_jobs().await.is_empty());
+    let answer = app.command(ALICE, OPS, "deploy-app env=dev").await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    let answer = app.command(BOB, OPS, "deploy-app env=prod").await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    assert_eq!(app.take_jobs().await.len(), 2);
+    let events = app.audit_events(3).await;
+    assert!(
+        events.contains(&AuditEvent::Denied {
+            user_id: ALICE.into(),
+            channel_id: OPS.into(),
+            runbook: "deploy-app".into(),
+            rule: "params.only".into(),
+        }),
+        "{events:?}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_runner_refuses_a_queued_job_after_the_user_left_the_group() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let page = TestApp::short_id(&app.command(BOB, OPS, "page").await);
+    let prod = TestApp::short_id(&app.command(BOB, OPS, "deploy-app env=prod").await);
+    // Bob leaves the group while the jobs wait.
+    app.slack.set_usergroup(ONCALL, &[]);
+    let worker = app.worker().with_membership(Membership::new(
+        Some(app.slack.api_client()),
+        Duration::ZERO,
+    ));
+    app.drain(&worker).await;
+    let text = app.final_text(&page, "*Refused*").await;
+    assert!(text.contains("not allowed to run `page`"), "{text}");
+    let text = app.final_text(&prod, "*Refused*").await;
+    assert!(text.contains("env=prod"), "{text}");
+    assert!(!text.contains("args:"), "nothing ran: {text}");
+
+    // And without an answer from Slack, the runner refuses too.
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let again = TestApp::short_id(&app.command(BOB, OPS, "page").await);
+    let worker = app
+        .worker()
+        .with_membership(Membership::new(None, Duration::ZERO));
+    app.drain(&worker).await;
+    let text = app.final_text(&again, "*Refused*").await;
+    assert!(text.contains("SLACK_BOT_TOKEN"), "{text}");
+    app.finish().await;
+}
