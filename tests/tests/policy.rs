@@ -197,3 +197,51 @@ async fn the_runner_refuses_a_queued_job_after_the_user_left_the_group() {
     assert!(text.contains("SLACK_BOT_TOKEN"), "{text}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn help_shows_what_the_caller_may_run_including_through_groups() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let answer = app.command(BOB, OPS, "help").await;
+    assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    let help = answer.text();
+    assert!(help.contains("• page: For the on-call group"), "{help}");
+    let blocks = answer.json()["blocks"].clone();
+    assert!(
+        blocks[0]["type"] == "section" && blocks.as_array().is_some_and(|b| b.len() > 2),
+        "Block Kit sections: {blocks}"
+    );
+    let help = app.command("UCAROL", OPS, "help").await.text();
+    assert!(!help.contains("page"), "{help}");
+
+    // One runbook: its parameters, who may give which value, and an example.
+    let help = app.command(BOB, OPS, "help deploy-app").await.text();
+    assert!(
+        help.contains("env=prod only for user group S0ONCALL"),
+        "{help}"
+    );
+    assert!(
+        help.contains("Example: `/runbook deploy-app env=dev`"),
+        "{help}"
+    );
+    // Never for a runbook the caller may not see, nor as a suggestion.
+    for text in ["help page", "pag"] {
+        let said = app.command("UCAROL", OPS, text).await.text();
+        assert!(said.contains("There is no runbook"), "{text}: {said}");
+        assert!(!said.contains("Did you mean"), "{text}: {said}");
+    }
+
+    // Slack down: only what needs no lookup, and the caller is told.
+    let app2 = spawn(true).await;
+    app2.slack
+        .fail_method_next(LOOKUP, 1, 200, r#"{"ok":false,"error":"fatal_error"}"#);
+    let help = app2.command(BOB, OPS, "help").await.text();
+    assert!(!help.contains("• page"), "{help}");
+    assert!(help.contains("• deploy-app"), "{help}");
+    assert!(
+        help.contains("your user groups could not be checked"),
+        "{help}"
+    );
+    app2.finish().await;
+    app.finish().await;
+}

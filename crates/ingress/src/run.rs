@@ -107,6 +107,12 @@ pub async fn run(
                 &state.catalog.help_text(&caller, &req.cmd.command),
             ));
         }
+        Err(Rejection::HelpFor { runbook }) => {
+            let help = state
+                .catalog
+                .runbook_help(&runbook, &caller, &req.cmd.command);
+            return Ok(Reply::help(&help));
+        }
         Err(rejection) => {
             tracing::info!(reason = %rejection, "command rejected");
             let denied = rejection.denial().map(|(rb, rule)| (rb.to_owned(), rule));

@@ -31,6 +31,10 @@ pub enum Rejection {
         "Give a runbook name and its values, like `restart-web env=dev`. Send `help` to list the runbooks you may run."
     )]
     Help,
+    /// `help <runbook>` for a runbook the caller may run here: answer with
+    /// [`Catalog::runbook_help`].
+    #[error("Send `help {runbook}` to see its parameters.")]
+    HelpFor { runbook: String },
     /// A reserved word for a feature that does not exist yet.
     #[error("`{word}` is not available yet. Send `help` to list the runbooks you may run.")]
     NotYetAvailable { word: String },
@@ -149,6 +153,7 @@ impl Rejection {
             | Rejection::ValueNotAllowed { usage, .. }
             | Rejection::HiddenCharacter { usage, .. } => *usage = format!("{command} {usage}"),
             Rejection::Help
+            | Rejection::HelpFor { .. }
             | Rejection::NotYetAvailable { .. }
             | Rejection::HiddenCharacterInName { .. }
             | Rejection::UnknownRunbook { .. }
@@ -210,6 +215,11 @@ impl Catalog {
         }
         // Runbook names are lowercase; accept `Restart-Web` from a phone's autocapitalization.
         let name = typed.to_lowercase();
+        if name == "help"
+            && let Some(Arg::Positional(asked)) = parsed.args.first()
+        {
+            return Err(self.help_for(caller, asked));
+        }
         if name.is_empty() || HELP_WORDS.contains(&name.as_str()) {
             return Err(Rejection::Help);
         }
@@ -231,6 +241,28 @@ impl Catalog {
             runbook: rb.name.clone(),
             params,
         })
+    }
+}
+
+impl Catalog {
+    /// `help <asked>`: the runbook's help when the caller may run it here; otherwise the same
+    /// answer as for a runbook that does not exist, so that help never names what the caller
+    /// may not see.
+    fn help_for(&self, caller: &Caller, asked: &str) -> Rejection {
+        let name = asked.to_lowercase();
+        match self.get(&name) {
+            Some(rb) if rb.authorize(caller).is_ok() => Rejection::HelpFor {
+                runbook: rb.name.clone(),
+            },
+            _ => Rejection::UnknownRunbook {
+                name: asked.to_owned(),
+                suggestion: closest(
+                    &name,
+                    self.runnable_by(caller).iter().map(|rb| rb.name.as_str()),
+                )
+                .map(str::to_owned),
+            },
+        }
     }
 }
 

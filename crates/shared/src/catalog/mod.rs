@@ -56,10 +56,12 @@
 //! - `check`: checking a parsed command against the catalog ([`Catalog::check`], [`Rejection`]).
 //! - `usage`: usage lines and the help text ([`Runbook::usage`], [`Catalog::help_text`]).
 //! - `value`: one value against one parameter's rules ([`ParamSpec::check_value`]).
+//! - `help`: `help <runbook>`, its parameters and an example ([`Catalog::runbook_help`]).
 //! - `groups`: user groups in authorization ([`Groups`], [`Catalog::groups_to_ask`]).
 
 mod check;
 mod groups;
+mod help;
 mod load;
 mod suggest;
 mod usage;

@@ -87,9 +87,15 @@ fn runbook_names_are_matched_ignoring_case() {
 
 #[test]
 fn no_runbook_or_help_words_ask_for_help() {
-    for text in ["", "   ", "''", "help", "list", "HELP", "help restart-web"] {
+    for text in ["", "   ", "''", "help", "list", "HELP", "list restart-web"] {
         assert_eq!(rejection(&BOB, text), Rejection::Help, "{text:?}");
     }
+    assert_eq!(
+        rejection(&BOB, "help restart-web"),
+        Rejection::HelpFor {
+            runbook: "restart-web".into()
+        }
+    );
     assert!(Rejection::Help.to_string().contains("Send `help`"));
 }
 
