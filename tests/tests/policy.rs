@@ -3,8 +3,11 @@
 //! cannot be asked (fail closed), and checked again by the runner.
 
 use chatops_e2e::app::{ALICE, BOB, OPS, Options, TestApp};
+use chatops_runner::worker::Step;
 use chatops_shared::audit::AuditEvent;
+use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
 use chatops_shared::membership::Membership;
+use chatops_shared::workspaces::Workspaces;
 use std::time::Duration;
 
 const ONCALL: &str = "S0ONCALL";
@@ -24,6 +27,14 @@ params = [
   { name = "env", required = true, choices = ["dev", "prod"], only = { prod = { usergroups = ["S0ONCALL"] } } },
 ]
 allow = { users = ["UALICE", "UBOB"] }
+
+[runbooks.hold]
+description = "Appends its job id to a file, after a pause; the on-call group may stop it"
+executor = "local"
+target = "record.sh"
+params = [ { name = "n", required = true }, { name = "pause", default = "0" } ]
+allow = { users = ["UALICE"] }
+stop_allow = { usergroups = ["S0ONCALL"] }
 "#;
 
 async fn spawn(bot: bool) -> TestApp {
@@ -243,5 +254,70 @@ async fn help_shows_what_the_caller_may_run_including_through_groups() {
         "{help}"
     );
     app2.finish().await;
+    app.finish().await;
+}
+
+/// A `kind: stop` message for `target`, from `by`, as the ingress would queue it.
+fn stop_message(app: &TestApp, target: &JobMessage, by: &str, signature: &str) -> JobMessage {
+    JobMessage {
+        job_id: job_id_from_signature(signature),
+        kind: JobKind::Stop,
+        target: Some(target.job_id),
+        user_id: by.into(),
+        response_url: Some(chatops_shared::secret::Secret::new(
+            app.slack.response_url(),
+        )),
+        requested_at: time::OffsetDateTime::now_utc(),
+        record_day: None,
+        ..target.clone()
+    }
+}
+
+#[tokio::test]
+async fn members_of_a_stop_allow_group_may_stop_a_job_and_the_runner_checks_again() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "hold n=1 pause=30").await);
+    let membership = || Membership::new(Some(app.slack.api_client()), Duration::ZERO);
+    let holder = app.worker().with_membership(membership());
+    let running = tokio::spawn(async move { holder.process_next().await });
+    app.wait_for_script_start().await;
+
+    let answer = app.command("UCAROL", OPS, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    let answer = app.command(BOB, OPS, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    let stopper = app.worker().with_membership(membership());
+    assert_eq!(stopper.process_next().await, Ok(Step::Processed));
+    let text = app.final_text(&id, "*Stopped*").await;
+    assert!(text.contains(&format!("Stopped by <@{BOB}>")), "{text}");
+    let _ = running.await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_runner_refuses_a_stop_from_a_workspace_not_listed() {
+    let app = spawn(true).await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "hold n=1 pause=3").await);
+    let job = app.peek_jobs().await.remove(0);
+    let holder = app.worker();
+    let running = tokio::spawn(async move { holder.process_next().await });
+    app.wait_for_script_start().await;
+
+    // Alice may stop her own job, but her workspace (T0TEST) is not this runner's.
+    let stop = stop_message(&app, &job, ALICE, "v0=stop-from-elsewhere");
+    app.put_raw(&app.queue_text(&stop)).await;
+    let mut settings = app.worker_settings();
+    settings.workspaces = Workspaces::new(Some(vec!["T0OTHER"]), None::<Vec<String>>);
+    assert_eq!(
+        app.worker_with(settings).process_next().await,
+        Ok(Step::Processed)
+    );
+    let notice = app
+        .final_text(&stop.short_id(), "is not allowed to use this app")
+        .await;
+    assert!(notice.contains("T0TEST"), "{notice}");
+    let _ = running.await;
+    app.final_text(&id, "*Completed*").await;
     app.finish().await;
 }
