@@ -5,6 +5,7 @@
 use chatops_e2e::app::{ALICE, BOB, OPS, Options, TestApp};
 use chatops_runner::worker::Step;
 use chatops_shared::audit::AuditEvent;
+use chatops_shared::catalog::GroupAnswer;
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
 use chatops_shared::membership::Membership;
 use chatops_shared::workspaces::Workspaces;
@@ -319,5 +320,36 @@ async fn the_runner_refuses_a_stop_from_a_workspace_not_listed() {
     assert!(notice.contains("T0TEST"), "{notice}");
     let _ = running.await;
     app.final_text(&id, "*Completed*").await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn member_lists_are_kept_for_the_ttl_then_asked_again() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let membership = Membership::new(Some(app.slack.api_client()), Duration::from_millis(500));
+    let groups = std::collections::BTreeSet::from([ONCALL.to_owned()]);
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(5);
+    let asked = membership.resolve(BOB, &groups, deadline()).await;
+    assert_eq!(asked.answer(ONCALL), GroupAnswer::Member);
+    app.slack.set_usergroup(ONCALL, &[]);
+    // Within the TTL: the kept list, no second call.
+    let asked = membership.resolve(BOB, &groups, deadline()).await;
+    assert_eq!(asked.answer(ONCALL), GroupAnswer::Member);
+    assert_eq!(app.slack.api_calls(LOOKUP).len(), 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let asked = membership.resolve(BOB, &groups, deadline()).await;
+    assert_eq!(asked.answer(ONCALL), GroupAnswer::NotMember);
+    assert_eq!(app.slack.api_calls(LOOKUP).len(), 2);
+    // A failed lookup is not kept: the next one asks again.
+    app.slack
+        .fail_method_next(LOOKUP, 1, 200, r#"{"ok":false,"error":"missing_scope"}"#);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let asked = membership.resolve(BOB, &groups, deadline()).await;
+    assert!(
+        matches!(asked.answer(ONCALL), GroupAnswer::Unknown(why) if why.contains("missing_scope"))
+    );
+    let asked = membership.resolve(BOB, &groups, deadline()).await;
+    assert_eq!(asked.answer(ONCALL), GroupAnswer::NotMember);
     app.finish().await;
 }
