@@ -122,6 +122,8 @@ pub struct Options {
     pub workspaces: chatops_shared::workspaces::Workspaces,
     /// The ingress has a bot token for the Slack double's Web API (`SLACK_BOT_TOKEN`).
     pub bot: bool,
+    /// Catalog text added after the test catalog (more runbooks).
+    pub extra_runbooks: &'static str,
 }
 
 pub struct TestApp {
@@ -193,7 +195,11 @@ impl TestApp {
 
     /// An app as `options` say (see [`Options`]).
     pub async fn spawn_opts(options: Options) -> TestApp {
-        let Options { workspaces, bot } = options;
+        let Options {
+            workspaces,
+            bot,
+            extra_runbooks,
+        } = options;
         init_test_log();
         let azurite = Azurite::start().await;
         let slack = SlackServer::start().await;
@@ -225,7 +231,7 @@ impl TestApp {
         std::fs::create_dir_all(&dir).expect("temp dir");
         write_scripts(&dir);
         let catalog_path = dir.join("runbooks.toml");
-        std::fs::write(&catalog_path, CATALOG).expect("write catalog");
+        std::fs::write(&catalog_path, format!("{CATALOG}{extra_runbooks}")).expect("write catalog");
         let catalog = Catalog::load(&catalog_path).expect("test catalog loads");
         let live_catalog = Arc::new(LiveCatalog::new(catalog.clone()));
 

@@ -565,7 +565,10 @@ async fn accepted_rejected_and_denied_commands_are_audited() {
         }
     }
 
-    for (user, channel, text) in [(BOB, OPS, "echo hi"), (ALICE, RANDOM, "deploy web prod")] {
+    for (user, channel, text, rule) in [
+        (BOB, OPS, "echo hi", "allow.users"),
+        (ALICE, RANDOM, "deploy web prod", "allow.channels"),
+    ] {
         app.command(user, channel, text).await;
         let runbook = text.split(' ').next().unwrap_or_default();
         assert_eq!(
@@ -574,7 +577,7 @@ async fn accepted_rejected_and_denied_commands_are_audited() {
                 user_id: user.into(),
                 channel_id: channel.into(),
                 runbook: runbook.into(),
-                rule: "allow".into(),
+                rule: rule.into(),
             }],
             "{user} {channel} {text}"
         );

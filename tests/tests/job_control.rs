@@ -594,7 +594,7 @@ async fn rerun_is_checked_like_the_command_typed_again() {
                 AuditEvent::Denied { rule: r1, user_id: bob, .. },
                 AuditEvent::Denied { rule: r2, .. },
                 AuditEvent::Rejected { reason, .. },
-            ] if r1 == "allow" && r2 == "allow" && bob == BOB && reason.contains("no parameter `third`")
+            ] if r1 == "allow.users" && r2 == "allow.channels" && bob == BOB && reason.contains("no parameter `third`")
         ),
         "{events:?}"
     );

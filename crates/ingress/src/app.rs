@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use chatops_shared::audit::{AuditLog, AuditWriter};
 use chatops_shared::catalog::{Catalog, LiveCatalog};
 use chatops_shared::job::JobKey;
+use chatops_shared::membership::{self, Membership};
 use chatops_shared::queue::JobQueue;
 use chatops_shared::recent_ids::RecentIds;
 use chatops_shared::records::Records;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub workspaces: Arc<Workspaces>,
     /// The Slack Web API (bot token), when configured: modals and user-group lookups.
     pub slack_api: Option<SlackApi>,
+    /// User-group membership, asked of Slack through `slack_api`, cached.
+    pub membership: Membership,
 }
 
 impl AppState {
@@ -88,12 +91,20 @@ impl AppState {
             audit,
             workspaces: Arc::new(Workspaces::default()),
             slack_api: None,
+            membership: Membership::new(None, membership::DEFAULT_TTL),
         }
     }
 
     /// Calls the Slack Web API with this client (bot token).
     pub fn with_slack_api(mut self, api: Option<SlackApi>) -> Self {
+        self.membership = Membership::new(api.clone(), self.membership.ttl());
         self.slack_api = api;
+        self
+    }
+
+    /// Keeps user groups' member lists for `ttl` (`CHATOPS_USERGROUP_TTL`).
+    pub fn with_usergroup_ttl(mut self, ttl: Duration) -> Self {
+        self.membership = Membership::new(self.slack_api.clone(), ttl);
         self
     }
 
@@ -172,7 +183,13 @@ impl Application {
             audit,
         )
         .with_workspaces(config.workspaces)
-        .with_slack_api(config.slack_api);
+        .with_slack_api(config.slack_api)
+        .with_usergroup_ttl(config.usergroup_ttl);
+        if state.catalog.current().uses_usergroups() && !state.membership.can_ask() {
+            tracing::warn!(
+                "the catalog names user groups but SLACK_BOT_TOKEN is not set: their members will be refused until it is"
+            );
+        }
         let mut app = Self::with_state(config.addr, state)
             .await?
             .with_max_connections(config.max_connections);

@@ -56,6 +56,8 @@ pub struct IngressConfig {
     pub workspaces: Workspaces,
     /// `SLACK_BOT_TOKEN`, `SLACK_API_BASE_URL`: the Slack Web API client, when a bot token is set.
     pub slack_api: Option<SlackApi>,
+    /// `CHATOPS_USERGROUP_TTL`: how long a user group's member list is used.
+    pub usergroup_ttl: std::time::Duration,
 }
 
 impl IngressConfig {
@@ -98,6 +100,7 @@ impl IngressConfig {
             records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
             workspaces: Workspaces::from_env(env)?,
             slack_api: chatops_shared::slack_api::from_env(env)?,
+            usergroup_ttl: chatops_shared::membership::ttl_from_env(env)?,
         })
     }
 }

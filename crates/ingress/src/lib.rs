@@ -18,6 +18,7 @@ pub mod config;
 pub mod enqueue;
 pub mod forms;
 pub mod jobs;
+pub mod policy;
 pub mod readiness;
 pub mod reply;
 pub mod routes;

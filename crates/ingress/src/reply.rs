@@ -21,7 +21,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reply {
     pub response_type: ResponseType,
+    /// The message, or with `blocks` its plain-text fallback (notifications, old clients).
     pub text: String,
+    /// Block Kit layout, when the answer has one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +42,7 @@ impl Reply {
         Reply {
             response_type: ResponseType::Ephemeral,
             text: text.into(),
+            blocks: Vec::new(),
         }
     }
 
@@ -45,12 +50,27 @@ impl Reply {
         Reply {
             response_type: ResponseType::InChannel,
             text: text.into(),
+            blocks: Vec::new(),
         }
     }
 
-    /// The help text (plain text from the catalog), for the caller only.
+    /// The help text (plain text from the catalog), for the caller only: one Block Kit
+    /// section per paragraph, with the whole text as the fallback.
     pub fn help(text: &str) -> Self {
-        Reply::ephemeral(escape(text))
+        let text = escape(text);
+        let blocks = help_sections(&text)
+            .into_iter()
+            .map(|section| {
+                serde_json::json!({
+                    "type": "section",
+                    "text": { "type": "mrkdwn", "text": section },
+                })
+            })
+            .collect();
+        Reply {
+            blocks,
+            ..Reply::ephemeral(text)
+        }
     }
 
     /// The in-channel answer to a queued job: who started which runbook with which parameters.
@@ -87,6 +107,39 @@ impl Reply {
             message.short_id()
         ))
     }
+}
+
+/// Most characters of a section's text (Slack takes 3000).
+const SECTION_MAX: usize = 2900;
+
+/// The text cut at blank lines and bullets into sections that fit [`SECTION_MAX`] (a longer
+/// line is cut in characters).
+fn help_sections(text: &str) -> Vec<String> {
+    let mut sections: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let starts_part = line.is_empty() || line.starts_with('•');
+        if (starts_part || current.chars().count() + line.chars().count() >= SECTION_MAX)
+            && !current.trim().is_empty()
+        {
+            sections.push(std::mem::take(&mut current));
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let mut rest: Vec<char> = line.chars().collect();
+        while rest.len() > SECTION_MAX {
+            sections.push(rest.drain(..SECTION_MAX).collect());
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.extend(rest);
+    }
+    if !current.trim().is_empty() {
+        sections.push(current);
+    }
+    sections
 }
 
 impl IntoResponse for Reply {
@@ -268,5 +321,23 @@ mod tests {
         })
         .text;
         assert!(text.contains("Could not queue `echo 'x'`"), "{text}");
+    }
+
+    #[test]
+    fn help_is_laid_out_in_sections_that_fit_slack() {
+        let long = "x".repeat(7000);
+        let text = format!("Usage: a\nmore\n\nRunbooks:\n• one\n    usage\n• {long}");
+        let reply = Reply::help(&text);
+        assert_eq!(reply.text, text, "the fallback is the whole text");
+        let sections: Vec<String> = reply
+            .blocks
+            .iter()
+            .map(|b| b["text"]["text"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(sections[0], "Usage: a\nmore");
+        assert_eq!(sections[1], "Runbooks:");
+        assert_eq!(sections[2], "• one\n    usage");
+        assert!(sections.iter().all(|s| s.chars().count() <= SECTION_MAX));
+        assert_eq!(sections[3..].concat(), format!("• {long}"));
     }
 }

@@ -7,7 +7,7 @@ use crate::enqueue::{EnqueueError, Queued, enqueue};
 use crate::reply::{Refusal, Reply};
 use crate::slack::form::SlashCommand;
 use chatops_shared::audit::AuditEvent;
-use chatops_shared::catalog::{Caller, Rejection};
+use chatops_shared::catalog::{Caller, Catalog, Groups, Rejection};
 use chatops_shared::command::ParsedCommand;
 use chatops_shared::job::{self, JobKind, JobMessage, SCHEMA_VERSION};
 use time::{Date, OffsetDateTime};
@@ -38,6 +38,7 @@ impl Request<'_> {
         Caller {
             user_id: &self.cmd.user_id,
             channel_id: &self.cmd.channel_id,
+            groups: chatops_shared::catalog::Groups::none(),
         }
     }
 
@@ -90,34 +91,50 @@ pub async fn run(
     parsed: &ParsedCommand,
     rerun_of: Option<Uuid>,
 ) -> Result<Reply, Refusal> {
-    let state = req.state;
-    let caller = req.caller();
     // One catalog for the whole command, even if a reload swaps it meanwhile.
-    let catalog = state.catalog.current();
+    let catalog = req.state.catalog.current();
+    let groups = groups_for(req, &catalog, parsed).await;
+    run_checked(req, parsed, rerun_of, &catalog, &groups).await
+}
+
+/// The caller's user-group answers that checking `parsed` against `catalog` needs (looked up
+/// once per command, within the acknowledgement's deadline).
+pub async fn groups_for(req: &Request<'_>, catalog: &Catalog, parsed: &ParsedCommand) -> Groups {
+    let needed = catalog.groups_to_ask(&req.cmd.user_id, &req.cmd.channel_id, parsed);
+    crate::policy::groups(req, &needed).await
+}
+
+/// [`run`] with the catalog and the group answers already in hand.
+pub async fn run_checked(
+    req: &Request<'_>,
+    parsed: &ParsedCommand,
+    rerun_of: Option<Uuid>,
+    catalog: &Catalog,
+    groups: &Groups,
+) -> Result<Reply, Refusal> {
+    let state = req.state;
+    let caller = Caller {
+        groups,
+        ..req.caller()
+    };
     let accepted = match catalog.check(&caller, parsed) {
         Ok(accepted) => accepted,
         Err(Rejection::Help) => {
             return Ok(Reply::help(&catalog.help_text(&caller, &req.cmd.command)));
         }
+        Err(Rejection::HelpFor { runbook }) => {
+            let help = catalog.runbook_help(&runbook, &caller, &req.cmd.command);
+            return Ok(Reply::help(&help));
+        }
         Err(rejection) => {
             tracing::info!(reason = %rejection, "command rejected");
-            let denied = match &rejection {
-                Rejection::NotAllowed { runbook, .. } | Rejection::WrongChannel { runbook, .. } => {
-                    Some(runbook.clone())
-                }
-                _ => None,
-            };
+            let denied = rejection.denial().map(|(rb, rule)| (rb.to_owned(), rule));
             let refusal = Refusal::Rejected {
                 rejection,
                 command: req.cmd.command.clone(),
             };
             match denied {
-                Some(runbook) => state.audit.record(AuditEvent::Denied {
-                    user_id: req.cmd.user_id.clone(),
-                    channel_id: req.cmd.channel_id.clone(),
-                    runbook,
-                    rule: "allow".to_owned(),
-                }),
+                Some((runbook, rule)) => crate::policy::denied(req, &runbook, rule),
                 None => req.audit_rejected(refusal.text()),
             }
             return Err(refusal);

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use chatops_shared::audit::{AuditLog, AuditWriter};
 use chatops_shared::catalog::{Catalog, ExecutorKind, LiveCatalog, Runbook};
+use chatops_shared::membership::Membership;
 use chatops_shared::queue::JobQueue;
 use chatops_shared::records::Records;
 use std::future::Future;
@@ -77,6 +78,7 @@ impl RunnerApp {
         warn_about_unreported_ends(&catalog, config.slack.webhook_url.is_some());
         warn_about_missing_automation(&catalog, executors.automation.is_some());
         let notifier = Arc::new(SlackNotifier::new(config.slack)?);
+        let catalog_uses_usergroups = catalog.uses_usergroups();
         // A reloaded catalog must pass the same check of who its scripts run as.
         let script_user = config.script_user.clone();
         let catalog = Arc::new(LiveCatalog::new(catalog).with_check(Box::new(move |c| {
@@ -95,7 +97,13 @@ impl RunnerApp {
             config.worker,
         );
         let (audit_log, audit) = AuditLog::new(audit_store, worker.runner_id().to_owned());
-        let worker = worker.with_audit(audit_log);
+        if catalog_uses_usergroups && config.slack_api.is_none() {
+            tracing::warn!(
+                "the catalog names user groups but SLACK_BOT_TOKEN is not set: jobs that need them will be refused"
+            );
+        }
+        let membership = Membership::new(config.slack_api.clone(), config.usergroup_ttl);
+        let worker = worker.with_audit(audit_log).with_membership(membership);
         let listener = TcpListener::bind(config.addr).await?;
         Ok(RunnerApp {
             listener,

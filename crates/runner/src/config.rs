@@ -66,6 +66,10 @@ pub struct RunnerConfig {
     /// `CHATOPS_SCRIPT_USER`: who local scripts run as, checked against the runner's own user
     /// and the catalog at start (`executor::local::user::decide`).
     pub script_user: Option<String>,
+    /// `SLACK_BOT_TOKEN` / `SLACK_API_BASE_URL`: the Web API, for user-group lookups.
+    pub slack_api: Option<chatops_shared::slack_api::SlackApi>,
+    /// `CHATOPS_USERGROUP_TTL`: how long a user group's member list is used.
+    pub usergroup_ttl: Duration,
 }
 
 impl RunnerConfig {
@@ -147,6 +151,8 @@ impl RunnerConfig {
             credential,
             slack: SlackNotifierConfig::from_env(env)?,
             script_user: config::optional(env, "CHATOPS_SCRIPT_USER"),
+            slack_api: chatops_shared::slack_api::from_env(env)?,
+            usergroup_ttl: chatops_shared::membership::ttl_from_env(env)?,
         })
     }
 }

@@ -24,6 +24,7 @@ pub mod command;
 pub mod config;
 pub mod credential;
 pub mod job;
+pub mod membership;
 pub mod mrkdwn;
 pub mod queue;
 pub mod recent_ids;

@@ -7,7 +7,7 @@
 use super::view::{self, Metadata};
 use crate::reply::{Refusal, Reply};
 use crate::run::Request;
-use chatops_shared::catalog::{Rejection, Runbook};
+use chatops_shared::catalog::{Caller, Catalog, Groups, Rejection, Runbook};
 use chatops_shared::command::{Arg, ParsedCommand};
 use chatops_shared::mrkdwn::escape;
 use std::collections::BTreeMap;
@@ -28,15 +28,24 @@ pub fn take_flag(mut parsed: ParsedCommand) -> (ParsedCommand, bool) {
 /// The answer when this command gets a form (opened, or why not), or `None` to go on as a
 /// typed command. Refusals about the runbook itself (unknown, not allowed here) are left to the
 /// typed path, which answers and audits them.
-pub async fn offer(req: &Request<'_>, parsed: &ParsedCommand, asked: bool) -> Option<Reply> {
+/// `groups` are the caller's user-group answers for this command (who may run it counts them,
+/// as on the typed path).
+pub async fn offer(
+    req: &Request<'_>,
+    parsed: &ParsedCommand,
+    asked: bool,
+    catalog: &Catalog,
+    groups: &Groups,
+) -> Option<Reply> {
     let state = req.state;
-    let caller = req.caller();
-    let rb = state
-        .catalog
-        .get(&parsed.runbook.as_deref()?.to_lowercase())?;
+    let rb = catalog.get(&parsed.runbook.as_deref()?.to_lowercase())?;
+    let caller = Caller {
+        groups,
+        ..req.caller()
+    };
     rb.authorize(&caller).ok()?;
     let missing = matches!(
-        state.catalog.check(&caller, parsed),
+        catalog.check(&caller, parsed),
         Err(Rejection::MissingParameter { .. })
     );
     if !asked && !missing {

@@ -8,20 +8,29 @@ use crate::enqueue::{Queued, enqueue};
 use crate::reply::Reply;
 use crate::run::Request;
 use chatops_shared::audit::AuditEvent;
+use chatops_shared::catalog::Caller;
 use chatops_shared::job::JobKind;
 
 pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     let record = lookup::visible_job(req, typed, super::RECORDS_DEADLINE_BEFORE_ENQUEUE).await?;
-    let caller = req.caller();
-    let allowed = record.user_id == caller.user_id
-        || req
-            .state
-            .catalog
-            .current()
-            .get(&record.runbook)
-            .is_some_and(|rb| rb.stop_allowed(&caller));
+    let catalog = req.state.catalog.current();
+    let runbook = catalog.get(&record.runbook);
+    let groups = match runbook {
+        Some(rb) if record.user_id != req.cmd.user_id => {
+            crate::policy::groups(req, &rb.stop_groups_to_ask(&req.cmd.user_id)).await
+        }
+        _ => Default::default(),
+    };
+    let caller = Caller {
+        groups: &groups,
+        ..req.caller()
+    };
+    let allowed =
+        record.user_id == caller.user_id || runbook.is_some_and(|rb| rb.stop_allowed(&caller));
     if !allowed {
         tracing::info!(job = %record.job_id, "stop refused: not the requester, not in stop_allow");
+        // Audited with the other job-control refusals (`jobs::audited`).
+        crate::policy::log_denied(req, &record.runbook, "stop_allow");
         return Err(JobRefusal::StopDenied {
             record: Box::new(record),
         });

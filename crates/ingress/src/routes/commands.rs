@@ -74,10 +74,12 @@ async fn handle(req: &Request<'_>) -> Result<Reply, Refusal> {
     }
     // `--form`, or required values missing: a modal when the bot token allows one.
     let (parsed, form_asked) = forms::take_flag(parsed);
-    if let Some(answer) = forms::offer(req, &parsed, form_asked).await {
+    let catalog = req.state.catalog.current();
+    let groups = run::groups_for(req, &catalog, &parsed).await;
+    if let Some(answer) = forms::offer(req, &parsed, form_asked, &catalog, &groups).await {
         return Ok(answer);
     }
-    run::run(req, &parsed, None).await
+    run::run_checked(req, &parsed, None, &catalog, &groups).await
 }
 
 /// Checks the command's workspace against `SLACK_TEAM_ID` / `SLACK_ENTERPRISE_ID`; a refusal is

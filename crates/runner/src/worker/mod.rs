@@ -35,6 +35,7 @@ use crate::notify::{Notifier, Update};
 use chatops_shared::audit::{AuditEvent, AuditLog};
 use chatops_shared::catalog::LiveCatalog;
 use chatops_shared::job::{DecodeError, JobKeys, JobKind, JobMessage};
+use chatops_shared::membership::{self, Membership};
 use chatops_shared::queue::{JobQueue, PoisonRecord, QueueError, Received};
 use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned};
 use extender::{Extender, Held};
@@ -128,6 +129,8 @@ pub struct Worker {
     settings: WorkerSettings,
     /// Jobs this runner is seeing through now; further deliveries of them go to them.
     held: HeldJobs,
+    /// User-group membership for the re-check of `usergroups` and `only` rules.
+    membership: Membership,
 }
 
 /// A received message that is not for a job held here already.
@@ -174,7 +177,14 @@ impl Worker {
             notifier,
             settings,
             held: HeldJobs::default(),
+            membership: Membership::new(None, membership::DEFAULT_TTL),
         }
+    }
+
+    /// Asks Slack about user groups through `membership` when re-checking jobs.
+    pub fn with_membership(mut self, membership: Membership) -> Self {
+        self.membership = membership;
+        self
     }
 
     /// This runner's name in job records and the audit log.
@@ -388,7 +398,7 @@ impl Worker {
         dequeue_count: u32,
         stop: StopSignal,
     ) -> Ran {
-        let prepared = match self.prepare(job, dequeue_count, stop) {
+        let prepared = match self.prepare(job, dequeue_count, stop).await {
             Ok(prepared) => prepared,
             Err(outcome) => return Ran::Finished(outcome),
         };

@@ -1,15 +1,21 @@
-//! The runner's own checks of a job before it runs: the catalog may have changed since the
+//! The runner's own checks of a job before it runs (every rule the ingress checked: workspace,
+//! `allow` with its users, user groups and channels, and the parameter rules with `only`): the catalog may have changed since the
 //! ingress accepted the command, the queue may hold messages the ingress never wrote, and a
 //! request may have waited too long to be worth starting.
 
 use super::Worker;
 use crate::executor::{Executor, FinalState, JobRequest, Outcome, StopSignal};
-use chatops_shared::catalog::{Caller, Catalog, ExecutorKind};
+use chatops_shared::catalog::{Caller, Catalog, ExecutorKind, Rejection};
 use chatops_shared::command::Arg;
 use chatops_shared::job::JobMessage;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::time::Instant;
+
+/// How long the re-check may wait for Slack's user-group answers; without them the job is
+/// refused (fail closed).
+pub(super) const LOOKUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// A job checked against the catalog, ready to run.
 pub(super) struct Prepared {
@@ -21,7 +27,7 @@ pub(super) struct Prepared {
 impl Worker {
     /// Checks the workspace, the runbook, the caller and the parameters; `Err` is the outcome to
     /// report (`Refused`, or `Failed` when this runner lacks the executor).
-    pub(super) fn prepare(
+    pub(super) async fn prepare(
         &self,
         job: &JobMessage,
         dequeue_count: u32,
@@ -41,13 +47,26 @@ impl Worker {
                 job.runbook
             ))
         })?;
+        let groups = self
+            .membership
+            .resolve(
+                &job.user_id,
+                &runbook.groups_to_ask(&job.user_id),
+                Instant::now() + LOOKUP_LIMIT,
+            )
+            .await;
         let caller = Caller {
             user_id: &job.user_id,
             channel_id: &job.channel_id,
+            groups: &groups,
         };
-        runbook
-            .authorize(&caller)
-            .map_err(|r| refused(r.to_string()))?;
+        let denied = |r: Rejection| {
+            if let Some((runbook, rule)) = r.denial() {
+                tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook, rule, "job refused");
+            }
+            refused(r.to_string())
+        };
+        runbook.authorize(&caller).map_err(denied)?;
         let args: Vec<Arg> = job
             .params
             .iter()
@@ -57,6 +76,7 @@ impl Worker {
             })
             .collect();
         let given = runbook.bind(&args).map_err(|r| refused(r.to_string()))?;
+        runbook.check_only(&given, &caller).map_err(denied)?;
         let executor = match runbook.executor {
             ExecutorKind::Local => self.executors.local.clone(),
             ExecutorKind::Automation => self.executors.automation.clone().ok_or_else(|| {

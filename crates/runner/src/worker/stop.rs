@@ -6,7 +6,8 @@
 //!
 //! The stop message has its own `job_id` and no record: it is never taken for a duplicate of
 //! the job it stops. The ingress checked who may stop the job; the runner checks again against
-//! the record (the requester) and the catalog (`stop_allow`).
+//! the workspace, the record (the requester) and the catalog (`stop_allow`, user groups
+//! included).
 
 use super::Worker;
 use super::held::Hold;
@@ -54,6 +55,14 @@ impl Worker {
 
     /// Errors are transient (storage or Azure unavailable): the message is left for a retry.
     async fn stop_target(&self, job: &JobMessage) -> Result<Stopping, String> {
+        if let Err(denied) = self
+            .settings
+            .workspaces
+            .check(&job.team_id, job.enterprise_id.as_deref())
+        {
+            tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook = %job.runbook, rule = denied.rule.as_str(), "stop refused");
+            return Ok(Stopping::Nothing(denied.to_string()));
+        }
         let Some(target) = job.target else {
             return Ok(Stopping::Nothing(
                 "the stop request names no job to stop".into(),
@@ -85,17 +94,27 @@ impl Worker {
                 record.state.as_str()
             )));
         }
+        let catalog = self.catalog.current();
+        let runbook = catalog.get(&record.runbook);
+        let groups = match runbook {
+            Some(rb) if record.user_id != job.user_id => {
+                let needed = rb.stop_groups_to_ask(&job.user_id);
+                let deadline = tokio::time::Instant::now() + super::prepare::LOOKUP_LIMIT;
+                self.membership
+                    .resolve(&job.user_id, &needed, deadline)
+                    .await
+            }
+            _ => Default::default(),
+        };
         let caller = Caller {
             user_id: &job.user_id,
             channel_id: &job.channel_id,
+            groups: &groups,
         };
         let allowed = record.user_id == job.user_id
-            || self
-                .catalog
-                .current()
-                .get(&record.runbook)
-                .is_some_and(|runbook| runbook.stop_allowed(&caller));
+            || runbook.is_some_and(|runbook| runbook.stop_allowed(&caller));
         if !allowed {
+            tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook = %record.runbook, rule = "stop_allow", "stop refused");
             return Ok(Stopping::Nothing(format!(
                 "you may not stop job {}: only the person who started it and those `stop_allow` names may",
                 short_id(&target)

@@ -1,6 +1,7 @@
 //! Checking a parsed command against the catalog: which runbook, whether the caller may run
 //! it, and which parameter values it gets.
 
+use super::groups::Admission;
 use super::suggest::closest;
 use super::{Allow, Caller, Catalog, ParamSpec, RESERVED_WORDS, Runbook, ValueProblem};
 use crate::command::{Arg, ParsedCommand, code_point, find_hidden};
@@ -30,6 +31,10 @@ pub enum Rejection {
         "Give a runbook name and its values, like `restart-web env=dev`. Send `help` to list the runbooks you may run."
     )]
     Help,
+    /// `help <runbook>` for a runbook the caller may run here: answer with
+    /// [`Catalog::runbook_help`].
+    #[error("Send `help {runbook}` to see its parameters.")]
+    HelpFor { runbook: String },
     /// A reserved word for a feature that does not exist yet.
     #[error("`{word}` is not available yet. Send `help` to list the runbooks you may run.")]
     NotYetAvailable { word: String },
@@ -53,9 +58,35 @@ pub enum Rejection {
         suggestion: Option<String>,
     },
     #[error(
-        "You are not allowed to run `{runbook}`. To get access, ask an admin to add your Slack user ID {user_id} to the runbook's allow list."
+        "You are not allowed to run `{runbook}`. To get access, ask an admin to add your Slack user ID {user_id} to the runbook's allow list (or you to one of the user groups it names)."
     )]
     NotAllowed { runbook: String, user_id: String },
+    /// The caller is not listed by ID and Slack could not say whether they are in a listed
+    /// user group: refused (fail closed).
+    #[error(
+        "`{runbook}` was not run: your user groups could not be checked ({problem}), and only members of its user groups may run it. Try again in a moment; if this keeps happening, tell an admin."
+    )]
+    GroupsUnavailable { runbook: String, problem: String },
+    /// A value of a parameter that the caller is not among the `only` list of.
+    #[error(
+        "You may not run `{runbook}` with {name}={value}: that value is limited to some people or channels (the parameter's `only` list). Use another value, or ask an admin for access. Usage: `{usage}`"
+    )]
+    ValueNotAllowed {
+        runbook: String,
+        name: String,
+        value: String,
+        usage: String,
+    },
+    /// A restricted value, and Slack could not say whether the caller is in its user groups.
+    #[error(
+        "`{runbook}` was not run: {name}={value} is limited to members of some user groups, and yours could not be checked ({problem}). Try again in a moment; if this keeps happening, tell an admin."
+    )]
+    ValueUnchecked {
+        runbook: String,
+        name: String,
+        value: String,
+        problem: String,
+    },
     #[error("`{runbook}` cannot be run from this channel. Run it from one of its channels ({}), or ask an admin to add this channel ({channel_id}) to the runbook's allow list.", .channels.join(", "))]
     WrongChannel {
         runbook: String,
@@ -119,15 +150,32 @@ impl Rejection {
             | Rejection::NotAChoice { usage, .. }
             | Rejection::InvalidValue { usage, .. }
             | Rejection::FixedParameter { usage, .. }
+            | Rejection::ValueNotAllowed { usage, .. }
             | Rejection::HiddenCharacter { usage, .. } => *usage = format!("{command} {usage}"),
             Rejection::Help
+            | Rejection::HelpFor { .. }
             | Rejection::NotYetAvailable { .. }
             | Rejection::HiddenCharacterInName { .. }
             | Rejection::UnknownRunbook { .. }
             | Rejection::NotAllowed { .. }
+            | Rejection::GroupsUnavailable { .. }
+            | Rejection::ValueUnchecked { .. }
             | Rejection::WrongChannel { .. } => {}
         }
         self
+    }
+
+    /// For a refusal on who is asking (not on what was typed): the runbook and the rule that
+    /// denied it, for the `decision=deny` log line and the audit log's `Denied`.
+    pub fn denial(&self) -> Option<(&str, &'static str)> {
+        match self {
+            Rejection::NotAllowed { runbook, .. } => Some((runbook, "allow.users")),
+            Rejection::WrongChannel { runbook, .. } => Some((runbook, "allow.channels")),
+            Rejection::GroupsUnavailable { runbook, .. }
+            | Rejection::ValueUnchecked { runbook, .. } => Some((runbook, "usergroup_lookup")),
+            Rejection::ValueNotAllowed { runbook, .. } => Some((runbook, "params.only")),
+            _ => None,
+        }
     }
 }
 
@@ -167,6 +215,11 @@ impl Catalog {
         }
         // Runbook names are lowercase; accept `Restart-Web` from a phone's autocapitalization.
         let name = typed.to_lowercase();
+        if name == "help"
+            && let Some(Arg::Positional(asked)) = parsed.args.first()
+        {
+            return Err(self.help_for(caller, asked));
+        }
         if name.is_empty() || HELP_WORDS.contains(&name.as_str()) {
             return Err(Rejection::Help);
         }
@@ -182,36 +235,101 @@ impl Catalog {
             });
         };
         rb.authorize(caller)?;
+        let params = rb.bind(&parsed.args)?;
+        rb.check_only(&params, caller)?;
         Ok(Accepted {
             runbook: rb.name.clone(),
-            params: rb.bind(&parsed.args)?,
+            params,
         })
     }
 }
 
-impl Runbook {
-    /// Whether the caller may run this runbook: their user ID is in `allow.users` and, when
-    /// `allow.channels` is given, the command came from one of those channels. Without
-    /// `allow`, nobody may.
-    pub fn authorize(&self, caller: &Caller) -> Result<(), Rejection> {
-        let listed = self
-            .allow
-            .as_ref()
-            .is_some_and(|a| a.users.iter().any(|u| u == caller.user_id));
-        if !listed {
-            return Err(Rejection::NotAllowed {
-                runbook: self.name.clone(),
-                user_id: caller.user_id.to_owned(),
-            });
+impl Catalog {
+    /// `help <asked>`: the runbook's help when the caller may run it here; otherwise the same
+    /// answer as for a runbook that does not exist, so that help never names what the caller
+    /// may not see.
+    fn help_for(&self, caller: &Caller, asked: &str) -> Rejection {
+        let name = asked.to_lowercase();
+        match self.get(&name) {
+            Some(rb) if rb.authorize(caller).is_ok() => Rejection::HelpFor {
+                runbook: rb.name.clone(),
+            },
+            _ => Rejection::UnknownRunbook {
+                name: asked.to_owned(),
+                suggestion: closest(
+                    &name,
+                    self.runnable_by(caller).iter().map(|rb| rb.name.as_str()),
+                )
+                .map(str::to_owned),
+            },
         }
-        if let Some(channels) = self.allow.as_ref().and_then(|a| a.channels.as_ref())
-            && !channels.iter().any(|c| c == caller.channel_id)
-        {
-            return Err(Rejection::WrongChannel {
+    }
+}
+
+impl Runbook {
+    /// Whether the caller may run this runbook: their user ID is in `allow.users` or they are in
+    /// one of `allow.usergroups` and, when `allow.channels` is given, the command came from one
+    /// of those channels. Without `allow`, nobody may. A user group that could not be checked
+    /// never admits.
+    pub fn authorize(&self, caller: &Caller) -> Result<(), Rejection> {
+        let Some(allow) = &self.allow else {
+            return Err(self.not_allowed(caller));
+        };
+        match allow.decide(caller) {
+            Admission::Admitted => Ok(()),
+            Admission::NotListed => Err(self.not_allowed(caller)),
+            Admission::Unknown(problem) => Err(Rejection::GroupsUnavailable {
+                runbook: self.name.clone(),
+                problem,
+            }),
+            Admission::WrongChannel => Err(Rejection::WrongChannel {
                 runbook: self.name.clone(),
                 channel_id: caller.channel_id.to_owned(),
-                channels: channels.clone(),
-            });
+                channels: allow.channels.clone().unwrap_or_default(),
+            }),
+        }
+    }
+
+    fn not_allowed(&self, caller: &Caller) -> Rejection {
+        Rejection::NotAllowed {
+            runbook: self.name.clone(),
+            user_id: caller.user_id.to_owned(),
+        }
+    }
+
+    /// Whether the caller may have each value that a parameter's `only` restricts: the value
+    /// given, or else the default the runner would use.
+    pub fn check_only(
+        &self,
+        given: &BTreeMap<String, String>,
+        caller: &Caller,
+    ) -> Result<(), Rejection> {
+        for p in self.params.iter().filter(|p| !p.only.is_empty()) {
+            let Some(value) = given.get(&p.name).or(p.default.as_ref()) else {
+                continue;
+            };
+            let Some(who) = p.only.get(value) else {
+                continue;
+            };
+            match who.decide(caller) {
+                Admission::Admitted => {}
+                Admission::Unknown(problem) => {
+                    return Err(Rejection::ValueUnchecked {
+                        runbook: self.name.clone(),
+                        name: p.name.clone(),
+                        value: value.clone(),
+                        problem,
+                    });
+                }
+                Admission::NotListed | Admission::WrongChannel => {
+                    return Err(Rejection::ValueNotAllowed {
+                        runbook: self.name.clone(),
+                        name: p.name.clone(),
+                        value: value.clone(),
+                        usage: self.usage_line(""),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -392,13 +510,10 @@ impl Runbook {
 }
 
 impl Allow {
-    /// The caller's user ID is listed and, when `channels` is given, they are in one of them.
+    /// The caller's user ID is listed or they are in a listed user group and, when `channels`
+    /// is given, they are in one of them. A group that could not be checked does not admit.
     pub fn admits(&self, caller: &Caller) -> bool {
-        self.users.iter().any(|u| u == caller.user_id)
-            && self
-                .channels
-                .as_ref()
-                .is_none_or(|channels| channels.iter().any(|c| c == caller.channel_id))
+        self.decide(caller) == Admission::Admitted
     }
 }
 

@@ -186,6 +186,7 @@ fn validate(rb: &mut Runbook, dir: &Path, problems: &mut Problems) {
     if let Some(stop_allow) = &rb.stop_allow {
         validate_allow(scope, "stop_allow", stop_allow, "stop its jobs", problems);
     }
+    validate_only(rb, problems);
     for p in &mut rb.params {
         if let Some(default) = p.default.as_deref().and_then(|v| p.check_value(v).ok()) {
             p.default = Some(default);
@@ -378,21 +379,44 @@ fn validate_allow(
     may: &str,
     problems: &mut Problems,
 ) {
-    let users = [At::Key(key), At::Key("users")];
-    if allow.users.is_empty() {
+    validate_who(scope, &[At::Key(key)], key, allow, may, problems);
+}
+
+/// A table of the shape of `allow` at `at` (shown as `key` in messages).
+fn validate_who(
+    scope: Scope,
+    at: &[At],
+    key: &str,
+    allow: &Allow,
+    may: &str,
+    problems: &mut Problems,
+) {
+    let path = |tail: &[At<'static>]| -> Vec<At> { at.iter().chain(tail).copied().collect() };
+    if allow.users.is_empty() && allow.usergroups.is_empty() {
         problems.add_in(
             scope,
-            &users,
-            format!("`{key}.users` is empty; list the Slack user IDs (like U012AB3CD) of who may {may}, or remove `{key}` so nobody can"),
+            &path(&[At::Key("users")]),
+            format!("`{key}.users` is empty and there are no `usergroups`; list the Slack user IDs (like U012AB3CD) or user group IDs (like S0614TZR7) of who may {may}, or remove `{key}` so nobody can"),
         );
     }
     for (i, user) in allow.users.iter().enumerate() {
         if !is_slack_id(user, &['U', 'W']) {
             problems.add_in(
                 scope,
-                &[At::Key(key), At::Key("users"), At::Index(i)],
+                &path(&[At::Key("users"), At::Index(i)]),
                 format!(
                     "`{user}` is not a Slack user ID (like U012AB3CD); copy it from the person's Slack profile (“Copy member ID”)"
+                ),
+            );
+        }
+    }
+    for (i, group) in allow.usergroups.iter().enumerate() {
+        if !is_slack_id(group, &['S']) {
+            problems.add_in(
+                scope,
+                &path(&[At::Key("usergroups"), At::Index(i)]),
+                format!(
+                    "`{group}` is not a Slack user group ID (like S0614TZR7); a handle like @oncall is not an ID: find the ID with Slack's usergroups.list, or in the group's page URL"
                 ),
             );
         }
@@ -403,7 +427,7 @@ fn validate_allow(
     if channels.is_empty() {
         problems.add_in(
             scope,
-            &[At::Key(key), At::Key("channels")],
+            &path(&[At::Key("channels")]),
             format!("`{key}.channels` is empty, so nobody could {may}; list Slack channel IDs (like C024BE91L), or remove `channels` to allow any channel"),
         );
     }
@@ -411,12 +435,46 @@ fn validate_allow(
         if !is_slack_id(channel, &['C', 'G', 'D']) {
             problems.add_in(
                 scope,
-                &[At::Key(key), At::Key("channels"), At::Index(i)],
+                &path(&[At::Key("channels"), At::Index(i)]),
                 format!(
                     "`{channel}` is not a Slack channel ID (like C024BE91L); copy it from the channel's details in Slack"
                 ),
             );
         }
+    }
+}
+
+/// `only` of parameter `p` (number `i`): each value one the parameter accepts, on a parameter
+/// callers can give, with who may give it; the values are rewritten as the runbook receives
+/// them.
+fn validate_only(rb: &mut Runbook, problems: &mut Problems) {
+    for (i, p) in rb.params.iter_mut().enumerate() {
+        let mut only = BTreeMap::new();
+        for (value, who) in std::mem::take(&mut p.only) {
+            let at = [
+                At::Key("params"),
+                At::Index(i),
+                At::Key("only"),
+                At::Key(&value),
+            ];
+            let shown = format!("only.{value}");
+            let problem = if p.fixed.is_some() {
+                Some(format!(
+                    "parameter `{}` is fixed, so callers never give it; remove `only`",
+                    p.name
+                ))
+            } else {
+                p.check_value(&value).err().map(|why| format!("`{value}` is not a value parameter `{}` accepts ({why}); list only values it accepts", p.name))
+            };
+            if let Some(problem) = problem {
+                problems.add(&rb.name, &at, problem);
+            }
+            let may = format!("give {}={value}", p.name);
+            validate_who(Scope::Runbook(&rb.name), &at, &shown, &who, &may, problems);
+            let value = p.check_value(&value).unwrap_or(value);
+            only.insert(value, who);
+        }
+        p.only = only;
     }
 }
 
@@ -460,6 +518,7 @@ enum Scope<'a> {
 }
 
 /// A step into the document below a runbook's table.
+#[derive(Clone, Copy)]
 enum At<'a> {
     Key(&'a str),
     Index(usize),

@@ -13,13 +13,14 @@
 //! target = "Restart-WebApp"        # Automation runbook name, or script path relative to this file
 //! timeout = "30m"                  # optional, default 3h
 //! params = [
-//!   { name = "env", required = true, choices = ["dev", "prod"], description = "Target environment" },
+//!   { name = "env", required = true, choices = ["dev", "prod"], description = "Target environment",
+//!     only = { prod = { usergroups = ["S0ONCALL1"] } } },
 //!   { name = "count", type = "int", min = 1, max = 10, default = "1" },
 //!   { name = "host", max_len = 30, pattern = "web-[0-9]+" },
 //!   { name = "force", type = "bool", default = "false" },
 //!   { name = "resource_group", fixed = "rg-web-prod" },
 //! ]
-//! allow = { users = ["U012AB3CD"], channels = ["C024BE91L"] }
+//! allow = { users = ["U012AB3CD"], usergroups = ["S0ONCALL1"], channels = ["C024BE91L"] }
 //! stop_allow = { users = ["U0ONCALL1"] }   # optional: who else may stop its jobs
 //! ```
 //!
@@ -40,6 +41,11 @@
 //! own key replaces the default whole (lists are not merged). Loading applies them, so
 //! [`Catalog::runbooks`] holds the result.
 //!
+//! `usergroups` admit the members of Slack user groups (IDs `S…`); whoever checks a command
+//! looks the caller's groups up first ([`Catalog::groups_to_ask`], [`crate::membership`]) and
+//! passes the answers in [`Caller::groups`]. `only` on a parameter limits values to some callers,
+//! with the same shape as `allow`.
+//!
 //! Access is denied by default: a runbook without `allow` (its own or the default) can be run
 //! by nobody. A job may be
 //! stopped (`/runbook stop`) by the person who started it and by whom `stop_allow` names (same
@@ -51,8 +57,12 @@
 //! - `check`: checking a parsed command against the catalog ([`Catalog::check`], [`Rejection`]).
 //! - `usage`: usage lines and the help text ([`Runbook::usage`], [`Catalog::help_text`]).
 //! - `value`: one value against one parameter's rules ([`ParamSpec::check_value`]).
+//! - `help`: `help <runbook>`, its parameters and an example ([`Catalog::runbook_help`]).
+//! - `groups`: user groups in authorization ([`Groups`], [`Catalog::groups_to_ask`]).
 
 mod check;
+mod groups;
+mod help;
 mod live;
 mod load;
 mod suggest;
@@ -60,6 +70,7 @@ mod usage;
 mod value;
 
 pub use check::{Accepted, Rejection};
+pub use groups::{GroupAnswer, Groups};
 pub use live::{DEFAULT_POLL, LiveCatalog, Reloaded, Trigger};
 pub use load::CatalogError;
 pub use value::ValueProblem;
@@ -183,6 +194,10 @@ pub struct ParamSpec {
     /// The value the catalog sets; callers may not give one.
     #[serde(default)]
     pub fixed: Option<String>,
+    /// Values only some callers may give (or get as the default), each with who: like
+    /// `only = { prod = { usergroups = ["S0ONCALL1"] } }`.
+    #[serde(default)]
+    pub only: BTreeMap<String, Allow>,
 }
 
 /// The kind of value a parameter takes (`type = "…"`).
@@ -205,17 +220,24 @@ pub enum ParamType {
 #[serde(deny_unknown_fields)]
 pub struct Allow {
     /// Slack user IDs (`U…` or `W…`) of the people who may run it.
+    #[serde(default)]
     pub users: Vec<String>,
+    /// Slack user group IDs (`S…`) whose members may run it, as Slack's
+    /// `usergroups.users.list` says.
+    #[serde(default)]
+    pub usergroups: Vec<String>,
     /// Slack channel IDs it may be run from; any channel when absent.
     #[serde(default)]
     pub channels: Option<Vec<String>>,
 }
 
-/// Who is asking, from where: the Slack IDs of a slash command's sender and channel.
+/// Who is asking, from where: the Slack IDs of a slash command's sender and channel, and what
+/// is known of the sender's user groups ([`Groups::NONE`] when no rule needs them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller<'a> {
     pub user_id: &'a str,
     pub channel_id: &'a str,
+    pub groups: &'a Groups,
 }
 
 impl Catalog {

@@ -75,7 +75,7 @@ fn synopsis(p: &ParamSpec) -> String {
 
 /// What the synopsis does not show: a default it hides, the length and pattern a string must
 /// have, a fixed value.
-fn notes(p: &ParamSpec) -> Vec<String> {
+pub(super) fn notes(p: &ParamSpec) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(fixed) = &p.fixed {
         notes.push(format!("fixed: {}", quote(fixed)));
@@ -104,6 +104,12 @@ impl Catalog {
              Put a value with spaces in quotes: msg=\"hello world\".\n"
         );
         let runnable = self.runnable_by(caller);
+        if let Some(problem) = caller.groups.problem() {
+            let _ = write!(
+                out,
+                "\nRunbooks open to user groups are not shown: your user groups could not be checked ({problem}).\n"
+            );
+        }
         if runnable.is_empty() {
             let _ = write!(
                 out,
@@ -122,6 +128,10 @@ impl Catalog {
                 let _ = write!(out, "\n    {line}");
             }
         }
+        let _ = write!(
+            out,
+            "\n\nSend `{command} help <runbook>` for one runbook's parameters and an example."
+        );
         out
     }
 }

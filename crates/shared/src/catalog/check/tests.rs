@@ -5,14 +5,17 @@ use std::path::Path;
 const ALICE: Caller = Caller {
     user_id: "UALICE",
     channel_id: "COPS",
+    groups: &crate::catalog::Groups::NONE,
 };
 const BOB: Caller = Caller {
     user_id: "UBOB",
     channel_id: "COPS",
+    groups: &crate::catalog::Groups::NONE,
 };
 const NOBODY: Caller = Caller {
     user_id: "UNOBODY",
     channel_id: "COPS",
+    groups: &crate::catalog::Groups::NONE,
 };
 
 fn catalog() -> Catalog {
@@ -84,9 +87,15 @@ fn runbook_names_are_matched_ignoring_case() {
 
 #[test]
 fn no_runbook_or_help_words_ask_for_help() {
-    for text in ["", "   ", "''", "help", "list", "HELP", "help restart-web"] {
+    for text in ["", "   ", "''", "help", "list", "HELP", "list restart-web"] {
         assert_eq!(rejection(&BOB, text), Rejection::Help, "{text:?}");
     }
+    assert_eq!(
+        rejection(&BOB, "help restart-web"),
+        Rejection::HelpFor {
+            runbook: "restart-web".into()
+        }
+    );
     assert!(Rejection::Help.to_string().contains("Send `help`"));
 }
 
@@ -190,12 +199,14 @@ fn channel_restriction_names_the_channels() {
     let in_dba = Caller {
         user_id: "UALICE",
         channel_id: "CDBA",
+        groups: &crate::catalog::Groups::NONE,
     };
     assert!(check(&in_dba, "restart-db").is_ok());
     // Bob is not listed, so the channel does not matter.
     let bob_in_dba = Caller {
         user_id: "UBOB",
         channel_id: "CDBA",
+        groups: &crate::catalog::Groups::NONE,
     };
     assert!(matches!(
         rejection(&bob_in_dba, "restart-db"),
@@ -216,6 +227,7 @@ fn runnable_by_lists_what_the_caller_may_run_here_sorted() {
     let in_dba = Caller {
         user_id: "UALICE",
         channel_id: "CDBA",
+        groups: &crate::catalog::Groups::NONE,
     };
     assert_eq!(names(&in_dba), ["restart-db", "restart-web", "rotate-keys"]);
     assert_eq!(names(&BOB), ["restart-web"]);
@@ -489,6 +501,7 @@ fn with_command_puts_the_slash_command_in_usage_lines() {
     let alice = Caller {
         user_id: "UALICE",
         channel_id: "CANY",
+        groups: &crate::catalog::Groups::NONE,
     };
     let r = rejection(&alice, "restart-web env=staging").with_command("/runbook");
     assert!(
@@ -589,6 +602,7 @@ allow = { users = ["UALICE", "UBOB"] }
     let bob_in_dba = Caller {
         user_id: "UBOB",
         channel_id: "CDBA",
+        groups: &crate::catalog::Groups::NONE,
     };
     assert!(c.runbooks["open"].stop_allowed(&BOB));
     assert!(

@@ -109,6 +109,7 @@ target = "scripts/purge.sh"
         web.allow,
         Some(Allow {
             users: vec!["U012AB3CD".into(), "W0123ABC".into()],
+            usergroups: vec![],
             channels: Some(vec!["C024BE91L".into(), "G1X".into(), "D0Z".into()]),
         })
     );
@@ -486,6 +487,7 @@ fn stop_allow_is_checked_like_allow() {
         catalog.runbooks["a"].stop_allow,
         Some(Allow {
             users: vec!["U0ONCALL".into()],
+            usergroups: vec![],
             channels: Some(vec!["COPS".into()]),
         })
     );
@@ -683,6 +685,7 @@ fn defaults_allow_applies_to_runbooks_without_their_own() {
     .unwrap();
     let default_allow = Allow {
         users: vec!["UDEFAULT".into()],
+        usergroups: vec![],
         channels: None,
     };
     let plain = c.get("plain").unwrap();
@@ -694,12 +697,14 @@ fn defaults_allow_applies_to_runbooks_without_their_own() {
         own.allow,
         Some(Allow {
             users: vec!["UOWN".into()],
+            usergroups: vec![],
             channels: Some(vec!["COPS".into()]),
         })
     );
     let at = |user_id| crate::catalog::Caller {
         user_id,
         channel_id: "COPS",
+        groups: crate::catalog::Groups::none(),
     };
     assert!(own.authorize(&at("UDEFAULT")).is_err());
     assert!(own.authorize(&at("UOWN")).is_ok());
@@ -719,7 +724,8 @@ fn without_defaults_or_allow_nobody_may_run_a_runbook() {
         assert!(
             rb.authorize(&crate::catalog::Caller {
                 user_id: "UALICE",
-                channel_id: "COPS"
+                channel_id: "COPS",
+                groups: crate::catalog::Groups::none(),
             })
             .is_err()
         );
