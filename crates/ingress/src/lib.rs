@@ -8,6 +8,7 @@
 //! - [`reply`]: every answer, and the one place errors become responses.
 //! - [`app`]: `Application::build`, the router and its state.
 //! - [`readiness`]: `/readyz`'s answer, cached so that it cannot flood the storage account.
+//! - [`metrics`]: command outcomes and answer times, and the separate `/metrics` listener.
 //! - [`serve`]: connections: header deadline, connection cap, graceful stop.
 //! - [`config`]: every environment variable the ingress reads.
 
@@ -15,6 +16,7 @@ pub mod app;
 pub mod config;
 pub mod enqueue;
 pub mod jobs;
+pub mod metrics;
 pub mod readiness;
 pub mod reply;
 pub mod routes;

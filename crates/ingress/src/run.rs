@@ -95,11 +95,13 @@ pub async fn run(
     let accepted = match state.catalog.check(&caller, parsed) {
         Ok(accepted) => accepted,
         Err(Rejection::Help) => {
+            crate::metrics::help();
             return Ok(Reply::help(
                 &state.catalog.help_text(&caller, &req.cmd.command),
             ));
         }
         Err(rejection) => {
+            crate::metrics::refused(&rejection);
             tracing::info!(reason = %rejection, "command rejected");
             let denied = match &rejection {
                 Rejection::NotAllowed { runbook, .. } | Rejection::WrongChannel { runbook, .. } => {
@@ -130,8 +132,12 @@ pub async fn run(
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
     let ack = Reply::acknowledgement(&message);
     match enqueue(state, &message).await {
-        Ok(Queued::Before) => Ok(ack),
+        Ok(Queued::Before) => {
+            crate::metrics::replayed();
+            Ok(ack)
+        }
         Ok(Queued::Now) => {
+            crate::metrics::accepted();
             tracing::info!("job queued");
             state.audit.record(AuditEvent::Accepted {
                 job_id: message.job_id,
@@ -144,6 +150,7 @@ pub async fn run(
             Ok(ack)
         }
         Err(e) => {
+            crate::metrics::queue_unavailable();
             tracing::error!(error = %e, "could not queue job");
             Err(Refusal::QueueDown {
                 text: req.cmd.text.clone(),

@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `CHATOPS_RUNNER_ADDR` | `0.0.0.0:3001` | address of `/healthz` and `/readyz` |
+//! | `CHATOPS_RUNNER_ADDR` | `0.0.0.0:3001` | address of `/healthz`, `/readyz` and `/metrics` (Prometheus) |
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
 //! | `CHATOPS_JOB_SIGNING_KEY` | required | base64 of at least 32 random bytes; a message whose `mac` does not verify is never run |
 //! | `CHATOPS_JOB_SIGNING_KEY_PREVIOUS` | unset | also accepted, while rotating the key |

@@ -25,21 +25,26 @@ pub async fn slash_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RequestError> {
+    let _ack = crate::metrics::AckTimer::start();
     let deadline = tokio::time::Instant::now() + run::ACK_DEADLINE;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signature = header("x-slack-signature");
     let now = OffsetDateTime::now_utc();
-    state.verifier.verify(
-        header("x-slack-request-timestamp"),
-        signature,
-        &body,
-        now.unix_timestamp(),
-    )?;
+    state
+        .verifier
+        .verify(
+            header("x-slack-request-timestamp"),
+            signature,
+            &body,
+            now.unix_timestamp(),
+        )
+        .inspect_err(|_| crate::metrics::unverified())?;
     let cmd = match form::parse(&body) {
         Ok(Form::SslCheck) => return Ok(StatusCode::OK.into_response()),
         Ok(Form::Command(cmd)) => cmd,
         Err(FormError::Missing(missing)) => return Err(missing.into()),
         Err(FormError::NotUtf8(field)) => {
+            crate::metrics::rejected("not_utf8");
             tracing::info!(field, "command refused: not valid UTF-8");
             return Ok(Refusal::NotUtf8 {
                 field: field.to_owned(),
@@ -77,6 +82,7 @@ async fn handle(req: &Request<'_>) -> Result<Reply, Refusal> {
         return Ok(denied);
     }
     let parsed = command::parse(&req.cmd.text).map_err(|error| {
+        crate::metrics::rejected("unparsable");
         let refusal = Refusal::Unparsable {
             error,
             command: req.cmd.command.clone(),
@@ -101,6 +107,7 @@ fn workspace_allowed(req: &Request<'_>) -> Result<(), Reply> {
     else {
         return Ok(());
     };
+    crate::metrics::denied_workspace();
     let rule = denied.rule.as_str();
     // The first word: the runbook or job-control word the caller asked for.
     let runbook = cmd.text.split_whitespace().next().unwrap_or_default();

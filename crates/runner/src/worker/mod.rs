@@ -260,6 +260,7 @@ impl Worker {
             return;
         }
 
+        let _in_flight = crate::metrics::job_started(&job, message.dequeue_count);
         let dequeue_count = message.dequeue_count;
         // Runs until the message is deleted or handed back, so no other runner takes it
         // while its job runs or its final status is being delivered.
@@ -348,6 +349,7 @@ impl Worker {
             Todo::Report(outcome) => (outcome, true),
         };
         tracing::info!(state = outcome.state.label(), "job finished");
+        crate::metrics::job_finished(outcome.state.label());
         let notified = self.notify_final(job, &outcome).await;
         match (notified, recorded) {
             (Ok(()), true) => {
@@ -492,6 +494,7 @@ impl Worker {
         let record = PoisonRecord::new(message, reason);
         match self.queue.send_poison(&record.encode()).await {
             Ok(()) => {
+                crate::metrics::poison_moved();
                 self.delete(message).await;
                 true
             }
