@@ -141,3 +141,44 @@ async fn both_services_count_what_an_operator_needs_on_metrics() {
     assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_command_is_traced_from_the_ingress_to_the_runner_by_its_traceparent() {
+    let app = TestApp::spawn().await;
+    let env = app.service_env();
+    let mut ingress = Service::start("chatops-ingress", &env);
+    let addr = ingress.bound_addr().await;
+    let answer = command(&app, &addr, "echo traced").await;
+    let short = job_id(&answer);
+    let job = app.take_jobs().await.pop().expect("the job was queued");
+    let traceparent = job
+        .traceparent
+        .clone()
+        .expect("a traceparent in the job message");
+    let trace_id = chatops_shared::telemetry::trace::trace_id(&traceparent)
+        .expect("a well-formed traceparent")
+        .to_owned();
+    let queued = ingress
+        .wait_for_line(|l| l.contains("job queued"), Duration::from_secs(10))
+        .await;
+    let queued: serde_json::Value = serde_json::from_str(&queued).expect("JSON log line");
+    assert_eq!(queued["trace_id"], trace_id.as_str(), "{queued}");
+    assert!(
+        queued.to_string().contains(&job.job_id.to_string()),
+        "{queued}"
+    );
+
+    // The runner's lines about the job carry the same trace id next to the job id.
+    app.put_raw(&app.queue_text(&job)).await;
+    let mut runner = Service::start("chatops-runner", &env);
+    app.final_text(&short, "*Completed*").await;
+    let line = runner
+        .wait_for_line(|l| l.contains("job finished"), Duration::from_secs(10))
+        .await;
+    assert!(line.contains(&trace_id), "{line}");
+    assert!(line.contains(&job.job_id.to_string()), "{line}");
+
+    assert_eq!(ingress.terminate(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    app.finish().await;
+}

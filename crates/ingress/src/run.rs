@@ -63,7 +63,7 @@ impl Request<'_> {
             response_url: Some(cmd.response_url.clone()),
             requested_at: self.now,
             enterprise_id: cmd.enterprise_id.clone(),
-            traceparent: None,
+            traceparent: chatops_shared::telemetry::trace::new_traceparent(),
             started_at: None,
             record_day: Some(self.record_day),
             target: None,
@@ -138,7 +138,9 @@ pub async fn run(
         }
         Ok(Queued::Now) => {
             crate::metrics::accepted();
-            tracing::info!("job queued");
+            let traceparent = message.traceparent.as_deref().unwrap_or_default();
+            let trace_id = chatops_shared::telemetry::trace::trace_id(traceparent);
+            tracing::info!(trace_id, "job queued");
             state.audit.record(AuditEvent::Accepted {
                 job_id: message.job_id,
                 runbook: message.runbook,

@@ -1,4 +1,5 @@
-//! One place to set up logging for a service binary; [`metrics`] holds the Prometheus metrics.
+//! One place to set up logging for a service binary; [`metrics`] holds the Prometheus metrics,
+//! [`trace`] the W3C trace context a job message carries.
 //!
 //! `RUST_LOG` filters (default `info`, with the Azure SDK's own per-request lines at `warn`);
 //! `CHATOPS_LOG_FORMAT=json` switches to one JSON object per line for log collectors. Colour
@@ -9,6 +10,7 @@
 //! `\u{1b}`), so nothing logged can forge a line of its own. JSON escapes them already.
 
 pub mod metrics;
+pub mod trace;
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;

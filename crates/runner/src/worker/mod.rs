@@ -231,7 +231,11 @@ impl Worker {
                 self.handle_unreadable(message, reason).await;
             }
             Delivery::Job { message, job, hold } => {
-                let span = tracing::info_span!("job", job_id = %job.job_id, runbook = %job.runbook, dequeue = message.dequeue_count);
+                let trace_id = job
+                    .traceparent
+                    .as_deref()
+                    .and_then(chatops_shared::telemetry::trace::trace_id);
+                let span = tracing::info_span!("job", job_id = %job.job_id, runbook = %job.runbook, dequeue = message.dequeue_count, trace_id);
                 self.handle_job(message, *job, hold).instrument(span).await;
             }
         }
