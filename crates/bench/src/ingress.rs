@@ -94,14 +94,18 @@ pub fn build_binaries() -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))
 }
 
-/// Starts `chatops-ingress` from `dir` on the app's queue; returns it and its address once
+/// Starts `chatops-ingress` from `dir` on the app's queue (with `extra_env`); returns it and its address once
 /// `/readyz` answers.
 pub async fn start(
     dir: &std::path::Path,
     app: &TestApp,
+    extra_env: &[(String, String)],
     client: &reqwest::Client,
 ) -> anyhow::Result<(Service, String)> {
-    let service = Service::start_program(&dir.join("chatops-ingress"), &app.service_env(), None);
+    let mut env = app.service_env();
+    env.retain(|(name, _)| !extra_env.iter().any(|(extra, _)| extra == name));
+    env.extend(extra_env.iter().cloned());
+    let service = Service::start_program(&dir.join("chatops-ingress"), &env, None);
     let addr = service.bound_addr().await;
     for _ in 0..100 {
         let ready = client.get(format!("http://{addr}/readyz")).send().await;

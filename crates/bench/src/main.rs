@@ -6,7 +6,8 @@
 //! `cargo run --release -p chatops-bench` for the figures; `--smoke` for a few seconds that
 //! only check that everything still works (every request answered, every message queued).
 //! Options: `--requests N` per point and repeat (default 10000), `--repeats N` (3),
-//! `--concurrency 4,32`.
+//! `--concurrency 4,32`, `--ingress-env NAME=VALUE` (repeatable: extra environment for the
+//! ingress, e.g. `RUST_LOG=warn` to see what logging costs).
 
 mod ingress;
 mod load;
@@ -26,6 +27,8 @@ pub struct Plan {
     pub repeats: usize,
     pub concurrency: Vec<usize>,
     pub smoke: bool,
+    /// Extra environment for the ingress process.
+    pub ingress_env: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -35,6 +38,7 @@ impl Plan {
             repeats: 3,
             concurrency: vec![4, 32],
             smoke: false,
+            ingress_env: Vec::new(),
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -48,6 +52,13 @@ impl Plan {
                         .split(',')
                         .map(number)
                         .collect::<Result<_, _>>()?;
+                }
+                "--ingress-env" => {
+                    let pair = value("--ingress-env")?;
+                    let (name, value) = pair
+                        .split_once('=')
+                        .ok_or(format!("`{pair}` is not NAME=VALUE"))?;
+                    plan.ingress_env.push((name.to_owned(), value.to_owned()));
                 }
                 other => return Err(format!("unknown argument `{other}`")),
             }
@@ -71,6 +82,8 @@ fn number(text: &str) -> Result<usize, String> {
 pub struct Point {
     pub concurrency: usize,
     pub raw: Vec<Run>,
+    /// The same messages through `chatops_shared::queue` (the SDK), in this process.
+    pub sdk: Vec<Run>,
     pub ingress: Vec<Run>,
 }
 
@@ -108,10 +121,17 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let raw = raw::RawQueue::create(&app, "bench-raw", client.clone()).await?;
-    let (mut service, addr) = ingress::start(&dir, &app, &client).await?;
+    let (mut service, addr) = ingress::start(&dir, &app, &plan.ingress_env, &client).await?;
+    eprintln!("ingress pid {:?} on {addr}", service.pid());
     let commands = ingress::Commands::new(&addr, &app, client.clone());
     // The ingress's queue, counted the same way.
     let jobs = raw::RawQueue::create(&app, &app.queue_name, client.clone()).await?;
+    let sdk_counter = raw::RawQueue::create(&app, "bench-sdk", client.clone()).await?;
+    let sdk = chatops_e2e::app::queue_for(
+        &app.azurite,
+        "bench-sdk",
+        chatops_shared::queue::retry::RetryBudget::interactive(),
+    );
 
     let mut next = 0;
     let mut points = Vec::new();
@@ -134,6 +154,7 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
         let mut point = Point {
             concurrency,
             raw: Vec::new(),
+            sdk: Vec::new(),
             ingress: Vec::new(),
         };
         for repeat in 1..=plan.repeats {
@@ -146,6 +167,15 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
                 measured(&raw, concurrency, next, plan.requests, move |n| {
                     let r = r.clone();
                     async move { r.put(n).await }
+                })
+                .await?,
+            );
+            next += plan.requests;
+            let q = sdk.clone();
+            point.sdk.push(
+                measured(&sdk_counter, concurrency, next, plan.requests, move |n| {
+                    let q = q.clone();
+                    async move { q.send(&raw::message(n)).await.is_ok() }
                 })
                 .await?,
             );

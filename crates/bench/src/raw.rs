@@ -1,5 +1,7 @@
 //! The baseline: Put Message straight to Azurite with a tuned HTTP client (keep-alive pool,
-//! `TCP_NODELAY`, an account SAS signed once), messages the size of a job message.
+//! `TCP_NODELAY`, an account SAS signed once), messages the size of a job message. The same
+//! messages also go through the service's own queue code (`chatops_shared::queue`, over the
+//! Azure SDK) to tell its cost from the ingress's.
 
 use anyhow::Context as _;
 use chatops_e2e::app::TestApp;
@@ -20,6 +22,11 @@ pub struct RawQueue {
 
 /// About the size of a signed job message (base64 of ~700 bytes of JSON).
 const MESSAGE_LEN: usize = 960;
+
+/// Message `n`: distinct per `n`, the size of a job message.
+pub fn message(n: usize) -> String {
+    format!("{n:020}{}", "A".repeat(MESSAGE_LEN - 20))
+}
 
 impl RawQueue {
     /// Creates queue `name` on the app's Azurite.
@@ -53,7 +60,7 @@ impl RawQueue {
 
     /// Puts message `n` (distinct per `n`); true when Azurite answered 201.
     pub async fn put(&self, n: usize) -> bool {
-        let text = format!("{n:020}{}", "A".repeat(MESSAGE_LEN - 20));
+        let text = message(n);
         let body = format!("<QueueMessage><MessageText>{text}</MessageText></QueueMessage>");
         match self
             .client

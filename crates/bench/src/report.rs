@@ -28,13 +28,13 @@ pub fn print(plan: &Plan, points: &[Point]) -> ExitCode {
         let ingress_rate = Summary::of(point.ingress.iter().map(Run::queued_per_sec));
         let raw_p99 = Summary::of(point.raw.iter().map(|r| r.quantile_ms(0.99)));
         let ingress_p99 = Summary::of(point.ingress.iter().map(|r| r.quantile_ms(0.99)));
-        for (path, runs) in [("raw Put Message", &point.raw), ("ingress", &point.ingress)] {
+        for (path, runs) in [
+            ("raw Put Message", &point.raw),
+            ("shared::queue (SDK)", &point.sdk),
+            ("ingress", &point.ingress),
+        ] {
             let rate = Summary::of(runs.iter().map(Run::queued_per_sec));
-            let ratio = if path == "ingress" {
-                format!("{:.2}x", rate.median / raw_rate.median.max(f64::EPSILON))
-            } else {
-                "1".to_owned()
-            };
+            let ratio = format!("{:.2}x", rate.median / raw_rate.median.max(f64::EPSILON));
             let queued: u64 = runs.iter().map(|r| r.queued).sum();
             let sent: usize = runs.iter().map(|r| r.ok + r.errors).sum();
             missing |= runs.iter().any(|r| r.errors > 0 || r.queued != r.ok as u64);
