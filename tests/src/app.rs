@@ -746,6 +746,7 @@ impl TestApp {
             ),
             ("CHATOPS_INGRESS_ADDR", "127.0.0.1:0".to_owned()),
             ("CHATOPS_RUNNER_ADDR", "127.0.0.1:0".to_owned()),
+            ("CHATOPS_METRICS_ADDR", "127.0.0.1:0".to_owned()),
         ]
         .into_iter()
         // A root runner with local runbooks must say who scripts run as; these tests accept root.

@@ -142,7 +142,12 @@ pub struct Application {
     /// Writes the state's audit lines; flushed after the last request (absent in tests that
     /// bring their own state).
     audit: Option<AuditWriter>,
+    /// Where `/metrics` is served (absent in tests that bring their own state).
+    metrics: Option<TcpListener>,
 }
+
+/// How long an open `/metrics` scrape may take to finish at shutdown.
+const METRICS_DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
 /// How long waiting audit lines may take to be written at shutdown.
 const AUDIT_FLUSH_LIMIT: Duration = Duration::from_secs(5);
@@ -194,6 +199,7 @@ impl Application {
             .await?
             .with_max_connections(config.max_connections);
         app.audit = Some(audit_writer);
+        app.metrics = Some(TcpListener::bind(config.metrics_addr).await?);
         Ok(app)
     }
 
@@ -205,6 +211,7 @@ impl Application {
             router: router(state),
             limits: Limits::default(),
             audit: None,
+            metrics: None,
         })
     }
 
@@ -219,13 +226,30 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address `/metrics` is served on, when it has its listener.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics.as_ref().map(TcpListener::local_addr)
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish for at most
     /// [`DRAIN_LIMIT`]. Connection handling is in [`crate::serve`].
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        // `/metrics` stops with the Slack endpoint.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let metrics = self.metrics.map(|listener| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(crate::metrics::serve(listener, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         serve::serve(self.listener, self.router, self.limits, shutdown).await;
+        let _ = stop.send(true);
+        if let Some(metrics) = metrics {
+            let _ = tokio::time::timeout(METRICS_DRAIN_LIMIT, metrics).await;
+        }
         if let Some(audit) = self.audit {
             audit.shutdown(AUDIT_FLUSH_LIMIT).await;
         }

@@ -3,6 +3,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `CHATOPS_INGRESS_ADDR` | `0.0.0.0:3000` | listen address |
+//! | `CHATOPS_METRICS_ADDR` | `127.0.0.1:9090` | listen address of `GET /metrics` (Prometheus), apart from the Slack endpoint |
 //! | `SLACK_SIGNING_SECRET` | required | the Slack app's signing secret |
 //! | `SLACK_SIGNING_SECRET_PREVIOUS` | unset | also accepted, while rotating the secret |
 //! | `CHATOPS_JOB_SIGNING_KEY` | required | base64 of at least 32 random bytes; signs every job message (`chatops-ingress keygen`) |
@@ -32,6 +33,8 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub struct IngressConfig {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served (not with the Slack endpoint).
+    pub metrics_addr: SocketAddr,
     /// Current signing secret first, then the previous one during a rotation.
     pub signing_secrets: Vec<Secret>,
     /// Signs every job message this ingress queues (the runner checks it).
@@ -81,6 +84,7 @@ impl IngressConfig {
         };
         Ok(IngressConfig {
             addr: config::socket_addr(env, "CHATOPS_INGRESS_ADDR", "0.0.0.0:3000")?,
+            metrics_addr: config::socket_addr(env, "CHATOPS_METRICS_ADDR", "127.0.0.1:9090")?,
             signing_secrets,
             job_key,
             catalog_path: PathBuf::from(
@@ -167,6 +171,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:3000");
+        assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:9090");
         assert_eq!(c.catalog_path, PathBuf::from("runbooks.toml"));
         assert_eq!(c.queue.name, "runbook-jobs");
         assert_eq!(c.signing_secrets, vec![Secret::new("s1")]);
@@ -190,6 +195,7 @@ mod tests {
                 "UseDevelopmentStorage=true",
             ),
             ("CHATOPS_INGRESS_ADDR", "127.0.0.1:8080"),
+            ("CHATOPS_METRICS_ADDR", "0.0.0.0:9100"),
             ("CHATOPS_CATALOG", "/etc/chatops/runbooks.toml"),
             ("CHATOPS_QUEUE_NAME", "ops-jobs"),
             ("CHATOPS_MAX_CONNECTIONS", "64"),
@@ -205,6 +211,7 @@ mod tests {
             vec![Secret::new("new"), Secret::new("old")]
         );
         assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.metrics_addr.to_string(), "0.0.0.0:9100");
         assert_eq!(c.catalog_path, PathBuf::from("/etc/chatops/runbooks.toml"));
         assert_eq!(c.queue.name, "ops-jobs");
     }

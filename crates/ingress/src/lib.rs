@@ -10,6 +10,7 @@
 //! - [`reply`]: every answer, and the one place errors become responses.
 //! - [`app`]: `Application::build`, the router and its state.
 //! - [`readiness`]: `/readyz`'s answer, cached so that it cannot flood the storage account.
+//! - [`metrics`]: command outcomes and answer times, and the separate `/metrics` listener.
 //! - [`serve`]: connections: header deadline, connection cap, graceful stop.
 //! - [`config`]: every environment variable the ingress reads.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod enqueue;
 pub mod forms;
 pub mod jobs;
+pub mod metrics;
 pub mod policy;
 pub mod readiness;
 pub mod reply;

@@ -31,6 +31,9 @@ async fn main() -> ExitCode {
         Ok(addr) => tracing::info!(%addr, "chatops-ingress listening"),
         Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
     }
+    if let Some(Ok(metrics_addr)) = app.metrics_addr() {
+        tracing::info!(%metrics_addr, "metrics listening on /metrics");
+    }
     match app.run_until_stopped(shutdown::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

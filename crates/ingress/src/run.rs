@@ -64,7 +64,7 @@ impl Request<'_> {
             response_url: cmd.response_url.clone(),
             requested_at: self.now,
             enterprise_id: cmd.enterprise_id.clone(),
-            traceparent: None,
+            traceparent: chatops_shared::telemetry::trace::new_traceparent(),
             started_at: None,
             record_day: Some(self.record_day),
             target: None,
@@ -120,13 +120,16 @@ pub async fn run_checked(
     let accepted = match catalog.check(&caller, parsed) {
         Ok(accepted) => accepted,
         Err(Rejection::Help) => {
+            crate::metrics::help();
             return Ok(Reply::help(&catalog.help_text(&caller, &req.cmd.command)));
         }
         Err(Rejection::HelpFor { runbook }) => {
+            crate::metrics::help();
             let help = catalog.runbook_help(&runbook, &caller, &req.cmd.command);
             return Ok(Reply::help(&help));
         }
         Err(rejection) => {
+            crate::metrics::refused(&rejection);
             tracing::info!(reason = %rejection, "command rejected");
             let denied = rejection.denial().map(|(rb, rule)| (rb.to_owned(), rule));
             let refusal = Refusal::Rejected {
@@ -152,9 +155,15 @@ pub async fn run_checked(
         None => Reply::acknowledgement(&message),
     };
     match enqueue(state, &message, req.deadline).await {
-        Ok(Queued::Before) => Ok(ack),
+        Ok(Queued::Before) => {
+            crate::metrics::replayed();
+            Ok(ack)
+        }
         Ok(Queued::Now) => {
-            tracing::info!("job queued");
+            crate::metrics::accepted();
+            let traceparent = message.traceparent.as_deref().unwrap_or_default();
+            let trace_id = chatops_shared::telemetry::trace::trace_id(traceparent);
+            tracing::info!(trace_id, "job queued");
             state.audit.record(AuditEvent::Accepted {
                 job_id: message.job_id,
                 runbook: message.runbook,
@@ -172,6 +181,7 @@ pub async fn run_checked(
             })
         }
         Err(e) => {
+            crate::metrics::queue_unavailable();
             tracing::error!(error = %e, "could not queue job");
             Err(Refusal::QueueDown {
                 text: req.cmd.text.clone(),

@@ -1,4 +1,5 @@
-//! The runner application: the worker loop plus a small HTTP server for health checks.
+//! The runner application: the worker loop plus a small HTTP server for health checks and
+//! `/metrics`.
 
 use crate::config::RunnerConfig;
 use crate::executor::Executor;
@@ -211,11 +212,12 @@ fn warn_about(catalog: &Catalog, matches: impl Fn(&Runbook) -> bool, warning: &s
     }
 }
 
-/// `/healthz` (the process is up) and `/readyz` (the queue answers).
+/// `/healthz` (the process is up), `/readyz` (the queue answers) and `/metrics`.
 pub fn health_router(queue: Arc<dyn JobQueue>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::scrape))
         .with_state(queue)
 }
 

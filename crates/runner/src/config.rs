@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `CHATOPS_RUNNER_ADDR` | `0.0.0.0:3001` | address of `/healthz` and `/readyz` |
+//! | `CHATOPS_RUNNER_ADDR` | `0.0.0.0:3001` | address of `/healthz`, `/readyz` and `/metrics` (Prometheus) |
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
 //! | `CHATOPS_CATALOG_POLL` | `5s` | how often the catalog file is read for changes (also reloaded on SIGHUP); a changed catalog that does not load is refused and the old one stays |
 //! | `CHATOPS_JOB_SIGNING_KEY` | required | base64 of at least 32 random bytes; a message whose `mac` does not verify is never run |

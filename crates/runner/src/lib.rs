@@ -5,10 +5,12 @@
 //! - [`worker`]: `process_next()` and the polling loop; where a job is followed.
 //! - [`executor`]: the `Executor` seam; Azure Automation (`automation` over `arm`) and `local`.
 //! - [`notify`]: the `Notifier` seam; Slack `response_url`, webhook, or the log.
+//! - [`metrics`]: jobs, dispatch latency and outside calls, served on `/metrics`.
 //! - [`app`], [`config`]: wiring and every environment variable.
 
 pub mod app;
 pub mod config;
 pub mod executor;
+pub mod metrics;
 pub mod notify;
 pub mod worker;

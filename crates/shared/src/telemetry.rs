@@ -1,4 +1,5 @@
-//! One place to set up logging for a service binary.
+//! One place to set up logging for a service binary; [`metrics`] holds the Prometheus metrics,
+//! [`trace`] the W3C trace context a job message carries.
 //!
 //! `RUST_LOG` filters (default `info`, with the Azure SDK's own per-request lines at `warn`);
 //! `CHATOPS_LOG_FORMAT=json` switches to one JSON object per line for log collectors. Colour
@@ -7,6 +8,9 @@
 //! A log line is one line: in the text format, control characters in the message and in field
 //! values (a newline in a script's output, a terminal escape) are written as escapes (`\n`,
 //! `\u{1b}`), so nothing logged can forge a line of its own. JSON escapes them already.
+
+pub mod metrics;
+pub mod trace;
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;

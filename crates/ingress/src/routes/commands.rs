@@ -27,13 +27,16 @@ pub async fn slash_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RequestError> {
+    let _ack = crate::metrics::AckTimer::start();
     let deadline = tokio::time::Instant::now() + run::ACK_DEADLINE;
-    let signed = signed::verify(&state.verifier, &headers, &body, deadline)?;
+    let signed = signed::verify(&state.verifier, &headers, &body, deadline)
+        .inspect_err(|_| crate::metrics::unverified())?;
     let cmd = match form::parse(&body) {
         Ok(Form::SslCheck) => return Ok(StatusCode::OK.into_response()),
         Ok(Form::Command(cmd)) => cmd,
         Err(FormError::Missing(missing)) => return Err(missing.into()),
         Err(FormError::NotUtf8(field)) => {
+            crate::metrics::rejected("not_utf8");
             tracing::info!(field, "command refused: not valid UTF-8");
             return Ok(Refusal::NotUtf8 {
                 field: field.to_owned(),
@@ -62,6 +65,7 @@ async fn handle(req: &Request<'_>) -> Result<Reply, Refusal> {
         return Ok(denied);
     }
     let parsed = command::parse(&req.cmd.text).map_err(|error| {
+        crate::metrics::rejected("unparsable");
         let refusal = Refusal::Unparsable {
             error,
             command: req.cmd.command.clone(),
@@ -93,6 +97,7 @@ pub(crate) fn workspace_allowed(req: &Request<'_>) -> Result<(), Reply> {
     else {
         return Ok(());
     };
+    crate::metrics::denied_workspace();
     let rule = denied.rule.as_str();
     // The first word: the runbook or job-control word the caller asked for.
     let runbook = cmd.text.split_whitespace().next().unwrap_or_default();

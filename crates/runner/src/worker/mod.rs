@@ -242,7 +242,11 @@ impl Worker {
                 self.handle_unreadable(message, reason).await;
             }
             Delivery::Job { message, job, hold } => {
-                let span = tracing::info_span!("job", job_id = %job.job_id, runbook = %job.runbook, dequeue = message.dequeue_count);
+                let trace_id = job
+                    .traceparent
+                    .as_deref()
+                    .and_then(chatops_shared::telemetry::trace::trace_id);
+                let span = tracing::info_span!("job", job_id = %job.job_id, runbook = %job.runbook, dequeue = message.dequeue_count, trace_id);
                 self.handle_job(message, *job, hold).instrument(span).await;
             }
         }
@@ -271,6 +275,7 @@ impl Worker {
             return;
         }
 
+        let _in_flight = crate::metrics::job_started(&job, message.dequeue_count);
         let dequeue_count = message.dequeue_count;
         // Runs until the message is deleted or handed back, so no other runner takes it
         // while its job runs or its final status is being delivered.
@@ -359,6 +364,7 @@ impl Worker {
             Todo::Report(outcome) => (outcome, true),
         };
         tracing::info!(state = outcome.state.label(), "job finished");
+        crate::metrics::job_finished(outcome.state.label());
         let notified = self.notify_final(job, &outcome).await;
         match (notified, recorded) {
             (Ok(()), true) => {
@@ -503,6 +509,7 @@ impl Worker {
         let record = PoisonRecord::new(message, reason);
         match self.queue.send_poison(&record.encode()).await {
             Ok(()) => {
+                crate::metrics::poison_moved();
                 self.delete(message).await;
                 true
             }

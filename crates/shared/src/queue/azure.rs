@@ -124,7 +124,8 @@ impl AzureJobQueue {
 
     /// The service's approximate count of messages on the job queue (`poison`: the poison
     /// queue), invisible ones included. Needs the right to read queue metadata, which the
-    /// least-privilege roles do not have: for tests and operators' tools, not the services.
+    /// least-privilege roles do not have: the runner samples it for `chatops_queue_depth` when
+    /// allowed (Storage Queue Data Reader); tests and operators' tools use it too.
     pub async fn approximate_len(&self, poison: bool) -> Result<u64, QueueError> {
         use azure_storage_queue::models::QueueClientGetPropertiesResultHeaders as _;
         let name = if poison {
@@ -295,6 +296,10 @@ impl JobQueue for AzureJobQueue {
 
     async fn send(&self, text: &str) -> Result<(), QueueError> {
         self.put(false, text).await
+    }
+
+    async fn approximate_len(&self, poison: bool) -> Result<u64, QueueError> {
+        AzureJobQueue::approximate_len(self, poison).await
     }
 
     async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError> {

@@ -84,6 +84,14 @@ pub trait JobQueue: Send + Sync {
     async fn delete(&self, message: &Received) -> Result<(), QueueError>;
     /// Appends a message to the poison queue.
     async fn send_poison(&self, text: &str) -> Result<(), QueueError>;
+    /// The approximate number of messages on the queue (`poison`: on the poison queue), for
+    /// the queue-depth metric. Queues that cannot tell answer an error.
+    async fn approximate_len(&self, poison: bool) -> Result<u64, QueueError> {
+        let _ = poison;
+        Err(QueueError::Other(
+            "this queue cannot tell its length".to_owned(),
+        ))
+    }
 }
 
 /// Opens the Azure queue from validated settings, with a credential when the queue is reached

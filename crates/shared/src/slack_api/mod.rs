@@ -29,6 +29,7 @@ pub use error::SlackApiError;
 use crate::backoff::{self, Backoff};
 use crate::config::{self, ConfigError, EnvSource};
 use crate::secret::Secret;
+use crate::telemetry::metrics;
 use pace::Pacer;
 use serde_json::Value;
 use std::sync::Arc;
@@ -169,10 +170,16 @@ impl SlackApi {
             let left = deadline.saturating_duration_since(Instant::now());
             let failure = match tokio::time::timeout(left, request.send()).await {
                 Err(_) => return Err(SlackApiError::deadline(method, "no answer")),
-                Ok(Err(e)) => e.without_url().to_string(),
+                Ok(Err(e)) => {
+                    metrics::slack_answer("web", None);
+                    e.without_url().to_string()
+                }
                 Ok(Ok(response)) => match self.read(method, response, deadline).await? {
                     Some(answer) => return Ok(answer),
-                    None => continue,
+                    None => {
+                        metrics::retry("slack");
+                        continue;
+                    }
                 },
             };
             // A transport failure or a 5xx: wait and try again while the deadline allows.
@@ -182,6 +189,7 @@ impl SlackApi {
                 return Err(SlackApiError::deadline(method, &failure));
             }
             tracing::debug!(method, retry, reason = %failure, "Slack call failed; retrying");
+            metrics::retry("slack");
             tokio::time::sleep(wait).await;
         }
     }
@@ -195,6 +203,7 @@ impl SlackApi {
         deadline: Instant,
     ) -> Result<Option<Value>, SlackApiError> {
         let status = response.status();
+        metrics::slack_answer("web", Some(status.as_u16()));
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             let wait = backoff::retry_after(response.headers()).unwrap_or(Duration::from_secs(1));
             self.inner.pacer.hold(method, Instant::now() + wait);

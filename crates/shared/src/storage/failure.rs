@@ -55,6 +55,15 @@ impl Failure {
         }
     }
 
+    /// The `status` label of this try in `chatops_storage_requests_total`.
+    pub(crate) fn metric_label(&self) -> String {
+        match self.status {
+            Some(status) => status.to_string(),
+            None if self.message.starts_with("no answer within") => "timeout".to_owned(),
+            None => "network".to_owned(),
+        }
+    }
+
     pub(crate) fn timeout(after: Duration) -> Self {
         Failure {
             status: None,

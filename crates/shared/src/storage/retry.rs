@@ -3,6 +3,7 @@
 
 use super::failure::Failure;
 use crate::queue::retry::RetryBudget;
+use crate::telemetry::metrics;
 use std::future::Future;
 
 /// Runs `call` with the clients `clients` gives until it succeeds, fails for good, or the
@@ -21,10 +22,14 @@ where
     let mut attempt = 1;
     loop {
         let failure = match tokio::time::timeout(budget.per_try_timeout, call(clients()?)).await {
-            Ok(Ok(value)) => return Ok(value),
+            Ok(Ok(value)) => {
+                metrics::storage_try("ok");
+                return Ok(value);
+            }
             Ok(Err(e)) => Failure::from_sdk(&e),
             Err(_) => Failure::timeout(budget.per_try_timeout),
         };
+        metrics::storage_try(&failure.metric_label());
         if !failure.transient {
             return Err(failure);
         }
@@ -36,6 +41,7 @@ where
         }
         let wait = budget.backoff(attempt);
         tracing::debug!(attempt, error = %failure.message, ?wait, "transient storage failure; retrying");
+        metrics::retry("storage");
         tokio::time::sleep(wait).await;
         attempt += 1;
     }

@@ -97,6 +97,7 @@ impl ArmClient {
                 wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 "Azure Resource Manager request failed; retrying"
             );
+            crate::metrics::retry("arm");
             tokio::time::sleep(wait).await;
             retry += 1;
         }
@@ -135,8 +136,10 @@ impl ArmClient {
         let response = request
             .send()
             .await
+            .inspect_err(|_| crate::metrics::arm_answer(None))
             .map_err(|e| ArmError::Network(describe(&e)))?;
         let status = response.status();
+        crate::metrics::arm_answer(Some(status.as_u16()));
         let headers = response.headers().clone();
         log_budget(method, status, &headers);
         let network = |e: reqwest::Error| ArmError::Network(describe(&e));

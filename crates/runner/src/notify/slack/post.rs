@@ -108,7 +108,9 @@ impl SlackNotifier {
                 tracing::info!(%path, %reason, "waiting before posting, as Slack asked");
                 tokio::time::sleep(wait).await;
             }
-            let reason = match self.client.post(url).json(body).send().await {
+            let sent = self.client.post(url).json(body).send().await;
+            crate::metrics::slack_post(sent.as_ref().ok().map(|r| r.status().as_u16()));
+            let reason = match sent {
                 Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
                     rate_limited += 1;
                     let wait = wait_asked(response.headers());
@@ -121,6 +123,7 @@ impl SlackNotifier {
                         return Err(PostError::RateLimited { wait, reason });
                     }
                     // The wait happens at the top of the loop.
+                    crate::metrics::retry("slack");
                     continue;
                 }
                 Ok(response) => {
@@ -146,6 +149,7 @@ impl SlackNotifier {
                 return Err(PostError::Unavailable(reason));
             }
             tracing::info!(%path, %reason, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "Slack post failed; trying again");
+            crate::metrics::retry("slack");
             tokio::time::sleep(wait).await;
         }
     }

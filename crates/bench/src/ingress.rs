@@ -1,0 +1,118 @@
+//! The ingress as a process (the release or dev binary next to this one), sent distinct signed
+//! slash commands: every request has its own text, so its own signature and job id, and each
+//! must be acknowledged in the channel and reach the queue.
+
+use chatops_e2e::app::{ALICE, OPS, SIGNING_SECRET, TestApp};
+use chatops_e2e::process::Service;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a load worker needs to send commands.
+#[derive(Clone)]
+pub struct Commands {
+    client: reqwest::Client,
+    url: String,
+    response_url: String,
+}
+
+impl Commands {
+    pub fn new(addr: &str, app: &TestApp, client: reqwest::Client) -> Self {
+        Commands {
+            client,
+            url: format!("http://{addr}/slack/commands"),
+            response_url: app.slack.response_url(),
+        }
+    }
+
+    /// Sends command `n` (`/runbook echo b<n>`, signed now); true when it was acknowledged as
+    /// queued.
+    pub async fn send(&self, n: usize) -> bool {
+        let text = format!("echo b{n}");
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("token", "unused"),
+                ("team_id", "T0TEST"),
+                ("team_domain", "test"),
+                ("channel_id", OPS),
+                ("channel_name", "ops"),
+                ("user_id", ALICE),
+                ("user_name", "alice"),
+                ("command", "/runbook"),
+                ("text", text.as_str()),
+                ("response_url", self.response_url.as_str()),
+                ("trigger_id", "1.2.3"),
+                ("api_app_id", "A0TEST"),
+            ])
+            .finish();
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signature = chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes());
+        let sent = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => response
+                .text()
+                .await
+                .is_ok_and(|text| text.contains("\"in_channel\"")),
+            _ => false,
+        }
+    }
+}
+
+/// Builds the service binaries in this binary's profile (a no-op when they are up to date) and
+/// returns the directory they are in.
+pub fn build_binaries() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = std::process::Command::new(cargo);
+    command.args([
+        "build",
+        "--quiet",
+        "--locked",
+        "--bins",
+        "-p",
+        "chatops-ingress",
+        "-p",
+        "chatops-runner",
+    ]);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let status = command.status()?;
+    anyhow::ensure!(
+        status.success(),
+        "cargo build of the service binaries failed"
+    );
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))
+}
+
+/// Starts `chatops-ingress` from `dir` on the app's queue (with `extra_env`); returns it and its address once
+/// `/readyz` answers.
+pub async fn start(
+    dir: &std::path::Path,
+    app: &TestApp,
+    extra_env: &[(String, String)],
+    client: &reqwest::Client,
+) -> anyhow::Result<(Service, String)> {
+    let mut env = app.service_env();
+    env.retain(|(name, _)| !extra_env.iter().any(|(extra, _)| extra == name));
+    env.extend(extra_env.iter().cloned());
+    let service = Service::start_program(&dir.join("chatops-ingress"), &env, None);
+    let addr = service.bound_addr().await;
+    for _ in 0..100 {
+        let ready = client.get(format!("http://{addr}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            return Ok((service, addr));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the ingress was not ready within 5 s")
+}

@@ -1,0 +1,248 @@
+//! `chatops-bench`: starts Azurite (real, on disk), the Slack and ARM test servers and the
+//! ingress binary, then measures, in one run, raw Put Message to Azurite (the baseline) and
+//! the ingress (distinct signed slash commands) at each concurrency, three repeats each, and
+//! prints the medians with their spread, the ratio to the baseline and which goals are met.
+//!
+//! `cargo run --release -p chatops-bench` for the figures; `--smoke` for a few seconds that
+//! only check that everything still works (every request answered, every message queued).
+//! Options: `--requests N` per point and repeat (default 10000), `--repeats N` (3),
+//! `--concurrency 4,32`, `--ingress-env NAME=VALUE` (repeatable: extra environment for the
+//! ingress, e.g. `RUST_LOG=warn` to see what logging costs).
+
+mod ingress;
+mod load;
+mod raw;
+mod report;
+mod stats;
+
+use chatops_e2e::app::TestApp;
+use stats::Run;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub requests: usize,
+    pub repeats: usize,
+    pub concurrency: Vec<usize>,
+    pub smoke: bool,
+    /// Extra environment for the ingress process.
+    pub ingress_env: Vec<(String, String)>,
+}
+
+impl Plan {
+    fn from_args(args: impl Iterator<Item = String>) -> Result<Plan, String> {
+        let mut plan = Plan {
+            requests: 10_000,
+            repeats: 3,
+            concurrency: vec![4, 32],
+            smoke: false,
+            ingress_env: Vec::new(),
+        };
+        let mut args = args.peekable();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+            match arg.as_str() {
+                "--smoke" => plan.smoke = true,
+                "--requests" => plan.requests = number(&value("--requests")?)?,
+                "--repeats" => plan.repeats = number(&value("--repeats")?)?,
+                "--concurrency" => {
+                    plan.concurrency = value("--concurrency")?
+                        .split(',')
+                        .map(number)
+                        .collect::<Result<_, _>>()?;
+                }
+                "--ingress-env" => {
+                    let pair = value("--ingress-env")?;
+                    let (name, value) = pair
+                        .split_once('=')
+                        .ok_or(format!("`{pair}` is not NAME=VALUE"))?;
+                    plan.ingress_env.push((name.to_owned(), value.to_owned()));
+                }
+                other => return Err(format!("unknown argument `{other}`")),
+            }
+        }
+        if plan.smoke {
+            plan.requests = 300;
+            plan.repeats = 1;
+        }
+        Ok(plan)
+    }
+}
+
+fn number(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{text}` is not a whole number of at least 1")),
+    }
+}
+
+/// One concurrency's runs: baseline and ingress, one per repeat.
+pub struct Point {
+    pub concurrency: usize,
+    pub raw: Vec<Run>,
+    /// The same messages through `chatops_shared::queue` (the SDK), in this process.
+    pub sdk: Vec<Run>,
+    pub ingress: Vec<Run>,
+}
+
+fn main() -> ExitCode {
+    let plan = match Plan::from_args(std::env::args().skip(1)) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("chatops-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chatops-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(measure(&plan)) {
+        Ok(points) => report::print(&plan, &points),
+        Err(e) => {
+            eprintln!("chatops-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
+    let dir = ingress::build_binaries()?;
+    let app = TestApp::spawn().await;
+    let max = plan.concurrency.iter().copied().max().unwrap_or(1);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(max)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let raw = raw::RawQueue::create(&app, "bench-raw", client.clone()).await?;
+    let (mut service, addr) = ingress::start(&dir, &app, &plan.ingress_env, &client).await?;
+    eprintln!("ingress pid {:?} on {addr}", service.pid());
+    let commands = ingress::Commands::new(&addr, &app, client.clone());
+    // The ingress's queue, counted the same way.
+    let jobs = raw::RawQueue::create(&app, &app.queue_name, client.clone()).await?;
+    let sdk_counter = raw::RawQueue::create(&app, "bench-sdk", client.clone()).await?;
+    let sdk = chatops_e2e::app::queue_for(
+        &app.azurite,
+        "bench-sdk",
+        chatops_shared::queue::retry::RetryBudget::interactive(),
+    );
+
+    let mut next = 0;
+    let mut points = Vec::new();
+    for &concurrency in &plan.concurrency {
+        // Warm both paths at this concurrency (connections, caches) before measuring.
+        let warm = concurrency * 10;
+        let r = raw.clone();
+        load::run(concurrency, next, warm, move |n| {
+            let r = r.clone();
+            async move { r.put(n).await }
+        })
+        .await;
+        let c = commands.clone();
+        load::run(concurrency, next, warm, move |n| {
+            let c = c.clone();
+            async move { c.send(n).await }
+        })
+        .await;
+        next += warm;
+        let mut point = Point {
+            concurrency,
+            raw: Vec::new(),
+            sdk: Vec::new(),
+            ingress: Vec::new(),
+        };
+        for repeat in 1..=plan.repeats {
+            eprintln!(
+                "concurrency {concurrency}, repeat {repeat}/{}",
+                plan.repeats
+            );
+            let r = raw.clone();
+            point.raw.push(
+                measured(&raw, concurrency, next, plan.requests, move |n| {
+                    let r = r.clone();
+                    async move { r.put(n).await }
+                })
+                .await?,
+            );
+            next += plan.requests;
+            let q = sdk.clone();
+            point.sdk.push(
+                measured(&sdk_counter, concurrency, next, plan.requests, move |n| {
+                    let q = q.clone();
+                    async move { q.send(&raw::message(n)).await.is_ok() }
+                })
+                .await?,
+            );
+            next += plan.requests;
+            let c = commands.clone();
+            point.ingress.push(
+                measured(&jobs, concurrency, next, plan.requests, move |n| {
+                    let c = c.clone();
+                    async move { c.send(n).await }
+                })
+                .await?,
+            );
+            next += plan.requests;
+        }
+        points.push(point);
+    }
+    // Where the ingress's time went, as its own metrics say (retries, storage answers).
+    let metrics = service
+        .wait_for_line(|l| l.contains("\"metrics_addr\":"), Duration::from_secs(5))
+        .await;
+    if let Some(addr) = metrics
+        .split("\"metrics_addr\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+    {
+        let text = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        eprintln!("ingress metrics after the run:");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("chatops_retries_total")
+                    || l.starts_with("chatops_storage_requests_total")
+                    || l.starts_with("chatops_commands_total")
+                    || l.starts_with("chatops_ack_seconds_count")
+                    || l.starts_with("chatops_ack_seconds_sum")
+            })
+            .for_each(|l| eprintln!("  {l}"));
+    }
+    service.terminate(Duration::from_secs(10)).await;
+    app.forget_queue();
+    Ok(points)
+}
+
+/// Runs one load and counts what reached `queue` meanwhile.
+async fn measured<F, Fut>(
+    queue: &raw::RawQueue,
+    concurrency: usize,
+    first: usize,
+    total: usize,
+    send: F,
+) -> anyhow::Result<Run>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let before = queue.len().await?;
+    let outcome = load::run(concurrency, first, total, send).await;
+    let after = queue.len().await?;
+    Ok(Run {
+        ok: outcome.latencies.len() - outcome.errors,
+        errors: outcome.errors,
+        queued: after.saturating_sub(before),
+        elapsed: outcome.elapsed,
+        latencies: outcome.latencies,
+    })
+}
