@@ -18,6 +18,7 @@
 //!   { name = "host", max_len = 30, pattern = "web-[0-9]+" },
 //!   { name = "force", type = "bool", default = "false" },
 //!   { name = "resource_group", fixed = "rg-web-prod" },
+//!   { name = "token", secret = true },   # masked wherever shown; a script gets it in its env only
 //! ]
 //! allow = { users = ["U012AB3CD"], channels = ["C024BE91L"] }
 //! stop_allow = { users = ["U0ONCALL1"] }   # optional: who else may stop its jobs
@@ -47,6 +48,7 @@
 //! channels); nobody else, and no one else at all when `stop_allow` is absent.
 //!
 //! - `live`: the catalog in force, reloaded when its file changes ([`LiveCatalog`]).
+//! - `secret`: secret parameters, masked wherever values are shown ([`Runbook::secret_params`]).
 //! - `load`: reading and validating the file ([`Catalog::load`], [`CatalogError`]).
 //! - `check`: checking a parsed command against the catalog ([`Catalog::check`], [`Rejection`]).
 //! - `usage`: usage lines and the help text ([`Runbook::usage`], [`Catalog::help_text`]).
@@ -55,6 +57,7 @@
 mod check;
 mod live;
 mod load;
+mod secret;
 mod suggest;
 mod usage;
 mod value;
@@ -183,6 +186,10 @@ pub struct ParamSpec {
     /// The value the catalog sets; callers may not give one.
     #[serde(default)]
     pub fixed: Option<String>,
+    /// The value is a secret: masked wherever it is shown or stored, and given to a local
+    /// script only in its environment (see `secret`).
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// The kind of value a parameter takes (`type = "…"`).
