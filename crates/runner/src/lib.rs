@@ -6,8 +6,10 @@
 //! - [`executor`]: the `Executor` seam; Azure Automation (`automation` over `arm`) and `local`.
 //! - [`notify`]: the `Notifier` seam; Slack `response_url`, webhook, or the log.
 //! - [`app`], [`config`]: wiring and every environment variable.
+//! - [`catalog_sync`]: catalog entries from the Automation account (`chatops-runner catalog sync`).
 
 pub mod app;
+pub mod catalog_sync;
 pub mod config;
 pub mod executor;
 pub mod notify;
