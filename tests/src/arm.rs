@@ -11,6 +11,8 @@
 //! - Knobs: [`ArmServer::fail_next`] (the next requests answer 500 or 429 with `Retry-After: 1`),
 //!   [`ArmServer::fail_next_put_after_create`] (a PUT whose answer is lost), a page size for
 //!   stream lists; counters of PUTs and stops per job, and every request recorded.
+//! - `GET …/runbooks` (paged) and `GET …/runbooks/{name}` answer the runbooks added with
+//!   [`ArmServer::define_runbook`] (see `arm/runbooks.rs`).
 //! - `GET /msi/token?api-version=2019-08-01&resource=…` with `X-IDENTITY-HEADER` answers like the
 //!   App Service / Container Apps identity endpoint that `azure_identity` calls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,6 +33,8 @@ use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use url::Url;
+
+mod runbooks;
 
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000a1";
 pub const RESOURCE_GROUP: &str = "rg-chatops";
@@ -193,6 +197,8 @@ pub struct RecordedRequest {
 #[derive(Default)]
 struct Inner {
     scripts: HashMap<String, Script>,
+    /// The account's runbooks as `GET …/runbooks/{name}` answers them ([`ArmServer::define_runbook`]).
+    runbooks: BTreeMap<String, Value>,
     jobs: BTreeMap<String, JobRecord>,
     fail_next: VecDeque<StatusCode>,
     fail_put_after_create: Option<StatusCode>,
@@ -316,6 +322,16 @@ impl ArmServer {
             .insert(runbook.to_owned(), script);
     }
 
+    /// Adds a published runbook to the account, with its parameters as ARM describes them
+    /// (name → `{type, isMandatory, position, defaultValue}`), for `GET …/runbooks`. Jobs of
+    /// it still need a [`Script`].
+    pub fn define_runbook(&self, name: &str, description: &str, parameters: Value) {
+        self.shared.lock().runbooks.insert(
+            name.to_owned(),
+            runbooks::resource(name, description, &parameters),
+        );
+    }
+
     /// The next `n` ARM requests (after the auth and api-version checks) answer `status`; a 429
     /// carries `Retry-After: 1`.
     pub fn fail_next(&self, n: usize, status: u16) {
@@ -400,7 +416,13 @@ impl TokenCredential for StaticToken {
 
 fn router(shared: Arc<Shared>) -> Router {
     let job = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Automation/automationAccounts/{account}/jobs/{job}";
+    let runbooks = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Automation/automationAccounts/{account}/runbooks";
     let arm = Router::new()
+        .route(runbooks, get(runbooks::list_runbooks))
+        .route(
+            &format!("{runbooks}/{{runbook}}"),
+            get(runbooks::get_runbook),
+        )
         .route(job, get(get_job).put(put_job))
         .route(&format!("{job}/output"), get(get_output))
         .route(&format!("{job}/streams"), get(list_streams))

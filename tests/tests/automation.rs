@@ -54,6 +54,7 @@ fn request(runbook: &str, params: &[(&str, &str)]) -> JobRequest {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        secret: Vec::new(),
         timeout: Duration::from_secs(30),
         redelivered: false,
         stop: chatops_runner::executor::StopSignal::never(),
@@ -727,6 +728,7 @@ fn job_message(req: &JobRequest) -> chatops_shared::job::JobMessage {
         target: None,
         rerun_of: None,
         catalog_version: None,
+        secret_params: Vec::new(),
     }
 }
 

@@ -130,6 +130,7 @@ async fn enqueue(app: &TestApp, runbook: &str) -> String {
         target: None,
         rerun_of: None,
         catalog_version: None,
+        secret_params: Vec::new(),
     };
     app.put_raw(&app.queue_text(&job)).await;
     job.short_id()

@@ -97,6 +97,7 @@ impl Seed {
             target: None,
             rerun_of: None,
             catalog_version: None,
+            secret_params: Vec::new(),
         };
         let mut record = JobRecord::new(&job, "seed-runner", self.requested_at);
         if self.state != JobState::Pending {

@@ -292,6 +292,7 @@ async fn a_message_without_a_valid_mac_is_poisoned_never_run_and_nothing_is_post
         target: None,
         rerun_of: None,
         catalog_version: None,
+        secret_params: Vec::new(),
     };
     let unsigned = b64.encode(serde_json::to_vec(&job(1)).expect("json"));
     let other_key = chatops_shared::job::JobKey::generate().expect("key");
@@ -354,6 +355,7 @@ async fn the_runner_refuses_a_job_the_catalog_does_not_allow() {
         target: None,
         rerun_of: None,
         catalog_version: None,
+        secret_params: Vec::new(),
     };
     // Signed with the ingress's key, as after a catalog change since the command was accepted.
     app.put_raw(&app.queue_text(&job)).await;
@@ -446,6 +448,7 @@ fn forged_echo(app: &TestApp) -> JobMessage {
         target: None,
         rerun_of: None,
         catalog_version: None,
+        secret_params: Vec::new(),
     }
 }
 

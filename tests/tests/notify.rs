@@ -45,6 +45,7 @@ fn job(response_url: String, age: time::Duration) -> JobMessage {
         target: None,
         rerun_of: None,
         catalog_version: None,
+        secret_params: Vec::new(),
     }
 }
 

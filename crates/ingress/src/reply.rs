@@ -80,7 +80,7 @@ impl Reply {
         } else {
             format!(
                 " `{}`",
-                escape(&inline_code(&job::format_params(&message.params)))
+                escape(&inline_code(&job::format_params(&message.shown_params())))
             )
         };
         let rerun = message

@@ -70,15 +70,17 @@ impl Request<'_> {
             target: None,
             rerun_of: None,
             catalog_version: Some(self.state.catalog.current().version().to_owned()),
+            secret_params: Vec::new(),
         }
     }
 
-    /// Records that the command was refused, with the reason the caller is told.
+    /// Records that the command was refused, with the reason the caller is told (secret
+    /// values masked).
     pub fn audit_rejected(&self, reason: String) {
         self.state.audit.record(AuditEvent::Rejected {
             user_id: self.cmd.user_id.clone(),
             channel_id: self.cmd.channel_id.clone(),
-            text: self.cmd.text.clone(),
+            text: self.state.catalog.current().masked_command(&self.cmd.text),
             reason,
         });
     }
@@ -148,6 +150,10 @@ pub async fn run_checked(
     let mut message = req.message(JobKind::Run, accepted.runbook, accepted.params);
     message.rerun_of = rerun_of;
     message.catalog_version = Some(catalog.version().to_owned());
+    message.secret_params = catalog
+        .get(&message.runbook)
+        .map(|rb| rb.secret_params())
+        .unwrap_or_default();
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
     // With a bot token the runner posts the job card: the caller alone is told "queued".
     let ack = match state.slack_api {
@@ -165,9 +171,9 @@ pub async fn run_checked(
             let trace_id = chatops_shared::telemetry::trace::trace_id(traceparent);
             tracing::info!(trace_id, "job queued");
             state.audit.record(AuditEvent::Accepted {
+                params: message.shown_params(),
                 job_id: message.job_id,
                 runbook: message.runbook,
-                params: message.params,
                 user_id: message.user_id,
                 channel_id: message.channel_id,
                 rerun_of,

@@ -7,8 +7,10 @@
 //! - [`notify`]: the `Notifier` seam; Slack `response_url`, webhook, or the log.
 //! - [`metrics`]: jobs, dispatch latency and outside calls, served on `/metrics`.
 //! - [`app`], [`config`]: wiring and every environment variable.
+//! - [`catalog_sync`]: catalog entries from the Automation account (`chatops-runner catalog sync`).
 
 pub mod app;
+pub mod catalog_sync;
 pub mod config;
 pub mod executor;
 pub mod metrics;

@@ -2,8 +2,10 @@
 //! `chatops-runner keygen` prints a fresh `CHATOPS_JOB_SIGNING_KEY`; `chatops-runner supervise`
 //! is the supervisor the runner starts each local script through (not for people to call).
 //! `chatops-runner audit verify|export` checks or exports the audit log (`audit_cli`).
+//! `chatops-runner catalog sync` writes catalog entries from the Automation account (`catalog_cli`).
 
 mod audit_cli;
+mod catalog_cli;
 
 use chatops_runner::app::RunnerApp;
 use chatops_runner::config::RunnerConfig;
@@ -18,6 +20,9 @@ async fn main() -> ExitCode {
     }
     if std::env::args().nth(1).as_deref() == Some("audit") {
         return audit_cli::main(std::env::args().skip(2).collect()).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("catalog") {
+        return catalog_cli::main(std::env::args().skip(2).collect()).await;
     }
     if std::env::args().nth(1).as_deref() == Some("supervise") {
         return chatops_runner::executor::local::supervisor::main().await;

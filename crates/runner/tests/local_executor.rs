@@ -46,6 +46,7 @@ fn request(target: &str, params: &[(&str, &str)], timeout: Duration) -> JobReque
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        secret: Vec::new(),
         timeout,
         redelivered: false,
         stop: StopSignal::never(),

@@ -44,6 +44,8 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     // runbook and parameters so that messages about it can say what is stopped.
     let mut message = req.message(JobKind::Stop, record.runbook.clone(), record.params.clone());
     message.target = Some(record.job_id);
+    // The record holds secret values masked already; the names keep them masked downstream.
+    message.secret_params.clone_from(&record.secret_params);
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
     match enqueue(req.state, &message, req.deadline).await {
         Ok(Queued::Now) => {

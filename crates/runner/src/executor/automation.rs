@@ -532,6 +532,7 @@ mod tests {
             job_id: uuid::Uuid::parse_str("1a2b3c4d-0000-5000-8000-000000000000").unwrap(),
             target: "r".into(),
             params: Vec::new(),
+            secret: Vec::new(),
             timeout: Duration::from_secs(1),
             redelivered: false,
             stop: crate::executor::StopSignal::never(),

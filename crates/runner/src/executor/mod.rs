@@ -20,6 +20,9 @@ pub struct JobRequest {
     pub target: String,
     /// Parameters in catalog order, defaults filled in.
     pub params: Vec<(String, String)>,
+    /// The names of the secret parameters: a local script gets their values in its
+    /// environment only, never in argv (which `ps` shows).
+    pub secret: Vec<String>,
     /// The job is stopped and reported as TimedOut when it runs longer than this.
     pub timeout: Duration,
     /// The message was delivered before (only logged: an Automation job is found by name; a

@@ -158,7 +158,7 @@ fn what(job: &JobMessage) -> String {
     if job.params.is_empty() {
         return runbook;
     }
-    let params = mrkdwn::inline_code(&format_params(&job.params));
+    let params = mrkdwn::inline_code(&format_params(&job.shown_params()));
     format!("{runbook} `{}`", escape_head(&params, MAX_PARAMS_CHARS))
 }
 
@@ -294,6 +294,7 @@ mod tests {
             target: None,
             rerun_of: None,
             catalog_version: None,
+            secret_params: Vec::new(),
         }
     }
 

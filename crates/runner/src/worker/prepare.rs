@@ -97,6 +97,12 @@ impl Worker {
             } else {
                 runbook.with_defaults(&given)
             },
+            // Secret by this runner's catalog or by the message's: either keeps it out of argv.
+            secret: runbook
+                .secret_params()
+                .into_iter()
+                .chain(job.secret_params.iter().cloned())
+                .collect(),
             timeout: runbook.timeout,
             // A local job's start rules set this (see `once`); an Automation job is found by
             // name, so a redelivery is only worth logging.

@@ -416,7 +416,7 @@ impl Runbook {
                     Err(ValueProblem::NotAChoice { choices }) => {
                         return Err(Rejection::NotAChoice {
                             name: p.name.clone(),
-                            value: v.clone(),
+                            value: p.shown(v),
                             choices,
                             usage: usage(),
                         });
@@ -424,7 +424,7 @@ impl Runbook {
                     Err(problem) => {
                         return Err(Rejection::InvalidValue {
                             name: p.name.clone(),
-                            value: v.clone(),
+                            value: p.shown(v),
                             problem,
                             usage: usage(),
                         });

@@ -19,6 +19,7 @@
 //!   { name = "host", max_len = 30, pattern = "web-[0-9]+" },
 //!   { name = "force", type = "bool", default = "false" },
 //!   { name = "resource_group", fixed = "rg-web-prod" },
+//!   { name = "token", secret = true },   # masked wherever shown; a script gets it in its env only
 //! ]
 //! allow = { users = ["U012AB3CD"], usergroups = ["S0ONCALL1"], channels = ["C024BE91L"] }
 //! stop_allow = { users = ["U0ONCALL1"] }   # optional: who else may stop its jobs
@@ -53,6 +54,7 @@
 //! channels); nobody else, and no one else at all when `stop_allow` is absent.
 //!
 //! - `live`: the catalog in force, reloaded when its file changes ([`LiveCatalog`]).
+//! - `secret`: secret parameters, masked wherever values are shown ([`Runbook::secret_params`]).
 //! - `load`: reading and validating the file ([`Catalog::load`], [`CatalogError`]).
 //! - `check`: checking a parsed command against the catalog ([`Catalog::check`], [`Rejection`]).
 //! - `usage`: usage lines and the help text ([`Runbook::usage`], [`Catalog::help_text`]).
@@ -65,6 +67,7 @@ mod groups;
 mod help;
 mod live;
 mod load;
+mod secret;
 mod suggest;
 mod usage;
 mod value;
@@ -198,6 +201,10 @@ pub struct ParamSpec {
     /// `only = { prod = { usergroups = ["S0ONCALL1"] } }`.
     #[serde(default)]
     pub only: BTreeMap<String, Allow>,
+    /// The value is a secret: masked wherever it is shown or stored, and given to a local
+    /// script only in its environment (see `secret`).
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// The kind of value a parameter takes (`type = "…"`).

@@ -111,7 +111,15 @@ pub struct JobMessage {
     /// [`Catalog::version`]: crate::catalog::Catalog::version
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_version: Option<String>,
+    /// The names of the runbook's secret parameters (`secret = true` in the catalog the ingress
+    /// used): their values are shown as [`MASK`] ([`JobMessage::shown_params`]) in every
+    /// message, record and log line. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_params: Vec<String>,
 }
+
+/// What a secret parameter's value is shown as.
+pub const MASK: &str = "•••";
 
 time::serde::format_description!(day_format, Date, "[year]-[month]-[day]");
 
@@ -174,6 +182,11 @@ impl JobMessage {
             .unwrap_or_else(|| self.requested_at.to_offset(time::UtcOffset::UTC).date())
     }
 
+    /// The parameters as they may be shown or stored: secret values as [`MASK`].
+    pub fn shown_params(&self) -> BTreeMap<String, String> {
+        mask_params(&self.params, &self.secret_params)
+    }
+
     /// Short form of the job id for people: the first 8 hex digits.
     pub fn short_id(&self) -> String {
         short_id(&self.job_id)
@@ -199,6 +212,24 @@ pub fn format_params(params: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={}", crate::command::quote(v)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `params` with the values of the parameters named in `secret` as [`MASK`].
+pub fn mask_params(
+    params: &BTreeMap<String, String>,
+    secret: &[String],
+) -> BTreeMap<String, String> {
+    params
+        .iter()
+        .map(|(name, value)| {
+            let value = if secret.contains(name) {
+                MASK.to_owned()
+            } else {
+                value.clone()
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// The first 8 hex digits of a job id.
@@ -232,7 +263,49 @@ pub(crate) mod tests {
             target: None,
             rerun_of: None,
             catalog_version: None,
+            secret_params: Vec::new(),
         }
+    }
+
+    #[test]
+    fn shown_params_mask_the_secret_values_only() {
+        let m = JobMessage {
+            params: BTreeMap::from([
+                ("env".into(), "prod".into()),
+                ("token".into(), "hunter2".into()),
+            ]),
+            secret_params: vec!["token".into(), "unused".into()],
+            ..sample()
+        };
+        assert_eq!(
+            m.shown_params(),
+            BTreeMap::from([("env".into(), "prod".into()), ("token".into(), MASK.into())])
+        );
+        assert_eq!(sample().shown_params(), sample().params);
+    }
+
+    #[test]
+    fn secret_param_names_are_covered_by_the_mac() {
+        let m = JobMessage {
+            secret_params: vec!["token".into()],
+            ..sample()
+        };
+        let text = m.encode(keys().current());
+        assert_eq!(JobMessage::decode(&text, &keys()), Ok(m));
+        // Removing the names (to have the value shown) breaks the MAC.
+        let mut value = decode_object(&text).unwrap();
+        value.remove("secret_params");
+        let forged = BASE64.encode(serde_json::Value::Object(value).to_string());
+        assert!(matches!(
+            JobMessage::decode(&forged, &keys()),
+            Err(DecodeError::Mac(_))
+        ));
+        // Absent when there are none.
+        assert!(
+            !serde_json::to_string(&sample())
+                .unwrap()
+                .contains("secret_params")
+        );
     }
 
     pub fn keys() -> JobKeys {

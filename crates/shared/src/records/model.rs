@@ -120,8 +120,13 @@ pub struct JobRecord {
     pub schema: u32,
     pub job_id: Uuid,
     pub runbook: String,
-    /// Parameters as the requester gave them (validated by the ingress).
+    /// Parameters as the requester gave them (validated by the ingress), secret values
+    /// masked ([`JobMessage::shown_params`]).
     pub params: BTreeMap<String, String>,
+    /// The names of the secret parameters, whose values are not kept (so a rerun must ask
+    /// for them again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_params: Vec<String>,
     pub user_id: String,
     pub user_name: String,
     pub team_id: String,
@@ -180,7 +185,8 @@ impl JobRecord {
             schema: RECORD_SCHEMA,
             job_id: job.job_id,
             runbook: job.runbook.clone(),
-            params: job.params.clone(),
+            params: job.shown_params(),
+            secret_params: job.secret_params.clone(),
             user_id: job.user_id.clone(),
             user_name: job.user_name.clone(),
             team_id: job.team_id.clone(),

@@ -35,6 +35,7 @@ fn record() -> JobRecord {
         job_id: id(7),
         runbook: "deploy".into(),
         params: BTreeMap::from([("env".into(), "prod".into())]),
+        secret_params: Vec::new(),
         user_id: "UALICE".into(),
         user_name: "alice".into(),
         team_id: "T1".into(),

@@ -27,7 +27,7 @@ const OUTPUT_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct ArmClient {
     pub(super) http: reqwest::Client,
     /// `{endpoint}/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Automation/automationAccounts/{account}`.
-    account_url: Url,
+    pub(super) account_url: Url,
     pub(super) scope: String,
     pub(super) credential: Arc<dyn TokenCredential>,
     pub(super) retry: RetryPolicy,
@@ -225,7 +225,7 @@ impl ArmClient {
     }
 
     /// A `nextLink` is followed only on ARM's own origin: the request carries our token.
-    fn next_link(&self, link: &str) -> Result<Url, ArmError> {
+    pub(super) fn next_link(&self, link: &str) -> Result<Url, ArmError> {
         let url = Url::parse(link)
             .map_err(|_| ArmError::Unexpected("a nextLink that is not a URL".into()))?;
         if url.origin() != self.account_url.origin() {

@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod model;
 mod retry;
+mod runbooks;
 mod transport;
 
 pub use client::{ArmClient, MAX_OUTPUT_TAIL};
@@ -23,3 +24,4 @@ pub use config::{API_VERSION, ArmConfig, DEFAULT_ENDPOINT, DEFAULT_SCOPE};
 pub use error::ArmError;
 pub use model::{CreateResult, Job, JobStatus, StreamRecord};
 pub use retry::RetryPolicy;
+pub use runbooks::{RunbookInfo, RunbookParam};

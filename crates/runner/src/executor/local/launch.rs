@@ -173,7 +173,18 @@ impl LocalExecutor {
         }
         Spec {
             program,
-            args: request.params.iter().map(|(_, v)| v.clone()).collect(),
+            // A secret's place in argv is left empty: it is in the environment only.
+            args: request
+                .params
+                .iter()
+                .map(|(name, value)| {
+                    if request.secret.contains(name) {
+                        String::new()
+                    } else {
+                        value.clone()
+                    }
+                })
+                .collect(),
             env,
             cwd,
             timeout_ms: u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX),

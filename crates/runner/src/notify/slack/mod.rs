@@ -177,6 +177,7 @@ pub(super) mod tests {
             target: None,
             rerun_of: None,
             catalog_version: None,
+            secret_params: Vec::new(),
         }
     }
 

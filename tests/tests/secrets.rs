@@ -1,0 +1,168 @@
+//! Secret parameters (`secret = true`) through the whole stack as processes: the value reaches
+//! the script in its environment only, and appears in no answer, Slack message, job record,
+//! audit line, log line, `status` or `history` answer, nor in the script's argv.
+
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::expect_used)]
+
+use chatops_e2e::app::{ALICE, OPS, SIGNING_SECRET, TestApp};
+use chatops_e2e::process::Service;
+use chatops_shared::audit::DEFAULT_AUDIT_CONTAINER;
+use chatops_shared::records::DEFAULT_RECORDS_CONTAINER;
+use std::time::Duration;
+
+const SECRET: &str = "s3cr3t-Tok3n-7f9a";
+/// The part of the too-long value that would show if it were quoted.
+const LONG_SECRET: &str = "L0ng-s3cr3t-far-too-long-for-its-max-len-of-40";
+
+const RUNBOOK: &str = r#"
+[runbooks.login]
+description = "Takes a token"
+executor = "local"
+target = "login.sh"
+params = [
+  { name = "user", required = true },
+  { name = "token", required = true, secret = true, max_len = 40 },
+]
+allow = { users = ["UALICE"] }
+"#;
+
+/// Prints its arguments, each in brackets, and writes the token it got from its
+/// environment beside itself.
+const SCRIPT: &str = "#!/bin/sh\nprintf 'argv:'\nfor a in \"$@\"; do printf ' [%s]' \"$a\"; done\necho\nprintf '%s' \"$CHATOPS_PARAM_TOKEN\" > \"$0.token\"\n";
+
+/// Posts a signed slash command to an ingress process; returns its JSON answer.
+async fn post(app: &TestApp, addr: &str, text: &str) -> serde_json::Value {
+    let body = app.form(ALICE, OPS, text);
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signature = chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes());
+    app.client
+        .post(format!("http://{addr}/slack/commands"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("ingress answers")
+        .json()
+        .await
+        .expect("JSON answer")
+}
+
+/// Every blob of a container, as text.
+async fn container_text(app: &TestApp, container: &str) -> String {
+    let store = app.blob_store(container);
+    let mut text = String::new();
+    let mut marker = None;
+    loop {
+        let page = store.list("", marker.as_deref()).await.expect("list");
+        for listed in &page.blobs {
+            if let Some(blob) = store.read(&listed.name).await.expect("read") {
+                text.push_str(&String::from_utf8_lossy(&blob.body));
+                text.push('\n');
+            }
+        }
+        match page.next_marker {
+            Some(next) => marker = Some(next),
+            None => return text,
+        }
+    }
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in [SECRET, LONG_SECRET] {
+        assert!(!text.contains(secret), "the secret is in {what}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_secret_value_reaches_the_script_in_its_environment_only_and_is_shown_nowhere() {
+    let app = TestApp::spawn().await;
+    let catalog = app.dir.join("runbooks.toml");
+    let text = std::fs::read_to_string(&catalog).expect("read catalog");
+    std::fs::write(&catalog, format!("{text}{RUNBOOK}")).expect("write catalog");
+    let script = app.dir.join("login.sh");
+    std::fs::write(&script, SCRIPT).expect("write script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let env = app.service_env();
+    let mut ingress = Service::start("chatops-ingress", &env);
+    let mut runner = Service::start("chatops-runner", &env);
+    let addr = ingress.bound_addr().await;
+    runner.bound_addr().await;
+
+    let mut answers = Vec::new();
+    let answer = post(&app, &addr, &format!("login alice {SECRET}")).await;
+    assert_eq!(answer["response_type"], "in_channel", "{answer}");
+    let ack = answer["text"].as_str().unwrap_or_default().to_owned();
+    assert!(ack.contains("token=•••"), "{ack}");
+    let id = ack
+        .rsplit("job `")
+        .next()
+        .and_then(|s| s.split('`').next())
+        .unwrap_or_default()
+        .to_owned();
+    answers.push(answer);
+
+    let done = app.final_text(&id, "*Completed*").await;
+    // Two places, the secret's left empty.
+    assert!(done.contains("argv: [alice] []\n"), "{done}");
+    assert_eq!(
+        std::fs::read_to_string(app.dir.join("login.sh.token")).expect("the script wrote it"),
+        SECRET,
+        "the script gets the value in CHATOPS_PARAM_TOKEN"
+    );
+
+    // A value that breaks its rule is refused without being quoted.
+    let refused = post(&app, &addr, &format!("login alice token={LONG_SECRET}")).await;
+    assert_eq!(refused["response_type"], "ephemeral", "{refused}");
+    assert!(
+        refused["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`•••` is not a valid value for `token`"),
+        "{refused}"
+    );
+    answers.push(refused);
+    for words in [
+        format!("status {id}"),
+        "status".to_owned(),
+        "history".to_owned(),
+    ] {
+        let answer = post(&app, &addr, &words).await;
+        assert!(answer.to_string().contains("login"), "{words}: {answer}");
+        answers.push(answer);
+    }
+    let rerun = post(&app, &addr, &format!("rerun {id}")).await;
+    assert!(
+        rerun["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("its secret parameters (token) are not kept"),
+        "{rerun}"
+    );
+    answers.push(rerun);
+    assert_eq!(ingress.terminate(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    for answer in &answers {
+        assert_no_secret("an ingress answer", &answer.to_string());
+    }
+    let slack: Vec<String> = app.slack.messages().iter().map(|m| m.raw.clone()).collect();
+    assert!(!slack.is_empty());
+    assert_no_secret("a Slack message", &slack.join("\n"));
+    let records = container_text(&app, DEFAULT_RECORDS_CONTAINER).await;
+    assert!(records.contains("\"token\":\"•••\""), "{records}");
+    assert_no_secret("a job record", &records);
+    let audit = container_text(&app, DEFAULT_AUDIT_CONTAINER).await;
+    assert!(
+        audit.contains("\"event\":\"accepted\"") && audit.contains("\"event\":\"rejected\""),
+        "{audit}"
+    );
+    assert_no_secret("the audit log", &audit);
+    let logs = [ingress.output(), runner.output()].concat().join("\n");
+    assert!(logs.contains(&id[..8]), "the job is logged: {logs}");
+    assert_no_secret("the logs", &logs);
+    app.finish().await;
+}
