@@ -169,11 +169,17 @@ async fn a_runner_that_takes_the_job_over_keeps_updating_the_same_card() {
     let first = app.worker_notifying(settings.clone(), Arc::new(app.bot_notifier(fast())));
     let dead = tokio::spawn(async move { first.process_next().await });
     let running = wait_for_card(&app, OPS, "*Running*").await;
-    // The place is in the record before any update.
-    assert_eq!(
-        slack_message_of(&app, &job).await,
-        Some((running.channel.clone(), running.ts.clone()))
-    );
+    // The place goes into the record right after the post, before any update.
+    let want = Some((running.channel.clone(), running.ts.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while slack_message_of(&app, &job).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the card's place never reached the record"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(running.updates, 0);
     dead.abort();
     let _ = dead.await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
