@@ -7,7 +7,9 @@
 What it starts, all on 127.0.0.1 with free ports:
   - Azurite's queue and blob services (npm package `azurite`, installed once into .cache/azurite);
   - a small stand-in for Slack's response_url endpoint, which prints every message the
-    runner posts, i.e. what the channel would see;
+    runner posts, i.e. what the channel would see; it also plays the Web API's chat.postMessage
+    and chat.update for the second part, the bot path (SLACK_BOT_TOKEN), and prints the job card
+    and its thread as the Slack client would show them;
   - chatops-ingress and chatops-runner (debug builds) with the sample catalog runbooks.toml,
     whose runbooks are local scripts in runbooks/.
 Then it sends signed slash commands (scripts/slack_command.py) and prints what Slack would
@@ -40,6 +42,9 @@ LOG_DIR = os.path.join(ROOT, ".demo")
 
 posted = []  # messages the runner posted to response_url, in order
 posted_lock = threading.Condition()
+BOT_TOKEN = "xoxb-demo-bot-token"
+api_calls = []  # (method, message as stored) of the bot path, in order
+chat = {"next_ts": 0, "messages": {}}  # ts -> {"channel", "thread_ts", "body"}
 
 
 def say(text=""):
@@ -80,6 +85,8 @@ class FakeSlack(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.startswith("/api/"):
+            return self.web_api(self.path[len("/api/"):], body)
         try:
             message = json.loads(body)
         except ValueError:
@@ -91,6 +98,43 @@ class FakeSlack(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(b'{"ok":true}')
+
+    def web_api(self, method, body):
+        """chat.postMessage / chat.update / chat.postEphemeral, answered as Slack does."""
+        if self.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
+            answer = {"ok": False, "error": "invalid_auth"}
+        else:
+            try:
+                args = json.loads(body)
+            except ValueError:
+                args = {}
+            shown = {k: args[k] for k in ("text", "blocks") if k in args}
+            with posted_lock:
+                if method == "chat.postMessage":
+                    chat["next_ts"] += 1
+                    ts = f"1700000000.{chat['next_ts']:06d}"
+                    chat["messages"][ts] = {"channel": args.get("channel"), "thread_ts": args.get("thread_ts"),
+                                            "body": shown}
+                    answer = {"ok": True, "channel": args.get("channel"), "ts": ts}
+                    api_calls.append(("post", dict(chat["messages"][ts], ts=ts)))
+                elif method == "chat.update" and args.get("ts") in chat["messages"]:
+                    chat["messages"][args["ts"]]["body"] = shown
+                    answer = {"ok": True, "channel": args.get("channel"), "ts": args["ts"]}
+                    api_calls.append(("update", dict(chat["messages"][args["ts"]], ts=args["ts"])))
+                elif method == "chat.update":
+                    answer = {"ok": False, "error": "message_not_found"}
+                elif method == "chat.postEphemeral":
+                    answer = {"ok": True}
+                    api_calls.append(("ephemeral", {"channel": args.get("channel"), "body": shown}))
+                else:
+                    answer = {"ok": False, "error": "unknown_method"}
+                posted_lock.notify_all()
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, *args):
         pass
@@ -128,6 +172,53 @@ def as_slack_shows(text):
     text = re.sub(r"<@(\w+)>", r"@\1", text)
     text = re.sub(r"<#(\w+)(\|[^>]*)?>", r"#\1", text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def blocks_as_shown(body):
+    """A Block Kit message as the Slack client shows it: each block's text, links as `label (url)`."""
+    lines = []
+    for block in body.get("blocks") or [{"type": "section", "text": {"text": body.get("text", "")}}]:
+        if block.get("type") == "context":
+            texts = [e.get("text", "") for e in block.get("elements", [])]
+            lines.extend("  " + t for t in " ".join(texts).splitlines())
+        else:
+            lines.extend(str((block.get("text") or {}).get("text", "")).splitlines())
+    text = re.sub(r"<(https?://[^|>]+)\|([^>]*)>", r"\2 (\1)", "\n".join(lines))
+    return as_slack_shows(text).splitlines()
+
+
+def wait_for_card(job_short_id, timeout=60.0):
+    """Prints the bot's calls for a job (its card, then its thread) until the card is final and
+    the thread has had a moment to follow."""
+    shown, card_ts, final_at = 0, None, None
+    deadline = time.time() + timeout
+    finals = ("Completed", "Failed", "TimedOut", "Refused", "Stopped", "Suspended", "Expired")
+    while time.time() < deadline:
+        with posted_lock:
+            posted_lock.wait(timeout=0.5)
+            new = api_calls[shown:]
+            shown = len(api_calls)
+        for kind, m in new:
+            mine = job_short_id in json.dumps(m["body"]) or (card_ts and m.get("thread_ts") == card_ts)
+            if not mine:
+                continue
+            if kind == "post" and not m.get("thread_ts"):
+                card_ts = m["ts"]
+                say(f"  <- runner posts the job card in #{m['channel']} (chat.postMessage):")
+            elif kind == "update":
+                say("  <- runner updates the same card in place (chat.update):")
+            elif kind == "post":
+                say("  <- runner replies in the card's thread (chat.postMessage, thread_ts = the card):")
+            else:
+                say("  <- runner shows only you (chat.postEphemeral):")
+            for line in blocks_as_shown(m["body"]):
+                say(f"       | {line}")
+            if kind == "update" and any(f"*{f}*" in json.dumps(m["body"]) for f in finals):
+                final_at = time.time()
+        if final_at and time.time() - final_at > 3:
+            return
+    if not final_at:
+        raise SystemExit(f"demo: no final card for job {job_short_id} within {timeout:.0f}s; see .demo/runner-bot.log")
 
 
 def show_answer(status, answer):
@@ -270,6 +361,24 @@ def main():
         command(ingress, "status", response_url)
         command(ingress, f"status {shorts[0]}", response_url)
         command(ingress, "history", response_url)
+
+        # The bot path: the same runner with a bot token posts one card per job and updates it.
+        say()
+        say("now the runner restarts with SLACK_BOT_TOKEN: one job card per job, updated in place, "
+            "output in its thread")
+        runner = procs.pop()
+        os.killpg(runner.pid, signal.SIGTERM)
+        runner.wait(timeout=30)
+        bot_port = free_port()
+        bot_env = dict(env, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_BASE_URL=f"{slack_url}api",
+                       CHATOPS_RUNNER_ADDR=f"127.0.0.1:{bot_port}")
+        start("runner-bot", [os.path.join(target, "debug", "chatops-runner")], bot_env, procs)
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{bot_port}/readyz"), "the bot-token runner to be ready")
+        answer = command(ingress, "deploy web prod version=1.4.3", response_url + "/" + str(time.time_ns()))
+        short = answer.get("text", "").rsplit("job `", 1)[-1].split("`", 1)[0] if isinstance(answer, dict) else ""
+        if not short:
+            raise SystemExit("demo: the command was not queued; see .demo/ingress.log")
+        wait_for_card(short)
         say()
         say("done: the ingress verified, validated and queued; the runner ran the scripts, reported back "
             "and kept a record of each job, which status and history read.")

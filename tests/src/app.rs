@@ -15,6 +15,8 @@ use chatops_ingress::slack::verify::{Verifier, sign};
 use chatops_runner::executor::arm::{ArmClient, RetryPolicy};
 use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
 use chatops_runner::executor::local::LocalExecutor;
+use chatops_runner::notify::Notifier;
+use chatops_runner::notify::bot::{BotNotifier, BotSettings};
 use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::worker::{Executors, Step, Worker, WorkerSettings};
 use chatops_shared::audit::{AuditEvent, AuditLog, AuditWriter, DEFAULT_AUDIT_CONTAINER};
@@ -426,6 +428,42 @@ impl TestApp {
             response_url_prefix: self.slack.base_url(),
         })
         .expect("notifier")
+    }
+
+    /// A bot-path notifier (`SLACK_BOT_TOKEN`) on the Slack double's Web API, falling back to
+    /// [`TestApp::notifier`]; `settings` without an Automation account get this app's.
+    pub fn bot_notifier(&self, mut settings: BotSettings) -> BotNotifier {
+        if settings.automation_account.is_none() {
+            let arm = self.arm.config();
+            settings.automation_account = Some(format!(
+                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Automation/automationAccounts/{}",
+                arm.subscription_id, arm.resource_group, arm.account
+            ));
+        }
+        BotNotifier::new(
+            self.slack.api_client(),
+            self.records(),
+            self.notifier(),
+            settings,
+        )
+    }
+
+    /// A worker like [`TestApp::worker_with`] that reports through `notifier`.
+    pub fn worker_notifying(
+        &self,
+        mut settings: WorkerSettings,
+        notifier: Arc<dyn Notifier>,
+    ) -> Worker {
+        settings.runner_id = chatops_runner::worker::new_runner_id();
+        Worker::new(
+            self.runner_queue(),
+            self.records(),
+            self.live_catalog.clone(),
+            self.job_keys.clone(),
+            self.executors(),
+            notifier,
+            settings,
+        )
     }
 
     /// `n` runners, each a worker running its polling loop, as `chatops-runner` processes do.

@@ -7,6 +7,8 @@ use crate::executor::arm::ArmClient;
 use crate::executor::automation::AutomationExecutor;
 use crate::executor::local::LocalExecutor;
 use crate::executor::local::user::{self, ScriptMode};
+use crate::notify::Notifier;
+use crate::notify::bot::BotNotifier;
 use crate::notify::slack::SlackNotifier;
 use crate::worker::{Executors, Worker};
 use axum::Router;
@@ -76,9 +78,21 @@ impl RunnerApp {
             automation,
             local: Arc::new(LocalExecutor::new().with_script_user(script_mode.user().cloned())),
         };
-        warn_about_unreported_ends(&catalog, config.slack.webhook_url.is_some());
+        warn_about_unreported_ends(
+            &catalog,
+            config.slack.webhook_url.is_some() || config.slack_api.is_some(),
+        );
         warn_about_missing_automation(&catalog, executors.automation.is_some());
-        let notifier = Arc::new(SlackNotifier::new(config.slack)?);
+        let fallback = SlackNotifier::new(config.slack)?;
+        let notifier: Arc<dyn Notifier> = match config.slack_api.clone() {
+            Some(api) => {
+                tracing::info!(
+                    "SLACK_BOT_TOKEN is set: jobs get a card in their channel, updated in place, with the output in its thread"
+                );
+                Arc::new(BotNotifier::new(api, records.clone(), fallback, config.bot))
+            }
+            None => Arc::new(fallback),
+        };
         let catalog_uses_usergroups = catalog.uses_usergroups();
         // A reloaded catalog must pass the same check of who its scripts run as.
         let script_user = config.script_user.clone();

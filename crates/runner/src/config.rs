@@ -23,10 +23,15 @@
 //! | `CHATOPS_AUTOMATION_POLL_INTERVAL` | `5s` | how often a young Automation job's status is read; slows to 30s for long jobs |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for ARM and for `AZURE_STORAGE_QUEUE_ENDPOINT` |
 //! | Slack variables | | see `notify::slack::SlackNotifierConfig` |
+//! | `SLACK_BOT_TOKEN` | unset | bot token (`xoxb-…`): job cards with `chat.postMessage` / `chat.update`, output in their threads (`notify::bot`); without it, `response_url` and the webhook |
+//! | `SLACK_API_BASE_URL` | `https://slack.com/api` | where the Web API is |
+//! | `CHATOPS_SLACK_POST_INTERVAL` | `1s` | bot path: at least this long between two posts in one channel, across jobs |
+//! | `CHATOPS_SLACK_UPDATE_INTERVAL` | `1200ms` | bot path: at least this long between two card updates in one workspace, across jobs |
 //! | `CHATOPS_SCRIPT_USER` | unset | user (name or uid) local scripts run as; required when the runner runs as root and the catalog has local runbooks (`root` accepts that scripts can read the runner's secrets); see `docs/security.md` |
 
 use crate::executor::arm::ArmConfig;
 use crate::executor::automation::PollSchedule;
+use crate::notify::bot::BotSettings;
 use crate::notify::slack::SlackNotifierConfig;
 use crate::worker::WorkerSettings;
 use chatops_shared::blob::settings::{BlobSettings, BlobTarget};
@@ -63,11 +68,14 @@ pub struct RunnerConfig {
     /// The Azure credential, when ARM or the queue endpoint needs one.
     pub credential: Option<Chosen>,
     pub slack: SlackNotifierConfig,
+    /// `SLACK_BOT_TOKEN` / `SLACK_API_BASE_URL`: the one Web API client, for the bot path
+    /// (job cards) and user-group lookups.
+    pub slack_api: Option<chatops_shared::slack_api::SlackApi>,
+    /// Pacing of the bot path (and the Automation account, for the card's portal link).
+    pub bot: BotSettings,
     /// `CHATOPS_SCRIPT_USER`: who local scripts run as, checked against the runner's own user
     /// and the catalog at start (`executor::local::user::decide`).
     pub script_user: Option<String>,
-    /// `SLACK_BOT_TOKEN` / `SLACK_API_BASE_URL`: the Web API, for user-group lookups.
-    pub slack_api: Option<chatops_shared::slack_api::SlackApi>,
     /// `CHATOPS_USERGROUP_TTL`: how long a user group's member list is used.
     pub usergroup_ttl: Duration,
 }
@@ -129,6 +137,15 @@ impl RunnerConfig {
             )?,
             ..default_poll
         };
+        let bot = BotSettings {
+            automation_account: arm.as_ref().map(|a| {
+                format!(
+                    "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Automation/automationAccounts/{}",
+                    a.subscription_id, a.resource_group, a.account
+                )
+            }),
+            ..BotSettings::from_env(env)?
+        };
         Ok(RunnerConfig {
             addr: config::socket_addr(env, "CHATOPS_RUNNER_ADDR", "0.0.0.0:3001")?,
             catalog_path: PathBuf::from(
@@ -150,8 +167,9 @@ impl RunnerConfig {
             poll,
             credential,
             slack: SlackNotifierConfig::from_env(env)?,
-            script_user: config::optional(env, "CHATOPS_SCRIPT_USER"),
             slack_api: chatops_shared::slack_api::from_env(env)?,
+            bot,
+            script_user: config::optional(env, "CHATOPS_SCRIPT_USER"),
             usergroup_ttl: chatops_shared::membership::ttl_from_env(env)?,
         })
     }
@@ -229,6 +247,9 @@ mod tests {
         assert!(c.slack.webhook_url.is_none());
         assert_eq!(c.slack.response_url_prefix, "https://hooks.slack.com/");
         assert_eq!(c.script_user, None);
+        assert!(c.slack_api.is_none(), "no bot token, no bot path");
+        assert_eq!(c.bot.post_interval, Duration::from_secs(1));
+        assert_eq!(c.bot.update_interval, Duration::from_millis(1200));
     }
 
     #[test]
@@ -254,8 +275,24 @@ mod tests {
                 "SLACK_WEBHOOK_URL",
                 "https://hooks.slack.com/services/T0/B0/X",
             ),
+            ("SLACK_BOT_TOKEN", "xoxb-secret-token"),
+            ("CHATOPS_SLACK_POST_INTERVAL", "2s"),
+            ("CHATOPS_SLACK_UPDATE_INTERVAL", "3s"),
         ]))
         .unwrap();
+        assert!(c.slack_api.is_some());
+        assert_eq!(c.bot.post_interval, Duration::from_secs(2));
+        assert_eq!(c.bot.update_interval, Duration::from_secs(3));
+        assert!(
+            c.bot
+                .automation_account
+                .as_deref()
+                .is_some_and(|a| a.ends_with("/automationAccounts/acct"))
+        );
+        assert!(
+            !format!("{c:?}").contains("xoxb-secret"),
+            "the bot token is a secret"
+        );
         assert_eq!(c.addr.to_string(), "127.0.0.1:9001");
         assert_eq!(c.worker.visibility, Duration::from_secs(120));
         assert_eq!((c.worker.max_dequeue, c.worker.concurrency), (3, 2));
@@ -291,6 +328,9 @@ mod tests {
             ("CHATOPS_RUNNER_ADDR", "here"),
             // Checked even though nothing here needs a credential.
             ("CHATOPS_AZURE_CREDENTIAL", "magic"),
+            ("CHATOPS_SLACK_POST_INTERVAL", "soon"),
+            ("CHATOPS_SLACK_UPDATE_INTERVAL", "0s"),
+            ("SLACK_BOT_TOKEN", "xoxp-user-token"),
         ] {
             let e = RunnerConfig::from_env(&env(&[QUEUE, (var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{e}");

@@ -9,7 +9,7 @@ mod chat;
 mod usergroups;
 mod views;
 
-pub use chat::ChatMessage;
+pub use chat::{ChatMessage, MAX_BLOCKS, MAX_MESSAGE_CHARS, MAX_SECTION_CHARS, Rate};
 
 use super::{Inner, PathKind, Shared, json_answer};
 use axum::body::Bytes;
@@ -71,6 +71,9 @@ pub(super) async fn call(
 
 fn answer(inner: &mut Inner, method: &str, body: &Value) -> (u16, String, &'static str) {
     let state = &mut inner.api;
+    if state.chat.over_limit(method, body) {
+        return json_answer(429, json!({"ok": false, "error": "ratelimited"}));
+    }
     let result = match method {
         "chat.postMessage" => state.chat.post_message(body),
         "chat.update" => state.chat.update(body),

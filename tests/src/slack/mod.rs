@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 
 mod api;
 
-pub use api::{BOT_TOKEN, ChatMessage};
+pub use api::{BOT_TOKEN, ChatMessage, MAX_BLOCKS, MAX_MESSAGE_CHARS, MAX_SECTION_CHARS, Rate};
 
 /// Which Slack endpoint a post went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

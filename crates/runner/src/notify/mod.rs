@@ -1,6 +1,8 @@
-//! Notifiers tell Slack how a job is going: through the command's `response_url` while it is
+//! Notifiers tell Slack how a job is going: with a bot token, one job card per job updated in
+//! place (`bot`); otherwise through the command's `response_url` while it is
 //! usable, then the incoming webhook; without any Slack configuration, the log.
 
+pub mod bot;
 pub mod log;
 pub mod render;
 pub mod slack;

@@ -21,7 +21,7 @@ const MAX_PARAMS_CHARS: usize = 300;
 /// Upper bound of a runbook, user or channel name shown.
 const MAX_NAME_CHARS: usize = 100;
 /// Breaks a run of backticks so output cannot close its code block.
-const ZERO_WIDTH_SPACE: char = '\u{200B}';
+pub(super) const ZERO_WIDTH_SPACE: char = '\u{200B}';
 
 /// The body for the command's `response_url`: replaces the previous status message, visible to
 /// the whole channel.
@@ -136,7 +136,7 @@ fn truncation_note(shown: usize, total: usize) -> String {
     format!("\n(output truncated: last {shown} of {total} characters shown)")
 }
 
-fn emoji(state: FinalState) -> &'static str {
+pub(super) fn emoji(state: FinalState) -> &'static str {
     match state {
         FinalState::Completed => ":white_check_mark:",
         FinalState::Failed => ":x:",
@@ -150,7 +150,7 @@ fn emoji(state: FinalState) -> &'static str {
 }
 
 /// `*runbook*` and the parameters as the user typed them, `name=value` in name order.
-fn what(job: &JobMessage) -> String {
+pub(super) fn what(job: &JobMessage) -> String {
     let runbook = format!(
         "*{}*",
         escape_head(&job.runbook.replace('*', ""), MAX_NAME_CHARS)
@@ -164,7 +164,7 @@ fn what(job: &JobMessage) -> String {
 
 /// A mention when the ID looks like a Slack user ID, else the (escaped) name: the message came
 /// off a queue and is not trusted to hold only what Slack sent.
-fn user(job: &JobMessage) -> String {
+pub(super) fn user(job: &JobMessage) -> String {
     if is_slack_id(&job.user_id, &['U', 'W']) {
         format!("<@{}>", job.user_id)
     } else if !job.user_name.trim().is_empty() {
@@ -190,7 +190,7 @@ fn channel(job: &JobMessage) -> String {
 /// How a character of user or script text is shown: Slack's control characters escaped, and
 /// characters that reorder or hide text (bidirectional overrides and isolates, zero-width
 /// characters, the BOM) made visible as `<U+XXXX>`, so that what is shown is what was written.
-fn shown(c: char) -> Cow<'static, str> {
+pub(super) fn shown(c: char) -> Cow<'static, str> {
     match escape_char(c) {
         Some(e) => Cow::Borrowed(e),
         None if is_invisible(c) => Cow::Owned(format!("&lt;U+{:04X}&gt;", u32::from(c))),
@@ -206,7 +206,7 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// The escaped head of `text`, at most `max` characters, ending in `…` when cut.
-fn escape_head(text: &str, max: usize) -> String {
+pub(super) fn escape_head(text: &str, max: usize) -> String {
     let pieces: Vec<Cow<'static, str>> = text.chars().map(shown).collect();
     let total: usize = pieces.iter().map(|p| p.chars().count()).sum();
     if total <= max {

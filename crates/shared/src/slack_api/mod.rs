@@ -121,8 +121,9 @@ impl SlackApi {
         })
     }
 
-    /// Waits until a call under `key` may go, at most one per `interval` per key, and reserves
-    /// the slot. Callers choose the keys: `post:<channel>`, `update:<team>`.
+    /// Waits until a call under `key` may go: `interval` after the previous call under `key`
+    /// got its turn (concurrent callers queue). Call Slack right after. Callers choose the keys:
+    /// `post:<channel>`, `update:<team>`.
     pub async fn pace(&self, key: &str, interval: Duration) {
         self.inner.pacer.wait_turn(key, interval).await;
     }

@@ -1,39 +1,50 @@
-//! Spacing calls: per key, at most one call per interval (slots are reserved in order, so
-//! concurrent callers queue up instead of bursting), and per method, the time until which Slack
-//! asked everybody to wait (429 `Retry-After`).
+//! Spacing calls: per key, each call starts at least the interval after the previous call under
+//! that key *actually* got its turn (waiters queue on a per-key lock, so a starved process that
+//! wakes late pushes the next call back instead of letting late calls go out together, a burst
+//! Slack answers with 429s); and per method, the time until which Slack asked everybody to wait
+//! (429 `Retry-After`).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// Keys unused for this long are forgotten (their next call may go at once anyway).
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
+/// When a key's last call got its turn (`None`: never).
+type Last = Arc<tokio::sync::Mutex<Option<Instant>>>;
+
 #[derive(Debug, Default)]
 pub(super) struct Pacer {
-    /// Per key: when the next call may go.
-    next: Mutex<HashMap<String, Instant>>,
+    /// Per key: its turn lock and when its last call went.
+    keys: Mutex<HashMap<String, Last>>,
     /// Per method: no call before this instant.
     held: Mutex<HashMap<String, Instant>>,
 }
 
 impl Pacer {
-    /// Waits for this key's next slot and reserves the one after it.
+    /// Waits for this key's turn: `interval` after the previous call under it went.
     pub(super) async fn wait_turn(&self, key: &str, interval: Duration) {
         let slot = {
-            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            if next.len() > 1024 {
-                next.retain(|_, at| *at + FORGET_AFTER > now);
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            if keys.len() > 1024 {
+                let now = Instant::now();
+                keys.retain(|_, last| {
+                    Arc::strong_count(last) > 1
+                        || last
+                            .try_lock()
+                            .is_ok_and(|at| at.is_none_or(|at| at + FORGET_AFTER > now))
+                });
             }
-            let slot = next.get(key).copied().filter(|at| *at > now).unwrap_or(now);
-            next.insert(key.to_string(), slot + interval);
-            slot
+            keys.entry(key.to_owned()).or_default().clone()
         };
-        tokio::time::sleep_until(slot).await;
+        let mut last = slot.lock().await;
+        if let Some(at) = *last {
+            tokio::time::sleep_until(at + interval).await;
+        }
+        *last = Some(Instant::now());
     }
-
     /// Slack said to wait with `method` until `until`.
     pub(super) fn hold(&self, method: &str, until: Instant) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);

@@ -68,6 +68,45 @@ impl SlackNotifier {
         })
     }
 
+    /// Shows `text` to the requester only, through the command's `response_url` while it is
+    /// usable (`response_type: ephemeral`, the channel's messages untouched). `Ok(false)`: the
+    /// job has no usable `response_url`.
+    pub async fn tell_requester(&self, job: &JobMessage, text: &str) -> Result<bool, NotifyError> {
+        let Some(url) = self.usable_response_url(job) else {
+            return Ok(false);
+        };
+        let body = serde_json::json!({
+            "response_type": "ephemeral",
+            "replace_original": false,
+            "text": text,
+        });
+        let mut budget = WaitBudget::new();
+        match self
+            .post(Path::ResponseUrl, Some(job.job_id), url, &body, &mut budget)
+            .await
+        {
+            Ok(()) => {
+                self.record(job.job_id, true);
+                Ok(true)
+            }
+            Err(PostError::Refused(reason)) => {
+                self.record(job.job_id, false);
+                Err(NotifyError::Permanent(format!(
+                    "{}: {reason}",
+                    Path::ResponseUrl
+                )))
+            }
+            Err(PostError::Unavailable(reason)) => Err(NotifyError::Transient(format!(
+                "{}: {reason}",
+                Path::ResponseUrl
+            ))),
+            Err(PostError::RateLimited { wait, reason }) => Err(NotifyError::RateLimited {
+                retry_after: wait,
+                detail: format!("{}: {reason}", Path::ResponseUrl),
+            }),
+        }
+    }
+
     async fn deliver(
         &self,
         job: &JobMessage,

@@ -1,0 +1,106 @@
+//! [`BotSettings`]: how fast the bot path may call Slack, read from the environment once.
+
+use chatops_shared::config::{self, ConfigError, EnvSource};
+use std::time::Duration;
+
+/// `chat.postMessage`: about one message per second per channel (Slack's limit).
+pub const DEFAULT_POST_INTERVAL: Duration = Duration::from_secs(1);
+/// `chat.update` is Tier 3 (about 50 a minute per workspace): one per 1.2 s.
+pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_millis(1200);
+/// How long one Slack call (with its 429 waits and retries) may take.
+pub const DEFAULT_CALL_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Pacing of the bot path.
+///
+/// - `CHATOPS_SLACK_POST_INTERVAL`: at least this long between two `chat.postMessage` calls in
+///   one channel, across jobs (default `1s`).
+/// - `CHATOPS_SLACK_UPDATE_INTERVAL`: at least this long between two `chat.update` calls in one
+///   workspace, across jobs (default `1200ms`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotSettings {
+    pub post_interval: Duration,
+    pub update_interval: Duration,
+    /// How long one call may wait for Slack (429s, outages) before it counts as failed.
+    pub call_patience: Duration,
+    /// The Automation account's ARM resource id (`/subscriptions/…/automationAccounts/…`), for
+    /// the card's link to the job in the Azure portal; `None` without Automation.
+    pub automation_account: Option<String>,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        BotSettings {
+            post_interval: DEFAULT_POST_INTERVAL,
+            update_interval: DEFAULT_UPDATE_INTERVAL,
+            call_patience: DEFAULT_CALL_PATIENCE,
+            automation_account: None,
+        }
+    }
+}
+
+impl BotSettings {
+    /// Reads the variables above; `automation_account` is set by the caller (from the
+    /// Automation variables).
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        Ok(BotSettings {
+            post_interval: config::duration(
+                env,
+                "CHATOPS_SLACK_POST_INTERVAL",
+                DEFAULT_POST_INTERVAL,
+            )?,
+            update_interval: config::duration(
+                env,
+                "CHATOPS_SLACK_UPDATE_INTERVAL",
+                DEFAULT_UPDATE_INTERVAL,
+            )?,
+            ..BotSettings::default()
+        })
+    }
+
+    /// The Azure portal's page of an Automation job.
+    pub fn portal_link(&self, job_name: &str) -> Option<String> {
+        let account = self.automation_account.as_deref()?;
+        let ok = |c: char| c.is_ascii_alphanumeric() || c == '-';
+        if job_name.is_empty() || !job_name.chars().all(ok) {
+            return None;
+        }
+        Some(format!(
+            "https://portal.azure.com/#resource{account}/jobs/{job_name}/overview"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn settings_from_env() {
+        let c = BotSettings::from_env(&HashMap::<&str, &str>::new()).unwrap();
+        assert_eq!(c, BotSettings::default());
+        let env = HashMap::from([
+            ("CHATOPS_SLACK_POST_INTERVAL", "20ms"),
+            ("CHATOPS_SLACK_UPDATE_INTERVAL", "5ms"),
+        ]);
+        let c = BotSettings::from_env(&env).unwrap();
+        assert_eq!(c.post_interval, Duration::from_millis(20));
+        assert_eq!(c.update_interval, Duration::from_millis(5));
+        let bad = HashMap::from([("CHATOPS_SLACK_POST_INTERVAL", "fast")]);
+        assert!(BotSettings::from_env(&bad).is_err());
+    }
+
+    #[test]
+    fn portal_link_only_for_plain_job_names() {
+        let mut c = BotSettings::default();
+        assert_eq!(c.portal_link("abc"), None);
+        c.automation_account = Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Automation/automationAccounts/a".into());
+        assert_eq!(
+            c.portal_link("0b1c-2d").as_deref(),
+            Some(
+                "https://portal.azure.com/#resource/subscriptions/s/resourceGroups/rg/providers/Microsoft.Automation/automationAccounts/a/jobs/0b1c-2d/overview"
+            )
+        );
+        assert_eq!(c.portal_link("a|b"), None);
+    }
+}

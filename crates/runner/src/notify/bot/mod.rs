@@ -1,0 +1,372 @@
+//! The bot-token path (`SLACK_BOT_TOKEN`): one job card per job, posted with
+//! `chat.postMessage` in the channel the command came from and updated in place with
+//! `chat.update` on every change; the output in the card's thread when the job ends.
+//!
+//! - Where the card is (`channel` + `ts`) goes into the job's record right after it is posted,
+//!   before any update: a runner that takes the job over reads it there and keeps updating the
+//!   same message.
+//! - Pacing across jobs: posts one at a time per channel, `CHATOPS_SLACK_POST_INTERVAL` apart,
+//!   updates one at a time per workspace, `CHATOPS_SLACK_UPDATE_INTERVAL` apart (the shared
+//!   client's `SlackApi::pace`); a 429 is waited out for its `Retry-After` by the client.
+//! - Never silence (`ok: false`, see `/work/shared/reference/slack.md`): a card that can no
+//!   longer be updated (`message_not_found`, `cant_update_message`) is posted anew; when the
+//!   channel is gone, archived or closed to the bot, the card goes to the requester's DM, and
+//!   failing that to the command's `response_url` / the webhook / the log (`fallback`).
+//! - A job from a channel the bot is not in shows there through the command's `response_url`
+//!   (`in_channel`, as without a bot token), and the requester gets a one-line ephemeral hint
+//!   to invite the bot. A job without a `response_url` (from a modal) gets its card in the
+//!   requester's DM.
+//!
+//! - `config`: the pacing settings; `card`: the card's blocks;
+//!   `thread`: the output replies.
+
+mod card;
+mod config;
+mod thread;
+
+pub use config::{
+    BotSettings, DEFAULT_CALL_PATIENCE, DEFAULT_POST_INTERVAL, DEFAULT_UPDATE_INTERVAL,
+};
+pub use thread::{MAX_ERROR_MESSAGES, MAX_OUTPUT_MESSAGES};
+
+use super::slack::SlackNotifier;
+use super::{Notifier, NotifyError, Update};
+use async_trait::async_trait;
+use chatops_shared::job::JobMessage;
+use chatops_shared::records::{ExecutorRef, JobRecord, Records, SlackMessageRef, record_name_of};
+use chatops_shared::slack_api::{Posted, SlackApi, SlackApiError};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// The one-line hint to the requester when the bot is not in the job's channel.
+pub const INVITE_HINT: &str = ":information_source: I am not a member of this channel, so this job's status comes through the command's reply, which Slack lets me update only for 30 minutes. Invite me (`/invite` the app) for a live job card with the output in its thread.";
+
+/// `chat.update` errors after which the card cannot be updated but the channel can take a new
+/// post.
+const MESSAGE_GONE: &[&str] = &[
+    "message_not_found",
+    "cant_update_message",
+    "edit_window_closed",
+];
+/// Errors that close the channel to the bot.
+const CHANNEL_CLOSED: &[&str] = &[
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel",
+    "team_access_not_granted",
+];
+
+/// Where one job's status goes, as learnt while posting it.
+#[derive(Debug, Clone, Default)]
+struct Route {
+    /// The card.
+    card: Option<Posted>,
+    /// The bot cannot post in the job's channel: updates go through the `response_url`.
+    outside: bool,
+    /// The invite hint was shown.
+    hinted: bool,
+}
+
+/// Posts and updates job cards with the bot token; see the module docs.
+pub struct BotNotifier {
+    api: SlackApi,
+    records: Records,
+    /// The `response_url` / webhook / log path, for what the bot cannot post.
+    fallback: SlackNotifier,
+    settings: BotSettings,
+    /// Per job, until its last update.
+    routes: Mutex<HashMap<Uuid, Route>>,
+}
+
+impl std::fmt::Debug for BotNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotNotifier")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BotNotifier {
+    pub fn new(
+        api: SlackApi,
+        records: Records,
+        fallback: SlackNotifier,
+        settings: BotSettings,
+    ) -> Self {
+        BotNotifier {
+            api,
+            records,
+            fallback,
+            settings,
+            routes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn route(&self, job_id: Uuid) -> Route {
+        self.lock().get(&job_id).cloned().unwrap_or_default()
+    }
+
+    fn set_route(&self, job_id: Uuid, route: Route) {
+        self.lock().insert(job_id, route);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Route>> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.settings.call_patience
+    }
+
+    /// The job's record, if it has one yet.
+    async fn record(&self, job: &JobMessage) -> Result<Option<JobRecord>, NotifyError> {
+        match self.records.read(&record_name_of(job)).await {
+            Ok(found) => Ok(found.map(|v| v.record)),
+            Err(e) if e.is_transient() => Err(NotifyError::Transient(format!(
+                "job record unavailable: {e}"
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the job's record; posting without it");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keeps where the card is in the job's record, for a runner that takes the job over.
+    async fn remember(&self, job: &JobMessage, at: &Posted) {
+        let want = SlackMessageRef {
+            channel: at.channel.clone(),
+            ts: at.ts.clone(),
+        };
+        let written = self
+            .records
+            .update(&record_name_of(job), |record| {
+                if record.slack_message.as_ref() == Some(&want) {
+                    return false;
+                }
+                record.slack_message = Some(want.clone());
+                true
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not keep the job card's place in the job record; a runner taking the job over will post a new card");
+        }
+    }
+
+    async fn post(&self, channel: &str, message: &Value) -> Result<Posted, SlackApiError> {
+        let key = format!("post:{channel}");
+        self.api.pace(&key, self.settings.post_interval).await;
+        self.api
+            .post_message(channel, message, self.deadline())
+            .await
+    }
+
+    async fn update(
+        &self,
+        job: &JobMessage,
+        at: &Posted,
+        message: &Value,
+    ) -> Result<(), SlackApiError> {
+        let key = format!("update:{}", job.team_id);
+        self.api.pace(&key, self.settings.update_interval).await;
+        self.api.update_message(at, message, self.deadline()).await
+    }
+
+    /// Posts or updates the card; then, when the job ended, its output in the thread.
+    async fn show(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError> {
+        let mut route = self.route(job.job_id);
+        if route.outside {
+            return self.outside(job, update, &mut route).await;
+        }
+        let record = self.record(job).await?;
+        let portal = record.as_ref().and_then(|r| match &r.executor {
+            Some(ExecutorRef::Automation { job_name }) => self.settings.portal_link(job_name),
+            _ => None,
+        });
+        let message = card::card(job, update, portal.as_deref(), OffsetDateTime::now_utc());
+        let known = route.card.clone().or_else(|| {
+            record
+                .as_ref()
+                .and_then(|r| r.slack_message.as_ref())
+                .map(|m| Posted {
+                    channel: m.channel.clone(),
+                    ts: m.ts.clone(),
+                })
+        });
+        let card = match known {
+            Some(at) => match self.update(job, &at, &message).await {
+                Ok(()) => at,
+                Err(e) if has_code(&e, MESSAGE_GONE) => {
+                    tracing::warn!(error = %e, "the job card can no longer be updated; posting it anew");
+                    match self.post(&job.channel_id, &message).await {
+                        Ok(at) => at,
+                        Err(e) if has_code(&e, CHANNEL_CLOSED) => {
+                            match self.direct(job, update, &message, &mut route, &e).await? {
+                                Some(at) => at,
+                                None => return Ok(()),
+                            }
+                        }
+                        Err(e) => return Err(failed(e)),
+                    }
+                }
+                Err(e) if has_code(&e, CHANNEL_CLOSED) => {
+                    tracing::warn!(error = %e, "the job card's channel is closed to the bot; telling the requester directly");
+                    match self.direct(job, update, &message, &mut route, &e).await? {
+                        Some(at) => at,
+                        None => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(failed(e)),
+            },
+            None => match self.post(&job.channel_id, &message).await {
+                Ok(at) => at,
+                Err(e) if has_code(&e, CHANNEL_CLOSED) => {
+                    tracing::info!(error = %e, "the bot cannot post in the job's channel");
+                    if job.response_url.is_some() {
+                        route.outside = true;
+                        return self.outside(job, update, &mut route).await;
+                    }
+                    match self.direct(job, update, &message, &mut route, &e).await? {
+                        Some(at) => at,
+                        None => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(failed(e)),
+            },
+        };
+        if route.card.as_ref() != Some(&card) {
+            self.remember(job, &card).await;
+            route.card = Some(card.clone());
+        }
+        self.set_route(job.job_id, route);
+        if let Update::Finished(outcome) = update {
+            self.thread(&card, thread::replies(job, outcome, portal.as_deref()))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// The card in the requester's DM, when the job's channel is closed to the bot (`Some`);
+    /// failing that, the `response_url` path (`None`: delivered there).
+    async fn direct(
+        &self,
+        job: &JobMessage,
+        update: &Update,
+        message: &Value,
+        route: &mut Route,
+        why: &SlackApiError,
+    ) -> Result<Option<Posted>, NotifyError> {
+        match self.post(&job.user_id, message).await {
+            Ok(at) => Ok(Some(at)),
+            Err(e) => {
+                tracing::warn!(error = %e, first = %why, "could not reach the requester by DM either; using the command's reply");
+                route.outside = true;
+                self.outside(job, update, route).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A job whose channel the bot is not in: the `response_url` (in the channel), with a
+    /// one-time hint to the requester.
+    async fn outside(
+        &self,
+        job: &JobMessage,
+        update: &Update,
+        route: &mut Route,
+    ) -> Result<(), NotifyError> {
+        self.fallback.notify(job, update).await?;
+        if !route.hinted {
+            match self.fallback.tell_requester(job, INVITE_HINT).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not show the requester the invite hint")
+                }
+            }
+            route.hinted = true;
+        }
+        self.set_route(job.job_id, route.clone());
+        Ok(())
+    }
+
+    /// Posts `replies` under the card. Best effort: the card shows the outcome already, so a
+    /// reply that cannot be posted is logged, not retried with the card.
+    async fn thread(&self, card: &Posted, replies: Vec<Value>) {
+        for mut reply in replies {
+            if let Value::Object(fields) = &mut reply {
+                fields.insert("thread_ts".into(), Value::String(card.ts.clone()));
+            }
+            if let Err(e) = self.post(&card.channel, &reply).await {
+                tracing::warn!(error = %e, "could not post the job's output in its thread");
+                return;
+            }
+        }
+    }
+
+    /// A notice (a stop that found nothing to stop) to the requester: the command's reply when
+    /// there is one, else an ephemeral message in the channel, else a DM.
+    async fn notice(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError> {
+        if job.response_url.is_some() {
+            return self.fallback.notify(job, update).await;
+        }
+        let message = serde_json::json!({ "text": super::render::text(job, update) });
+        match self
+            .api
+            .post_ephemeral(&job.channel_id, &job.user_id, &message, self.deadline())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_transient() => Err(failed(e)),
+            Err(_) => self
+                .post(&job.user_id, &message)
+                .await
+                .map(drop)
+                .map_err(failed),
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for BotNotifier {
+    #[tracing::instrument(skip_all, fields(job_id = %job.job_id))]
+    async fn notify(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError> {
+        let result = match update {
+            Update::Notice(_) => self.notice(job, update).await,
+            Update::Running { .. } | Update::Finished(_) => self.show(job, update).await,
+        };
+        if matches!(update, Update::Finished(_))
+            && !matches!(
+                result,
+                Err(NotifyError::Transient(_) | NotifyError::RateLimited { .. })
+            )
+        {
+            self.lock().remove(&job.job_id);
+        }
+        result
+    }
+}
+
+/// Whether Slack refused with one of `codes`.
+fn has_code(e: &SlackApiError, codes: &[&str]) -> bool {
+    e.code().is_some_and(|c| codes.contains(&c))
+}
+
+/// A failed call as the worker sees it: worth trying again, or not.
+fn failed(e: SlackApiError) -> NotifyError {
+    match e {
+        SlackApiError::RateLimited { retry_after, .. } => NotifyError::RateLimited {
+            retry_after,
+            detail: e.to_string(),
+        },
+        e if e.is_transient() => NotifyError::Transient(e.to_string()),
+        e => NotifyError::Permanent(e.to_string()),
+    }
+}
