@@ -92,10 +92,6 @@ param runnerJobsPerReplica int = 8
 @maxValue(570)
 param runnerShutdownGraceSeconds int = 120
 
-@description('ARM reads per second this deployment may use in the subscription, shared by the runner replicas.')
-@minValue(1)
-param armReadsPerSecond int = 10
-
 @description('Resource id of an existing Automation account the runner starts jobs in. Empty: local runbooks only.')
 param automationAccountId string = ''
 
@@ -376,8 +372,6 @@ module runnerApp 'modules/runner-app.bicep' = {
     hasSlackBotToken: hasSlackBotToken
     hasSlackWebhookUrl: hasSlackWebhookUrl
     automationAccountId: automationAccountId
-    // Each replica's share; at least 1 per second.
-    armReadsPerSecond: max(1, armReadsPerSecond / runnerMaxReplicas)
   }
   dependsOn: [
     storageRoles

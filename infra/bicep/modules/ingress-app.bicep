@@ -141,9 +141,8 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
               value: identityClientId
             }
             {
-              // Prometheus text on loopback only (nothing scrapes it in Container Apps; the
-              // OTLP push below is what reaches Azure Monitor). Default defined by the metrics
-              // issue in crates/ingress/src/config.rs.
+              // Prometheus text on loopback only: the collector sidecar scrapes it and sends it
+              // to Azure Monitor (Container Apps itself does not scrape Prometheus).
               name: 'CHATOPS_METRICS_ADDR'
               value: '127.0.0.1:9090'
             }
@@ -186,6 +185,11 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
             {
               name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
               secretRef: 'appinsights-connection-string'
+            }
+            {
+              // The service's Prometheus page, scraped by the collector (otel-collector.yaml).
+              name: 'CHATOPS_METRICS_TARGET'
+              value: '127.0.0.1:9090'
             }
           ]
           volumeMounts: [

@@ -44,9 +44,6 @@ param hasSlackWebhookUrl bool
 @description('Automation account resource id (empty: local runbooks only).')
 param automationAccountId string
 
-@description('CHATOPS_ARM_READS_PER_SECOND: this replica\'s share of the ARM read budget.')
-param armReadsPerSecond int
-
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -174,12 +171,6 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
               name: 'CHATOPS_SHUTDOWN_GRACE'
               value: '${shutdownGraceSeconds}s'
             }
-            {
-              // Final default and format defined by the performance issue in
-              // crates/runner/src/config.rs (the subscription's budget / replicas).
-              name: 'CHATOPS_ARM_READS_PER_SECOND'
-              value: string(armReadsPerSecond)
-            }
           ])
           volumeMounts: [
             {
@@ -219,6 +210,11 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
             {
               name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
               secretRef: 'appinsights-connection-string'
+            }
+            {
+              // The service's Prometheus page, scraped by the collector (otel-collector.yaml).
+              name: 'CHATOPS_METRICS_TARGET'
+              value: '127.0.0.1:3001'
             }
           ]
           volumeMounts: [
