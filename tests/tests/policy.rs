@@ -291,8 +291,22 @@ async fn members_of_a_stop_allow_group_may_stop_a_job_and_the_runner_checks_agai
     let running = tokio::spawn(async move { holder.process_next().await });
     app.wait_for_script_start().await;
 
+    // Slack cannot say: refused, naming the problem, not "you may not".
+    app.slack
+        .fail_method_next(LOOKUP, 1, 200, r#"{"ok":false,"error":"missing_scope"}"#);
     let answer = app.command("UCAROL", OPS, &format!("stop {id}")).await;
     assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    let text = answer.text();
+    assert!(
+        text.contains("your user groups could not be checked") && text.contains("missing_scope"),
+        "{text}"
+    );
+    let answer = app.command("UCAROL", OPS, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "ephemeral", "{answer:?}");
+    assert!(
+        answer.text().starts_with("You may not stop job"),
+        "{answer:?}"
+    );
     let answer = app.command(BOB, OPS, &format!("stop {id}")).await;
     assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
     let stopper = app.worker().with_membership(membership());

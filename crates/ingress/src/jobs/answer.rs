@@ -22,7 +22,11 @@ pub enum JobRefusal {
     /// The records could not be read in time.
     RecordsDown { typed: Option<String> },
     /// The caller is neither who started the job nor named by the runbook's `stop_allow`.
-    StopDenied { record: Box<JobRecord> },
+    StopDenied {
+        record: Box<JobRecord>,
+        /// Why the caller's user groups could not be checked, when that is why.
+        lookup_problem: Option<String>,
+    },
     /// The job has ended already.
     AlreadyEnded { record: Box<JobRecord> },
     /// The queue did not take the stop.
@@ -56,7 +60,16 @@ impl JobRefusal {
                     ":warning: Job records cannot be read right now{which}. Please try again in a minute; runbook commands still work."
                 )
             }
-            JobRefusal::StopDenied { record } => format!(
+            JobRefusal::StopDenied {
+                record,
+                lookup_problem: Some(why),
+            } => format!(
+                "Could not stop job {} ({}): your user groups could not be checked ({}), and `stop_allow` names you only through a user group. Nothing was changed. Please try again in a minute.",
+                short(&record.job_id),
+                what(&record.runbook, &record.params),
+                escape(why)
+            ),
+            JobRefusal::StopDenied { record, .. } => format!(
                 "You may not stop job {} ({}): only who started it ({}) and the people the runbook's `stop_allow` names may stop it. Ask one of them, or an admin to add you to `stop_allow`.",
                 short(&record.job_id),
                 what(&record.runbook, &record.params),
@@ -153,6 +166,11 @@ mod tests {
         for refusal in [
             JobRefusal::StopDenied {
                 record: Box::new(record()),
+                lookup_problem: None,
+            },
+            JobRefusal::StopDenied {
+                record: Box::new(record()),
+                lookup_problem: Some("Slack answered missing_scope".into()),
             },
             JobRefusal::AlreadyEnded {
                 record: Box::new(record()),

@@ -107,11 +107,18 @@ pub async fn handle(req: &Request<'_>, word: Word, args: &[Arg]) -> Reply {
 fn audited(req: &Request<'_>, word: Word, refusal: JobRefusal) -> Reply {
     if matches!(word, Word::Stop | Word::Rerun) {
         match &refusal {
-            JobRefusal::StopDenied { record } => req.state.audit.record(AuditEvent::Denied {
+            JobRefusal::StopDenied {
+                record,
+                lookup_problem,
+            } => req.state.audit.record(AuditEvent::Denied {
                 user_id: req.cmd.user_id.clone(),
                 channel_id: req.cmd.channel_id.clone(),
                 runbook: record.runbook.clone(),
-                rule: "stop_allow".to_owned(),
+                rule: match lookup_problem {
+                    Some(_) => "usergroup_lookup",
+                    None => "stop_allow",
+                }
+                .to_owned(),
             }),
             // Outages, not the caller's doing.
             JobRefusal::RecordsDown { .. } | JobRefusal::QueueDown { .. } => {}

@@ -29,10 +29,16 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
         record.user_id == caller.user_id || runbook.is_some_and(|rb| rb.stop_allowed(&caller));
     if !allowed {
         tracing::info!(job = %record.job_id, "stop refused: not the requester, not in stop_allow");
+        let lookup_problem = groups.problem().map(str::to_owned);
+        let rule = match lookup_problem {
+            Some(_) => "usergroup_lookup",
+            None => "stop_allow",
+        };
         // Audited with the other job-control refusals (`jobs::audited`).
-        crate::policy::log_denied(req, &record.runbook, "stop_allow");
+        crate::policy::log_denied(req, &record.runbook, rule);
         return Err(JobRefusal::StopDenied {
             record: Box::new(record),
+            lookup_problem,
         });
     }
     if record.state.is_final() {
