@@ -318,6 +318,25 @@ impl TestApp {
             .finish()
     }
 
+    /// Posts a signed slash command form to the ingress process at `addr` (a binary started
+    /// with [`TestApp::service_env`]); returns its JSON answer.
+    pub async fn command_to(&self, addr: &str, body: String) -> serde_json::Value {
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signature = sign(SIGNING_SECRET, ts, body.as_bytes());
+        self.client
+            .post(format!("http://{addr}/slack/commands"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("ingress answers")
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
     pub async fn post_signed(&self, body: String, timestamp: i64) -> Answer {
         let signature = sign(SIGNING_SECRET, timestamp, body.as_bytes());
         self.post_raw(body, Some(timestamp.to_string()), Some(signature))

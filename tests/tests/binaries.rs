@@ -28,20 +28,7 @@ fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Env {
 
 /// Posts a signed slash command to an ingress process; returns its JSON answer.
 async fn post_command(app: &TestApp, addr: &str, body: String) -> serde_json::Value {
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
-    let signature = chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes());
-    app.client
-        .post(format!("http://{addr}/slack/commands"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header("x-slack-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .expect("ingress answers")
-        .json()
-        .await
-        .expect("JSON answer")
+    app.command_to(addr, body).await
 }
 
 #[tokio::test]

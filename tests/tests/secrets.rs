@@ -5,7 +5,7 @@
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::expect_used)]
 
-use chatops_e2e::app::{ALICE, OPS, SIGNING_SECRET, TestApp};
+use chatops_e2e::app::{ALICE, OPS, TestApp};
 use chatops_e2e::process::Service;
 use chatops_shared::audit::DEFAULT_AUDIT_CONTAINER;
 use chatops_shared::records::DEFAULT_RECORDS_CONTAINER;
@@ -34,20 +34,7 @@ const SCRIPT: &str = "#!/bin/sh\nprintf 'argv:'\nfor a in \"$@\"; do printf ' [%
 /// Posts a signed slash command to an ingress process; returns its JSON answer.
 async fn post(app: &TestApp, addr: &str, text: &str) -> serde_json::Value {
     let body = app.form(ALICE, OPS, text);
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
-    let signature = chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes());
-    app.client
-        .post(format!("http://{addr}/slack/commands"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header("x-slack-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .expect("ingress answers")
-        .json()
-        .await
-        .expect("JSON answer")
+    app.command_to(addr, body).await
 }
 
 /// Every blob of a container, as text.
