@@ -159,31 +159,44 @@ impl ArmClient {
             let filter = format!("properties/streamType eq '{}'", kind.replace('\'', "''"));
             url.query_pairs_mut().append_pair("$filter", &filter);
         }
-        let mut records = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let page = json_body(
+        let (items, complete) = self.list_pages(url, MAX_PAGES).await?;
+        if !complete {
+            tracing::warn!(
+                job = job_name,
+                pages = MAX_PAGES,
+                "stopped reading stream records after the page limit"
+            );
+        }
+        Ok(items.iter().map(StreamRecord::from_json).collect())
+    }
+
+    /// The `value` items of an ARM list at `url` and its `nextLink` pages, reading at most
+    /// `max_pages` pages; `false` with them when the list went on past that.
+    pub(super) async fn list_pages(
+        &self,
+        mut url: Url,
+        max_pages: usize,
+    ) -> Result<(Vec<Value>, bool), ArmError> {
+        let mut items = Vec::new();
+        for _ in 0..max_pages {
+            let mut page = json_body(
                 &self
                     .send(Method::GET, url, Body::None, "application/json", Read::JSON)
                     .await?,
             )?;
-            if let Some(items) = page.get("value").and_then(Value::as_array) {
-                records.extend(items.iter().map(StreamRecord::from_json));
+            if let Some(Value::Array(values)) = page.get_mut("value").map(Value::take) {
+                items.extend(values);
             }
             match page
                 .get("nextLink")
                 .and_then(Value::as_str)
                 .filter(|l| !l.is_empty())
             {
-                None => return Ok(records),
+                None => return Ok((items, true)),
                 Some(link) => url = self.next_link(link)?,
             }
         }
-        tracing::warn!(
-            job = job_name,
-            pages = MAX_PAGES,
-            "stopped reading stream records after the page limit"
-        );
-        Ok(records)
+        Ok((items, false))
     }
 
     /// One stream record with its whole text.

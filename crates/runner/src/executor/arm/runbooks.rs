@@ -72,29 +72,13 @@ impl RunbookInfo {
 impl ArmClient {
     /// Every runbook of the account (without parameters), following `nextLink`.
     pub async fn list_runbooks(&self) -> Result<Vec<RunbookInfo>, ArmError> {
-        let mut url = self.runbook_url(None);
-        let mut runbooks = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let page = json_body(
-                &self
-                    .send(Method::GET, url, Body::None, "application/json", Read::JSON)
-                    .await?,
-            )?;
-            if let Some(items) = page.get("value").and_then(Value::as_array) {
-                runbooks.extend(items.iter().map(RunbookInfo::from_json));
-            }
-            match page
-                .get("nextLink")
-                .and_then(Value::as_str)
-                .filter(|l| !l.is_empty())
-            {
-                None => return Ok(runbooks),
-                Some(link) => url = self.next_link(link)?,
-            }
+        let (items, complete) = self.list_pages(self.runbook_url(None), MAX_PAGES).await?;
+        if !complete {
+            return Err(ArmError::Unexpected(format!(
+                "the runbook list goes on past {MAX_PAGES} pages"
+            )));
         }
-        Err(ArmError::Unexpected(format!(
-            "the runbook list goes on past {MAX_PAGES} pages"
-        )))
+        Ok(items.iter().map(RunbookInfo::from_json).collect())
     }
 
     /// One runbook with its parameters.
