@@ -829,6 +829,36 @@ fn records(job: &JobRecord) -> Vec<Value> {
         .collect()
 }
 
+/// One page of an ARM list (`value`, and a `nextLink` with a `$skiptoken` while more are left;
+/// `$filter` carried over), at `list` under `base`.
+pub(super) fn page(
+    base: &url::Url,
+    list: &str,
+    query: &HashMap<String, String>,
+    page_size: usize,
+    all: &[Value],
+) -> Value {
+    let skip: usize = query
+        .get("$skiptoken")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let items: Vec<Value> = all.iter().skip(skip).take(page_size).cloned().collect();
+    let mut answer = json!({ "value": items });
+    if skip + page_size < all.len() {
+        let mut next = base.join(list).expect("nextLink");
+        {
+            let mut pairs = next.query_pairs_mut();
+            pairs.append_pair("api-version", API_VERSION);
+            if let Some(filter) = query.get("$filter") {
+                pairs.append_pair("$filter", filter);
+            }
+            pairs.append_pair("$skiptoken", &(skip + page_size).to_string());
+        }
+        answer["nextLink"] = Value::String(next.to_string());
+    }
+    answer
+}
+
 async fn list_streams(
     State(shared): State<Arc<Shared>>,
     Path(path): Path<HashMap<String, String>>,
@@ -865,29 +895,10 @@ async fn list_streams(
             r
         })
         .collect();
-    let skip: usize = query
-        .get("$skiptoken")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let page: Vec<Value> = all
-        .iter()
-        .skip(skip)
-        .take(inner.page_size)
-        .cloned()
-        .collect();
-    let mut answer = json!({ "value": page });
-    if skip + inner.page_size < all.len() {
-        let mut next = shared.base.join(&format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Automation/automationAccounts/{ACCOUNT}/jobs/{name}/streams")).expect("nextLink");
-        {
-            let mut pairs = next.query_pairs_mut();
-            pairs.append_pair("api-version", API_VERSION);
-            if let Some(filter) = query.get("$filter") {
-                pairs.append_pair("$filter", filter);
-            }
-            pairs.append_pair("$skiptoken", &(skip + inner.page_size).to_string());
-        }
-        answer["nextLink"] = Value::String(next.to_string());
-    }
+    let list = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Automation/automationAccounts/{ACCOUNT}/jobs/{name}/streams"
+    );
+    let answer = page(&shared.base, &list, &query, inner.page_size, &all);
     Json(answer).into_response()
 }
 

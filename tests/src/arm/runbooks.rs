@@ -2,7 +2,7 @@
 //! and `GET …/runbooks/{name}` (with `properties.parameters`: name → `{type, isMandatory,
 //! position, defaultValue}`), per `shared/reference/azure-automation.md`.
 
-use super::{ACCOUNT, API_VERSION, RESOURCE_GROUP, SUBSCRIPTION, Shared, flat, job_name};
+use super::{ACCOUNT, RESOURCE_GROUP, SUBSCRIPTION, Shared, flat, job_name};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -49,27 +49,10 @@ pub(super) async fn list_runbooks(
             rb
         })
         .collect();
-    let skip: usize = query
-        .get("$skiptoken")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let page: Vec<Value> = all
-        .iter()
-        .skip(skip)
-        .take(inner.page_size)
-        .cloned()
-        .collect();
-    let mut answer = json!({ "value": page });
-    if skip + inner.page_size < all.len() {
-        let mut next = shared
-            .base
-            .join(&format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Automation/automationAccounts/{ACCOUNT}/runbooks"))
-            .expect("nextLink");
-        next.query_pairs_mut()
-            .append_pair("api-version", API_VERSION)
-            .append_pair("$skiptoken", &(skip + inner.page_size).to_string());
-        answer["nextLink"] = Value::String(next.to_string());
-    }
+    let list = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Automation/automationAccounts/{ACCOUNT}/runbooks"
+    );
+    let answer = super::page(&shared.base, &list, &query, inner.page_size, &all);
     Json(answer).into_response()
 }
 
