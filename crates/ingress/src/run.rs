@@ -42,9 +42,11 @@ impl Request<'_> {
         }
     }
 
-    /// A job message from this request, of `kind`, for `runbook` with `params`.
+    /// A job message from this request, of `kind`, for `runbook` with `params`, checked
+    /// against `catalog` (its version goes in the message).
     pub fn message(
         &self,
+        catalog: &Catalog,
         kind: JobKind,
         runbook: String,
         params: std::collections::BTreeMap<String, String>,
@@ -69,7 +71,7 @@ impl Request<'_> {
             record_day: Some(self.record_day),
             target: None,
             rerun_of: None,
-            catalog_version: Some(self.state.catalog.current().version().to_owned()),
+            catalog_version: Some(catalog.version().to_owned()),
             secret_params: Vec::new(),
         }
     }
@@ -147,9 +149,8 @@ pub async fn run_checked(
     };
     tracing::Span::current().record("runbook", accepted.runbook.as_str());
 
-    let mut message = req.message(JobKind::Run, accepted.runbook, accepted.params);
+    let mut message = req.message(catalog, JobKind::Run, accepted.runbook, accepted.params);
     message.rerun_of = rerun_of;
-    message.catalog_version = Some(catalog.version().to_owned());
     message.secret_params = catalog
         .get(&message.runbook)
         .map(|rb| rb.secret_params())

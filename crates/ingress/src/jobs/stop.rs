@@ -48,7 +48,12 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     }
     // The stop is a job message of its own (its id from this request), for the target's
     // runbook and parameters so that messages about it can say what is stopped.
-    let mut message = req.message(JobKind::Stop, record.runbook.clone(), record.params.clone());
+    let mut message = req.message(
+        &catalog,
+        JobKind::Stop,
+        record.runbook.clone(),
+        record.params.clone(),
+    );
     message.target = Some(record.job_id);
     // The record holds secret values masked already; the names keep them masked downstream.
     message.secret_params.clone_from(&record.secret_params);
