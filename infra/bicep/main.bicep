@@ -135,7 +135,7 @@ param hasSlackWebhookUrl bool = !empty(slackWebhookUrl)
 @description('More environment variables of the ingress, [{ name, value }], for settings without a parameter (README.md, configuration).')
 param ingressExtraEnv array = []
 
-@description('More environment variables of the runner, [{ name, value }] (e.g. CHATOPS_VISIBILITY_TIMEOUT, CHATOPS_MAX_JOB_AGE).')
+@description('More environment variables of the runner, [{ name, value }] (e.g. CHATOPS_VISIBILITY_TIMEOUT, CHATOPS_MAX_JOB_AGE, CHATOPS_SLACK_TAIL_INTERVAL).')
 param runnerExtraEnv array = []
 
 @description('Tags on every resource.')

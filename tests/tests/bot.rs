@@ -23,6 +23,7 @@ fn fast() -> BotSettings {
     BotSettings {
         post_interval: Duration::from_millis(20),
         update_interval: Duration::from_millis(10),
+        tail_interval: Duration::ZERO,
         call_patience: Duration::from_secs(10),
         automation_account: None,
     }

@@ -65,18 +65,29 @@ impl RunnerApp {
         if let Err(e) = audit_store.ensure_container().await {
             tracing::warn!(error = %e, "could not check or create the audit container at start");
         }
+        // The live tail needs the bot path's thread.
+        let live_tail = config
+            .slack_api
+            .as_ref()
+            .and_then(|_| config.bot.live_tail());
         let automation: Option<Arc<dyn Executor>> = match (config.arm, credential) {
             (Some(arm), Some(credential)) => {
                 let client = Arc::new(ArmClient::new(&arm, credential)?);
                 Some(Arc::new(
-                    AutomationExecutor::new(client).with_poll(config.poll),
+                    AutomationExecutor::new(client)
+                        .with_poll(config.poll)
+                        .with_live_output(live_tail),
                 ))
             }
             _ => None,
         };
         let executors = Executors {
             automation,
-            local: Arc::new(LocalExecutor::new().with_script_user(script_mode.user().cloned())),
+            local: Arc::new(
+                LocalExecutor::new()
+                    .with_script_user(script_mode.user().cloned())
+                    .with_live_output(live_tail.is_some()),
+            ),
         };
         warn_about_unreported_ends(
             &catalog,

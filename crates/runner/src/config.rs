@@ -27,6 +27,7 @@
 //! | `SLACK_API_BASE_URL` | `https://slack.com/api` | where the Web API is |
 //! | `CHATOPS_SLACK_POST_INTERVAL` | `1s` | bot path: at least this long between two posts in one channel, across jobs |
 //! | `CHATOPS_SLACK_UPDATE_INTERVAL` | `1200ms` | bot path: at least this long between two card updates in one workspace, across jobs |
+//! | `CHATOPS_SLACK_TAIL_INTERVAL` | `5s` | bot path: a running job's new output goes into its thread at most once per this interval (`0s`: only at the end) |
 //! | `CHATOPS_SCRIPT_USER` | unset | user (name or uid) local scripts run as; required when the runner runs as root and the catalog has local runbooks (`root` accepts that scripts can read the runner's secrets); see `docs/security.md` |
 
 use crate::executor::arm::ArmConfig;

@@ -21,6 +21,11 @@
 //!   are waited out inside the same delivery (`through_outages`): the worker keeps the message
 //!   hidden, the job stays followed and its timeout enforced.
 //! - [`Executor::follow_started`] follows a job only if it exists (a request too old to start).
+//! - With live output on ([`AutomationExecutor::with_live_output`]), the job's Output stream is
+//!   read on while it runs, at most once per tail interval, and once more when it ended, and
+//!   passed on as [`Progress::Output`] (`tail`).
+
+mod tail;
 
 use super::arm::{ArmClient, ArmError, CreateResult, Job, JobStatus};
 use super::{Executor, FinalState, JobRequest, Outcome, Progress, TransientError};
@@ -84,6 +89,8 @@ pub struct AutomationExecutor {
     /// The longest one outage is waited out while following a job; past it the run ends
     /// `Failed` with a plain reason (the job's slot is freed, the requester is told).
     outage_patience: Duration,
+    /// The live tail's interval; `None`: no live output.
+    live_output: Option<Duration>,
 }
 
 impl AutomationExecutor {
@@ -95,7 +102,15 @@ impl AutomationExecutor {
             poll: PollSchedule::default(),
             stop_wait: Duration::from_secs(300),
             outage_patience: Duration::from_secs(30 * 60),
+            live_output: None,
         }
+    }
+
+    /// Reads the job's Output stream while it runs, at most once per `interval`, and passes it
+    /// on as [`Progress::Output`]; `None` (the default): only at the end.
+    pub fn with_live_output(mut self, interval: Option<Duration>) -> Self {
+        self.live_output = interval;
+        self
     }
 
     pub fn with_poll(mut self, poll: PollSchedule) -> Self {
@@ -129,6 +144,7 @@ impl AutomationExecutor {
         let mut stop_asked = false;
         let mut announced = false;
         let mut last_status: Option<JobStatus> = None;
+        let mut live = self.live_output.map(tail::OutputTail::new);
         let mut job = match created {
             Some(job) => job,
             None => match self.poll_job(name).await {
@@ -149,6 +165,12 @@ impl AutomationExecutor {
                     pgid: None,
                 });
                 announced = true;
+            }
+            if let Some(live) = live.as_mut()
+                && announced
+                && (live.due() || job.status.is_final())
+            {
+                live.read(&self.client, name, &progress).await;
             }
             if job.status.is_final() {
                 let timed_out = stop_requested.is_some() && job.status == JobStatus::Stopped;

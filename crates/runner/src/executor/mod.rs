@@ -113,6 +113,10 @@ pub enum Progress {
         started_at: OffsetDateTime,
         pgid: Option<i32>,
     },
+    /// New output of the running job, as it comes (a script's stdout and stderr in arrival
+    /// order; Automation's Output-stream records), for the live tail in the job's thread. Sent
+    /// only by executors built with live output on; the final [`Outcome::output`] has it too.
+    Output { text: String },
 }
 
 /// The end of a job.

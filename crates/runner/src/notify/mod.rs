@@ -45,4 +45,16 @@ pub enum NotifyError {
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn notify(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError>;
+
+    /// How often a running job's new output may be shown ([`Notifier::output`]); `None` (the
+    /// default): this notifier shows output only with the final status.
+    fn live_tail(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// New output of a running job, batched by the worker: at most one call per
+    /// [`Notifier::live_tail`] interval, whole lines, and a last call (`last`) with what was
+    /// left when the output ended, just before the final status. Best effort: what cannot be
+    /// shown is counted and said, never retried at the cost of the final status.
+    async fn output(&self, _job: &JobMessage, _text: &str, _last: bool) {}
 }

@@ -11,7 +11,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 impl Worker {
     /// Runs an executor call (`call` gets the progress sender) and posts the `running` status
-    /// it reports as it goes.
+    /// it reports as it goes; its new output goes to the notifier's live tail in batches, at
+    /// most one per [`Notifier::live_tail`](crate::notify::Notifier::live_tail) interval, and
+    /// what is left when the call ends in a last batch.
     pub(super) async fn reporting<T, Fut>(
         &self,
         job: &JobMessage,
@@ -22,16 +24,53 @@ impl Worker {
     {
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
         let run = call(progress_tx);
+        let tail = self.notifier.live_tail();
         let report = async {
-            while let Some(Progress::Running { started_at, pgid }) = progress_rx.recv().await {
-                self.record_started(job, started_at, pgid).await;
-                if let Err(e) = self
-                    .notifier
-                    .notify(job, &Update::Running { started_at })
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not post the running status");
+            let mut batch = Batch::default();
+            let mut tick = tail.map(|every| {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick
+            });
+            loop {
+                let ticked = async {
+                    match tick.as_mut() {
+                        Some(tick) => {
+                            tick.tick().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    progress = progress_rx.recv() => match progress {
+                        Some(Progress::Running { started_at, pgid }) => {
+                            self.record_started(job, started_at, pgid).await;
+                            if let Err(e) = self
+                                .notifier
+                                .notify(job, &Update::Running { started_at })
+                                .await
+                            {
+                                tracing::warn!(error = %e, "could not post the running status");
+                            }
+                        }
+                        Some(Progress::Output { text }) => {
+                            if tail.is_some() {
+                                batch.push(&text);
+                            }
+                        }
+                        None => break,
+                    },
+                    () = ticked, if !batch.is_empty() => {
+                        let text = batch.take_lines();
+                        if !text.is_empty() {
+                            self.notifier.output(job, &text, false).await;
+                        }
+                    }
                 }
+            }
+            let rest = batch.take_all();
+            if !rest.is_empty() {
+                self.notifier.output(job, &rest, true).await;
             }
         };
         let (result, ()) = tokio::join!(run, report);
@@ -81,5 +120,53 @@ impl Worker {
             tokio::time::sleep(pause).await;
             retry = retry.saturating_add(1);
         }
+    }
+}
+
+/// Output not yet given to the live tail.
+#[derive(Debug, Default)]
+struct Batch(String);
+
+impl Batch {
+    fn push(&mut self, text: &str) {
+        self.0.push_str(text);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The whole lines so far (a partial last line waits for its end), or all of it when it
+    /// holds no line break at all (a long line, or output without line breaks).
+    fn take_lines(&mut self) -> String {
+        match self.0.rfind('\n') {
+            Some(end) => {
+                let rest = self.0.split_off(end + 1);
+                std::mem::replace(&mut self.0, rest)
+            }
+            None => self.take_all(),
+        }
+    }
+
+    fn take_all(&mut self) -> String {
+        std::mem::take(&mut self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batch;
+
+    #[test]
+    fn a_batch_gives_whole_lines_and_keeps_a_partial_one() {
+        let mut batch = Batch::default();
+        batch.push("one\ntw");
+        assert_eq!(batch.take_lines(), "one\n");
+        batch.push("o\nthr");
+        assert_eq!(batch.take_lines(), "two\n");
+        assert_eq!(batch.take_lines(), "thr");
+        assert!(batch.is_empty());
+        batch.push("x");
+        assert_eq!(batch.take_all(), "x");
     }
 }

@@ -13,6 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
+/// What [`ArmClient::read_streams_on`] read.
+#[derive(Debug, Clone)]
+pub struct StreamPages {
+    pub records: Vec<StreamRecord>,
+    /// Where the next read starts.
+    pub last_page: Url,
+    /// How many of `records` (the last ones) are on `last_page`.
+    pub on_last_page: usize,
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most pages of stream records read for one job.
@@ -168,6 +178,72 @@ impl ArmClient {
             );
         }
         Ok(items.iter().map(StreamRecord::from_json).collect())
+    }
+
+    /// The job's stream records of one type, read on from `from` (the last page an earlier
+    /// call read, which is read again for what was added to it since) or from the first page,
+    /// following `nextLink` for at most a bounded number of pages. Answers the records, the URL
+    /// of the last page read (where the next call starts) and how many of the records are on
+    /// that page (the last ones).
+    pub async fn read_streams_on(
+        &self,
+        job_name: &str,
+        stream_type: &str,
+        from: Option<Url>,
+    ) -> Result<StreamPages, ArmError> {
+        let mut url = match from {
+            Some(url) => url,
+            None => {
+                let mut url = self.job_url(job_name, &["streams"]);
+                let filter = format!(
+                    "properties/streamType eq '{}'",
+                    stream_type.replace('\'', "''")
+                );
+                url.query_pairs_mut().append_pair("$filter", &filter);
+                url
+            }
+        };
+        let mut records = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = json_body(
+                &self
+                    .send(
+                        Method::GET,
+                        url.clone(),
+                        Body::None,
+                        "application/json",
+                        Read::JSON,
+                    )
+                    .await?,
+            )?;
+            let items: Vec<StreamRecord> = page
+                .get("value")
+                .and_then(Value::as_array)
+                .map(|items| items.iter().map(StreamRecord::from_json).collect())
+                .unwrap_or_default();
+            let on_last_page = items.len();
+            records.extend(items);
+            match page
+                .get("nextLink")
+                .and_then(Value::as_str)
+                .filter(|l| !l.is_empty())
+            {
+                Some(link) => url = self.next_link(link)?,
+                None => {
+                    return Ok(StreamPages {
+                        records,
+                        last_page: url,
+                        on_last_page,
+                    });
+                }
+            }
+        }
+        // The page limit: the next call goes on from the next page.
+        Ok(StreamPages {
+            records,
+            last_page: url,
+            on_last_page: 0,
+        })
     }
 
     /// The `value` items of an ARM list at `url` and its `nextLink` pages, reading at most

@@ -19,7 +19,7 @@ mod retry;
 mod runbooks;
 mod transport;
 
-pub use client::{ArmClient, MAX_OUTPUT_TAIL};
+pub use client::{ArmClient, MAX_OUTPUT_TAIL, StreamPages};
 pub use config::{API_VERSION, ArmConfig, DEFAULT_ENDPOINT, DEFAULT_SCOPE};
 pub use error::ArmError;
 pub use model::{CreateResult, Job, JobStatus, StreamRecord};

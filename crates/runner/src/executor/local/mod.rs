@@ -10,7 +10,7 @@
 //!
 //! - `launch`: starting the supervisor and learning whether the script started;
 //! - `protocol`: what the runner and the supervisor say to each other;
-//! - `output`: the output pipe's bounded tail;
+//! - `output`: the output pipe's bounded tail, and its chunks for the live tail;
 //! - `home`: the per-job `HOME`.
 
 mod home;
@@ -51,6 +51,8 @@ pub struct LocalExecutor {
     supervisor: Option<PathBuf>,
     /// The user scripts run as; `None`: the runner's own.
     script_user: Option<ScriptUser>,
+    /// Output is passed on as [`Progress::Output`] while the script runs (the live tail).
+    live_output: bool,
 }
 
 impl Default for LocalExecutor {
@@ -61,6 +63,7 @@ impl Default for LocalExecutor {
             output_limit: 1024 * 1024,
             supervisor: None,
             script_user: None,
+            live_output: false,
         }
     }
 }
@@ -91,6 +94,12 @@ impl LocalExecutor {
     /// is not `chatops-runner`).
     pub fn with_supervisor(mut self, binary: impl Into<PathBuf>) -> Self {
         self.supervisor = Some(binary.into());
+        self
+    }
+
+    /// Passes output on as [`Progress::Output`] while the script runs (off by default).
+    pub fn with_live_output(mut self, live: bool) -> Self {
+        self.live_output = live;
         self
     }
 
@@ -129,6 +138,9 @@ impl Executor for LocalExecutor {
             started_at,
             pgid: Some(started.pgid.as_raw()),
         });
+        if self.live_output {
+            started.output.stream_to(progress.clone());
+        }
 
         // The supervisor stops the script at its timeout; this bound only guards against a
         // supervisor that stopped answering.

@@ -1,10 +1,13 @@
 //! The script's output: a background reader of the output pipe that keeps a bounded tail
-//! (the end of a log is what tells what happened), with a note when it was truncated.
+//! (the end of a log is what tells what happened), with a note when it was truncated, and,
+//! once [`OutputPump::stream_to`] is called, passes every chunk on as text for the live tail.
 
+use crate::executor::Progress;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::unix::pipe;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 /// Reads the output pipe in the background into a bounded tail.
@@ -48,6 +51,20 @@ impl OutputPump {
         tokio::time::timeout(limit, self.finish()).await.is_ok()
     }
 
+    /// From now on every chunk read goes to `sink` as [`Progress::Output`], starting with what
+    /// was read so far (when it was all kept).
+    pub(super) fn stream_to(&self, sink: UnboundedSender<Progress>) {
+        let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut live = Live {
+            sink,
+            partial: Vec::new(),
+        };
+        if tail.total == tail.bytes.len() && !tail.bytes.is_empty() {
+            live.send(&tail.bytes);
+        }
+        tail.live = Some(live);
+    }
+
     pub(super) fn note(&self, line: &str) {
         let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
         if !tail.ends_with_newline() {
@@ -61,18 +78,61 @@ impl OutputPump {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        self.tail
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .text()
+        let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+        // The end of the stream: the live tail's sink is let go.
+        tail.live = None;
+        tail.text()
     }
 }
 
-/// The last `limit` bytes of a stream, and how much there was.
+/// The last `limit` bytes of a stream, and how much there was; with a live sink, each chunk is
+/// passed on too.
 pub(super) struct Tail {
     bytes: Vec<u8>,
     total: usize,
     limit: usize,
+    live: Option<Live>,
+}
+
+/// Where new output goes as text, and the start of a UTF-8 character cut at a chunk's end.
+struct Live {
+    sink: UnboundedSender<Progress>,
+    partial: Vec<u8>,
+}
+
+impl Live {
+    fn send(&mut self, chunk: &[u8]) {
+        self.partial.extend_from_slice(chunk);
+        let text = take_text(&mut self.partial);
+        if !text.is_empty() {
+            // The receiver is gone only when the worker stopped caring.
+            let _ = self.sink.send(Progress::Output { text });
+        }
+    }
+}
+
+/// The text of `bytes` up to a UTF-8 character cut at their end (kept in `bytes`); invalid
+/// bytes become U+FFFD.
+fn take_text(bytes: &mut Vec<u8>) -> String {
+    let keep = match std::str::from_utf8(bytes) {
+        Ok(_) => 0,
+        Err(e) if e.error_len().is_none() => bytes.len() - e.valid_up_to(),
+        Err(_) => {
+            // Invalid inside: decode lossily, keeping only a cut character at the very end.
+            let tail = bytes.len().saturating_sub(3);
+            (tail..bytes.len())
+                .find(|&i| {
+                    std::str::from_utf8(&bytes[i..])
+                        .err()
+                        .is_some_and(|e| e.valid_up_to() == 0 && e.error_len().is_none())
+                })
+                .map_or(0, |i| bytes.len() - i)
+        }
+    };
+    let rest = bytes.split_off(bytes.len() - keep);
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    *bytes = rest;
+    text
 }
 
 impl Tail {
@@ -81,10 +141,14 @@ impl Tail {
             bytes: Vec::new(),
             total: 0,
             limit,
+            live: None,
         }
     }
 
     pub(super) fn push(&mut self, chunk: &[u8]) {
+        if let Some(live) = self.live.as_mut() {
+            live.send(chunk);
+        }
         self.total += chunk.len();
         self.bytes.extend_from_slice(chunk);
         // Trim in batches so a chatty script does not cost a copy per read.
@@ -122,6 +186,28 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_chunks_do_not_split_characters() {
+        let (sink, mut got) = tokio::sync::mpsc::unbounded_channel();
+        let mut tail = Tail::new(100);
+        tail.live = Some(Live {
+            sink,
+            partial: Vec::new(),
+        });
+        let all = "aé€🚀 end".as_bytes().to_vec();
+        for b in all.chunks(1) {
+            tail.push(b);
+        }
+        let mut text = String::new();
+        while let Ok(Progress::Output { text: t }) = got.try_recv() {
+            text.push_str(&t);
+        }
+        assert_eq!(text, "aé€🚀 end");
+        let mut bad = vec![b'a', 0xff, b'b', 0xe2, 0x82];
+        assert_eq!(take_text(&mut bad), "a\u{FFFD}b");
+        assert_eq!(bad, vec![0xe2, 0x82]);
+    }
 
     #[test]
     fn tail_does_not_split_characters() {

@@ -7,6 +7,8 @@ use std::time::Duration;
 pub const DEFAULT_POST_INTERVAL: Duration = Duration::from_secs(1);
 /// `chat.update` is Tier 3 (about 50 a minute per workspace): one per 1.2 s.
 pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_millis(1200);
+/// How often a running job's new output is posted in its thread.
+pub const DEFAULT_TAIL_INTERVAL: Duration = Duration::from_secs(5);
 /// How long one Slack call (with its 429 waits and retries) may take.
 pub const DEFAULT_CALL_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -16,10 +18,15 @@ pub const DEFAULT_CALL_PATIENCE: Duration = Duration::from_secs(60);
 ///   one channel, across jobs (default `1s`).
 /// - `CHATOPS_SLACK_UPDATE_INTERVAL`: at least this long between two `chat.update` calls in one
 ///   workspace, across jobs (default `1200ms`).
+/// - `CHATOPS_SLACK_TAIL_INTERVAL`: at most one reply of a running job's new output in its
+///   thread per this interval (default `5s`; `0s` or `off`: no live tail, the output comes at
+///   the end).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotSettings {
     pub post_interval: Duration,
     pub update_interval: Duration,
+    /// The live tail's interval; zero: no live tail.
+    pub tail_interval: Duration,
     /// How long one call may wait for Slack (429s, outages) before it counts as failed.
     pub call_patience: Duration,
     /// The Automation account's ARM resource id (`/subscriptions/…/automationAccounts/…`), for
@@ -32,6 +39,7 @@ impl Default for BotSettings {
         BotSettings {
             post_interval: DEFAULT_POST_INTERVAL,
             update_interval: DEFAULT_UPDATE_INTERVAL,
+            tail_interval: DEFAULT_TAIL_INTERVAL,
             call_patience: DEFAULT_CALL_PATIENCE,
             automation_account: None,
         }
@@ -53,8 +61,14 @@ impl BotSettings {
                 "CHATOPS_SLACK_UPDATE_INTERVAL",
                 DEFAULT_UPDATE_INTERVAL,
             )?,
+            tail_interval: tail_interval(env)?,
             ..BotSettings::default()
         })
+    }
+
+    /// The live tail's interval, when there is one.
+    pub fn live_tail(&self) -> Option<Duration> {
+        (!self.tail_interval.is_zero()).then_some(self.tail_interval)
     }
 
     /// The Azure portal's page of an Automation job.
@@ -70,6 +84,15 @@ impl BotSettings {
     }
 }
 
+/// `CHATOPS_SLACK_TAIL_INTERVAL`: a duration, or `0s` / `0` / `off` for no live tail.
+fn tail_interval(env: &dyn EnvSource) -> Result<Duration, ConfigError> {
+    const VAR: &str = "CHATOPS_SLACK_TAIL_INTERVAL";
+    match config::optional(env, VAR).as_deref().map(str::trim) {
+        Some("0" | "0s" | "off") => Ok(Duration::ZERO),
+        _ => config::duration(env, VAR, DEFAULT_TAIL_INTERVAL),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,8 +105,14 @@ mod tests {
         let env = HashMap::from([
             ("CHATOPS_SLACK_POST_INTERVAL", "20ms"),
             ("CHATOPS_SLACK_UPDATE_INTERVAL", "5ms"),
+            ("CHATOPS_SLACK_TAIL_INTERVAL", "0s"),
         ]);
         let c = BotSettings::from_env(&env).unwrap();
+        assert_eq!(c.live_tail(), None);
+        assert_eq!(
+            BotSettings::default().live_tail(),
+            Some(DEFAULT_TAIL_INTERVAL)
+        );
         assert_eq!(c.post_interval, Duration::from_millis(20));
         assert_eq!(c.update_interval, Duration::from_millis(5));
         let bad = HashMap::from([("CHATOPS_SLACK_POST_INTERVAL", "fast")]);

@@ -17,15 +17,23 @@
 //!   to invite the bot. A job without a `response_url` (from a modal) gets its card in the
 //!   requester's DM.
 //!
+//! - Live tail: while a job runs, its new output goes into the thread, one reply per batch
+//!   (`CHATOPS_SLACK_TAIL_INTERVAL`), through the same per-channel pacing; a reply that cannot
+//!   go out within the interval is skipped and counted, so the tail never holds up the final
+//!   status. At the end the thread gets only what the tail has not shown, and a note when
+//!   lines were not shown live, with where the whole output is.
+//!
 //! - `config`: the pacing settings; `card`: the card's blocks;
-//!   `thread`: the output replies.
+//!   `thread`: the output replies; `live`: the live tail's replies.
 
 mod card;
 mod config;
+mod live;
 mod thread;
 
 pub use config::{
-    BotSettings, DEFAULT_CALL_PATIENCE, DEFAULT_POST_INTERVAL, DEFAULT_UPDATE_INTERVAL,
+    BotSettings, DEFAULT_CALL_PATIENCE, DEFAULT_POST_INTERVAL, DEFAULT_TAIL_INTERVAL,
+    DEFAULT_UPDATE_INTERVAL,
 };
 pub use thread::{MAX_ERROR_MESSAGES, MAX_OUTPUT_MESSAGES};
 
@@ -73,6 +81,8 @@ struct Route {
     outside: bool,
     /// The invite hint was shown.
     hinted: bool,
+    /// What the live tail showed of the output.
+    live: live::Shown,
 }
 
 /// Posts and updates job cards with the bot token; see the module docs.
@@ -246,12 +256,76 @@ impl BotNotifier {
             self.remember(job, &card).await;
             route.card = Some(card.clone());
         }
+        let shown_live = route.live.clone();
         self.set_route(job.job_id, route);
         if let Update::Finished(outcome) = update {
-            self.thread(&card, thread::replies(job, outcome, portal.as_deref()))
-                .await;
+            let replies = if shown_live.used {
+                // The live tail showed the output already; the rest is its closing note.
+                let whole = whole_output(job, portal.as_deref());
+                let mut replies: Vec<Value> = live::closing(job, &shown_live, &whole)
+                    .into_iter()
+                    .collect();
+                replies.extend(thread::error_replies(job, outcome, portal.as_deref()));
+                replies
+            } else {
+                thread::replies(job, outcome, portal.as_deref())
+            };
+            self.thread(&card, replies).await;
         }
         Ok(())
+    }
+
+    /// Posts a batch of a running job's output under its card; see the module docs.
+    async fn live(&self, job: &JobMessage, text: &str, last: bool) {
+        let mut route = self.route(job.job_id);
+        let Some(card) = route.card.clone().filter(|_| !route.outside) else {
+            // No card to reply under: the output comes with the final status.
+            return;
+        };
+        route.live.used = true;
+        let lines = live::lines(text);
+        if route.live.off {
+            route.live.skipped += lines;
+            self.set_route(job.job_id, route);
+            return;
+        }
+        let (mut reply, hidden) = live::reply(job, text);
+        if let Value::Object(fields) = &mut reply {
+            fields.insert("thread_ts".into(), Value::String(card.ts.clone()));
+        }
+        // A batch waits at most until the next one is due; the last one as long as any call.
+        let deadline = if last {
+            self.deadline()
+        } else {
+            Instant::now() + self.settings.tail_interval
+        };
+        let key = format!("post:{}", card.channel);
+        let paced =
+            tokio::time::timeout_at(deadline, self.api.pace(&key, self.settings.post_interval))
+                .await;
+        let posted = match paced {
+            Ok(()) => self.api.post_message(&card.channel, &reply, deadline).await,
+            Err(_) => Err(SlackApiError::Deadline {
+                method: "chat.postMessage".into(),
+                reason: "the channel's posts are paced past the next batch".into(),
+            }),
+        };
+        match posted {
+            Ok(_) => {
+                route.live.lines += lines - hidden;
+                route.live.skipped += hidden;
+            }
+            Err(e) => {
+                route.live.skipped += lines;
+                if has_code(&e, CHANNEL_CLOSED) || has_code(&e, MESSAGE_GONE) {
+                    tracing::warn!(error = %e, "the job's thread is closed to the live tail; its output comes with the final status");
+                    route.live.off = true;
+                } else {
+                    tracing::info!(error = %e, lines, "a live output reply was skipped");
+                }
+            }
+        }
+        self.set_route(job.job_id, route);
     }
 
     /// The card in the requester's DM, when the job's channel is closed to the bot (`Some`);
@@ -351,6 +425,25 @@ impl Notifier for BotNotifier {
             self.lock().remove(&job.job_id);
         }
         result
+    }
+
+    fn live_tail(&self) -> Option<std::time::Duration> {
+        self.settings.live_tail()
+    }
+
+    async fn output(&self, job: &JobMessage, text: &str, last: bool) {
+        self.live(job, text, last).await;
+    }
+}
+
+/// Where the whole output of a job is, for the note on output the thread does not show.
+fn whole_output(job: &JobMessage, portal: Option<&str>) -> String {
+    match portal {
+        Some(link) => format!("All of it is in <{link}|the Azure portal>."),
+        None => format!(
+            "The job record keeps its end (`/runbook status {}`).",
+            job.short_id()
+        ),
     }
 }
 

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 /// Escaped output in one code section; with its fences it stays under 3,000 characters.
 const SECTION_BODY: usize = 2_900;
 /// Code sections per reply: 3 × 2,900 with the notes stays under 12,000 characters in all.
-const SECTIONS_PER_MESSAGE: usize = 3;
+pub(super) const SECTIONS_PER_MESSAGE: usize = 3;
 /// Replies for the output stream at most.
 pub const MAX_OUTPUT_MESSAGES: usize = 4;
 /// Replies for the error stream at most.
@@ -37,17 +37,23 @@ pub fn replies(job: &JobMessage, outcome: &Outcome, portal: Option<&str>) -> Vec
         MAX_OUTPUT_MESSAGES,
         portal,
     );
-    if let Some(error) = outcome.error.as_deref() {
-        replies.extend(stream(
+    replies.extend(error_replies(job, outcome, portal));
+    replies
+}
+
+/// The replies for a finished job's error stream alone (none when it is empty).
+pub fn error_replies(job: &JobMessage, outcome: &Outcome, portal: Option<&str>) -> Vec<Value> {
+    match outcome.error.as_deref() {
+        Some(error) => stream(
             job,
             error.trim_end(),
             ":warning: *Error stream*",
             "Error stream",
             MAX_ERROR_MESSAGES,
             portal,
-        ));
+        ),
+        None => Vec::new(),
     }
-    replies
 }
 
 fn stream(
@@ -116,16 +122,16 @@ fn stream(
 
 /// The tail of a text, escaped, in sections of at most [`SECTION_BODY`] units.
 #[derive(Debug)]
-struct Cut {
+pub(super) struct Cut {
     /// In text order.
-    sections: Vec<String>,
+    pub(super) sections: Vec<String>,
     /// Characters of the text shown, and in all.
-    shown: usize,
-    total: usize,
+    pub(super) shown: usize,
+    pub(super) total: usize,
 }
 
 /// As much of the end of `text` as fits in `max_sections` sections.
-fn tail_sections(text: &str, max_sections: usize) -> Cut {
+pub(super) fn tail_sections(text: &str, max_sections: usize) -> Cut {
     let chars: Vec<char> = text.chars().collect();
     let pieces: Vec<Cow<'static, str>> = chars
         .iter()
@@ -173,7 +179,7 @@ fn tail_sections(text: &str, max_sections: usize) -> Cut {
 }
 
 /// A code block around `body`; a backtick at either end is kept off the fence.
-fn code_block(body: &str) -> String {
+pub(super) fn code_block(body: &str) -> String {
     let lead = if body.starts_with('`') {
         "\u{200B}"
     } else {
@@ -184,7 +190,7 @@ fn code_block(body: &str) -> String {
 }
 
 /// `204800` as `204,800`.
-fn thousands(n: usize) -> String {
+pub(super) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
