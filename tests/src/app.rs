@@ -383,6 +383,7 @@ impl TestApp {
             max_job_age: Duration::from_secs(3600),
             runner_id: chatops_runner::worker::new_runner_id(),
             record_poll: Duration::from_millis(300),
+            output_keep: chatops_runner::worker::DEFAULT_OUTPUT_KEEP,
             workspaces: Default::default(),
         }
     }

@@ -13,7 +13,7 @@ use chatops_runner::executor::arm::{ArmClient, RetryPolicy};
 use chatops_runner::executor::automation::{AutomationExecutor, PollSchedule};
 use chatops_runner::executor::local::LocalExecutor;
 use chatops_runner::notify::bot::BotSettings;
-use chatops_runner::worker::{Executors, Worker};
+use chatops_runner::worker::{Executors, Worker, WorkerSettings};
 use chatops_shared::records::record_name_of;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +95,10 @@ fn flood() -> String {
 
 /// A runner's worker on the bot path with the live tail on (executors and notifier alike).
 fn live_worker(app: &TestApp) -> Worker {
+    live_worker_with(app, app.worker_settings())
+}
+
+fn live_worker_with(app: &TestApp, worker_settings: WorkerSettings) -> Worker {
     let settings = BotSettings {
         post_interval: Duration::from_millis(20),
         update_interval: Duration::from_millis(10),
@@ -130,7 +134,7 @@ fn live_worker(app: &TestApp) -> Worker {
         app.job_keys.clone(),
         executors,
         Arc::new(app.bot_notifier(settings)),
-        app.worker_settings(),
+        worker_settings,
     )
 }
 
@@ -271,6 +275,7 @@ async fn two_hundred_kilobytes_at_once_stay_within_slacks_limits_and_are_counted
     let app = spawn().await;
     let out = flood();
     app.command(ALICE, OPS, "flood").await;
+    let job = app.peek_jobs().await.remove(0);
     run_watching(&app, live_worker(&app)).await;
 
     assert_within_limits(&app);
@@ -298,6 +303,48 @@ async fn two_hundred_kilobytes_at_once_stay_within_slacks_limits_and_are_counted
             .contains("lines shown in this thread"),
         "{closing:#?}"
     );
+    // Where the whole output is, and the whole output read from there.
+    let command = format!("chatops-runner output {}", job.short_id());
+    assert!(closing.body.to_string().contains(&command), "{closing:#?}");
+    assert!(
+        kept_output(&app, &job.short_id()) == out.as_bytes(),
+        "the whole output, byte for byte"
+    );
+    app.finish().await;
+}
+
+/// `chatops-runner output <short id>`, its stdout.
+fn kept_output(app: &TestApp, short_id: &str) -> Vec<u8> {
+    let read = std::process::Command::new(binary("chatops-runner"))
+        .args(["output", short_id])
+        .env_clear()
+        .envs(app.service_env())
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    read.stdout
+}
+
+#[tokio::test]
+async fn output_past_the_cap_is_kept_up_to_it_and_says_it_was_cut() {
+    let app = spawn().await;
+    let out = flood();
+    app.command(ALICE, OPS, "flood").await;
+    let job = app.peek_jobs().await.remove(0);
+    let mut settings = app.worker_settings();
+    settings.output_keep = 10_000;
+    run_watching(&app, live_worker_with(&app, settings)).await;
+    let kept = String::from_utf8(kept_output(&app, &job.short_id())).unwrap();
+    let (head, note) = kept.rsplit_once("[output cut here").unwrap();
+    // Cut inside a line, the kept part ends with a line break of its own.
+    let head = head.strip_suffix('\n').unwrap();
+    assert!(out.starts_with(head) && head.len() <= 10_000, "{kept}");
+    assert!(head.len() > 9_000);
+    assert_eq!(note, ": only the first 10000 bytes are kept]\n");
     app.finish().await;
 }
 

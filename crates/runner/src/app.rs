@@ -86,7 +86,8 @@ impl RunnerApp {
             local: Arc::new(
                 LocalExecutor::new()
                     .with_script_user(script_mode.user().cloned())
-                    .with_live_output(live_tail.is_some()),
+                    // For the live tail and the kept whole output.
+                    .with_live_output(true),
             ),
         };
         warn_about_unreported_ends(

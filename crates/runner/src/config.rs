@@ -28,6 +28,7 @@
 //! | `CHATOPS_SLACK_POST_INTERVAL` | `1s` | bot path: at least this long between two posts in one channel, across jobs |
 //! | `CHATOPS_SLACK_UPDATE_INTERVAL` | `1200ms` | bot path: at least this long between two card updates in one workspace, across jobs |
 //! | `CHATOPS_SLACK_TAIL_INTERVAL` | `5s` | bot path: a running job's new output goes into its thread at most once per this interval (`0s`: only at the end) |
+//! | `CHATOPS_OUTPUT_KEEP` | `10485760` | bytes of a local script's output kept whole next to its job record (`chatops-runner output <job-id>`); past it the kept output says it was cut |
 //! | `CHATOPS_SCRIPT_USER` | unset | user (name or uid) local scripts run as; required when the runner runs as root and the catalog has local runbooks (`root` accepts that scripts can read the runner's secrets); see `docs/security.md` |
 
 use crate::executor::arm::ArmConfig;
@@ -110,6 +111,7 @@ impl RunnerConfig {
                 defaults.shutdown_grace,
             )?,
             max_job_age: config::duration(env, "CHATOPS_MAX_JOB_AGE", defaults.max_job_age)?,
+            output_keep: number(env, "CHATOPS_OUTPUT_KEEP", defaults.output_keep)?,
             workspaces: Workspaces::from_env(env)?,
             ..defaults
         };

@@ -3,9 +3,11 @@
 //! is the supervisor the runner starts each local script through (not for people to call).
 //! `chatops-runner audit verify|export` checks or exports the audit log (`audit_cli`).
 //! `chatops-runner catalog sync` writes catalog entries from the Automation account (`catalog_cli`).
+//! `chatops-runner output <job-id>` prints a local script's kept whole output (`output_cli`).
 
 mod audit_cli;
 mod catalog_cli;
+mod output_cli;
 
 use chatops_runner::app::RunnerApp;
 use chatops_runner::config::RunnerConfig;
@@ -20,6 +22,9 @@ async fn main() -> ExitCode {
     }
     if std::env::args().nth(1).as_deref() == Some("audit") {
         return audit_cli::main(std::env::args().skip(2).collect()).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("output") {
+        return output_cli::main(std::env::args().skip(2).collect()).await;
     }
     if std::env::args().nth(1).as_deref() == Some("catalog") {
         return catalog_cli::main(std::env::args().skip(2).collect()).await;

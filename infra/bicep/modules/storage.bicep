@@ -145,8 +145,10 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
           type: 'Lifecycle'
           definition: {
             filters: {
+              // appendBlob: a local script's whole output, kept next to its record.
               blobTypes: [
                 'blockBlob'
+                'appendBlob'
               ]
               prefixMatch: [
                 '${recordsContainerName}/'

@@ -49,6 +49,7 @@ mod extender;
 mod finish;
 mod give_up;
 mod held;
+mod kept;
 mod ownership;
 mod poll;
 mod prepare;
@@ -58,7 +59,7 @@ mod stop;
 mod watch;
 
 pub use extender::MIN_VISIBILITY;
-pub use settings::{WorkerSettings, new_runner_id};
+pub use settings::{DEFAULT_OUTPUT_KEEP, WorkerSettings, new_runner_id};
 
 /// What a runner that owns a job has to do with it.
 enum Todo {
@@ -466,7 +467,9 @@ impl Worker {
             // looked up first; it is started only when it is not there and may still start.
             if !prepared.local && (started || expired.is_some()) {
                 let found = self
-                    .reporting(job, |progress| executor.follow_started(&request, progress))
+                    .reporting(job, false, |progress| {
+                        executor.follow_started(&request, progress)
+                    })
                     .await?;
                 match (found, expired) {
                     (Some(outcome), _) => return Ok(outcome),
@@ -474,8 +477,11 @@ impl Worker {
                     (None, None) => {}
                 }
             }
-            self.reporting(job, |progress| executor.run(&request, progress))
-                .await
+            // A local script's whole output is kept here; Automation keeps its own.
+            self.reporting(job, prepared.local, |progress| {
+                executor.run(&request, progress)
+            })
+            .await
         };
         match run.await {
             Ok(outcome) => Ran::Finished(outcome),

@@ -1,22 +1,29 @@
 //! Reporting a job's progress and its final status to the requester.
 
 use super::Worker;
+use super::kept::Kept;
 use crate::executor::{Outcome, Progress};
 use crate::notify::{NotifyError, Update};
 use chatops_shared::backoff::Backoff;
 use chatops_shared::job::JobMessage;
+use chatops_shared::records::record_name_of;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
+
+/// How often output is kept when there is no live tail.
+const KEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// Runs an executor call (`call` gets the progress sender) and posts the `running` status
     /// it reports as it goes; its new output goes to the notifier's live tail in batches, at
     /// most one per [`Notifier::live_tail`](crate::notify::Notifier::live_tail) interval, and
-    /// what is left when the call ends in a last batch.
+    /// what is left when the call ends in a last batch. With `keep`, the batches are kept whole
+    /// next to the job's record too (`kept`).
     pub(super) async fn reporting<T, Fut>(
         &self,
         job: &JobMessage,
+        keep: bool,
         call: impl FnOnce(UnboundedSender<Progress>) -> Fut,
     ) -> T
     where
@@ -25,9 +32,18 @@ impl Worker {
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
         let run = call(progress_tx);
         let tail = self.notifier.live_tail();
+        let mut kept = (keep && self.settings.output_keep > 0).then(|| {
+            Kept::new(
+                self.records.clone(),
+                record_name_of(job),
+                self.settings.output_keep,
+            )
+        });
+        let batching = tail.is_some() || kept.is_some();
+        let every = tail.unwrap_or(KEEP_INTERVAL);
         let report = async {
             let mut batch = Batch::default();
-            let mut tick = tail.map(|every| {
+            let mut tick = batching.then_some(every).map(|every| {
                 let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick
@@ -54,7 +70,7 @@ impl Worker {
                             }
                         }
                         Some(Progress::Output { text }) => {
-                            if tail.is_some() {
+                            if batching {
                                 batch.push(&text);
                             }
                         }
@@ -62,14 +78,20 @@ impl Worker {
                     },
                     () = ticked, if !batch.is_empty() => {
                         let text = batch.take_lines();
-                        if !text.is_empty() {
+                        if let Some(kept) = kept.as_mut() {
+                            kept.append(&text).await;
+                        }
+                        if tail.is_some() && !text.is_empty() {
                             self.notifier.output(job, &text, false).await;
                         }
                     }
                 }
             }
             let rest = batch.take_all();
-            if !rest.is_empty() {
+            if let Some(kept) = kept.as_mut() {
+                kept.append(&rest).await;
+            }
+            if tail.is_some() && !rest.is_empty() {
                 self.notifier.output(job, &rest, true).await;
             }
         };

@@ -3,6 +3,9 @@
 use chatops_shared::workspaces::Workspaces;
 use std::time::Duration;
 
+/// Bytes of a local script's output kept whole by default: 10 MiB.
+pub const DEFAULT_OUTPUT_KEEP: u64 = 10 * 1024 * 1024;
+
 /// Tunables, all from configuration.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -28,6 +31,9 @@ pub struct WorkerSettings {
     /// How often the record of a running job is read, for stop requests (and how often a
     /// second message for a job another runner holds looks at its record).
     pub record_poll: Duration,
+    /// `CHATOPS_OUTPUT_KEEP`: bytes of a local script's output kept whole next to its record
+    /// (`chatops-runner output <job-id>`).
+    pub output_keep: u64,
     /// `SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`: the workspaces whose jobs are run (all unless set).
     pub workspaces: Workspaces,
 }
@@ -63,6 +69,7 @@ impl Default for WorkerSettings {
             max_job_age: Duration::from_secs(3600),
             runner_id: new_runner_id(),
             record_poll: Duration::from_secs(2),
+            output_keep: DEFAULT_OUTPUT_KEEP,
             workspaces: Workspaces::default(),
         }
     }

@@ -17,7 +17,7 @@ pub use model::{
     ExecutorRef, Holder, JobRecord, JobState, RECORD_SCHEMA, SlackMessageRef, StateChange,
     StopRequest, Summary,
 };
-pub use store::{Claim, Records, RecordsError, Versioned, newest_first};
+pub use store::{Claim, Records, RecordsError, Versioned, newest_first, output_name};
 
 use crate::blob::settings::BlobSettings;
 use crate::config::{self, ConfigError, EnvSource};

@@ -177,6 +177,34 @@ impl Records {
         Err(RecordsError::Conflict(name.to_owned()))
     }
 
+    /// Starts keeping the whole output of the job recorded under `record_name` (an empty
+    /// append blob at [`output_name`]); true when this call created it.
+    pub async fn create_output(&self, record_name: &str) -> Result<bool, RecordsError> {
+        Ok(self.store.create_append(&output_name(record_name)).await?)
+    }
+
+    /// Appends `bytes` to the kept output at `position` (its length so far).
+    pub async fn append_output(
+        &self,
+        record_name: &str,
+        bytes: Vec<u8>,
+        position: u64,
+    ) -> Result<(), RecordsError> {
+        Ok(self
+            .store
+            .append(&output_name(record_name), bytes, position)
+            .await?)
+    }
+
+    /// The kept output of the job recorded under `record_name`; `None` when none was kept.
+    pub async fn read_output(&self, record_name: &str) -> Result<Option<Vec<u8>>, RecordsError> {
+        Ok(self
+            .store
+            .read(&output_name(record_name))
+            .await?
+            .map(|blob| blob.body))
+    }
+
     /// Every record of one day, from the listing alone (one request per 5000 records).
     pub async fn list_day(&self, day: Date) -> Result<Vec<Summary>, RecordsError> {
         self.list_prefix(&day_prefix(day)).await
@@ -295,4 +323,14 @@ pub fn newest_first(summaries: &mut [Summary]) {
 fn to_json(record: &JobRecord) -> Vec<u8> {
     // A record is plain strings, maps and timestamps: serializing cannot fail.
     serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// Where the whole output of a job is kept, next to its record and outside the records'
+/// listing: `jobs/2026-11-28/<id>.json` keeps it in `output/2026-11-28/<id>.txt`.
+pub fn output_name(record_name: &str) -> String {
+    let base = record_name
+        .strip_prefix(RECORDS_PREFIX)
+        .unwrap_or(record_name);
+    let base = base.strip_suffix(".json").unwrap_or(base);
+    format!("output/{base}.txt")
 }

@@ -201,6 +201,10 @@ impl BotNotifier {
             Some(ExecutorRef::Automation { job_name }) => self.settings.portal_link(job_name),
             _ => None,
         });
+        let local = matches!(
+            record.as_ref().and_then(|r| r.executor.as_ref()),
+            Some(ExecutorRef::Local { .. })
+        );
         let message = card::card(job, update, portal.as_deref(), OffsetDateTime::now_utc());
         let known = route.card.clone().or_else(|| {
             record
@@ -261,7 +265,7 @@ impl BotNotifier {
         if let Update::Finished(outcome) = update {
             let replies = if shown_live.used {
                 // The live tail showed the output already; the rest is its closing note.
-                let whole = whole_output(job, portal.as_deref());
+                let whole = whole_output(job, portal.as_deref(), local);
                 let mut replies: Vec<Value> = live::closing(job, &shown_live, &whole)
                     .into_iter()
                     .collect();
@@ -436,10 +440,15 @@ impl Notifier for BotNotifier {
     }
 }
 
-/// Where the whole output of a job is, for the note on output the thread does not show.
-fn whole_output(job: &JobMessage, portal: Option<&str>) -> String {
+/// Where the whole output of a job is, for the note on output the thread does not show: the
+/// Azure portal for an Automation job, the output kept next to a local script's record.
+fn whole_output(job: &JobMessage, portal: Option<&str>, local: bool) -> String {
     match portal {
         Some(link) => format!("All of it is in <{link}|the Azure portal>."),
+        None if local => format!(
+            "All of it is kept with the job record: an operator reads it with `chatops-runner output {}`.",
+            job.short_id()
+        ),
         None => format!(
             "The job record keeps its end (`/runbook status {}`).",
             job.short_id()
