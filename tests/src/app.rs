@@ -441,6 +441,50 @@ impl TestApp {
         }
     }
 
+    /// Executors like [`TestApp::executors`] whose ARM client paces its reads with `budget`,
+    /// as a runner process does (`CHATOPS_ARM_READS_PER_SECOND`), polling every `poll`.
+    pub fn executors_paced(
+        &self,
+        budget: Arc<chatops_runner::executor::arm::ReadBudget>,
+        poll: Duration,
+    ) -> Executors {
+        let retry = RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            max_retry_after: Duration::from_secs(2),
+        };
+        let client = ArmClient::new(&self.arm.config(), self.arm.credential())
+            .expect("arm client")
+            .with_retry(retry)
+            .with_budget(budget);
+        Executors {
+            automation: Some(Arc::new(
+                AutomationExecutor::new(Arc::new(client)).with_poll(PollSchedule::fixed(poll)),
+            )),
+            local: Arc::new(LocalExecutor::new().with_supervisor(binary("chatops-runner"))),
+        }
+    }
+
+    /// A worker with these executors, reporting through `notifier`.
+    pub fn worker_using(
+        &self,
+        executors: Executors,
+        mut settings: WorkerSettings,
+        notifier: Arc<dyn Notifier>,
+    ) -> Worker {
+        settings.runner_id = chatops_runner::worker::new_runner_id();
+        Worker::new(
+            self.runner_queue(),
+            self.records(),
+            self.live_catalog.clone(),
+            self.job_keys.clone(),
+            executors,
+            notifier,
+            settings,
+        )
+    }
+
     pub fn notifier(&self) -> SlackNotifier {
         SlackNotifier::new(SlackNotifierConfig {
             webhook_url: Some(Secret::new(self.slack.webhook_url())),

@@ -113,6 +113,10 @@ pub enum Progress {
         started_at: OffsetDateTime,
         pgid: Option<i32>,
     },
+    /// The job is not running yet and waits on Azure Automation's limits: held back
+    /// (`Queued`) while the account runs as many jobs as it may, or its start refused for now
+    /// and being retried. `reason` is plain words for the requester.
+    Waiting { reason: String },
 }
 
 /// The end of a job.

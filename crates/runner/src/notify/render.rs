@@ -96,6 +96,12 @@ fn compose(job: &JobMessage, update: &Update, prefix: &str) -> String {
             }
             push_output(&mut text, outcome);
         }
+        Update::Waiting { reason } => {
+            text.push_str(&format!(
+                ":hourglass_flowing_sand: {who} asked for {what} — *waiting* (job `{id}`)\n{}",
+                escape_head(reason, MAX_ERROR_CHARS)
+            ));
+        }
         Update::Notice(notice) => {
             text.push_str(&format!(
                 ":information_source: {} (job `{id}`, {what})",

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 impl Worker {
-    /// Runs an executor call (`call` gets the progress sender) and posts the `running` status
-    /// it reports as it goes.
+    /// Runs an executor call (`call` gets the progress sender) and posts the `running` and
+    /// `waiting` statuses it reports as it goes.
     pub(super) async fn reporting<T, Fut>(
         &self,
         job: &JobMessage,
@@ -23,14 +23,16 @@ impl Worker {
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
         let run = call(progress_tx);
         let report = async {
-            while let Some(Progress::Running { started_at, pgid }) = progress_rx.recv().await {
-                self.record_started(job, started_at, pgid).await;
-                if let Err(e) = self
-                    .notifier
-                    .notify(job, &Update::Running { started_at })
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not post the running status");
+            while let Some(progress) = progress_rx.recv().await {
+                let update = match progress {
+                    Progress::Running { started_at, pgid } => {
+                        self.record_started(job, started_at, pgid).await;
+                        Update::Running { started_at }
+                    }
+                    Progress::Waiting { reason } => Update::Waiting { reason },
+                };
+                if let Err(e) = self.notifier.notify(job, &update).await {
+                    tracing::warn!(error = %e, "could not post the job's status");
                 }
             }
         };

@@ -23,6 +23,7 @@ const MAX_FALLBACK_CHARS: usize = 300;
 pub fn card(job: &JobMessage, update: &Update, portal: Option<&str>, now: OffsetDateTime) -> Value {
     let (icon, state) = match update {
         Update::Running { .. } => (":arrow_forward:", "Running"),
+        Update::Waiting { .. } => (":hourglass_flowing_sand:", "Waiting"),
         Update::Finished(outcome) => (emoji(outcome.state), outcome.state.label()),
         Update::Notice(_) => (":information_source:", "Notice"),
     };
@@ -73,6 +74,10 @@ pub fn card(job: &JobMessage, update: &Update, portal: Option<&str>, now: Offset
             {
                 context.push("output in the thread".to_owned());
             }
+        }
+        Update::Waiting { reason } => {
+            blocks.push(section(&escape_head(reason, MAX_CARD_ERROR_CHARS)));
+            fallback.push_str(", not running yet");
         }
         Update::Notice(notice) => {
             blocks.push(section(&escape_head(notice, MAX_CARD_ERROR_CHARS)));
