@@ -92,6 +92,11 @@ param runnerJobsPerReplica int = 8
 @maxValue(570)
 param runnerShutdownGraceSeconds int = 120
 
+@description('ARM reads per second the runner replicas may use together in the subscription (ARM refills 25/s per principal; they share one identity). Each replica gets armReadsPerSecond / runnerMaxReplicas.')
+@minValue(1)
+@maxValue(25)
+param armReadsPerSecond int = 20
+
 @description('Resource id of an existing Automation account the runner starts jobs in. Empty: local runbooks only.')
 param automationAccountId string = ''
 
@@ -372,6 +377,8 @@ module runnerApp 'modules/runner-app.bicep' = {
     hasSlackBotToken: hasSlackBotToken
     hasSlackWebhookUrl: hasSlackWebhookUrl
     automationAccountId: automationAccountId
+    // Each replica's share (CHATOPS_ARM_READS_PER_SECOND); at least 1 per second.
+    armReadsPerSecond: max(1, armReadsPerSecond / runnerMaxReplicas)
   }
   dependsOn: [
     storageRoles

@@ -216,7 +216,13 @@ async fn a_job_held_back_by_the_concurrent_jobs_limit_shows_waiting_then_running
     }
     let second = submit(&app, 1).await.remove(0);
 
-    all_report(&app, std::slice::from_ref(&first), "Completed", Duration::from_secs(30)).await;
+    all_report(
+        &app,
+        std::slice::from_ref(&first),
+        "Completed",
+        Duration::from_secs(30),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let states = loop {
         // The card's fallback text starts with its state, at each post and update.

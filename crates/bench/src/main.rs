@@ -5,10 +5,13 @@
 //!
 //! `cargo run --release -p chatops-bench` for the figures; `--smoke` for a few seconds that
 //! only check that everything still works (every request answered, every message queued).
+//! Then the follow-capacity scenario (`follow`): one runner process following 2,000
+//! concurrent Automation jobs under ARM's read throttle (20 short ones in `--smoke`).
 //! Options: `--requests N` per point and repeat (default 10000), `--repeats N` (3),
 //! `--concurrency 4,32`, `--ingress-env NAME=VALUE` (repeatable: extra environment for the
 //! ingress, e.g. `RUST_LOG=warn` to see what logging costs).
 
+mod follow;
 mod ingress;
 mod load;
 mod raw;
@@ -102,10 +105,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(measure(&plan)) {
+    let code = match runtime.block_on(measure(&plan)) {
         Ok(points) => report::print(&plan, &points),
         Err(e) => {
             eprintln!("chatops-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    };
+    let followed = runtime.block_on(async {
+        let dir = ingress::build_binaries()?;
+        follow::measure(&dir, follow::FollowPlan::new(plan.smoke)).await
+    });
+    match followed {
+        Ok(result) if follow::print(&result) => code,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("chatops-bench: follow capacity: {e:#}");
             ExitCode::FAILURE
         }
     }
