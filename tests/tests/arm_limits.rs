@@ -271,8 +271,9 @@ async fn a_start_refused_at_the_new_jobs_limit_is_retried_shown_waiting_and_runs
             Duration::from_millis(300),
         ),
     );
-    // Azure's 100 new jobs per 30 s, scaled down: 1 per 4 s.
-    app.arm.limit_new_jobs(1, Duration::from_secs(4));
+    // Azure's 100 new jobs per 30 s, scaled down: 1 per 8 s (a refusal then asks to wait
+    // longer than a short throttle).
+    app.arm.limit_new_jobs(1, Duration::from_secs(8));
     let mut settings = app.worker_settings();
     settings.concurrency = 2;
     let worker = app.worker_with(settings);

@@ -241,9 +241,10 @@ impl AutomationExecutor {
         }
     }
 
-    /// Starts the job. A start refused at one of Automation's limits (HTTP 429: the account's
-    /// 100 new jobs per 30 s, or its concurrent jobs) is tried again with growing, jittered
-    /// pauses, and the requester told once that the job waits; never dropped. The wait is
+    /// Starts the job. A start refused at one of Automation's limits (HTTP 429 that outlasted
+    /// the client's own retries, or asked for a long wait: the account's 100 new jobs per
+    /// 30 s, or its concurrent jobs) is tried again with growing, jittered pauses, and the
+    /// requester told once that the job waits; never dropped. The wait is
     /// bounded by the job's timeout (then the last refusal is the answer) and ends on a stop.
     async fn start(
         &self,

@@ -326,6 +326,21 @@ mod tests {
     }
 
     #[test]
+    fn waiting_says_why_escaped() {
+        let t = text(
+            &job(),
+            &Update::Waiting {
+                reason: "held back <until> a slot frees".into(),
+            },
+        );
+        assert_eq!(
+            t,
+            ":hourglass_flowing_sand: <@U123> asked for *restart-web* `count=1 env=prod` — *waiting* (job `1a2b3c4d`)\n\
+             held back &lt;until&gt; a slot frees"
+        );
+    }
+
+    #[test]
     fn completed_with_output() {
         let t = text(
             &job(),

@@ -15,6 +15,9 @@ use url::Url;
 /// The longest wait for an Azure token in one ARM try.
 const TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A 429 asking to wait longer than this is a limit worth telling the requester about.
+const LONG_THROTTLE: Duration = Duration::from_secs(5);
+
 /// ARM's header for the subscription's remaining read budget.
 const REMAINING_READS: &str = "x-ms-ratelimit-remaining-subscription-reads";
 
@@ -81,8 +84,10 @@ impl ArmClient {
         self.send_with(method, url, body, accept, read, true).await
     }
 
-    /// [`ArmClient::send`]; `retry_throttled: false` hands a 429 to the caller at once (a job
-    /// start refused at an Automation limit is retried by the executor, which says so in chat).
+    /// [`ArmClient::send`]; `retry_long_throttling: false` hands the caller a 429 that asks to
+    /// wait longer than [`LONG_THROTTLE`] at once (a job start refused at one of Automation's
+    /// limits is retried by the executor, which tells the requester the job waits); a short
+    /// `Retry-After` (ARM's write throttle) is still waited out here.
     pub(super) async fn send_with(
         &self,
         method: Method,
@@ -90,7 +95,7 @@ impl ArmClient {
         body: Body<'_>,
         accept: &str,
         read: Read,
-        retry_throttled: bool,
+        retry_long_throttling: bool,
     ) -> Result<Answer, ArmError> {
         let mut retry = 0;
         loop {
@@ -99,10 +104,11 @@ impl ArmClient {
                 Err(failure) => failure,
             };
             let error = failure.error;
-            let throttled = error.status() == Some(429);
+            let long_throttle = error.status() == Some(429)
+                && failure.retry_after.is_some_and(|wait| wait > LONG_THROTTLE);
             if !error.is_transient()
                 || retry + 1 >= self.retry.attempts
-                || (throttled && !retry_throttled)
+                || (long_throttle && !retry_long_throttling)
             {
                 return Err(error);
             }

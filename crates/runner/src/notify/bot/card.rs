@@ -163,6 +163,30 @@ mod tests {
     }
 
     #[test]
+    fn waiting_card_says_waiting_and_why() {
+        let j = job("", time::Duration::ZERO);
+        let c = card(
+            &j,
+            &Update::Waiting {
+                reason: "Azure Automation holds the job back".into(),
+            },
+            None,
+            OffsetDateTime::now_utc(),
+        );
+        let all = texts(&c);
+        assert!(
+            all.contains(":hourglass_flowing_sand:") && all.contains("*Waiting*"),
+            "{all}"
+        );
+        assert!(all.contains("holds the job back"), "{all}");
+        let text = c["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("Waiting: restart-web by ana, not running yet"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn finished_card_has_outcome_duration_error_and_portal_link() {
         let j = job("", time::Duration::ZERO);
         let now = OffsetDateTime::now_utc();
