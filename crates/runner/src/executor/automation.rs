@@ -177,9 +177,9 @@ impl AutomationExecutor {
             }
             if job.status.is_final() {
                 let timed_out = stop_requested.is_some() && job.status == JobStatus::Stopped;
-                return self
-                    .finish(name, &job, timed_out.then_some(request.timeout))
-                    .await;
+                // The requester waits for these reads: ahead of other jobs' polls.
+                let finish = self.finish(name, &job, timed_out.then_some(request.timeout));
+                return super::arm::urgent(finish).await;
             }
 
             if request.stop.is_requested() && !stop_asked {

@@ -15,9 +15,13 @@
 //! share of the ceiling per second: N replicas that all see the shared bucket run low all slow
 //! down, and stay inside it together (additive increase, multiplicative decrease).
 //!
+//! Reads made inside [`urgent`] (a job that has ended: its output and error records) go before
+//! the polls waiting their turn: they are few, and the requester waits for them.
+//!
 //! A small token bucket of its own rather than a crate (`governor`): the rate changes while
 //! reads wait, from ARM's answers, which a fixed-quota limiter does not do.
 
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -38,6 +42,15 @@ const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 /// The longest pause a `Retry-After` imposes.
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 
+tokio::task_local! {
+    static URGENT: bool;
+}
+
+/// Runs `reads` ahead of the polls waiting for the budget (see the module docs).
+pub async fn urgent<F: Future>(reads: F) -> F::Output {
+    URGENT.scope(true, reads).await
+}
+
 /// A process's ARM read budget; see the module docs.
 #[derive(Debug)]
 pub struct ReadBudget {
@@ -45,6 +58,8 @@ pub struct ReadBudget {
     ceiling: f64,
     /// Waiting reads queue here; tokio's mutex is fair, so they are served in order.
     turnstile: tokio::sync::Mutex<()>,
+    /// The same for [`urgent`] reads, which polls let go first.
+    urgent_turnstile: tokio::sync::Mutex<()>,
     state: Mutex<State>,
 }
 
@@ -60,6 +75,8 @@ struct State {
     last_cut: Option<Instant>,
     /// The most remaining reads ARM has reported.
     most_remaining: u64,
+    /// Urgent reads waiting for a token.
+    urgent_waiting: usize,
 }
 
 impl ReadBudget {
@@ -73,6 +90,7 @@ impl ReadBudget {
         ReadBudget {
             ceiling,
             turnstile: tokio::sync::Mutex::new(()),
+            urgent_turnstile: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 rate: ceiling,
                 tokens: ceiling.max(1.0),
@@ -80,6 +98,7 @@ impl ReadBudget {
                 paused_until: None,
                 last_cut: None,
                 most_remaining: 0,
+                urgent_waiting: 0,
             }),
         }
     }
@@ -98,19 +117,31 @@ impl ReadBudget {
 
     /// Waits for this read's turn.
     pub async fn acquire(&self) {
-        let _turn = self.turnstile.lock().await;
+        let urgent = URGENT.try_with(|u| *u).unwrap_or(false);
+        let _waiting = urgent.then(|| UrgentWaiting::new(self));
+        let _turn = if urgent {
+            self.urgent_turnstile.lock().await
+        } else {
+            self.turnstile.lock().await
+        };
         loop {
             let wait = {
                 let now = Instant::now();
                 let mut state = self.lock();
                 self.refill(&mut state, now);
+                let next_token =
+                    Duration::from_secs_f64((1.0 - state.tokens).max(0.0) / state.rate);
                 match state.paused_until.filter(|until| *until > now) {
                     Some(until) => until - now,
+                    // A poll lets waiting urgent reads go first.
+                    None if !urgent && state.urgent_waiting > 0 => {
+                        next_token.max(Duration::from_secs_f64(1.0 / state.rate))
+                    }
                     None if state.tokens >= 1.0 => {
                         state.tokens -= 1.0;
                         return;
                     }
-                    None => Duration::from_secs_f64((1.0 - state.tokens) / state.rate),
+                    None => next_token,
                 }
             };
             // Re-checked after the sleep: a 429 meanwhile may have paused or slowed reads.
@@ -177,6 +208,23 @@ impl ReadBudget {
     }
 }
 
+/// Counts an urgent read as waiting until it has its token (or is dropped).
+struct UrgentWaiting<'a>(&'a ReadBudget);
+
+impl<'a> UrgentWaiting<'a> {
+    fn new(budget: &'a ReadBudget) -> Self {
+        budget.lock().urgent_waiting += 1;
+        UrgentWaiting(budget)
+    }
+}
+
+impl Drop for UrgentWaiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.urgent_waiting = state.urgent_waiting.saturating_sub(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +255,32 @@ mod tests {
         // Answers to reads already sent say the same again: no second cut within the interval.
         budget.observe(200, Some(10), None);
         assert!(budget.rate() > 3.9);
+    }
+
+    #[tokio::test]
+    async fn urgent_reads_go_before_waiting_polls() {
+        let budget = std::sync::Arc::new(ReadBudget::new(10.0));
+        for _ in 0..10 {
+            budget.acquire().await;
+        }
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let read = |name: &'static str, is_urgent: bool| {
+            let (budget, order) = (budget.clone(), order.clone());
+            tokio::spawn(async move {
+                if is_urgent {
+                    urgent(budget.acquire()).await;
+                } else {
+                    budget.acquire().await;
+                }
+                order.lock().unwrap().push(name);
+            })
+        };
+        let poll = read("poll", false);
+        tokio::task::yield_now().await;
+        let end = read("end of a job", true);
+        poll.await.unwrap();
+        end.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["end of a job", "poll"]);
     }
 
     #[test]

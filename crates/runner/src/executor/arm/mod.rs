@@ -24,7 +24,7 @@ mod retry;
 mod runbooks;
 mod transport;
 
-pub use budget::ReadBudget;
+pub use budget::{ReadBudget, urgent};
 pub use client::{ArmClient, MAX_OUTPUT_TAIL};
 pub use config::{
     API_VERSION, ArmConfig, DEFAULT_ENDPOINT, DEFAULT_READS_PER_SECOND, DEFAULT_SCOPE,
