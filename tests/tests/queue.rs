@@ -7,9 +7,9 @@
 use chatops_e2e::azurite::{Azurite, unique_queue_name};
 use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
 use chatops_shared::queue::{JobQueue, QueueError, Received};
-use std::time::{Duration, Instant};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// What the ingress promises Slack.
 const SLACK_DEADLINE: Duration = Duration::from_secs(3);

@@ -101,7 +101,11 @@ async fn lines_that_come_within_the_minimum_interval_go_in_one_append() {
         for _ in 0..1_000 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(store.appends().len(), 1, "line {n} was appended within the interval");
+        assert_eq!(
+            store.appends().len(),
+            1,
+            "line {n} was appended within the interval"
+        );
     }
     tokio::time::advance(Duration::from_millis(250)).await;
     until(|| store.appends().len() == 2).await;
