@@ -4,7 +4,8 @@
 //!
 //! The SDK reads the standard variables itself: `OTEL_EXPORTER_OTLP_ENDPOINT` (the base URL;
 //! `/v1/metrics` and `/v1/traces` are appended), `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` /
-//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (full URLs, each enough to turn its signal on),
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (full URLs, each enough to turn its signal on;
+//! `OTEL_METRICS_EXPORTER=none` / `OTEL_TRACES_EXPORTER=none` turn one off),
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_METRIC_EXPORT_INTERVAL`
 //! (ms, default 60 000), `OTEL_BSP_*` and `OTEL_RESOURCE_ATTRIBUTES`. `OTEL_SERVICE_NAME`
 //! defaults to the binary's name (`chatops-ingress`, `chatops-runner`).
@@ -35,15 +36,21 @@ pub struct OtlpSettings {
 }
 
 impl OtlpSettings {
-    /// Reads the settings from `env`; `OTEL_SDK_DISABLED=true` turns both signals off.
+    /// Reads the settings from `env`; `OTEL_SDK_DISABLED=true` turns both signals off,
+    /// `OTEL_METRICS_EXPORTER=none` / `OTEL_TRACES_EXPORTER=none` one of them.
     pub fn from_env(default_service: &str, env: &impl EnvSource) -> Self {
         let var = |name: &str| env.get(name);
         let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
         let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim() == "true");
         let base = set("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let none = |name: &str| var(name).is_some_and(|v| v.trim() == "none");
         OtlpSettings {
-            metrics: !disabled && (base || set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")),
-            traces: !disabled && (base || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+            metrics: !disabled
+                && !none("OTEL_METRICS_EXPORTER")
+                && (base || set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")),
+            traces: !disabled
+                && !none("OTEL_TRACES_EXPORTER")
+                && (base || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
             service_name: var("OTEL_SERVICE_NAME")
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| default_service.to_owned()),
@@ -217,5 +224,10 @@ mod tests {
             ("OTEL_SDK_DISABLED", "true"),
         ]);
         assert!(!off.metrics && !off.traces);
+        let traces_only = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ]);
+        assert!(traces_only.traces && !traces_only.metrics);
     }
 }
