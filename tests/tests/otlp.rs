@@ -1,6 +1,7 @@
 //! OTLP push (`OTEL_EXPORTER_OTLP_ENDPOINT`): the service binaries send their metrics and spans
 //! to a collector (an OTLP/HTTP receiver test double) over http/protobuf; one command is one
-//! trace from the ingress to the runner; a collector that never answers costs the ack nothing;
+//! trace from the ingress to the runner; a collector that never answers costs the ack nothing,
+//! one that is down is logged about without its address;
 //! without the variable, no exporter thread runs.
 
 // Test code: a failed step should stop the test with its message.
@@ -166,6 +167,38 @@ async fn without_an_endpoint_no_exporter_thread_runs() {
         .await;
     assert_eq!(app.take_jobs().await.len(), 1);
     assert_eq!(exporter_threads(ingress.pid().expect("running")), 0);
+    assert_eq!(ingress.terminate(Duration::from_secs(15)).await, Some(0));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_collector_that_refuses_connections_is_logged_about_without_its_address() {
+    let app = TestApp::spawn().await;
+    // A port nobody listens on any more.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("its address");
+    let endpoint = format!("http://user:hunter2@{closed}");
+    let env = env_pushing_to(&app, &endpoint);
+    let mut ingress = Service::start("chatops-ingress", &env);
+    let addr = ingress.bound_addr().await;
+    let answer = app
+        .command_to(&addr, app.form(ALICE, OPS, "echo refused"))
+        .await;
+    assert!(answer.to_string().contains("job `"), "{answer}");
+    assert_eq!(app.take_jobs().await.len(), 1);
+
+    let failed = |l: &str| l.contains("\"level\":\"ERROR\"") && l.contains("export");
+    ingress.wait_for_line(failed, DELIVERY).await;
+    let errors: Vec<String> = ingress.output().into_iter().filter(|l| failed(l)).collect();
+    for line in &errors {
+        assert!(
+            !line.contains(&closed.port().to_string()) && !line.contains("hunter2"),
+            "{line}"
+        );
+    }
     assert_eq!(ingress.terminate(Duration::from_secs(15)).await, Some(0));
     app.finish().await;
 }
