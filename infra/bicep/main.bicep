@@ -306,10 +306,16 @@ var sharedEnv = [
     value: slackApiBaseUrl
   }
   {
-    // OTLP/HTTP push (metrics and traces) to the OpenTelemetry Collector sidecar, which exports
-    // to Application Insights. Read by the services' telemetry setup (performance issue).
+    // OTLP/HTTP push of the services' spans to the OpenTelemetry Collector sidecar, which
+    // exports to Application Insights (docs/operations.md, OTLP push).
     name: 'OTEL_EXPORTER_OTLP_ENDPOINT'
     value: 'http://127.0.0.1:4318'
+  }
+  {
+    // Metrics reach the sidecar by its scrape of /metrics (which samples the queue depth):
+    // pushing them too would count them twice.
+    name: 'OTEL_METRICS_EXPORTER'
+    value: 'none'
   }
   {
     name: 'CHATOPS_LOG_FORMAT'
