@@ -7,12 +7,24 @@
 //! only check that everything still works (every request answered, every message queued).
 //! Options: `--requests N` per point and repeat (default 10000), `--repeats N` (3),
 //! `--concurrency 4,32`, `--ingress-env NAME=VALUE` (repeatable: extra environment for the
-//! ingress, e.g. `RUST_LOG=warn` to see what logging costs).
+//! ingress, e.g. `RUST_LOG=warn` to see what logging costs), `--only NAME,…` (scenarios to run:
+//! `queue` (the above), `dispatch`, `idle`, `startup`, `degraded`; all by default).
+//!
+//! The other scenarios, each in its own module, share one more Azurite with the test servers
+//! (`services`): dispatch latency with 1 and 4 runners (`dispatch`), an idle runner's queue
+//! requests and the first command after idling (`idle`), start-up to ready (`startup`), and
+//! acknowledgements while Slack or ARM is slow or down (`degraded`).
 
+mod degraded;
+mod dispatch;
+mod idle;
 mod ingress;
 mod load;
+mod proxy;
 mod raw;
 mod report;
+mod services;
+mod startup;
 mod stats;
 
 use chatops_e2e::app::TestApp;
@@ -29,7 +41,12 @@ pub struct Plan {
     pub smoke: bool,
     /// Extra environment for the ingress process.
     pub ingress_env: Vec<(String, String)>,
+    /// `--only`: the scenarios to run (all when empty).
+    pub only: Vec<String>,
 }
+
+/// The scenarios `--only` can name.
+const SCENARIOS: [&str; 5] = ["queue", "dispatch", "idle", "startup", "degraded"];
 
 impl Plan {
     fn from_args(args: impl Iterator<Item = String>) -> Result<Plan, String> {
@@ -39,6 +56,7 @@ impl Plan {
             concurrency: vec![4, 32],
             smoke: false,
             ingress_env: Vec::new(),
+            only: Vec::new(),
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -60,6 +78,17 @@ impl Plan {
                         .ok_or(format!("`{pair}` is not NAME=VALUE"))?;
                     plan.ingress_env.push((name.to_owned(), value.to_owned()));
                 }
+                "--only" => {
+                    for name in value("--only")?.split(',') {
+                        if !SCENARIOS.contains(&name) {
+                            return Err(format!(
+                                "unknown scenario `{name}` (one of {})",
+                                SCENARIOS.join(", ")
+                            ));
+                        }
+                        plan.only.push(name.to_owned());
+                    }
+                }
                 other => return Err(format!("unknown argument `{other}`")),
             }
         }
@@ -68,6 +97,13 @@ impl Plan {
             plan.repeats = 1;
         }
         Ok(plan)
+    }
+}
+
+impl Plan {
+    /// Whether scenario `name` is to run.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|n| n == name)
     }
 }
 
@@ -102,13 +138,65 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(measure(&plan)) {
-        Ok(points) => report::print(&plan, &points),
+    let queue = if plan.runs("queue") {
+        match runtime.block_on(measure(&plan)) {
+            Ok(points) => report::print(&plan, &points),
+            Err(e) => {
+                eprintln!("chatops-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    } else {
+        ExitCode::SUCCESS
+    };
+    let others = match runtime.block_on(scenarios(&plan)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("chatops-bench: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    if queue == ExitCode::SUCCESS {
+        others
+    } else {
+        queue
     }
+}
+
+/// The scenarios beyond the queue path, on an Azurite of their own; false when one found a
+/// command unanswered or undispatched.
+async fn scenarios(plan: &Plan) -> anyhow::Result<bool> {
+    if !SCENARIOS[1..].iter().any(|s| plan.runs(s)) {
+        return Ok(true);
+    }
+    let started = std::time::Instant::now();
+    let bin = ingress::build_binaries()?;
+    let mut bench = services::Bench::start(&bin).await?;
+    eprintln!(
+        "scenarios: started in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut ok = true;
+    for name in &SCENARIOS[1..] {
+        if !plan.runs(name) {
+            continue;
+        }
+        let scenario = std::time::Instant::now();
+        ok &= match *name {
+            "dispatch" => dispatch::run(&mut bench, plan).await?,
+            "idle" => idle::run(&mut bench, plan).await?,
+            "startup" => startup::run(&mut bench, plan).await?,
+            _ => degraded::run(&mut bench, plan).await?,
+        };
+        eprintln!("{name}: {:.1} s", scenario.elapsed().as_secs_f64());
+    }
+    eprintln!(
+        "scenarios: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    bench.app.forget_queue();
+    Ok(ok)
 }
 
 async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
@@ -245,4 +333,23 @@ where
         elapsed: outcome.elapsed,
         latencies: outcome.latencies,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        Plan::from_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn only_names_known_scenarios_and_all_run_without_it() {
+        let all = plan(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(SCENARIOS.iter().all(|s| all.runs(s)));
+        let some = plan(&["--only", "dispatch,idle"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(some.runs("dispatch") && some.runs("idle"));
+        assert!(!some.runs("queue") && !some.runs("degraded"));
+        assert!(plan(&["--only", "everything"]).is_err());
+    }
 }
