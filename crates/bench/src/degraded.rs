@@ -86,10 +86,16 @@ pub async fn run(bench: &mut Bench, plan: &Plan) -> anyhow::Result<bool> {
     ] {
         let env = bench.env(&queue, &[("CHATOPS_ARM_ENDPOINT", format!("{endpoint}/"))]);
         let mut runners = vec![bench.runner(&env).await?, bench.runner(&env).await?];
+        arm.take_counts();
         let timed = load(bench, &addr, &["dispatch"], length).await;
         rows.extend(rows_of(state, &["dispatch"], &timed));
         for runner in &mut runners {
             runner.kill().await;
+        }
+        // That the runners were at work on the slow ARM meanwhile.
+        let held: u64 = arm.take_counts().values().sum();
+        if held > 0 {
+            eprintln!("degraded: {state}: {held} request(s) reached the slow ARM");
         }
     }
     ingress.kill().await;

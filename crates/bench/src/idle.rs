@@ -119,7 +119,7 @@ pub async fn run(bench: &mut Bench, plan: &Plan) -> anyhow::Result<bool> {
     for (i, s) in spells.iter().enumerate() {
         let kinds: Vec<String> = s.counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
         println!(
-            "| {} | {} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {:.3} | {} | {} |",
             i + 1,
             s.ramp,
             s.requests(),
@@ -141,7 +141,7 @@ pub async fn run(bench: &mut Bench, plan: &Plan) -> anyhow::Result<bool> {
         &[
             goal(
                 &format!(
-                    "idle runner: {worst_rate:.2} queue requests/s at most (goal <= {RATE_GOAL})"
+                    "idle runner: {worst_rate:.3} queue requests/s at most (goal <= {RATE_GOAL})"
                 ),
                 worst_rate <= RATE_GOAL,
             ),
