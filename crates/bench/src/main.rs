@@ -23,6 +23,7 @@ mod load;
 mod proxy;
 mod raw;
 mod report;
+mod scenarios;
 mod services;
 mod startup;
 mod stats;
@@ -45,7 +46,7 @@ pub struct Plan {
     pub only: Vec<String>,
 }
 
-/// The scenarios `--only` can name.
+/// The scenarios `--only` can name: the queue path, then the others (`scenarios`).
 const SCENARIOS: [&str; 5] = ["queue", "dispatch", "idle", "startup", "degraded"];
 
 impl Plan {
@@ -98,9 +99,7 @@ impl Plan {
         }
         Ok(plan)
     }
-}
 
-impl Plan {
     /// Whether scenario `name` is to run.
     pub fn runs(&self, name: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|n| n == name)
@@ -149,7 +148,7 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     };
-    let others = match runtime.block_on(scenarios(&plan)) {
+    let others = match runtime.block_on(scenarios::run(&plan, &SCENARIOS[1..])) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -162,41 +161,6 @@ fn main() -> ExitCode {
     } else {
         queue
     }
-}
-
-/// The scenarios beyond the queue path, on an Azurite of their own; false when one found a
-/// command unanswered or undispatched.
-async fn scenarios(plan: &Plan) -> anyhow::Result<bool> {
-    if !SCENARIOS[1..].iter().any(|s| plan.runs(s)) {
-        return Ok(true);
-    }
-    let started = std::time::Instant::now();
-    let bin = ingress::build_binaries()?;
-    let mut bench = services::Bench::start(&bin).await?;
-    eprintln!(
-        "scenarios: started in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let mut ok = true;
-    for name in &SCENARIOS[1..] {
-        if !plan.runs(name) {
-            continue;
-        }
-        let scenario = std::time::Instant::now();
-        ok &= match *name {
-            "dispatch" => dispatch::run(&mut bench, plan).await?,
-            "idle" => idle::run(&mut bench, plan).await?,
-            "startup" => startup::run(&mut bench, plan).await?,
-            _ => degraded::run(&mut bench, plan).await?,
-        };
-        eprintln!("{name}: {:.1} s", scenario.elapsed().as_secs_f64());
-    }
-    eprintln!(
-        "scenarios: done in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    bench.app.forget_queue();
-    Ok(ok)
 }
 
 async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
