@@ -19,12 +19,9 @@ import sys
 from pycep import BicepParser
 
 HERE = pathlib.Path(__file__).resolve().parent
-# Variables the template sets that no service reads yet: OTLP push is still open in issue 11
-# (the collector sidecar scrapes /metrics meanwhile). Drop a name once README.md's
+# Variables the template sets that no service reads yet. Drop a name once README.md's
 # configuration table lists it.
-PENDING = {
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-}
+PENDING: set[str] = set()
 # Read by the OpenTelemetry Collector sidecar, not by the services.
 SIDECAR = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "CHATOPS_METRICS_TARGET"}
 ROOT = HERE.parent.parent

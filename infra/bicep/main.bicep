@@ -92,6 +92,11 @@ param runnerJobsPerReplica int = 8
 @maxValue(570)
 param runnerShutdownGraceSeconds int = 120
 
+@description('ARM reads per second the runner replicas may use together in the subscription (ARM refills 25/s per principal; they share one identity). Each replica gets armReadsPerSecond / runnerMaxReplicas.')
+@minValue(1)
+@maxValue(25)
+param armReadsPerSecond int = 20
+
 @description('Resource id of an existing Automation account the runner starts jobs in. Empty: local runbooks only.')
 param automationAccountId string = ''
 
@@ -301,10 +306,16 @@ var sharedEnv = [
     value: slackApiBaseUrl
   }
   {
-    // OTLP/HTTP push (metrics and traces) to the OpenTelemetry Collector sidecar, which exports
-    // to Application Insights. Read by the services' telemetry setup (performance issue).
+    // OTLP/HTTP push of the services' spans to the OpenTelemetry Collector sidecar, which
+    // exports to Application Insights (docs/operations.md, OTLP push).
     name: 'OTEL_EXPORTER_OTLP_ENDPOINT'
     value: 'http://127.0.0.1:4318'
+  }
+  {
+    // Metrics reach the sidecar by its scrape of /metrics (which samples the queue depth):
+    // pushing them too would count them twice.
+    name: 'OTEL_METRICS_EXPORTER'
+    value: 'none'
   }
   {
     name: 'CHATOPS_LOG_FORMAT'
@@ -372,6 +383,8 @@ module runnerApp 'modules/runner-app.bicep' = {
     hasSlackBotToken: hasSlackBotToken
     hasSlackWebhookUrl: hasSlackWebhookUrl
     automationAccountId: automationAccountId
+    // Each replica's share (CHATOPS_ARM_READS_PER_SECOND); at least 1 per second.
+    armReadsPerSecond: max(1, armReadsPerSecond / runnerMaxReplicas)
   }
   dependsOn: [
     storageRoles

@@ -63,7 +63,7 @@ param ingressConcurrentRequests = 50
 // Runner replicas with an empty queue: 0 costs nothing when idle, but the first job after an
 // idle spell waits for KEDA's poll (about 30 s) and a replica start; 1 starts it at once.
 param runnerMinReplicas = 0
-// Runner replicas at most.
+// Runner replicas at most (also divides armReadsPerSecond).
 param runnerMaxReplicas = 10
 
 // Messages on the queue per runner replica (KEDA's target) and CHATOPS_RUNNER_CONCURRENCY.
@@ -71,6 +71,11 @@ param runnerJobsPerReplica = 8
 
 // CHATOPS_SHUTDOWN_GRACE in seconds; the replica's termination grace is this plus 30 s.
 param runnerShutdownGraceSeconds = 120
+
+// ARM reads per second the runner replicas may use together (ARM refills 25/s per principal);
+// each replica gets armReadsPerSecond / runnerMaxReplicas (CHATOPS_ARM_READS_PER_SECOND, at
+// least 1) and slows down further when ARM says the budget runs low.
+param armReadsPerSecond = 20
 
 // Resource id of an existing Automation account (any resource group of the subscription):
 // /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Automation/automationAccounts/<name>

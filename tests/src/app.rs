@@ -297,6 +297,17 @@ impl TestApp {
             .await
     }
 
+    /// A signed command carrying a trigger the Slack double takes (once, for 3 s), as Slack
+    /// sends one: what a form needs.
+    pub async fn command_with_trigger(&self, user: &str, channel: &str, text: &str) -> Answer {
+        let body = self.form(user, channel, text).replace(
+            "trigger_id=1.2.3",
+            &format!("trigger_id={}", self.slack.trigger_id()),
+        );
+        self.post_signed(body, time::OffsetDateTime::now_utc().unix_timestamp())
+            .await
+    }
+
     /// The form body Slack would send, with a fresh response_url on the Slack test server.
     pub fn form(&self, user: &str, channel: &str, text: &str) -> String {
         let pairs = [
@@ -440,6 +451,50 @@ impl TestApp {
             // Scripts start through the real supervisor, as the runner's user (no switch).
             local: Arc::new(LocalExecutor::new().with_supervisor(binary("chatops-runner"))),
         }
+    }
+
+    /// Executors like [`TestApp::executors`] whose ARM client paces its reads with `budget`,
+    /// as a runner process does (`CHATOPS_ARM_READS_PER_SECOND`), polling every `poll`.
+    pub fn executors_paced(
+        &self,
+        budget: Arc<chatops_runner::executor::arm::ReadBudget>,
+        poll: Duration,
+    ) -> Executors {
+        let retry = RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            max_retry_after: Duration::from_secs(2),
+        };
+        let client = ArmClient::new(&self.arm.config(), self.arm.credential())
+            .expect("arm client")
+            .with_retry(retry)
+            .with_budget(budget);
+        Executors {
+            automation: Some(Arc::new(
+                AutomationExecutor::new(Arc::new(client)).with_poll(PollSchedule::fixed(poll)),
+            )),
+            local: Arc::new(LocalExecutor::new().with_supervisor(binary("chatops-runner"))),
+        }
+    }
+
+    /// A worker with these executors, reporting through `notifier`.
+    pub fn worker_using(
+        &self,
+        executors: Executors,
+        mut settings: WorkerSettings,
+        notifier: Arc<dyn Notifier>,
+    ) -> Worker {
+        settings.runner_id = chatops_runner::worker::new_runner_id();
+        Worker::new(
+            self.runner_queue(),
+            self.records(),
+            self.live_catalog.clone(),
+            self.job_keys.clone(),
+            executors,
+            notifier,
+            settings,
+        )
     }
 
     pub fn notifier(&self) -> SlackNotifier {

@@ -11,6 +11,10 @@
 //! - Knobs: [`ArmServer::fail_next`] (the next requests answer 500 or 429 with `Retry-After: 1`),
 //!   [`ArmServer::fail_next_put_after_create`] (a PUT whose answer is lost), a page size for
 //!   stream lists; counters of PUTs and stops per job, and every request recorded.
+//! - Limits (all off by default): the subscription's read throttle (`arm/throttle.rs`:
+//!   token bucket, `x-ms-ratelimit-remaining-subscription-reads`, 429 with `Retry-After`) and
+//!   Automation's concurrent-jobs and new-jobs limits with wall-time job durations
+//!   (`arm/limits.rs`).
 //! - `GET …/runbooks` (paged) and `GET …/runbooks/{name}` answer the runbooks added with
 //!   [`ArmServer::define_runbook`] (see `arm/runbooks.rs`).
 //! - `GET /msi/token?api-version=2019-08-01&resource=…` with `X-IDENTITY-HEADER` answers like the
@@ -34,7 +38,12 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use url::Url;
 
+mod limits;
 mod runbooks;
+mod throttle;
+
+pub use limits::{NEW_JOBS, NEW_JOBS_WINDOW, Offer};
+pub use throttle::{READ_BUCKET, READ_REFILL};
 
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000a1";
 pub const RESOURCE_GROUP: &str = "rg-chatops";
@@ -87,6 +96,9 @@ pub struct Script {
     pub ignores_stop: bool,
     /// The PUT is refused with this status and body.
     pub refuse: Option<(StatusCode, Value)>,
+    /// Runs for a wall time in this range (one per job, see `arm/limits.rs`) instead of
+    /// `queued_polls` and `running_polls`.
+    pub duration: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 impl Script {
@@ -103,6 +115,16 @@ impl Script {
             errors_without_summary: false,
             ignores_stop: false,
             refuse: None,
+            duration: None,
+        }
+    }
+
+    /// Completes with this output after running between `min` and `max` (wall time, one
+    /// duration per job), whether or not it is polled.
+    pub fn runs_for(output: &str, min: std::time::Duration, max: std::time::Duration) -> Self {
+        Script {
+            duration: Some((min, max)),
+            ..Script::completes(output)
         }
     }
 
@@ -180,6 +202,12 @@ pub struct JobRecord {
     pub creation_time: OffsetDateTime,
     pub start_time: Option<OffsetDateTime>,
     pub end_time: Option<OffsetDateTime>,
+    /// When the job took a slot of the account (created, or admitted from `Queued`).
+    pub admitted_at: Option<OffsetDateTime>,
+    /// How long it runs, for a script with a duration.
+    pub duration: Option<std::time::Duration>,
+    /// Creation order.
+    seq: u64,
     script: Script,
     /// GETs since the stop request.
     gets_since_stop: u32,
@@ -192,6 +220,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub query: Option<String>,
     pub status: StatusCode,
+    /// When the answer was sent.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -207,6 +237,14 @@ struct Inner {
     requests: Vec<RecordedRequest>,
     token_requests: usize,
     page_size: usize,
+    /// The subscription's read bucket, when reads are throttled.
+    read_bucket: Option<throttle::Bucket>,
+    /// Every read answer reports this many remaining reads instead of the bucket's.
+    remaining_reads_override: Option<u64>,
+    /// Reads answered 429 by the throttle.
+    throttled_reads: usize,
+    limits: limits::Limits,
+    next_seq: u64,
 }
 
 struct Shared {
@@ -290,6 +328,7 @@ impl ArmServer {
             resource_group: RESOURCE_GROUP.to_owned(),
             account: ACCOUNT.to_owned(),
             scope: DEFAULT_SCOPE.to_owned(),
+            reads_per_second: None,
         }
     }
 
@@ -361,10 +400,8 @@ impl ArmServer {
             .get(runbook)
             .cloned()
             .expect("script the runbook first");
-        inner.jobs.insert(
-            name.to_owned(),
-            new_job(name, runbook, BTreeMap::new(), script),
-        );
+        let job = new_job(&mut inner, name, runbook, BTreeMap::new(), script);
+        inner.jobs.insert(name.to_owned(), job);
     }
 
     /// PUTs of this job name that reached the jobs API (refused ones included).
@@ -393,6 +430,45 @@ impl ArmServer {
     /// Tokens handed out by the identity endpoint.
     pub fn token_requests(&self) -> usize {
         self.shared.lock().token_requests
+    }
+
+    /// Throttles reads like ARM: a token bucket of `bucket` reads refilled at `per_second`
+    /// ([`READ_BUCKET`], [`READ_REFILL`] in Azure).
+    pub fn throttle_reads(&self, bucket: f64, per_second: f64) {
+        self.shared.lock().read_bucket = Some(throttle::Bucket::new(bucket, per_second));
+    }
+
+    /// Every read answer says `remaining` reads are left (`None`: the bucket's own count).
+    pub fn report_remaining_reads(&self, remaining: Option<u64>) {
+        self.shared.lock().remaining_reads_override = remaining;
+    }
+
+    /// Reads refused with 429 by the throttle so far.
+    pub fn throttled_reads(&self) -> usize {
+        self.shared.lock().throttled_reads
+    }
+
+    /// Holds jobs beyond `max` running at once in `Queued` ([`Offer::concurrent_jobs`]).
+    pub fn limit_concurrent_jobs(&self, max: usize) {
+        self.shared.lock().limits.concurrent = Some(max);
+    }
+
+    /// Refuses a PUT that would create more than `max` jobs within `window`
+    /// ([`NEW_JOBS`] per [`NEW_JOBS_WINDOW`] in Azure).
+    pub fn limit_new_jobs(&self, max: usize, window: std::time::Duration) {
+        self.shared.lock().limits.new_jobs = Some((max, window));
+    }
+
+    /// PUTs refused at the new-jobs limit so far.
+    pub fn refused_puts(&self) -> usize {
+        self.shared.lock().limits.refused_puts
+    }
+
+    /// Jobs held back (`Queued`) now.
+    pub fn queued_jobs(&self) -> usize {
+        let mut inner = self.shared.lock();
+        limits::settle(&mut inner);
+        inner.jobs.values().filter(|j| j.status == "Queued").count()
     }
 }
 
@@ -429,6 +505,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{job}/streams/{{stream}}"), get(get_stream))
         .route(&format!("{job}/stop"), post(stop_job))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            throttle::reads,
+        ))
         .layer(middleware::from_fn_with_state(shared.clone(), arm_gate));
     Router::new()
         .route("/msi/token", get(msi_token))
@@ -448,6 +528,7 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next)
         path,
         query,
         status: response.status(),
+        at: std::time::Instant::now(),
     });
     response
 }
@@ -580,22 +661,31 @@ fn job_name(path: &HashMap<String, String>) -> Result<String, WrongAccount> {
     Ok(path.get("job").cloned().unwrap_or_default())
 }
 
+/// A job as created now: `New`, or `Queued` when the account is at its concurrent-jobs limit.
 fn new_job(
+    inner: &mut Inner,
     name: &str,
     runbook: &str,
     params: BTreeMap<String, String>,
     script: Script,
 ) -> JobRecord {
+    limits::settle(inner);
+    let status = limits::first_status(inner);
+    let now = OffsetDateTime::now_utc();
+    inner.next_seq += 1;
     JobRecord {
         name: name.to_owned(),
         runbook: runbook.to_owned(),
         params,
-        status: "New".to_owned(),
+        status: status.to_owned(),
         gets: 0,
         stop_requested: false,
-        creation_time: OffsetDateTime::now_utc(),
+        creation_time: now,
         start_time: None,
         end_time: None,
+        admitted_at: (status == "New").then_some(now),
+        duration: script.duration.map(|range| limits::pick(name, range)),
+        seq: inner.next_seq,
         script,
         gets_since_stop: 0,
     }
@@ -691,7 +781,10 @@ async fn put_job(
     if let Some((status, body)) = &script.refuse {
         return (*status, Json(body.clone())).into_response();
     }
-    let job = new_job(&name, runbook, params, script);
+    if let Some(refused) = limits::refuse_put(&mut inner, std::time::Instant::now()) {
+        return refused;
+    }
+    let job = new_job(&mut inner, &name, runbook, params, script);
     let answer = job_json(&job);
     inner.jobs.insert(name, job);
     if let Some(status) = inner.fail_put_after_create.take() {
@@ -709,6 +802,7 @@ async fn get_job(
         Err(wrong) => return wrong.into_response(),
     };
     let mut inner = shared.lock();
+    limits::settle(&mut inner);
     let Some(job) = inner.jobs.get_mut(&name) else {
         return flat(StatusCode::NOT_FOUND, "NotFound", "The job does not exist.");
     };
@@ -722,12 +816,24 @@ fn advance(job: &mut JobRecord) {
         job.status.as_str(),
         "Completed" | "Failed" | "Stopped" | "Suspended"
     );
+    // A held-back job waits for a slot (`limits::settle`); its polls do not move it on.
     if ended {
         return;
     }
+    if job.status == "Queued" {
+        if job.stop_requested {
+            job.status = "Stopped".to_owned();
+            job.end_time = Some(OffsetDateTime::now_utc());
+        }
+        return;
+    }
     job.gets += 1;
-    let script = &job.script;
     let now = OffsetDateTime::now_utc();
+    if job.duration.is_some() && !job.stop_requested {
+        limits::timed(job, now);
+        return;
+    }
+    let script = &job.script;
     let status = if job.stop_requested && !script.ignores_stop {
         job.gets_since_stop += 1;
         if job.gets_since_stop == 1 {

@@ -8,6 +8,7 @@
 //! - [`app`]: `TestApp`, which wires the above to an ingress and runners.
 //! - [`compose`]: `docker-compose.yml` read as Compose reads it (environment, mounts, ports).
 //! - [`counting`]: a blob store decorator that counts storage round trips.
+//! - [`otlp`]: an OTLP/HTTP receiver (a collector's place) and a collector that never answers.
 
 // Test code: a failed setup step should stop the test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,6 +18,7 @@ pub mod arm;
 pub mod azurite;
 pub mod compose;
 pub mod counting;
+pub mod otlp;
 pub mod process;
 pub mod proxy;
 pub mod slack;

@@ -2,6 +2,8 @@
 //! (`only`), looked up through the Slack double's `usergroups.users.list`, refused when Slack
 //! cannot be asked (fail closed), and checked again by the runner.
 
+#![allow(clippy::expect_used)]
+
 use chatops_e2e::app::{ALICE, BOB, OPS, Options, TestApp};
 use chatops_runner::worker::Step;
 use chatops_shared::audit::AuditEvent;
@@ -55,6 +57,55 @@ async fn spawn(bot: bool) -> TestApp {
 }
 
 const LOOKUP: &str = "usergroups.users.list";
+
+/// The options of the select for `param` in the last form opened.
+fn form_options(app: &TestApp, param: &str) -> (Vec<String>, String) {
+    let calls = app.slack.api_calls("views.open");
+    let view = &calls.last().expect("a form was opened").body["view"];
+    let block = view["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["block_id"] == format!("param:{param}"))
+        .expect("an input for the parameter")
+        .clone();
+    let options = block["element"]["options"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| o["value"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    (
+        options,
+        block["hint"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_form_lists_only_the_values_the_caller_may_choose() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+
+    let answer = app.command_with_trigger(ALICE, OPS, "deploy-app").await;
+    assert!(answer.text().contains("Fill in the form"), "{answer:?}");
+    let (options, hint) = form_options(&app, "env");
+    assert_eq!(options, ["dev"], "Alice is not on call");
+    assert!(
+        hint.contains("values you may not choose are not listed"),
+        "{hint}"
+    );
+
+    let answer = app.command_with_trigger(BOB, OPS, "deploy-app").await;
+    assert!(answer.text().contains("Fill in the form"), "{answer:?}");
+    let (options, hint) = form_options(&app, "env");
+    assert_eq!(options, ["dev", "prod"], "Bob is on call");
+    assert!(!hint.contains("not listed"), "{hint}");
+    assert!(app.peek_jobs().await.is_empty());
+    app.finish().await;
+}
 
 #[tokio::test]
 async fn members_of_a_listed_group_may_run_it_and_others_are_told_which_rule_denied_them() {

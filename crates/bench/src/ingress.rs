@@ -27,7 +27,14 @@ impl Commands {
     /// Sends command `n` (`/runbook echo b<n>`, signed now); true when it was acknowledged as
     /// queued.
     pub async fn send(&self, n: usize) -> bool {
-        let text = format!("echo b{n}");
+        self.post(&format!("echo b{n}"), "1.2.3")
+            .await
+            .is_some_and(|answer| answer["response_type"] == "in_channel")
+    }
+
+    /// Sends `/runbook <text>` from Alice in #ops with `trigger_id`, signed now; the JSON
+    /// answer, or `None` when there was no 200 answer.
+    pub async fn post(&self, text: &str, trigger_id: &str) -> Option<serde_json::Value> {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs([
                 ("token", "unused"),
@@ -38,15 +45,15 @@ impl Commands {
                 ("user_id", ALICE),
                 ("user_name", "alice"),
                 ("command", "/runbook"),
-                ("text", text.as_str()),
+                ("text", text),
                 ("response_url", self.response_url.as_str()),
-                ("trigger_id", "1.2.3"),
+                ("trigger_id", trigger_id),
                 ("api_app_id", "A0TEST"),
             ])
             .finish();
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         let signature = chatops_ingress::slack::verify::sign(SIGNING_SECRET, ts, body.as_bytes());
-        let sent = self
+        let response = self
             .client
             .post(&self.url)
             .header("content-type", "application/x-www-form-urlencoded")
@@ -54,14 +61,12 @@ impl Commands {
             .header("x-slack-signature", signature)
             .body(body)
             .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => response
-                .text()
-                .await
-                .is_ok_and(|text| text.contains("\"in_channel\"")),
-            _ => false,
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
         }
+        response.json().await.ok()
     }
 }
 

@@ -5,14 +5,30 @@
 //!
 //! `cargo run --release -p chatops-bench` for the figures; `--smoke` for a few seconds that
 //! only check that everything still works (every request answered, every message queued).
+//! Then the follow-capacity scenario (`follow`): one runner process following 2,000
+//! concurrent Automation jobs under ARM's read throttle (20 short ones in `--smoke`).
 //! Options: `--requests N` per point and repeat (default 10000), `--repeats N` (3),
 //! `--concurrency 4,32`, `--ingress-env NAME=VALUE` (repeatable: extra environment for the
-//! ingress, e.g. `RUST_LOG=warn` to see what logging costs).
+//! ingress, e.g. `RUST_LOG=warn` to see what logging costs), `--only NAME,…` (scenarios to run:
+//! `queue` (the above), `dispatch`, `idle`, `startup`, `degraded`, `follow`; all by default).
+//!
+//! The other scenarios, each in its own module, share one more Azurite with the test servers
+//! (`services`): dispatch latency with 1 and 4 runners (`dispatch`), an idle runner's queue
+//! requests and the first command after idling (`idle`), start-up to ready (`startup`), and
+//! acknowledgements while Slack or ARM is slow or down (`degraded`).
 
+mod degraded;
+mod dispatch;
+mod follow;
+mod idle;
 mod ingress;
 mod load;
+mod proxy;
 mod raw;
 mod report;
+mod scenarios;
+mod services;
+mod startup;
 mod stats;
 
 use chatops_e2e::app::TestApp;
@@ -29,7 +45,12 @@ pub struct Plan {
     pub smoke: bool,
     /// Extra environment for the ingress process.
     pub ingress_env: Vec<(String, String)>,
+    /// `--only`: the scenarios to run (all when empty).
+    pub only: Vec<String>,
 }
+
+/// The scenarios `--only` can name: the queue path, then the others (`scenarios`).
+const SCENARIOS: [&str; 6] = ["queue", "dispatch", "idle", "startup", "degraded", "follow"];
 
 impl Plan {
     fn from_args(args: impl Iterator<Item = String>) -> Result<Plan, String> {
@@ -39,6 +60,7 @@ impl Plan {
             concurrency: vec![4, 32],
             smoke: false,
             ingress_env: Vec::new(),
+            only: Vec::new(),
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -60,6 +82,17 @@ impl Plan {
                         .ok_or(format!("`{pair}` is not NAME=VALUE"))?;
                     plan.ingress_env.push((name.to_owned(), value.to_owned()));
                 }
+                "--only" => {
+                    for name in value("--only")?.split(',') {
+                        if !SCENARIOS.contains(&name) {
+                            return Err(format!(
+                                "unknown scenario `{name}` (one of {})",
+                                SCENARIOS.join(", ")
+                            ));
+                        }
+                        plan.only.push(name.to_owned());
+                    }
+                }
                 other => return Err(format!("unknown argument `{other}`")),
             }
         }
@@ -68,6 +101,11 @@ impl Plan {
             plan.repeats = 1;
         }
         Ok(plan)
+    }
+
+    /// Whether scenario `name` is to run.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|n| n == name)
     }
 }
 
@@ -102,12 +140,46 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(measure(&plan)) {
-        Ok(points) => report::print(&plan, &points),
+    let queue = if plan.runs("queue") {
+        match runtime.block_on(measure(&plan)) {
+            Ok(points) => report::print(&plan, &points),
+            Err(e) => {
+                eprintln!("chatops-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    } else {
+        ExitCode::SUCCESS
+    };
+    let others = match runtime.block_on(scenarios::run(&plan, &SCENARIOS[1..5])) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("chatops-bench: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    let followed = if plan.runs("follow") {
+        match runtime.block_on(async {
+            let dir = ingress::build_binaries()?;
+            follow::measure(&dir, follow::FollowPlan::new(plan.smoke)).await
+        }) {
+            Ok(result) if follow::print(&result) => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("chatops-bench: follow capacity: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    } else {
+        ExitCode::SUCCESS
+    };
+    if queue != ExitCode::SUCCESS {
+        queue
+    } else if others != ExitCode::SUCCESS {
+        others
+    } else {
+        followed
     }
 }
 
@@ -245,4 +317,23 @@ where
         elapsed: outcome.elapsed,
         latencies: outcome.latencies,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        Plan::from_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn only_names_known_scenarios_and_all_run_without_it() {
+        let all = plan(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(SCENARIOS.iter().all(|s| all.runs(s)));
+        let some = plan(&["--only", "dispatch,idle"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(some.runs("dispatch") && some.runs("idle"));
+        assert!(!some.runs("queue") && !some.runs("degraded"));
+        assert!(plan(&["--only", "everything"]).is_err());
+    }
 }

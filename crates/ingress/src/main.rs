@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("keygen") {
         return chatops_shared::job::mac::keygen();
     }
-    telemetry::init();
+    let otlp = telemetry::init("chatops-ingress");
     let config = match IngressConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
         Err(e) => {
@@ -34,11 +34,13 @@ async fn main() -> ExitCode {
     if let Some(Ok(metrics_addr)) = app.metrics_addr() {
         tracing::info!(%metrics_addr, "metrics listening on /metrics");
     }
-    match app.run_until_stopped(shutdown::shutdown_signal()).await {
+    let code = match app.run_until_stopped(shutdown::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    otlp.shutdown().await;
+    code
 }

@@ -20,6 +20,7 @@
 //! | `CHATOPS_RECORDS_RETENTION` | `30` | days records are kept (the deployment's lifecycle rule deletes older ones); how far back a job is looked up |
 //! | `CHATOPS_AUDIT_CONTAINER` | `chatops-audit` | the audit log container |
 //! | Automation variables | | see `executor::arm::ArmConfig` (optional: without them only local runbooks run) |
+//! | `CHATOPS_ARM_READS_PER_SECOND` | `5` | this runner's share of the subscription's ARM read budget (see `executor::arm::ReadBudget`) |
 //! | `CHATOPS_AUTOMATION_POLL_INTERVAL` | `5s` | how often a young Automation job's status is read; slows to 30s for long jobs |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for ARM and for `AZURE_STORAGE_QUEUE_ENDPOINT` |
 //! | Slack variables | | see `notify::slack::SlackNotifierConfig` |

@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("supervise") {
         return chatops_runner::executor::local::supervisor::main().await;
     }
-    telemetry::init();
+    let otlp = telemetry::init("chatops-runner");
     // Processes of the same user (the scripts, when the runner is not root) then cannot read
     // this process's environment or memory, which hold its secrets.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
@@ -57,11 +57,13 @@ async fn main() -> ExitCode {
         Ok(addr) => tracing::info!(%addr, "chatops-runner started; health checks listening"),
         Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
     }
-    match app.run_until_stopped(shutdown::shutdown_signal()).await {
+    let code = match app.run_until_stopped(shutdown::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    otlp.shutdown().await;
+    code
 }

@@ -1,5 +1,6 @@
 //! One place to set up logging for a service binary; [`metrics`] holds the Prometheus metrics,
-//! [`trace`] the W3C trace context a job message carries.
+//! [`trace`] the W3C trace context a job message carries, [`otlp`] the optional OTLP push of
+//! both (spans through a `tracing-opentelemetry` layer, only when an endpoint is set).
 //!
 //! `RUST_LOG` filters (default `info`, with the Azure SDK's own per-request lines at `warn`);
 //! `CHATOPS_LOG_FORMAT=json` switches to one JSON object per line for log collectors. Colour
@@ -9,21 +10,33 @@
 //! values (a newline in a script's output, a terminal escape) are written as escapes (`\n`,
 //! `\u{1b}`), so nothing logged can forge a line of its own. JSON escapes them already.
 
+mod instruments;
 pub mod metrics;
+pub mod otlp;
+mod otlp_http;
 pub mod trace;
 
+use crate::config::ProcessEnv;
+use otlp::{Otlp, OtlpSettings};
+
 use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{Writer, debug_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-/// The filter when `RUST_LOG` is unset: our logs at info, the SDK's retries only when they fail.
-const DEFAULT_FILTER: &str =
-    "info,azure_core=warn,typespec_client_core=warn,azure_storage_queue=warn,azure_identity=warn";
+/// The filter when `RUST_LOG` is unset: our logs at info, the SDK's retries only when they fail,
+/// OpenTelemetry's own lines only when an export fails.
+const DEFAULT_FILTER: &str = "info,azure_core=warn,typespec_client_core=warn,\
+azure_storage_queue=warn,azure_identity=warn,opentelemetry=warn";
 
-/// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init() {
+/// Installs the global subscriber and, when the environment asks for it, the OTLP export
+/// (`service` names the process unless `OTEL_SERVICE_NAME` does). Call once, first thing in
+/// `main`, inside the Tokio runtime; [`Otlp::shutdown`] before exiting sends what is left.
+pub fn init(service: &str) -> Otlp {
+    let started = otlp::start(&OtlpSettings::from_env(service, &ProcessEnv));
     let (filter, bad_filter) = match std::env::var("RUST_LOG") {
         Ok(value) if !value.trim().is_empty() => match EnvFilter::try_new(&value) {
             Ok(filter) => (filter, None),
@@ -34,22 +47,31 @@ pub fn init() {
     let format = std::env::var("CHATOPS_LOG_FORMAT").unwrap_or_default();
     let json = format.eq_ignore_ascii_case("json");
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(ansi);
-    // A second init (tests that start several apps in one process) keeps the first subscriber.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![if json {
+        lines.json().flatten_event(true).boxed()
     } else {
-        builder.fmt_fields(text_fields()).try_init()
-    };
+        lines.fmt_fields(text_fields()).boxed()
+    }];
+    if let Some(tracer) = started.tracer {
+        layers.push(tracing_opentelemetry::layer().with_tracer(tracer).boxed());
+    }
+    // A second init (tests that start several apps in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(layers.with_filter(filter))
+        .try_init();
     if let Some(e) = bad_filter {
         tracing::warn!("RUST_LOG is not a valid filter ({e}); using the default");
     }
     if !json && !format.is_empty() && !format.eq_ignore_ascii_case("text") {
         tracing::warn!("CHATOPS_LOG_FORMAT is `{format}`; use `json` or `text` (using text)");
     }
+    for problem in started.problems {
+        tracing::warn!("{problem}");
+    }
+    started.otlp
 }
 
 /// The text format's fields: `message` as is, others `name=value`, control characters escaped.

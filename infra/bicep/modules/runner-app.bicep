@@ -44,6 +44,9 @@ param hasSlackWebhookUrl bool
 @description('Automation account resource id (empty: local runbooks only).')
 param automationAccountId string
 
+@description('CHATOPS_ARM_READS_PER_SECOND: this replica\'s share of the ARM read budget.')
+param armReadsPerSecond int
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -170,6 +173,11 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
             {
               name: 'CHATOPS_SHUTDOWN_GRACE'
               value: '${shutdownGraceSeconds}s'
+            }
+            {
+              // The subscription's read budget divided by the replicas (main.bicep).
+              name: 'CHATOPS_ARM_READS_PER_SECOND'
+              value: string(armReadsPerSecond)
             }
           ])
           volumeMounts: [

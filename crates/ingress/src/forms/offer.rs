@@ -7,7 +7,7 @@
 use super::view::{self, Metadata};
 use crate::reply::{Refusal, Reply};
 use crate::run::Request;
-use chatops_shared::catalog::{Caller, Catalog, Groups, Rejection, Runbook};
+use chatops_shared::catalog::{Caller, Catalog, Groups, ParamSpec, Rejection, Runbook};
 use chatops_shared::command::{Arg, ParsedCommand};
 use chatops_shared::mrkdwn::escape;
 use std::collections::BTreeMap;
@@ -61,7 +61,8 @@ pub async fn offer(
         channel_name: req.cmd.channel_name.clone(),
         command: req.cmd.command.clone(),
     };
-    let modal = view::modal(rb, &prefill(rb, &parsed.args), &meta);
+    let may_choose = |p: &ParamSpec, value: &str| rb.may_choose(p, value, &caller);
+    let modal = view::modal(rb, &prefill(rb, &parsed.args), &meta, &may_choose);
     let opened = match req.cmd.trigger_id.as_deref() {
         Some(trigger) => api
             .open_view(trigger, &modal, req.deadline)

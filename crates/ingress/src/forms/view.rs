@@ -1,8 +1,9 @@
 //! The modal for one runbook: a select for each parameter with choices (and for `bool`s), a
 //! text field for free values with the default (or the value already typed) filled in, the
 //! description and the value rules as the hint. Parameters the catalog fixes are shown as
-//! context, not editable (callers may not give them). Block Kit JSON by hand, within Slack's
-//! limits (title 24 characters, 100 blocks, 100 options of 75 characters).
+//! context, not editable (callers may not give them). A select lists only the values this caller
+//! may choose (a parameter's `only` rules, user groups included). Block Kit JSON by hand, within
+//! Slack's limits (title 24 characters, 100 blocks, 100 options of 75 characters).
 
 use chatops_shared::catalog::{ParamSpec, ParamType, Runbook};
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,17 @@ pub fn param_of(block_id: &str) -> Option<&str> {
     block_id.strip_prefix(BLOCK_PREFIX)
 }
 
-/// The modal for `rb`, with `prefill` (values already typed) in its fields.
-pub fn modal(rb: &Runbook, prefill: &BTreeMap<String, String>, meta: &Metadata) -> Value {
+/// Whether the caller may choose a value of a parameter (its `only` rules).
+pub type MayChoose<'a> = &'a dyn Fn(&ParamSpec, &str) -> bool;
+
+/// The modal for `rb`, with `prefill` (values already typed) in its fields; selects list the
+/// values `may_choose` admits.
+pub fn modal(
+    rb: &Runbook,
+    prefill: &BTreeMap<String, String>,
+    meta: &Metadata,
+    may_choose: MayChoose<'_>,
+) -> Value {
     let mut intro = format!("*{}*", escape(&rb.name));
     if !rb.description.is_empty() {
         intro.push_str(&format!(": {}", escape(&rb.description)));
@@ -65,14 +75,21 @@ pub fn modal(rb: &Runbook, prefill: &BTreeMap<String, String>, meta: &Metadata) 
     }
     for p in rb.params.iter().filter(|p| p.fixed.is_none()) {
         let initial = prefill.get(&p.name).or(p.default.as_ref());
+        let (element, hidden) = element(p, initial.map(String::as_str), may_choose);
         let mut block = json!({
             "type": "input",
             "block_id": block_id(&p.name),
             "optional": !p.required,
             "label": plain(&p.name),
-            "element": element(p, initial.map(String::as_str)),
+            "element": element,
         });
-        let hint = hint(p);
+        let mut hint = hint(p);
+        if hidden {
+            if !hint.is_empty() {
+                hint.push(' ');
+            }
+            hint.push_str("(values you may not choose are not listed)");
+        }
         if !hint.is_empty() {
             block["hint"] = plain(&cut(&hint, MAX_HINT));
         }
@@ -102,15 +119,23 @@ pub fn notice(title: &str, text: &str) -> Value {
 }
 
 /// The input for one parameter: a select where the values are few and short, else a text
-/// field.
-fn element(p: &ParamSpec, initial: Option<&str>) -> Value {
-    let choices: Option<Vec<String>> = match (&p.choices, p.kind) {
+/// field; and whether values the caller may not choose were left out of the select.
+fn element(p: &ParamSpec, initial: Option<&str>, may_choose: MayChoose<'_>) -> (Value, bool) {
+    let all: Option<Vec<String>> = match (&p.choices, p.kind) {
         (Some(choices), _) => Some(choices.clone()),
         (None, ParamType::Bool) => Some(vec!["true".into(), "false".into()]),
         (None, _) => None,
     };
+    let total = all.as_ref().map_or(0, Vec::len);
+    let choices: Option<Vec<String>> = all.map(|all| {
+        all.into_iter()
+            .filter(|v| may_choose(p, v))
+            .collect::<Vec<_>>()
+    });
+    let hidden = choices.as_ref().is_some_and(|c| c.len() < total);
     let selectable = choices.filter(|c| {
-        c.len() <= MAX_OPTIONS
+        !c.is_empty()
+            && c.len() <= MAX_OPTIONS
             && c.iter().all(|v| {
                 !v.is_empty() && v.chars().count() <= MAX_OPTION_TEXT && v.len() <= MAX_OPTION_VALUE
             })
@@ -126,7 +151,7 @@ fn element(p: &ParamSpec, initial: Option<&str>) -> Value {
         if let Some(v) = initial.filter(|v| choices.iter().any(|c| c == v)) {
             select["initial_option"] = option(v);
         }
-        return select;
+        return (select, hidden);
     }
     let mut input = json!({"type": "plain_text_input", "action_id": "value"});
     if let Some(v) = initial.filter(|v| !v.is_empty() && v.chars().count() <= MAX_INPUT) {
@@ -135,7 +160,7 @@ fn element(p: &ParamSpec, initial: Option<&str>) -> Value {
     if let Some(max) = p.max_len.filter(|m| *m > 0 && *m <= MAX_INPUT) {
         input["max_length"] = json!(max);
     }
-    input
+    (input, hidden)
 }
 
 /// The description, then the value rules: type and range, length, pattern, default.
@@ -231,7 +256,7 @@ params = [
     fn one_input_per_open_parameter_with_selects_defaults_and_hints() {
         let rb = runbook(CATALOG);
         let prefill = BTreeMap::from([("note".to_owned(), "typed".to_owned())]);
-        let view = modal(&rb, &prefill, &meta());
+        let view = modal(&rb, &prefill, &meta(), &|_, _| true);
         assert_eq!(view["callback_id"], CALLBACK_ID);
         assert!(
             view["title"]["text"]

@@ -20,6 +20,12 @@
 //!   [`TransientError`], which leaves the message on the queue. Once the job exists, ARM outages
 //!   are waited out inside the same delivery (`through_outages`): the worker keeps the message
 //!   hidden, the job stays followed and its timeout enforced.
+//! - Automation's own limits: a start refused with 429 (the account's 100 new jobs per 30 s,
+//!   or its concurrent jobs) is retried with jittered backoff for at most the job's timeout,
+//!   and [`Progress::Waiting`] tells the requester; a job Automation holds back (`Queued`,
+//!   until a slot frees) is reported waiting, not running.
+//! - Every ARM read waits its turn in the client's read budget, so many followed jobs are
+//!   polled less often each rather than overrunning the subscription's read budget.
 //! - [`Executor::follow_started`] follows a job only if it exists (a request too old to start).
 //! - With live output on ([`AutomationExecutor::with_live_output`]), the job's Output stream is
 //!   read on while it runs, at most once per tail interval, and once more when it ended, and
@@ -77,6 +83,18 @@ impl PollSchedule {
         (self.initial + extra).min(self.max.max(self.initial))
     }
 }
+
+/// The first pause before a start refused at a limit is tried again; it doubles (jittered)
+/// up to [`START_RETRY_MAX`], the length of Automation's new-jobs window.
+const START_RETRY_FIRST: Duration = Duration::from_secs(2);
+const START_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// What the requester is told while Automation holds the job back (`Queued`).
+const HELD_BACK: &str = "Azure Automation holds the job back until the account has a free slot \
+                         (it runs as many jobs at once as its limit allows)";
+/// What the requester is told while a start refused at a limit is retried.
+const AT_LIMIT: &str = "Azure Automation refused to start the job for now (the account is at \
+                        its limit of new or concurrent jobs); trying again";
 
 /// How many Error-stream records go into [`Outcome::error`].
 const MAX_ERROR_RECORDS: usize = 10;
@@ -143,6 +161,7 @@ impl AutomationExecutor {
         // Azure already; asking again here covers a job created after that request.
         let mut stop_asked = false;
         let mut announced = false;
+        let mut waiting_told = false;
         let mut last_status: Option<JobStatus> = None;
         let mut live = self.live_output.map(tail::OutputTail::new);
         let mut job = match created {
@@ -157,6 +176,12 @@ impl AutomationExecutor {
                 tracing::info!(status = %job.status, "Automation job status");
                 last_status = Some(job.status.clone());
             }
+            if !announced && !waiting_told && job.status == JobStatus::Queued {
+                let _ = progress.send(Progress::Waiting {
+                    reason: HELD_BACK.to_owned(),
+                });
+                waiting_told = true;
+            }
             if !announced && (job.status.has_started() || job.start_time.is_some()) {
                 let started_at = job.start_time.unwrap_or_else(OffsetDateTime::now_utc);
                 // The receiver is gone only when the worker stopped caring; keep going anyway.
@@ -170,13 +195,19 @@ impl AutomationExecutor {
                 && announced
                 && (live.due() || job.status.is_final())
             {
-                live.read(&self.client, name, &progress).await;
+                let read = live.read(&self.client, name, &progress);
+                if job.status.is_final() {
+                    // The last read of an ended job goes before the polls, as its other reads do.
+                    super::arm::urgent(read).await;
+                } else {
+                    read.await;
+                }
             }
             if job.status.is_final() {
                 let timed_out = stop_requested.is_some() && job.status == JobStatus::Stopped;
-                return self
-                    .finish(name, &job, timed_out.then_some(request.timeout))
-                    .await;
+                // The requester waits for these reads: ahead of other jobs' polls.
+                let finish = self.finish(name, &job, timed_out.then_some(request.timeout));
+                return super::arm::urgent(finish).await;
             }
 
             if request.stop.is_requested() && !stop_asked {
@@ -235,6 +266,55 @@ impl AutomationExecutor {
                 Ok(job) => job,
                 Err(e) => return lost(&e, request),
             };
+        }
+    }
+
+    /// Starts the job. A start refused at one of Automation's limits (HTTP 429 that outlasted
+    /// the client's own retries, or asked for a long wait: the account's 100 new jobs per
+    /// 30 s, or its concurrent jobs) is tried again with growing, jittered pauses, and the
+    /// requester told once that the job waits; never dropped. The wait is
+    /// bounded by the job's timeout (then the last refusal is the answer) and ends on a stop.
+    async fn start(
+        &self,
+        name: &str,
+        request: &JobRequest,
+        progress: &UnboundedSender<Progress>,
+    ) -> Result<CreateResult, ArmError> {
+        // Not the poll interval: a refused start should not be retried every few seconds
+        // against a 30-second window.
+        let backoff = Backoff {
+            first: START_RETRY_FIRST,
+            max: START_RETRY_MAX,
+            jitter: true,
+        };
+        let began = Instant::now();
+        let mut retry = 0;
+        loop {
+            let refused = match self
+                .client
+                .create_job(name, &request.target, &request.params)
+                .await
+            {
+                Err(e) if e.status() == Some(429) => e,
+                answer => return answer,
+            };
+            let wait = backoff.wait(retry);
+            if began.elapsed() + wait > request.timeout || request.stop.is_requested() {
+                return Err(refused);
+            }
+            if retry == 0 {
+                tracing::warn!(error = %refused, "Azure Automation refused the start for now; trying again");
+                let _ = progress.send(Progress::Waiting {
+                    reason: AT_LIMIT.to_owned(),
+                });
+            }
+            crate::metrics::retry("arm");
+            let mut stop = request.stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.requested() => {}
+            }
+            retry = retry.saturating_add(1);
         }
     }
 
@@ -387,11 +467,7 @@ impl Executor for AutomationExecutor {
         progress: UnboundedSender<Progress>,
     ) -> Result<Outcome, TransientError> {
         let name = request.job_id.hyphenated().to_string();
-        let created = match self
-            .client
-            .create_job(&name, &request.target, &request.params)
-            .await
-        {
+        let created = match self.start(&name, request, &progress).await {
             Ok(CreateResult::Created(job)) => {
                 tracing::info!("Automation job created");
                 Some(job)
@@ -402,6 +478,22 @@ impl Executor for AutomationExecutor {
                     "Automation job exists already; following it"
                 );
                 None
+            }
+            Err(e) if e.status() == Some(429) && request.stop.is_requested() => {
+                return Ok(Outcome::without_run(
+                    FinalState::Stopped,
+                    "Stopped before Azure Automation started it.",
+                ));
+            }
+            Err(e) if e.status() == Some(429) => {
+                tracing::warn!(error = %e, "Azure Automation refused the start for the whole timeout");
+                return Ok(Outcome::without_run(
+                    FinalState::Failed,
+                    format!(
+                        "Not started: Azure Automation refused new jobs for longer than the job's {} limit (the account is at its limit of new or concurrent jobs). Run the command again later.",
+                        humantime::format_duration(request.timeout)
+                    ),
+                ));
             }
             Err(e) if e.is_transient() => return Err(transient("start", &e)),
             Err(e) => {

@@ -117,6 +117,10 @@ pub enum Progress {
     /// order; Automation's Output-stream records), for the live tail in the job's thread. Sent
     /// only by executors built with live output on; the final [`Outcome::output`] has it too.
     Output { text: String },
+    /// The job is not running yet and waits on Azure Automation's limits: held back
+    /// (`Queued`) while the account runs as many jobs as it may, or its start refused for now
+    /// and being retried. `reason` is plain words for the requester.
+    Waiting { reason: String },
 }
 
 /// The end of a job.

@@ -17,6 +17,9 @@ use time::OffsetDateTime;
 pub enum Update {
     /// The job started (queued was the ingress's acknowledgement).
     Running { started_at: OffsetDateTime },
+    /// The job is not running yet: Azure Automation holds it back or refused its start for
+    /// now (its limits); `reason` says which, in plain words.
+    Waiting { reason: String },
     /// The job ended.
     Finished(Outcome),
     /// A plain notice about the command (a stop that found nothing to stop).

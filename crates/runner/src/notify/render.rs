@@ -96,6 +96,12 @@ fn compose(job: &JobMessage, update: &Update, prefix: &str) -> String {
             }
             push_output(&mut text, outcome);
         }
+        Update::Waiting { reason } => {
+            text.push_str(&format!(
+                ":hourglass_flowing_sand: {who} asked for {what} — *waiting* (job `{id}`)\n{}",
+                escape_head(reason, MAX_ERROR_CHARS)
+            ));
+        }
         Update::Notice(notice) => {
             text.push_str(&format!(
                 ":information_source: {} (job `{id}`, {what})",
@@ -316,6 +322,21 @@ mod tests {
             t,
             ":arrow_forward: <@U123> started *restart-web* `count=1 env=prod` — running (job `1a2b3c4d`)\n\
              Started <!date^1700000000^{date_short_pretty} {time}|2023-11-14 22:13 UTC>"
+        );
+    }
+
+    #[test]
+    fn waiting_says_why_escaped() {
+        let t = text(
+            &job(),
+            &Update::Waiting {
+                reason: "held back <until> a slot frees".into(),
+            },
+        );
+        assert_eq!(
+            t,
+            ":hourglass_flowing_sand: <@U123> asked for *restart-web* `count=1 env=prod` — *waiting* (job `1a2b3c4d`)\n\
+             held back &lt;until&gt; a slot frees"
         );
     }
 

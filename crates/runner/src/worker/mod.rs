@@ -248,6 +248,7 @@ impl Worker {
                     .as_deref()
                     .and_then(chatops_shared::telemetry::trace::trace_id);
                 let span = tracing::info_span!("job", job_id = %job.job_id, runbook = %job.runbook, dequeue = message.dequeue_count, trace_id);
+                chatops_shared::telemetry::trace::continue_trace(&span, job.traceparent.as_deref());
                 self.handle_job(message, *job, hold).instrument(span).await;
             }
         }

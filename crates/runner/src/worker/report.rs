@@ -15,10 +15,11 @@ use tokio::sync::mpsc::UnboundedSender;
 const KEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Worker {
-    /// Runs an executor call (`call` gets the progress sender) and posts the `running` status
-    /// it reports as it goes; its new output goes to the notifier's live tail in batches, at
-    /// most one per [`Notifier::live_tail`](crate::notify::Notifier::live_tail) interval, and
-    /// what is left when the call ends in a last batch. With `keep`, the batches are kept whole
+    /// Runs an executor call (`call` gets the progress sender) and posts the `running` and
+    /// `waiting` statuses it reports as it goes; its new output goes to the notifier's live
+    /// tail in batches, at most one per
+    /// [`Notifier::live_tail`](crate::notify::Notifier::live_tail) interval, and what is left
+    /// when the call ends in a last batch. With `keep`, the batches are kept whole
     /// next to the job's record too (`kept`).
     pub(super) async fn reporting<T, Fut>(
         &self,
@@ -67,6 +68,15 @@ impl Worker {
                                 .await
                             {
                                 tracing::warn!(error = %e, "could not post the running status");
+                            }
+                        }
+                        Some(Progress::Waiting { reason }) => {
+                            if let Err(e) = self
+                                .notifier
+                                .notify(job, &Update::Waiting { reason })
+                                .await
+                            {
+                                tracing::warn!(error = %e, "could not post the job's status");
                             }
                         }
                         Some(Progress::Output { text }) => {

@@ -38,6 +38,8 @@ pub enum Taken {
 pub struct Pending {
     queue: Mutex<Queue>,
     wake: Notify,
+    /// Wakes a writer that waits out its minimum interval when the log is closed.
+    closing: Notify,
     limit: usize,
     /// Lines taken by the writer and not yet written (counted as lost if it is stopped).
     pub in_flight: AtomicUsize,
@@ -48,6 +50,7 @@ impl Pending {
         Pending {
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
+            closing: Notify::new(),
             limit: limit.max(1),
             in_flight: AtomicUsize::new(0),
         }
@@ -79,6 +82,19 @@ impl Pending {
     pub fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_one();
+        self.closing.notify_one();
+    }
+
+    /// Waits until `deadline`, or less when the log is (or gets) closed.
+    pub async fn closed_or(&self, deadline: tokio::time::Instant) {
+        if self.lock().closed {
+            return;
+        }
+        // `notify_one` keeps a permit: a close between the check and this wait is not missed.
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            () = self.closing.notified() => {}
+        }
     }
 
     /// Lines waiting (not counting those in flight).

@@ -30,6 +30,7 @@ fn settings() -> WriterSettings {
             max: Duration::from_millis(2),
             jitter: false,
         },
+        min_interval: Duration::ZERO,
         ..WriterSettings::default()
     }
 }
@@ -81,6 +82,47 @@ async fn waiting_lines_go_in_one_append_in_order_and_chain() {
     assert_eq!(report.lines, 5);
     assert_eq!(report.writers.get(WRITER), Some(&5));
     assert_eq!(report.first_at, Some(DAY1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn lines_that_come_within_the_minimum_interval_go_in_one_append() {
+    let store = Arc::new(MemoryStore::new());
+    let (log, writer) = start(
+        &store,
+        WriterSettings {
+            min_interval: Duration::from_millis(250),
+            ..settings()
+        },
+    );
+    log.clone().record_at(DAY1, event(1));
+    until(|| store.appends().len() == 1).await;
+    for n in 2..=4 {
+        log.clone().record_at(DAY1, event(n));
+        for _ in 0..1_000 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            store.appends().len(),
+            1,
+            "line {n} was appended within the interval"
+        );
+    }
+    tokio::time::advance(Duration::from_millis(250)).await;
+    until(|| store.appends().len() == 2).await;
+    // Closing the log does not wait out the interval.
+    log.clone().record_at(DAY1, event(5));
+    let closing = tokio::time::Instant::now();
+    assert_eq!(writer.shutdown(Duration::from_secs(5)).await, 0);
+    assert!(closing.elapsed() < Duration::from_millis(250));
+    assert_eq!(
+        store.appends(),
+        vec![
+            (BLOB1.to_owned(), 1),
+            (BLOB1.to_owned(), 3),
+            (BLOB1.to_owned(), 1)
+        ]
+    );
+    assert_eq!(job_ids(&store, BLOB1), vec![1, 2, 3, 4, 5]);
 }
 
 #[tokio::test]

@@ -34,6 +34,11 @@ pub struct WriterSettings {
     pub backoff: Backoff,
     /// Failed attempts in a row after which an error is logged.
     pub alarm_after: u32,
+    /// Shortest time between the starts of two appends: lines that come meanwhile wait and go
+    /// in the next append together. Under load this turns one append per command into a few
+    /// per second, which the queue (often on the same storage account) no longer competes
+    /// with; a closing log does not wait for it.
+    pub min_interval: Duration,
 }
 
 impl Default for WriterSettings {
@@ -47,6 +52,7 @@ impl Default for WriterSettings {
                 jitter: true,
             },
             alarm_after: 5,
+            min_interval: Duration::from_millis(250),
         }
     }
 }
@@ -128,6 +134,7 @@ impl Writer {
             match self.pending.take(MAX_TAKE).await {
                 Taken::Finished => return,
                 Taken::Lines { lines, dropped } => {
+                    let began = tokio::time::Instant::now();
                     if dropped > 0 {
                         tracing::error!(
                             lost = dropped,
@@ -137,6 +144,9 @@ impl Writer {
                     }
                     self.write(&lines).await;
                     self.pending.in_flight.store(0, Ordering::SeqCst);
+                    self.pending
+                        .closed_or(began + self.settings.min_interval)
+                        .await;
                 }
             }
         }

@@ -400,6 +400,7 @@ mod tests {
                 budget: RetryBudget {
                     attempts: 2,
                     per_try_timeout: std::time::Duration::from_millis(300),
+                    total: None,
                     first_backoff: std::time::Duration::from_millis(10),
                     max_backoff: std::time::Duration::from_millis(10),
                     jitter: false,

@@ -297,6 +297,15 @@ impl Runbook {
         }
     }
 
+    /// Whether the caller may choose `value` for `param`: its `only` does not restrict the
+    /// value, or admits the caller (a group that could not be checked does not).
+    pub fn may_choose(&self, param: &ParamSpec, value: &str, caller: &Caller) -> bool {
+        param
+            .only
+            .get(value)
+            .is_none_or(|who| matches!(who.decide(caller), Admission::Admitted))
+    }
+
     /// Whether the caller may have each value that a parameter's `only` restricts: the value
     /// given, or else the default the runner would use.
     pub fn check_only(

@@ -1,5 +1,5 @@
 //! [`run`]: one storage operation within its [`RetryBudget`]: a timeout per try, retries only
-//! for transient failures, backoff between tries.
+//! for transient failures, backoff between tries, and the budget's `total` over all of it.
 
 use super::failure::Failure;
 use crate::queue::retry::RetryBudget;
@@ -19,27 +19,35 @@ where
     Fut: Future<Output = azure_core::Result<T>>,
 {
     let attempts = budget.attempts.max(1);
+    let ends = budget
+        .total
+        .map(|total| tokio::time::Instant::now() + total);
+    let left = || ends.map(|ends| ends.saturating_duration_since(tokio::time::Instant::now()));
     let mut attempt = 1;
     loop {
-        let failure = match tokio::time::timeout(budget.per_try_timeout, call(clients()?)).await {
+        let limit = left().map_or(budget.per_try_timeout, |left| {
+            left.min(budget.per_try_timeout)
+        });
+        let failure = match tokio::time::timeout(limit, call(clients()?)).await {
             Ok(Ok(value)) => {
                 metrics::storage_try("ok");
                 return Ok(value);
             }
             Ok(Err(e)) => Failure::from_sdk(&e),
-            Err(_) => Failure::timeout(budget.per_try_timeout),
+            Err(_) => Failure::timeout(limit),
         };
         metrics::storage_try(&failure.metric_label());
         if !failure.transient {
             return Err(failure);
         }
-        if attempt >= attempts {
+        let wait = budget.backoff(attempt);
+        // No try after the wait would have any time left.
+        if attempt >= attempts || left().is_some_and(|left| left <= wait) {
             return Err(Failure {
-                exhausted_after: Some(attempts),
+                exhausted_after: Some(attempt),
                 ..failure
             });
         }
-        let wait = budget.backoff(attempt);
         tracing::debug!(attempt, error = %failure.message, ?wait, "transient storage failure; retrying");
         metrics::retry("storage");
         tokio::time::sleep(wait).await;

@@ -1,5 +1,6 @@
-//! The process's Prometheus metrics (`prometheus-client`): one registry per process, recorded
-//! with one-line calls at the call sites and served as text by each service's `/metrics`.
+//! The process's metrics: one registry per process, recorded with one-line calls at the call
+//! sites and served as text by each service's `/metrics` (`prometheus-client`); with OTLP on,
+//! the same values are also pushed ([`super::instruments`], [`super::otlp`]).
 //!
 //! Every metric is prefixed `chatops_`; label values come from small fixed sets (never a user,
 //! channel or job id), so the number of series stays bounded. Which service records what:
@@ -18,11 +19,8 @@
 //! | `chatops_retries_total` | counter | `target` (storage, arm, slack) | both |
 //! | `chatops_poison_moves_total` | counter | | runner |
 
+use super::instruments::{Count, Counters, Gauges, Registrar, Seconds, UpDown};
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -41,92 +39,54 @@ type StatusLabels = [(&'static str, String); 1];
 
 struct Metrics {
     registry: Registry,
-    commands: Family<Labels2, Counter>,
-    ack: Histogram,
-    queue_depth: Family<Labels1, Gauge>,
-    jobs_in_flight: Gauge,
-    jobs_finished: Family<Labels1, Counter>,
-    dispatch: Histogram,
-    arm: Family<StatusLabels, Counter>,
-    slack: Family<[(&'static str, String); 2], Counter>,
-    storage: Family<StatusLabels, Counter>,
-    retries: Family<Labels1, Counter>,
-    poison_moves: Counter,
+    commands: Counters<Labels2>,
+    ack: Seconds,
+    queue_depth: Gauges<Labels1>,
+    jobs_in_flight: UpDown,
+    jobs_finished: Counters<Labels1>,
+    dispatch: Seconds,
+    arm: Counters<StatusLabels>,
+    slack: Counters<[(&'static str, String); 2]>,
+    storage: Counters<StatusLabels>,
+    retries: Counters<Labels1>,
+    poison_moves: Count,
 }
 
 impl Metrics {
+    /// Each metric, declared once: its `/metrics` series and, with OTLP on, its instrument.
     fn new() -> Self {
-        let mut m = Metrics {
-            registry: Registry::with_prefix("chatops"),
-            commands: Family::default(),
-            ack: Histogram::new(LATENCY_BUCKETS),
-            queue_depth: Family::default(),
-            jobs_in_flight: Gauge::default(),
-            jobs_finished: Family::default(),
-            dispatch: Histogram::new(LATENCY_BUCKETS),
-            arm: Family::default(),
-            slack: Family::default(),
-            storage: Family::default(),
-            retries: Family::default(),
-            poison_moves: Counter::default(),
-        };
-        let r = &mut m.registry;
-        r.register(
-            "commands",
-            "Slash commands by outcome and reason",
-            m.commands.clone(),
-        );
-        r.register(
-            "ack_seconds",
-            "Time from a slash command's arrival to its answer",
-            m.ack.clone(),
-        );
-        r.register(
-            "queue_depth",
-            "Approximate messages on the queue, sampled when scraped",
-            m.queue_depth.clone(),
-        );
-        r.register(
-            "jobs_in_flight",
-            "Jobs this runner is running or reporting",
-            m.jobs_in_flight.clone(),
-        );
-        r.register(
-            "jobs_finished",
-            "Jobs ended, by final state",
-            m.jobs_finished.clone(),
-        );
-        r.register(
-            "dispatch_seconds",
-            "Time from a command's arrival to its job's start (first delivery)",
-            m.dispatch.clone(),
-        );
-        r.register(
-            "arm_requests",
-            "Azure Resource Manager answers by HTTP status",
-            m.arm.clone(),
-        );
-        r.register(
-            "slack_requests",
-            "Slack answers by API and HTTP status",
-            m.slack.clone(),
-        );
-        r.register(
-            "storage_requests",
-            "Azure Storage (queue and blob) tries by outcome",
-            m.storage.clone(),
-        );
-        r.register(
-            "retries",
-            "Calls tried again after a transient failure",
-            m.retries.clone(),
-        );
-        r.register(
-            "poison_moves",
-            "Messages moved to the poison queue",
-            m.poison_moves.clone(),
-        );
-        m
+        let mut r = Registrar::new();
+        Metrics {
+            commands: r.counters("commands", "Slash commands by outcome and reason"),
+            ack: r.seconds(
+                "ack_seconds",
+                "Time from a slash command's arrival to its answer",
+                &LATENCY_BUCKETS,
+            ),
+            queue_depth: r.gauges(
+                "queue_depth",
+                "Approximate messages on the queue, sampled when scraped",
+            ),
+            jobs_in_flight: r.up_down("jobs_in_flight", "Jobs this runner is running or reporting"),
+            jobs_finished: r.counters("jobs_finished", "Jobs ended, by final state"),
+            dispatch: r.seconds(
+                "dispatch_seconds",
+                "Time from a command's arrival to its job's start (first delivery)",
+                &LATENCY_BUCKETS,
+            ),
+            arm: r.counters(
+                "arm_requests",
+                "Azure Resource Manager answers by HTTP status",
+            ),
+            slack: r.counters("slack_requests", "Slack answers by API and HTTP status"),
+            storage: r.counters(
+                "storage_requests",
+                "Azure Storage (queue and blob) tries by outcome",
+            ),
+            retries: r.counters("retries", "Calls tried again after a transient failure"),
+            poison_moves: r.counter("poison_moves", "Messages moved to the poison queue"),
+            registry: r.registry,
+        }
     }
 }
 
@@ -146,8 +106,7 @@ pub fn render() -> String {
 pub fn command(outcome: &'static str, reason: &'static str) {
     METRICS
         .commands
-        .get_or_create(&[("outcome", outcome), ("reason", reason)])
-        .inc();
+        .inc([("outcome", outcome), ("reason", reason)]);
 }
 
 /// A slash command's answer took `elapsed` from its arrival.
@@ -158,16 +117,13 @@ pub fn ack(elapsed: Duration) {
 /// `queue` (`jobs` or `poison`) held about `messages` messages when last sampled.
 pub fn queue_depth(queue: &'static str, messages: u64) {
     let value = i64::try_from(messages).unwrap_or(i64::MAX);
-    METRICS
-        .queue_depth
-        .get_or_create(&[("queue", queue)])
-        .set(value);
+    METRICS.queue_depth.set([("queue", queue)], value);
 }
 
 /// A job is running here until the returned guard is dropped.
 #[must_use = "the job counts as in flight until this is dropped"]
 pub fn job_in_flight() -> InFlight {
-    METRICS.jobs_in_flight.inc();
+    METRICS.jobs_in_flight.add(1);
     InFlight(())
 }
 
@@ -176,16 +132,13 @@ pub struct InFlight(());
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        METRICS.jobs_in_flight.dec();
+        METRICS.jobs_in_flight.add(-1);
     }
 }
 
 /// A job ended in `state`.
 pub fn job_finished(state: &'static str) {
-    METRICS
-        .jobs_finished
-        .get_or_create(&[("state", state)])
-        .inc();
+    METRICS.jobs_finished.inc([("state", state)]);
 }
 
 /// A job started `latency` after its command arrived.
@@ -195,10 +148,7 @@ pub fn dispatch(latency: Duration) {
 
 /// Azure Resource Manager answered with `status` (`None`: no answer, a network failure).
 pub fn arm_answer(status: Option<u16>) {
-    METRICS
-        .arm
-        .get_or_create(&[("status", label(status))])
-        .inc();
+    METRICS.arm.inc([("status", label(status))]);
 }
 
 /// Slack's `api` (`web` for the Web API, `post` for response_url and webhook posts) answered
@@ -206,21 +156,17 @@ pub fn arm_answer(status: Option<u16>) {
 pub fn slack_answer(api: &'static str, status: Option<u16>) {
     METRICS
         .slack
-        .get_or_create(&[("api", api.to_owned()), ("status", label(status))])
-        .inc();
+        .inc([("api", api.to_owned()), ("status", label(status))]);
 }
 
 /// One try at Azure Storage ended: `ok`, an HTTP status, `timeout` or `network`.
 pub fn storage_try(outcome: &str) {
-    METRICS
-        .storage
-        .get_or_create(&[("status", outcome.to_owned())])
-        .inc();
+    METRICS.storage.inc([("status", outcome.to_owned())]);
 }
 
 /// A call to `target` (`storage`, `arm`, `slack`) is tried again.
 pub fn retry(target: &'static str) {
-    METRICS.retries.get_or_create(&[("target", target)]).inc();
+    METRICS.retries.inc([("target", target)]);
 }
 
 /// A message went to the poison queue.

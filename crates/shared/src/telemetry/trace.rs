@@ -1,12 +1,52 @@
 //! W3C trace context (`traceparent`) for a job: the ingress starts a trace for each command it
 //! queues and carries it in the job message, so the ingress's and the runner's log lines (and
 //! any tracing backend) can join one command's steps by its trace id as well as its `job_id`.
+//!
+//! With OTLP traces on ([`super::otlp`]), the `traceparent` is the current span's own context,
+//! and the runner's job span continues it ([`continue_trace`]): one trace in the collector.
 
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{TraceContextExt as _, TraceFlags};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// A fresh `traceparent`: version `00`, a random trace id and parent id, sampled (`01`).
-/// `None` only when the system has no randomness to give.
+/// The `traceparent` for a job queued from the current span: that span's context when spans
+/// are exported, else a fresh one (random ids, sampled). `None` only when the system has no
+/// randomness to give.
 pub fn new_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let current = span.span_context();
+    if current.is_valid() {
+        let flags = current.trace_flags() & TraceFlags::SAMPLED;
+        return Some(format!(
+            "00-{}-{}-{:02x}",
+            current.trace_id(),
+            current.span_id(),
+            flags.to_u8()
+        ));
+    }
+    random_traceparent()
+}
+
+/// Makes `span` a child of the remote span `traceparent` names, when spans are exported and it
+/// is well formed; otherwise leaves `span` as it is.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent.filter(|t| trace_id(t).is_some()) else {
+        return;
+    };
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    if parent.span().span_context().is_valid() {
+        // Fails only when no OpenTelemetry layer is installed: nothing to continue then.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Version `00`, a random trace id and parent id, sampled (`01`).
+fn random_traceparent() -> Option<String> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).ok()?;
     // All-zero ids are invalid; a random one is all zeros with probability 2^-128.
@@ -51,7 +91,7 @@ mod tests {
     #[test]
     fn a_fresh_traceparent_is_well_formed_and_new_each_time() {
         let a = new_traceparent().unwrap();
-        let b = new_traceparent().unwrap();
+        let b = random_traceparent().unwrap();
         assert_eq!(a.len(), 55, "{a}");
         assert_ne!(a, b);
         assert_eq!(trace_id(&a), Some(&a[3..35]));

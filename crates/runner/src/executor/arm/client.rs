@@ -1,5 +1,6 @@
 //! [`ArmClient`]: the jobs API of one Automation account, and the URLs it calls.
 
+use super::budget::ReadBudget;
 use super::config::{API_VERSION, ArmConfig};
 use super::error::ArmError;
 use super::model::{CreateResult, Job, StreamRecord};
@@ -41,6 +42,8 @@ pub struct ArmClient {
     pub(super) scope: String,
     pub(super) credential: Arc<dyn TokenCredential>,
     pub(super) retry: RetryPolicy,
+    /// Every GET waits its turn here; `None`: reads are not paced (tests).
+    pub(super) budget: Option<Arc<ReadBudget>>,
 }
 
 impl ArmClient {
@@ -74,7 +77,21 @@ impl ArmClient {
             scope: config.scope.clone(),
             credential,
             retry: RetryPolicy::default(),
+            budget: config
+                .reads_per_second
+                .map(|rate| Arc::new(ReadBudget::new(rate))),
         })
+    }
+
+    /// Paces this client's reads with `budget` (shared with other clients of the process).
+    pub fn with_budget(mut self, budget: Arc<ReadBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The read budget, when reads are paced.
+    pub fn budget(&self) -> Option<&Arc<ReadBudget>> {
+        self.budget.as_ref()
     }
 
     /// Replaces the retry policy (tests use short backoffs).
@@ -103,12 +120,13 @@ impl ArmClient {
         });
         let url = self.job_url(job_name, &[]);
         match self
-            .send(
+            .send_with(
                 Method::PUT,
                 url,
                 Body::Json(&body),
                 "application/json",
                 Read::JSON,
+                false,
             )
             .await
         {
@@ -340,6 +358,7 @@ mod tests {
             resource_group: "rg".into(),
             account: "a".into(),
             scope: DEFAULT_SCOPE.into(),
+            reads_per_second: None,
         };
         #[derive(Debug)]
         struct NoToken;

@@ -20,16 +20,24 @@ pub const DEFAULT_SCOPE: &str = "https://management.azure.com/.default";
 /// | `AUTOMATION_ACCOUNT` | the Automation account | required* |
 /// | `CHATOPS_ARM_ENDPOINT` | ARM base URL (other clouds differ) | `https://management.azure.com` |
 /// | `CHATOPS_ARM_SCOPE` | token scope for ARM | `https://management.azure.com/.default` |
+/// | `CHATOPS_ARM_READS_PER_SECOND` | this runner's share of the subscription's ARM read budget (25/s refill), shared by all its ARM reads; decimals allowed | `5` |
 ///
 /// \* Azure Automation is off when none of the three is set; setting only some is an error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ArmConfig {
     pub endpoint: Url,
     pub subscription_id: String,
     pub resource_group: String,
     pub account: String,
     pub scope: String,
+    /// `CHATOPS_ARM_READS_PER_SECOND`; `None`: reads are not paced (tests only).
+    pub reads_per_second: Option<f64>,
 }
+
+/// The default read share: ARM refills a subscription's reads at 25/s per principal, and the
+/// runner replicas share one identity; 5/s leaves room for 5 replicas, or for other tools
+/// of the same identity. Deployments with more replicas set 25 / replicas (infra/bicep does).
+pub const DEFAULT_READS_PER_SECOND: f64 = 5.0;
 
 impl ArmConfig {
     /// Reads the variables in the table above; `Ok(None)` when Automation is not configured.
@@ -62,12 +70,27 @@ impl ArmConfig {
                 .map_err(|e| ConfigError::new("CHATOPS_ARM_ENDPOINT", e.to_string()))?,
         };
         let scope = optional(env, "CHATOPS_ARM_SCOPE").unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
+        let reads_per_second = match optional(env, "CHATOPS_ARM_READS_PER_SECOND") {
+            None => DEFAULT_READS_PER_SECOND,
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && (0.01..=1000.0).contains(r))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "CHATOPS_ARM_READS_PER_SECOND",
+                        format!("`{v}` is not a number of reads per second between 0.01 and 1000"),
+                    )
+                })?,
+        };
         Ok(Some(ArmConfig {
             endpoint,
             subscription_id,
             resource_group,
             account,
             scope,
+            reads_per_second: Some(reads_per_second),
         }))
     }
 }
@@ -92,5 +115,15 @@ mod tests {
         ]);
         let config = ArmConfig::from_env(&all).unwrap().unwrap();
         assert_eq!(config.scope, DEFAULT_SCOPE);
+        assert_eq!(config.reads_per_second, Some(DEFAULT_READS_PER_SECOND));
+        let mut shared = all.clone();
+        shared.insert("CHATOPS_ARM_READS_PER_SECOND", "2.5");
+        let config = ArmConfig::from_env(&shared).unwrap().unwrap();
+        assert_eq!(config.reads_per_second, Some(2.5));
+        for bad in ["0", "-1", "fast", "NaN"] {
+            shared.insert("CHATOPS_ARM_READS_PER_SECOND", bad);
+            let e = ArmConfig::from_env(&shared).unwrap_err();
+            assert_eq!(e.var, "CHATOPS_ARM_READS_PER_SECOND");
+        }
     }
 }

@@ -9,6 +9,8 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobStatus {
     New,
+    /// Held back by Automation until the account has a free slot (its concurrent-jobs limit).
+    Queued,
     Activating,
     Running,
     Completed,
@@ -30,6 +32,7 @@ impl JobStatus {
         use JobStatus::*;
         let known = [
             New,
+            Queued,
             Activating,
             Running,
             Completed,
@@ -52,6 +55,7 @@ impl JobStatus {
     pub fn as_str(&self) -> &str {
         match self {
             JobStatus::New => "New",
+            JobStatus::Queued => "Queued",
             JobStatus::Activating => "Activating",
             JobStatus::Running => "Running",
             JobStatus::Completed => "Completed",
@@ -81,7 +85,7 @@ impl JobStatus {
     pub fn has_started(&self) -> bool {
         !matches!(
             self,
-            JobStatus::New | JobStatus::Activating | JobStatus::Other(_)
+            JobStatus::New | JobStatus::Queued | JobStatus::Activating | JobStatus::Other(_)
         )
     }
 }
@@ -209,5 +213,7 @@ mod tests {
         assert_eq!(job.end_time, None);
         assert_eq!(job.exception, None);
         assert_eq!(JobStatus::parse("Weird"), JobStatus::Other("Weird".into()));
+        assert_eq!(JobStatus::parse("queued"), JobStatus::Queued);
+        assert!(!JobStatus::Queued.has_started());
     }
 }

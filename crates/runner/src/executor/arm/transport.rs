@@ -15,6 +15,12 @@ use url::Url;
 /// The longest wait for an Azure token in one ARM try.
 const TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A 429 asking to wait longer than this is a limit worth telling the requester about.
+const LONG_THROTTLE: Duration = Duration::from_secs(5);
+
+/// ARM's header for the subscription's remaining read budget.
+const REMAINING_READS: &str = "x-ms-ratelimit-remaining-subscription-reads";
+
 /// The most of an error body read: ARM's are a few hundred bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// The most of a JSON answer read; a longer one is refused as unexpected.
@@ -75,6 +81,22 @@ impl ArmClient {
         accept: &str,
         read: Read,
     ) -> Result<Answer, ArmError> {
+        self.send_with(method, url, body, accept, read, true).await
+    }
+
+    /// [`ArmClient::send`]; `retry_long_throttling: false` hands the caller a 429 that asks to
+    /// wait longer than [`LONG_THROTTLE`] at once (a job start refused at one of Automation's
+    /// limits is retried by the executor, which tells the requester the job waits); a short
+    /// `Retry-After` (ARM's write throttle) is still waited out here.
+    pub(super) async fn send_with(
+        &self,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+        accept: &str,
+        read: Read,
+        retry_long_throttling: bool,
+    ) -> Result<Answer, ArmError> {
         let mut retry = 0;
         loop {
             let failure = match self.try_once(&method, &url, &body, accept, read).await {
@@ -82,7 +104,12 @@ impl ArmClient {
                 Err(failure) => failure,
             };
             let error = failure.error;
-            if !error.is_transient() || retry + 1 >= self.retry.attempts {
+            let long_throttle = error.status() == Some(429)
+                && failure.retry_after.is_some_and(|wait| wait > LONG_THROTTLE);
+            if !error.is_transient()
+                || retry + 1 >= self.retry.attempts
+                || (long_throttle && !retry_long_throttling)
+            {
                 return Err(error);
             }
             let wait = failure
@@ -120,6 +147,10 @@ impl ArmClient {
         .await
         .map_err(|_| ArmError::Token(format!("no token within {}s", TOKEN_TIMEOUT.as_secs())))?
         .map_err(|e| ArmError::Token(redact_url_secrets(&e.to_string())))?;
+        let is_read = method == Method::GET;
+        if is_read && let Some(budget) = &self.budget {
+            budget.acquire().await;
+        }
         let mut request = self
             .http
             .request(method.clone(), url.clone())
@@ -142,12 +173,15 @@ impl ArmClient {
         crate::metrics::arm_answer(Some(status.as_u16()));
         let headers = response.headers().clone();
         log_budget(method, status, &headers);
+        let retry_after = matches!(status.as_u16(), 429 | 503)
+            .then(|| retry_after(&headers))
+            .flatten();
+        if is_read && let Some(budget) = &self.budget {
+            budget.observe(status.as_u16(), remaining_reads(&headers), retry_after);
+        }
         let network = |e: reqwest::Error| ArmError::Network(describe(&e));
         if !status.is_success() {
             let head = read_head(response, MAX_ERROR_BODY).await.map_err(network)?;
-            let retry_after = matches!(status.as_u16(), 429 | 503)
-                .then(|| retry_after(&headers))
-                .flatten();
             return Err(Failure {
                 error: ArmError::from_answer(status, &head.bytes),
                 retry_after,
@@ -205,10 +239,21 @@ fn log_budget(method: &Method, status: StatusCode, headers: &HeaderMap) {
     tracing::debug!(
         %method,
         status = status.as_u16(),
-        remaining_reads = header("x-ms-ratelimit-remaining-subscription-reads"),
+        remaining_reads = header(REMAINING_READS),
         remaining_writes = header("x-ms-ratelimit-remaining-subscription-writes"),
         "Azure Resource Manager answered"
     );
+}
+
+/// `x-ms-ratelimit-remaining-subscription-reads`: what is left of the subscription's read bucket.
+fn remaining_reads(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(REMAINING_READS)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A reqwest error with its causes, without the URL.

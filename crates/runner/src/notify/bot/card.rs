@@ -23,6 +23,7 @@ const MAX_FALLBACK_CHARS: usize = 300;
 pub fn card(job: &JobMessage, update: &Update, portal: Option<&str>, now: OffsetDateTime) -> Value {
     let (icon, state) = match update {
         Update::Running { .. } => (":arrow_forward:", "Running"),
+        Update::Waiting { .. } => (":hourglass_flowing_sand:", "Waiting"),
         Update::Finished(outcome) => (emoji(outcome.state), outcome.state.label()),
         Update::Notice(_) => (":information_source:", "Notice"),
     };
@@ -73,6 +74,10 @@ pub fn card(job: &JobMessage, update: &Update, portal: Option<&str>, now: Offset
             {
                 context.push("output in the thread".to_owned());
             }
+        }
+        Update::Waiting { reason } => {
+            blocks.push(section(&escape_head(reason, MAX_CARD_ERROR_CHARS)));
+            fallback.push_str(", not running yet");
         }
         Update::Notice(notice) => {
             blocks.push(section(&escape_head(notice, MAX_CARD_ERROR_CHARS)));
@@ -155,6 +160,30 @@ mod tests {
         let text = c["text"].as_str().unwrap();
         assert!(text.starts_with("Running: restart-web by ana"), "{text}");
         assert!(!all.contains("portal"));
+    }
+
+    #[test]
+    fn waiting_card_says_waiting_and_why() {
+        let j = job("", time::Duration::ZERO);
+        let c = card(
+            &j,
+            &Update::Waiting {
+                reason: "Azure Automation holds the job back".into(),
+            },
+            None,
+            OffsetDateTime::now_utc(),
+        );
+        let all = texts(&c);
+        assert!(
+            all.contains(":hourglass_flowing_sand:") && all.contains("*Waiting*"),
+            "{all}"
+        );
+        assert!(all.contains("holds the job back"), "{all}");
+        let text = c["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("Waiting: restart-web by ana, not running yet"),
+            "{text}"
+        );
     }
 
     #[test]

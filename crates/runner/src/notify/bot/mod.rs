@@ -418,7 +418,9 @@ impl Notifier for BotNotifier {
     async fn notify(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError> {
         let result = match update {
             Update::Notice(_) => self.notice(job, update).await,
-            Update::Running { .. } | Update::Finished(_) => self.show(job, update).await,
+            Update::Running { .. } | Update::Waiting { .. } | Update::Finished(_) => {
+                self.show(job, update).await
+            }
         };
         if matches!(update, Update::Finished(_))
             && !matches!(
