@@ -35,4 +35,5 @@ pub mod slack_api;
 pub mod slack_id;
 mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod workspaces;

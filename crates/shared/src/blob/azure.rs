@@ -69,7 +69,7 @@ impl AzureBlobStore {
                 (url, Auth::Token(credential))
             }
         };
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client()
             .connect_timeout(settings.budget.per_try_timeout)
             .timeout(settings.budget.per_try_timeout)
             .build()

@@ -103,7 +103,7 @@ impl SlackApi {
     /// A client for `base_url` (e.g. [`DEFAULT_BASE_URL`]) with the bot token. Fails only when
     /// the HTTP client cannot be built.
     pub fn new(token: Secret, base_url: &str) -> Result<Self, SlackApiError> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
             // A redirect would take the token somewhere Slack did not say.

@@ -30,7 +30,7 @@ impl RuntimeClient {
     /// A client for the current runtime.
     pub fn new() -> Result<Self, ClientError> {
         let runtime = Handle::try_current().map_err(|_| ClientError::NoRuntime)?;
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client()
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| ClientError::Build(e.without_url().to_string()))?;

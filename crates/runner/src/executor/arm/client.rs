@@ -48,7 +48,7 @@ pub struct ArmClient {
 
 impl ArmClient {
     pub fn new(config: &ArmConfig, credential: Arc<dyn TokenCredential>) -> Result<Self, ArmError> {
-        let http = reqwest::Client::builder()
+        let http = chatops_shared::tls::http_client()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("chatops-runner/", env!("CARGO_PKG_VERSION")))

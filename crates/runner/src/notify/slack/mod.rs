@@ -51,7 +51,7 @@ pub struct SlackNotifier {
 impl SlackNotifier {
     /// Fails only when the HTTP client cannot be built (no TLS roots, for example).
     pub fn new(config: SlackNotifierConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = chatops_shared::tls::http_client()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
             // A redirect would take the message (and maybe the URL) somewhere Slack did not say.
