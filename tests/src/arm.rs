@@ -83,6 +83,9 @@ pub struct Script {
     pub end: End,
     /// The job's whole Output stream.
     pub output: String,
+    /// While the job runs, its Output stream holds one more line of `output` per GET of the job
+    /// (as a running job's output grows); all of it once it ended.
+    pub growing_output: bool,
     /// Instead of `output`, an Output stream of this many bytes generated while it is sent (never
     /// held in memory): numbered lines `line N of M`, the last ending the stream.
     pub generated_output: Option<u64>,
@@ -109,6 +112,7 @@ impl Script {
             running_polls: 2,
             end: End::Completed,
             output: output.to_owned(),
+            growing_output: false,
             generated_output: None,
             errors: Vec::new(),
             exception: None,
@@ -180,6 +184,12 @@ impl Script {
             generated_output: Some(bytes),
             ..Script::completes("")
         }
+    }
+
+    /// The Output stream grows by one line per GET while the job runs.
+    pub fn growing(mut self) -> Self {
+        self.growing_output = true;
+        self
     }
 
     pub fn polls(mut self, queued: u32, running: u32) -> Self {
@@ -904,10 +914,17 @@ fn generated_output(
 /// The job's stream records: one Output record per output line, then the Error records.
 fn records(job: &JobRecord) -> Vec<Value> {
     let base = job.creation_time;
+    let ended = job.end_time.is_some();
+    let shown = if job.script.growing_output && !ended {
+        job.gets.saturating_sub(job.script.queued_polls) as usize
+    } else {
+        usize::MAX
+    };
     let output = job
         .script
         .output
         .lines()
+        .take(shown)
         .map(|l| ("Output", l.to_owned(), true));
     let errors = job
         .script
