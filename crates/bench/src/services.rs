@@ -80,7 +80,10 @@ impl Bench {
     }
 
     /// The services' environment on `queue` with the scenarios' catalog, ARM through the test
-    /// server (managed identity), quick Automation polls; then `extra` (which wins).
+    /// server (managed identity), quick Automation polls, and an ARM read budget far above
+    /// what these scenarios use (their ARM test server does not throttle: they measure the
+    /// queue, the ingress and dispatch; ARM's read budget is the `follow` scenario's subject);
+    /// then `extra` (which wins).
     pub fn env(&self, queue: &str, extra: &[(&str, String)]) -> Vec<(String, String)> {
         let mut env = self.app.service_env();
         env.extend(self.app.arm.env());
@@ -89,6 +92,7 @@ impl Bench {
             ("CHATOPS_CATALOG", self.catalog.display().to_string()),
             ("CHATOPS_AUTOMATION_POLL_INTERVAL", "100ms".to_owned()),
             ("CHATOPS_RUNNER_CONCURRENCY", "16".to_owned()),
+            ("CHATOPS_ARM_READS_PER_SECOND", "1000".to_owned()),
         ];
         for (name, value) in ours.iter().chain(extra) {
             env.retain(|(n, _)| n != name);
