@@ -364,15 +364,20 @@ def main():
 
         # The bot path: the same runner with a bot token posts one card per job and updates it.
         say()
-        say("now the runner restarts with SLACK_BOT_TOKEN: one job card per job, updated in place, "
-            "output in its thread")
-        runner = procs.pop()
-        os.killpg(runner.pid, signal.SIGTERM)
-        runner.wait(timeout=30)
-        bot_port = free_port()
+        say("now the ingress and the runner restart with SLACK_BOT_TOKEN: the caller alone gets the "
+            "acknowledgement, and the channel one job card per job, updated in place, output in its thread")
+        for _ in range(2):
+            proc = procs.pop()
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        bot_port, bot_ingress_port = free_port(), free_port()
         bot_env = dict(env, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_BASE_URL=f"{slack_url}api",
-                       CHATOPS_RUNNER_ADDR=f"127.0.0.1:{bot_port}")
+                       CHATOPS_RUNNER_ADDR=f"127.0.0.1:{bot_port}",
+                       CHATOPS_INGRESS_ADDR=f"127.0.0.1:{bot_ingress_port}")
+        start("ingress-bot", [os.path.join(target, "debug", "chatops-ingress")], bot_env, procs)
         start("runner-bot", [os.path.join(target, "debug", "chatops-runner")], bot_env, procs)
+        ingress = f"http://127.0.0.1:{bot_ingress_port}"
+        wait_until(lambda: http_ok(f"{ingress}/readyz"), "the bot-token ingress to be ready")
         wait_until(lambda: http_ok(f"http://127.0.0.1:{bot_port}/readyz"), "the bot-token runner to be ready")
         answer = command(ingress, "deploy web prod version=1.4.3", response_url + "/" + str(time.time_ns()))
         short = answer.get("text", "").rsplit("job `", 1)[-1].split("`", 1)[0] if isinstance(answer, dict) else ""
