@@ -362,7 +362,10 @@ async fn an_automation_jobs_output_is_tailed_from_its_stream() {
     let live_before_final = run_watching(&app, live_worker(&app)).await;
     // The stream grows a line per poll: more than one reply while it ran means it was read on
     // from where the last read ended, as it grew.
-    assert!(live_before_final >= 2, "tailed while it ran: {live_before_final}");
+    assert!(
+        live_before_final >= 2,
+        "tailed while it ran: {live_before_final}"
+    );
 
     let card = card(&app).unwrap();
     let replies = replies(&app, &card);
