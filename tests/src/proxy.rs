@@ -88,7 +88,6 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     if method == Method::DELETE && uri.path().contains("/messages/") {
         let held = {
             let mut shared = state.shared.lock().expect("proxy lock");
@@ -111,11 +110,26 @@ async fn forward(
             std::future::pending::<()>().await;
         }
     }
-    let Ok(url) = state.upstream.join(path_and_query) else {
+    send_on(&state.client, &state.upstream, method, &uri, &headers, body).await
+}
+
+/// Sends a request on to `upstream` as it came (same method, path and query, headers but
+/// `host` and `content-length`, body) and answers with what came back (502 when nothing did).
+/// The proxies of the tests and of the benchmark forward through it.
+pub async fn send_on(
+    client: &reqwest::Client,
+    upstream: &Url,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let Ok(url) = upstream.join(path_and_query) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let mut request = state.client.request(method, url).body(body);
-    for (name, value) in &headers {
+    let mut request = client.request(method, url).body(body);
+    for (name, value) in headers {
         if name != "host" && name != "content-length" {
             request = request.header(name, value);
         }

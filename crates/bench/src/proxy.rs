@@ -5,8 +5,8 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -111,31 +111,15 @@ async fn forward(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    let Ok(url) = shared.upstream.join(path_and_query) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let mut request = shared.client.request(method, url).body(body);
-    for (name, value) in &headers {
-        if name != "host" && name != "content-length" {
-            request = request.header(name, value);
-        }
-    }
-    match request.send().await {
-        Ok(answer) => {
-            let status = answer.status();
-            let headers = answer.headers().clone();
-            let body = answer.bytes().await.unwrap_or_default();
-            let mut response = (status, body).into_response();
-            for (name, value) in &headers {
-                if name != "content-length" && name != "transfer-encoding" {
-                    response.headers_mut().insert(name, value.clone());
-                }
-            }
-            response
-        }
-        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-    }
+    chatops_e2e::proxy::send_on(
+        &shared.client,
+        &shared.upstream,
+        method,
+        &uri,
+        &headers,
+        body,
+    )
+    .await
 }
 
 #[cfg(test)]
