@@ -24,6 +24,18 @@ pub struct StreamPages {
     pub on_last_page: usize,
 }
 
+/// What [`ArmClient::list_pages`] read.
+pub(super) struct Listed {
+    pub(super) items: Vec<Value>,
+    /// False when the list went on past the page limit.
+    pub(super) complete: bool,
+    /// The last page read (or, past the page limit, the next page not read): where a later
+    /// read goes on.
+    pub(super) last_page: Url,
+    /// How many of `items` (the last ones) are on `last_page`.
+    pub(super) on_last_page: usize,
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most pages of stream records read for one job.
@@ -182,20 +194,17 @@ impl ArmClient {
         job_name: &str,
         stream_type: Option<&str>,
     ) -> Result<Vec<StreamRecord>, ArmError> {
-        let mut url = self.job_url(job_name, &["streams"]);
-        if let Some(kind) = stream_type {
-            let filter = format!("properties/streamType eq '{}'", kind.replace('\'', "''"));
-            url.query_pairs_mut().append_pair("$filter", &filter);
-        }
-        let (items, complete) = self.list_pages(url, MAX_PAGES).await?;
-        if !complete {
+        let listed = self
+            .list_pages(self.streams_url(job_name, stream_type), MAX_PAGES)
+            .await?;
+        if !listed.complete {
             tracing::warn!(
                 job = job_name,
                 pages = MAX_PAGES,
                 "stopped reading stream records after the page limit"
             );
         }
-        Ok(items.iter().map(StreamRecord::from_json).collect())
+        Ok(listed.items.iter().map(StreamRecord::from_json).collect())
     }
 
     /// The job's stream records of one type, read on from `from` (the last page an earlier
@@ -209,21 +218,35 @@ impl ArmClient {
         stream_type: &str,
         from: Option<Url>,
     ) -> Result<StreamPages, ArmError> {
-        let mut url = match from {
-            Some(url) => url,
-            None => {
-                let mut url = self.job_url(job_name, &["streams"]);
-                let filter = format!(
-                    "properties/streamType eq '{}'",
-                    stream_type.replace('\'', "''")
-                );
-                url.query_pairs_mut().append_pair("$filter", &filter);
-                url
-            }
-        };
-        let mut records = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let page = json_body(
+        let url = from.unwrap_or_else(|| self.streams_url(job_name, Some(stream_type)));
+        let listed = self.list_pages(url, MAX_PAGES).await?;
+        Ok(StreamPages {
+            records: listed.items.iter().map(StreamRecord::from_json).collect(),
+            last_page: listed.last_page,
+            on_last_page: listed.on_last_page,
+        })
+    }
+
+    /// The URL of the job's stream list, of one type or all.
+    fn streams_url(&self, job_name: &str, stream_type: Option<&str>) -> Url {
+        let mut url = self.job_url(job_name, &["streams"]);
+        if let Some(kind) = stream_type {
+            let filter = format!("properties/streamType eq '{}'", kind.replace('\'', "''"));
+            url.query_pairs_mut().append_pair("$filter", &filter);
+        }
+        url
+    }
+
+    /// The `value` items of an ARM list at `url` and its `nextLink` pages, reading at most
+    /// `max_pages` pages.
+    pub(super) async fn list_pages(
+        &self,
+        mut url: Url,
+        max_pages: usize,
+    ) -> Result<Listed, ArmError> {
+        let mut items = Vec::new();
+        for _ in 0..max_pages {
+            let mut page = json_body(
                 &self
                     .send(
                         Method::GET,
@@ -234,51 +257,9 @@ impl ArmClient {
                     )
                     .await?,
             )?;
-            let items: Vec<StreamRecord> = page
-                .get("value")
-                .and_then(Value::as_array)
-                .map(|items| items.iter().map(StreamRecord::from_json).collect())
-                .unwrap_or_default();
-            let on_last_page = items.len();
-            records.extend(items);
-            match page
-                .get("nextLink")
-                .and_then(Value::as_str)
-                .filter(|l| !l.is_empty())
-            {
-                Some(link) => url = self.next_link(link)?,
-                None => {
-                    return Ok(StreamPages {
-                        records,
-                        last_page: url,
-                        on_last_page,
-                    });
-                }
-            }
-        }
-        // The page limit: the next call goes on from the next page.
-        Ok(StreamPages {
-            records,
-            last_page: url,
-            on_last_page: 0,
-        })
-    }
-
-    /// The `value` items of an ARM list at `url` and its `nextLink` pages, reading at most
-    /// `max_pages` pages; `false` with them when the list went on past that.
-    pub(super) async fn list_pages(
-        &self,
-        mut url: Url,
-        max_pages: usize,
-    ) -> Result<(Vec<Value>, bool), ArmError> {
-        let mut items = Vec::new();
-        for _ in 0..max_pages {
-            let mut page = json_body(
-                &self
-                    .send(Method::GET, url, Body::None, "application/json", Read::JSON)
-                    .await?,
-            )?;
+            let mut on_page = 0;
             if let Some(Value::Array(values)) = page.get_mut("value").map(Value::take) {
+                on_page = values.len();
                 items.extend(values);
             }
             match page
@@ -286,11 +267,23 @@ impl ArmClient {
                 .and_then(Value::as_str)
                 .filter(|l| !l.is_empty())
             {
-                None => return Ok((items, true)),
+                None => {
+                    return Ok(Listed {
+                        items,
+                        complete: true,
+                        last_page: url,
+                        on_last_page: on_page,
+                    });
+                }
                 Some(link) => url = self.next_link(link)?,
             }
         }
-        Ok((items, false))
+        Ok(Listed {
+            items,
+            complete: false,
+            last_page: url,
+            on_last_page: 0,
+        })
     }
 
     /// One stream record with its whole text.

@@ -72,13 +72,13 @@ impl RunbookInfo {
 impl ArmClient {
     /// Every runbook of the account (without parameters), following `nextLink`.
     pub async fn list_runbooks(&self) -> Result<Vec<RunbookInfo>, ArmError> {
-        let (items, complete) = self.list_pages(self.runbook_url(None), MAX_PAGES).await?;
-        if !complete {
+        let listed = self.list_pages(self.runbook_url(None), MAX_PAGES).await?;
+        if !listed.complete {
             return Err(ArmError::Unexpected(format!(
                 "the runbook list goes on past {MAX_PAGES} pages"
             )));
         }
-        Ok(items.iter().map(RunbookInfo::from_json).collect())
+        Ok(listed.items.iter().map(RunbookInfo::from_json).collect())
     }
 
     /// One runbook with its parameters.
