@@ -41,7 +41,7 @@ impl Kept {
             self.started = true;
         }
         let room = usize::try_from(self.cap - self.written).unwrap_or(usize::MAX);
-        let mut block = if text.len() <= room {
+        let block = if text.len() <= room {
             text.to_owned()
         } else {
             let mut end = room;
@@ -63,7 +63,7 @@ impl Kept {
         let len = block.len() as u64;
         if let Err(e) = self
             .records
-            .append_output(&self.record_name, std::mem::take(&mut block), self.written)
+            .append_output(&self.record_name, block, self.written)
             .await
         {
             tracing::warn!(error = %e, "could not keep more of the job's output");
