@@ -526,19 +526,10 @@ impl TestApp {
     /// A worker like [`TestApp::worker_with`] that reports through `notifier`.
     pub fn worker_notifying(
         &self,
-        mut settings: WorkerSettings,
+        settings: WorkerSettings,
         notifier: Arc<dyn Notifier>,
     ) -> Worker {
-        settings.runner_id = chatops_runner::worker::new_runner_id();
-        Worker::new(
-            self.runner_queue(),
-            self.records(),
-            self.live_catalog.clone(),
-            self.job_keys.clone(),
-            self.executors(),
-            notifier,
-            settings,
-        )
+        self.worker_using(self.executors(), settings, notifier)
     }
 
     /// `n` runners, each a worker running its polling loop, as `chatops-runner` processes do.
@@ -641,6 +632,37 @@ impl TestApp {
     /// Puts a raw message on the job queue, as a foreign writer could.
     pub async fn put_raw(&self, text: &str) {
         self.queue.send(text).await.expect("send");
+    }
+
+    /// A run message for `runbook` with `params`, from Alice in #ops with a `response_url` on
+    /// the Slack double, as the ingress would queue it (a fresh job id, no catalog version):
+    /// for tests that write jobs straight to the queue.
+    pub fn run_message(&self, runbook: &str, params: &[(&str, &str)]) -> JobMessage {
+        JobMessage {
+            schema: chatops_shared::job::SCHEMA_VERSION,
+            job_id: uuid::Uuid::new_v4(),
+            kind: chatops_shared::job::JobKind::Run,
+            runbook: runbook.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            user_id: ALICE.into(),
+            user_name: "alice".into(),
+            team_id: "T0TEST".into(),
+            channel_id: OPS.into(),
+            channel_name: None,
+            response_url: Some(Secret::new(self.slack.response_url())),
+            requested_at: time::OffsetDateTime::now_utc(),
+            enterprise_id: None,
+            traceparent: None,
+            started_at: None,
+            record_day: None,
+            target: None,
+            rerun_of: None,
+            catalog_version: None,
+            secret_params: Vec::new(),
+        }
     }
 
     /// Fails when anything is left on the job or the poison queue.

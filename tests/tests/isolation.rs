@@ -10,12 +10,9 @@
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::expect_used)]
 
-use chatops_e2e::app::{ALICE, OPS, TestApp};
+use chatops_e2e::app::{ALICE, TestApp};
 use chatops_e2e::process::{Service, binary, running_as_root, user_ids};
-use chatops_shared::job::{JobMessage, SCHEMA_VERSION, job_id_from_signature};
 use chatops_shared::queue::connection::DEVSTORE_KEY;
-use chatops_shared::secret::Secret;
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -110,28 +107,7 @@ const IDENTITY_HEADER: &str = "identity-header-secret-4c1f9e";
 
 /// Puts a signed job for `runbook` on the queue, as the ingress would; returns its short id.
 async fn enqueue(app: &TestApp, runbook: &str) -> String {
-    let job = JobMessage {
-        schema: SCHEMA_VERSION,
-        job_id: job_id_from_signature(&format!("v0={}", uuid::Uuid::new_v4())),
-        kind: Default::default(),
-        runbook: runbook.into(),
-        params: BTreeMap::new(),
-        user_id: ALICE.into(),
-        user_name: "alice".into(),
-        team_id: "T0TEST".into(),
-        channel_id: OPS.into(),
-        channel_name: None,
-        response_url: Some(Secret::new(app.slack.response_url())),
-        requested_at: time::OffsetDateTime::now_utc(),
-        enterprise_id: None,
-        traceparent: None,
-        started_at: None,
-        record_day: None,
-        target: None,
-        rerun_of: None,
-        catalog_version: None,
-        secret_params: Vec::new(),
-    };
+    let job = app.run_message(runbook, &[]);
     app.put_raw(&app.queue_text(&job)).await;
     job.short_id()
 }

@@ -429,26 +429,8 @@ async fn queued_messages_carry_the_catalog_version() {
 /// `echo x` from Alice in #ops, written straight to the queue (no catalog version).
 fn forged_echo(app: &TestApp) -> JobMessage {
     JobMessage {
-        schema: SCHEMA_VERSION,
         job_id: job_id_from_signature("v0=forged-echo"),
-        kind: Default::default(),
-        runbook: "echo".into(),
-        params: BTreeMap::from([("first".into(), "x".into())]),
-        user_id: ALICE.into(),
-        user_name: "alice".into(),
-        team_id: "T0TEST".into(),
-        channel_id: OPS.into(),
-        channel_name: None,
-        response_url: Some(Secret::new(app.slack.response_url())),
-        requested_at: time::OffsetDateTime::now_utc(),
-        enterprise_id: None,
-        traceparent: None,
-        started_at: None,
-        record_day: None,
-        target: None,
-        rerun_of: None,
-        catalog_version: None,
-        secret_params: Vec::new(),
+        ..app.run_message("echo", &[("first", "x")])
     }
 }
 

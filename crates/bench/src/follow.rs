@@ -10,11 +10,11 @@
 //! ARM double (its `endTime`) to the Slack double receiving its final message, p50 / p99.
 //! `--smoke`: 20 jobs of 1–2 s, a few seconds.
 
-use chatops_e2e::app::{ALICE, OPS, TestApp};
+use chatops_e2e::app::TestApp;
 use chatops_e2e::arm::{READ_BUCKET, READ_REFILL, Script};
 use chatops_e2e::process::Service;
-use chatops_shared::job::{JobKind, JobMessage, SCHEMA_VERSION};
-use std::collections::{BTreeMap, HashMap};
+use chatops_shared::job::JobMessage;
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -148,30 +148,7 @@ pub async fn measure(dir: &Path, plan: FollowPlan) -> anyhow::Result<FollowResul
 
 /// An Automation job message as the ingress would queue it (`/runbook restart-web dev`).
 fn job(app: &TestApp) -> JobMessage {
-    JobMessage {
-        schema: SCHEMA_VERSION,
-        job_id: uuid::Uuid::new_v4(),
-        kind: JobKind::Run,
-        runbook: "restart-web".into(),
-        params: BTreeMap::from([("env".to_owned(), "dev".to_owned())]),
-        user_id: ALICE.into(),
-        user_name: "alice".into(),
-        team_id: "T0TEST".into(),
-        channel_id: OPS.into(),
-        channel_name: Some("ops".into()),
-        response_url: Some(chatops_shared::secret::Secret::new(
-            app.slack.response_url(),
-        )),
-        requested_at: OffsetDateTime::now_utc(),
-        enterprise_id: None,
-        traceparent: None,
-        started_at: None,
-        record_day: None,
-        target: None,
-        rerun_of: None,
-        catalog_version: None,
-        secret_params: Vec::new(),
-    }
+    app.run_message("restart-web", &[("env", "dev")])
 }
 
 /// Per job short id, when the Slack double received its `Completed` message.
