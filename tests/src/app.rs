@@ -419,11 +419,21 @@ impl TestApp {
     /// A worker like [`TestApp::worker_with`] that reaches the queue through `queue`.
     /// Each worker is a runner of its own in the job records (a fresh `runner_id`), as each
     /// runner process is, whatever settings it is given.
-    pub fn worker_on(&self, queue: Arc<dyn JobQueue>, mut settings: WorkerSettings) -> Worker {
+    pub fn worker_on(&self, queue: Arc<dyn JobQueue>, settings: WorkerSettings) -> Worker {
+        self.worker_on_records(queue, self.records(), settings)
+    }
+
+    /// A worker like [`TestApp::worker_with`] whose job records are `records` (e.g. counted).
+    pub fn worker_on_records(
+        &self,
+        queue: Arc<dyn JobQueue>,
+        records: Records,
+        mut settings: WorkerSettings,
+    ) -> Worker {
         settings.runner_id = chatops_runner::worker::new_runner_id();
         Worker::new(
             queue,
-            self.records(),
+            records,
             self.live_catalog.clone(),
             self.job_keys.clone(),
             self.executors(),

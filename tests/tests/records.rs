@@ -7,13 +7,15 @@
 
 use chatops_e2e::app::{ALICE, BOB, OPS, SIGNING_SECRET, TestApp};
 use chatops_e2e::arm::Script;
+use chatops_e2e::counting::CountingStore;
 use chatops_e2e::process::Service;
 use chatops_e2e::proxy::Proxy;
 use chatops_runner::worker::Step;
 use chatops_shared::audit::AuditLog;
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
 use chatops_shared::queue::Received;
-use chatops_shared::records::{ExecutorRef, JobState, Versioned};
+use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The record of the job with short id `id`, once it exists.
@@ -367,6 +369,44 @@ async fn stop_of_an_automation_job_asks_azure_and_reports_stopped() {
     let text = app.final_text(&id, "*Stopped*").await;
     assert!(text.contains(&format!("Stopped by <@{ALICE}>")), "{text}");
     let _ = following.await;
+    app.finish().await;
+}
+
+/// Once Azure has an Automation job, stops reach it through Azure (the runner that takes the
+/// stop message asks), so its holder reads the record only to renew the heartbeat, not every
+/// `record_poll`: following many jobs does not cost a record read per job every 2 s.
+#[tokio::test]
+async fn the_holder_of_an_automation_job_reads_its_record_only_for_the_heartbeat() {
+    let app = TestApp::spawn().await;
+    let run = Duration::from_secs(4);
+    app.arm
+        .script("Restart-WebApp", Script::runs_for("restarted", run, run));
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let counted = Arc::new(CountingStore::new(
+        app.blob_store(chatops_shared::records::DEFAULT_RECORDS_CONTAINER),
+    ));
+    let records = Records::new(
+        counted.clone(),
+        chatops_shared::records::DEFAULT_RETENTION_DAYS,
+    );
+    let mut settings = app.worker_settings();
+    settings.record_poll = Duration::from_millis(100);
+    settings.visibility = Duration::from_secs(6);
+    let worker = app.worker_on_records(app.runner_queue(), records, settings.clone());
+    assert_eq!(worker.process_next().await, Ok(Step::Processed));
+    app.final_text(&id, "*Completed*").await;
+
+    // Polled at `record_poll`, 4 s would take about 40 reads; at the heartbeat (every 2 s) a
+    // few, plus the fixed calls of owning, starting, ending and reporting the job.
+    let calls = counted.calls();
+    let polled = (run.as_millis() / settings.record_poll.as_millis()) as usize;
+    assert!(
+        calls < polled / 2,
+        "{calls} record calls for a {run:?} job (polling every {:?} would be about {polled})",
+        settings.record_poll
+    );
+    let record = record_of(&app, &id).await;
+    assert_eq!(record.record.state, JobState::Completed);
     app.finish().await;
 }
 

@@ -171,6 +171,8 @@ impl AutomationExecutor {
                 Err(e) => return lost(&e, request),
             },
         };
+        // Azure has the job: whoever takes a stop message asks Azure to stop it.
+        request.stop.reached_directly();
         loop {
             if last_status.as_ref() != Some(&job.status) {
                 tracing::info!(status = %job.status, "Automation job status");
@@ -195,7 +197,7 @@ impl AutomationExecutor {
                 && announced
                 && (live.due() || job.status.is_final())
             {
-                let read = live.read(&self.client, name, &progress);
+                let read = Box::pin(live.read(&self.client, name, &progress));
                 if job.status.is_final() {
                     // The last read of an ended job goes before the polls, as its other reads do.
                     super::arm::urgent(read).await;
@@ -206,13 +208,14 @@ impl AutomationExecutor {
             if job.status.is_final() {
                 let timed_out = stop_requested.is_some() && job.status == JobStatus::Stopped;
                 // The requester waits for these reads: ahead of other jobs' polls.
-                let finish = self.finish(name, &job, timed_out.then_some(request.timeout));
+                let finish =
+                    Box::pin(self.finish(name, &job, timed_out.then_some(request.timeout)));
                 return super::arm::urgent(finish).await;
             }
 
             if request.stop.is_requested() && !stop_asked {
                 tracing::info!("a stop was asked for; asking Azure to stop the job");
-                if let Err(e) = self.client.stop_job(name).await {
+                if let Err(e) = Box::pin(self.client.stop_job(name)).await {
                     tracing::warn!(error = %e, "Azure did not take the stop request");
                 }
                 stop_asked = true;
@@ -221,7 +224,8 @@ impl AutomationExecutor {
             match stop_requested {
                 None if age >= request.timeout => {
                     tracing::warn!(timeout = ?request.timeout, "Automation job ran too long; stopping it");
-                    let stop = self.through_outages("stop", || self.client.stop_job(name));
+                    let stop =
+                        Box::pin(self.through_outages("stop", || self.client.stop_job(name)));
                     // Most likely the job ended meanwhile; the next poll tells.
                     if let Err(e) = stop.await {
                         tracing::warn!(error = %e, "Azure refused to stop the job");
@@ -467,7 +471,9 @@ impl Executor for AutomationExecutor {
         progress: UnboundedSender<Progress>,
     ) -> Result<Outcome, TransientError> {
         let name = request.job_id.hyphenated().to_string();
-        let created = match self.start(&name, request, &progress).await {
+        // Boxed, as the other steps awaited once: the job's future lives while it is followed,
+        // at the size of its largest step (see the worker's `handle_job`).
+        let created = match Box::pin(self.start(&name, request, &progress)).await {
             Ok(CreateResult::Created(job)) => {
                 tracing::info!("Automation job created");
                 Some(job)

@@ -6,6 +6,8 @@ pub mod automation;
 pub mod local;
 
 use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::mpsc::UnboundedSender;
@@ -33,18 +35,39 @@ pub struct JobRequest {
 }
 
 /// Tells an executor that someone asked to stop its job. Cheap to clone.
+///
+/// It also carries, back to the worker, whether stop requests now reach the job without it
+/// ([`StopSignal::reached_directly`]): an Automation job, once created, is stopped by Azure at
+/// the request of whichever runner takes the stop message, so its holder need not read the
+/// job's record often for stop requests.
 #[derive(Debug, Clone)]
-pub struct StopSignal(tokio::sync::watch::Receiver<bool>);
+pub struct StopSignal {
+    stop: tokio::sync::watch::Receiver<bool>,
+    direct: Arc<AtomicBool>,
+}
 
 /// The sending side of a [`StopSignal`], kept by the worker.
 #[derive(Debug)]
-pub struct StopSender(tokio::sync::watch::Sender<bool>);
+pub struct StopSender {
+    stop: tokio::sync::watch::Sender<bool>,
+    direct: Arc<AtomicBool>,
+}
 
 impl StopSignal {
     /// A signal and its sender.
     pub fn new() -> (StopSender, StopSignal) {
         let (sender, receiver) = tokio::sync::watch::channel(false);
-        (StopSender(sender), StopSignal(receiver))
+        let direct = Arc::new(AtomicBool::new(false));
+        (
+            StopSender {
+                stop: sender,
+                direct: direct.clone(),
+            },
+            StopSignal {
+                stop: receiver,
+                direct,
+            },
+        )
     }
 
     /// A signal that never fires.
@@ -53,21 +76,32 @@ impl StopSignal {
     }
 
     pub fn is_requested(&self) -> bool {
-        *self.0.borrow()
+        *self.stop.borrow()
     }
 
     /// Waits until a stop is asked for; forever when it never is.
     pub async fn requested(&mut self) {
-        if self.0.wait_for(|stop| *stop).await.is_err() {
+        if self.stop.wait_for(|stop| *stop).await.is_err() {
             // The sender is gone without asking: no stop will come.
             std::future::pending::<()>().await;
         }
+    }
+
+    /// From now on a stop request reaches the job without this signal (Azure has the job, and
+    /// the runner that takes a stop message asks Azure to stop it).
+    pub fn reached_directly(&self) {
+        self.direct.store(true, Ordering::Relaxed);
     }
 }
 
 impl StopSender {
     pub fn stop(&self) {
-        self.0.send_replace(true);
+        self.stop.send_replace(true);
+    }
+
+    /// Whether the executor said stop requests now reach the job without this sender.
+    pub fn is_reached_directly(&self) -> bool {
+        self.direct.load(Ordering::Relaxed)
     }
 }
 

@@ -11,10 +11,36 @@
 use chatops_shared::queue::Received;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-type Inboxes = HashMap<Uuid, mpsc::UnboundedSender<Received>>;
+type Inboxes = HashMap<Uuid, Arc<Inbox>>;
+
+/// Where further deliveries of one held job wait for it. Deliveries are rare, so this is a
+/// list and a wake-up, a few dozen bytes per job, not a channel (whose first block of slots is
+/// about 3 KB, for each of the thousands of jobs a runner may follow).
+#[derive(Default)]
+struct Inbox {
+    waiting: Mutex<Vec<Received>>,
+    arrived: Notify,
+}
+
+impl Inbox {
+    fn put(&self, message: Received) {
+        lock(&self.waiting).push(message);
+        // Stored for a `next` that is not waiting yet.
+        self.arrived.notify_one();
+    }
+
+    fn take(&self) -> Vec<Received> {
+        std::mem::take(&mut *lock(&self.waiting))
+    }
+}
+
+/// A panic while holding one of these locks leaves a valid value: keep using it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Job ids held by this runner, each with the inbox of the job that holds it.
 #[derive(Clone, Default)]
@@ -27,17 +53,12 @@ impl HeldJobs {
     /// it already (`None`). One step, so that two deliveries cannot both become the holder.
     pub(super) fn hold(&self, job_id: Uuid, message: Received) -> Option<(Hold, Received)> {
         let mut inboxes = self.lock();
-        let message = match inboxes.get(&job_id) {
-            Some(inbox) => match inbox.send(message) {
-                Ok(()) => return None,
-                // Its holder is gone without letting go (cannot happen: a `Hold` lets go when
-                // dropped); this delivery becomes the holder.
-                Err(mpsc::error::SendError(message)) => message,
-            },
-            None => message,
-        };
-        let (sender, inbox) = mpsc::unbounded_channel();
-        inboxes.insert(job_id, sender);
+        if let Some(inbox) = inboxes.get(&job_id) {
+            inbox.put(message);
+            return None;
+        }
+        let inbox = Arc::new(Inbox::default());
+        inboxes.insert(job_id, inbox.clone());
         let hold = Hold {
             jobs: self.clone(),
             job_id,
@@ -48,8 +69,7 @@ impl HeldJobs {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inboxes> {
-        // A panic while holding this lock leaves a valid map: keep using it.
-        self.inboxes.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inboxes)
     }
 }
 
@@ -57,24 +77,29 @@ impl HeldJobs {
 pub(super) struct Hold {
     jobs: HeldJobs,
     job_id: Uuid,
-    inbox: mpsc::UnboundedReceiver<Received>,
+    inbox: Arc<Inbox>,
     released: bool,
 }
 
 impl Hold {
-    /// The next delivery handed to this job.
+    /// The next delivery handed to this job (waits until there is one).
     pub(super) async fn next(&mut self) -> Option<Received> {
-        self.inbox.recv().await
+        loop {
+            let arrived = self.inbox.arrived.notified();
+            {
+                let mut waiting = lock(&self.inbox.waiting);
+                if !waiting.is_empty() {
+                    return Some(waiting.remove(0));
+                }
+            }
+            arrived.await;
+        }
     }
 
     /// Lets go of the job; returns the deliveries that arrived and were not taken yet.
     pub(super) fn release(mut self) -> Vec<Received> {
         self.let_go();
-        let mut left = Vec::new();
-        while let Ok(message) = self.inbox.try_recv() {
-            left.push(message);
-        }
-        left
+        self.inbox.take()
     }
 
     fn let_go(&mut self) {

@@ -278,11 +278,15 @@ impl Worker {
         }
 
         let _in_flight = crate::metrics::job_started(&job, message.dequeue_count);
+        // Steps awaited once (owning, recording, the final post) are boxed here and below:
+        // the future of a job lives as long as the job, and an unboxed step would make every
+        // followed job as large as its largest step for its whole life (11 KB instead of a
+        // few; thousands of followed Automation jobs add up).
         let dequeue_count = message.dequeue_count;
         // Runs until the message is deleted or handed back, so no other runner takes it
         // while its job runs or its final status is being delivered.
         let extender = Extender::start(self.queue.clone(), message, hold, self.settings.visibility);
-        let owned = match self.own(&job, &extender).await {
+        let owned = match Box::pin(self.own(&job, &extender)).await {
             Ok(owned) => owned,
             Err(e) => {
                 tracing::warn!(error = %e, "could not settle who runs the job; leaving the message for a retry");
@@ -348,14 +352,16 @@ impl Worker {
                     .run_owned(job, *record, started, dequeue_count, stop)
                     .await
                 {
-                    Ran::Finished(outcome) => match self.record_final(job, outcome.clone()).await {
-                        Ok(Some(outcome)) => (outcome, true),
-                        Ok(None) => return Ended::TakenOver,
-                        Err(e) => {
-                            tracing::error!(error = %e, "could not write the job's final state to its record");
-                            (outcome, false)
+                    Ran::Finished(outcome) => {
+                        match Box::pin(self.record_final(job, outcome.clone())).await {
+                            Ok(Some(outcome)) => (outcome, true),
+                            Ok(None) => return Ended::TakenOver,
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not write the job's final state to its record");
+                                (outcome, false)
+                            }
                         }
-                    },
+                    }
                     Ran::Retry(e) => {
                         tracing::warn!(error = %e, "job hit a transient error; leaving the message for a retry");
                         return Ended::Retry;
@@ -367,10 +373,10 @@ impl Worker {
         };
         tracing::info!(state = outcome.state.label(), "job finished");
         crate::metrics::job_finished(outcome.state.label());
-        let notified = self.notify_final(job, &outcome).await;
+        let notified = Box::pin(self.notify_final(job, &outcome)).await;
         match (notified, recorded) {
             (Ok(()), true) => {
-                self.record_reported(job, None).await;
+                Box::pin(self.record_reported(job, None)).await;
                 Ended::Reported
             }
             // Posted; the message must not come back to a record that still says running.
@@ -387,10 +393,10 @@ impl Worker {
                 let status = crate::notify::render::text(job, &Update::Finished(outcome.clone()));
                 tracing::error!(%reason, %status, "moving message to the poison queue");
                 // Not to be posted again from a second message for the job.
-                self.record_reported(
+                Box::pin(self.record_reported(
                     job,
                     Some(format!("{reason}; the message is on the poison queue")),
-                )
+                ))
                 .await;
                 Ended::Poison(reason)
             }
@@ -406,7 +412,7 @@ impl Worker {
         dequeue_count: u32,
         stop: StopSignal,
     ) -> Ran {
-        let prepared = match self.prepare(job, dequeue_count, stop).await {
+        let prepared = match Box::pin(self.prepare(job, dequeue_count, stop)).await {
             Ok(prepared) => prepared,
             Err(outcome) => return Ran::Finished(outcome),
         };
@@ -447,7 +453,7 @@ impl Worker {
             })
         };
         if let Some(reference) = reference {
-            match self.record_running(&name, reference).await {
+            match Box::pin(self.record_running(&name, reference)).await {
                 Ok(Start::Go) => {}
                 Ok(Start::TakenOver) => return Ran::TakenOver,
                 Ok(Start::StoppedBy(by)) => {

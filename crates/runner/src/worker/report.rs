@@ -61,7 +61,7 @@ impl Worker {
                 tokio::select! {
                     progress = progress_rx.recv() => match progress {
                         Some(Progress::Running { started_at, pgid }) => {
-                            self.record_started(job, started_at, pgid).await;
+                            Box::pin(self.record_started(job, started_at, pgid)).await;
                             if let Err(e) = self
                                 .notifier
                                 .notify(job, &Update::Running { started_at })
@@ -89,7 +89,7 @@ impl Worker {
                     () = ticked, if !batch.is_empty() => {
                         let text = batch.take_lines();
                         if let Some(kept) = kept.as_mut() {
-                            kept.append(&text).await;
+                            Box::pin(kept.append(&text)).await;
                         }
                         if tail.is_some() && !text.is_empty() {
                             self.notifier.output(job, &text, false).await;
@@ -99,7 +99,7 @@ impl Worker {
             }
             let rest = batch.take_all();
             if let Some(kept) = kept.as_mut() {
-                kept.append(&rest).await;
+                Box::pin(kept.append(&rest)).await;
             }
             if tail.is_some() && !rest.is_empty() {
                 self.notifier.output(job, &rest, true).await;

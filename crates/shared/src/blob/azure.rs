@@ -17,6 +17,7 @@ use crate::queue::retry::RetryBudget;
 use crate::secret::{Secret, redact_url_secrets};
 use crate::storage::auth::{Auth, Renewing};
 use crate::storage::failure::{Failure, error_chain};
+use crate::storage::retry::{InFlight, MAX_IN_FLIGHT};
 use async_trait::async_trait;
 use azure_core::Bytes;
 use azure_core::credentials::TokenCredential;
@@ -44,6 +45,8 @@ pub struct AzureBlobStore {
     auth: Auth,
     options: BlobServiceClientOptions,
     budget: RetryBudget,
+    /// Requests under way at once, at most [`MAX_IN_FLIGHT`].
+    in_flight: InFlight,
     page_size: u32,
     clients: Renewing<BlobContainerClient>,
 }
@@ -72,6 +75,8 @@ impl AzureBlobStore {
         let http = crate::tls::http_client()
             .connect_timeout(settings.budget.per_try_timeout)
             .timeout(settings.budget.per_try_timeout)
+            // Never more connections kept than requests that can be under way.
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .build()
             .map_err(|e| BlobError::Other(redact_url_secrets(&error_chain(&e))))?;
         let options = BlobServiceClientOptions {
@@ -91,6 +96,7 @@ impl AzureBlobStore {
             auth,
             options,
             budget: settings.budget,
+            in_flight: InFlight::default(),
             page_size: MAX_PAGE_SIZE,
             clients: Renewing::new(client, renew_at),
         })
@@ -126,7 +132,7 @@ impl AzureBlobStore {
                 )
             })
         };
-        crate::storage::retry::run(&self.budget, clients, call).await
+        crate::storage::retry::run(&self.budget, &self.in_flight, clients, call).await
     }
 
     /// The error the caller of `op` on blob `name` gets for its last failed try.

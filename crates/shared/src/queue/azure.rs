@@ -26,6 +26,7 @@ use super::settings::POISON_SUFFIX;
 use super::{JobQueue, QueueError, Received};
 use crate::secret::redact_url_secrets;
 use crate::storage::auth::Renewing;
+use crate::storage::retry::{InFlight, MAX_IN_FLIGHT};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::headers::HeaderName;
@@ -53,6 +54,8 @@ const MAX_VISIBILITY_SECS: u64 = 7 * 24 * 3600;
 pub struct AzureJobQueue {
     target: Target,
     budget: RetryBudget,
+    /// Requests under way at once, at most [`MAX_IN_FLIGHT`].
+    in_flight: InFlight,
     /// Replaced when our own SAS nears its end.
     clients: Renewing<Clients>,
 }
@@ -87,6 +90,8 @@ impl AzureJobQueue {
         let http = crate::tls::http_client()
             .connect_timeout(settings.budget.per_try_timeout)
             .timeout(settings.budget.per_try_timeout)
+            // Never more connections kept than requests that can be under way.
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .build()
             .map_err(|e| QueueError::Other(redact_url_secrets(&error_chain(&e))))?;
         let options = QueueClientOptions {
@@ -108,6 +113,7 @@ impl AzureJobQueue {
         Ok(AzureJobQueue {
             target,
             budget: settings.budget,
+            in_flight: InFlight::default(),
             clients: Renewing::new(clients, renew_at),
         })
     }
@@ -154,7 +160,7 @@ impl AzureJobQueue {
         F: Fn(Arc<Clients>) -> Fut,
         Fut: Future<Output = azure_core::Result<T>>,
     {
-        crate::storage::retry::run(&self.budget, || self.clients(), call).await
+        crate::storage::retry::run(&self.budget, &self.in_flight, || self.clients(), call).await
     }
 
     /// The current clients, renewed first if our SAS is about to end.
