@@ -99,25 +99,38 @@ pub fn build_binaries() -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))
 }
 
-/// Starts `chatops-ingress` from `dir` on the app's queue (with `extra_env`); returns it and its address once
-/// `/readyz` answers.
+/// Starts `chatops-ingress` from `dir` on the app's queue (with `extra_env`); returns it, its
+/// address and its metrics address once `/readyz` answers.
 pub async fn start(
     dir: &std::path::Path,
     app: &TestApp,
     extra_env: &[(String, String)],
     client: &reqwest::Client,
-) -> anyhow::Result<(Service, String)> {
+) -> anyhow::Result<(Service, String, String)> {
+    // Free ports chosen here rather than the ones the ingress logs it bound: those log lines
+    // are not there when `--ingress-env RUST_LOG=warn` prices logging.
+    let addr = free_port()?;
+    let metrics = free_port()?;
     let mut env = app.service_env();
     env.retain(|(name, _)| !extra_env.iter().any(|(extra, _)| extra == name));
     env.extend(extra_env.iter().cloned());
+    env.retain(|(name, _)| name != "CHATOPS_INGRESS_ADDR" && name != "CHATOPS_METRICS_ADDR");
+    env.push(("CHATOPS_INGRESS_ADDR".to_owned(), addr.clone()));
+    env.push(("CHATOPS_METRICS_ADDR".to_owned(), metrics.clone()));
     let service = Service::start_program(&dir.join("chatops-ingress"), &env, None);
-    let addr = service.bound_addr().await;
     for _ in 0..100 {
         let ready = client.get(format!("http://{addr}/readyz")).send().await;
         if ready.is_ok_and(|r| r.status().is_success()) {
-            return Ok((service, addr));
+            return Ok((service, addr, metrics));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("the ingress was not ready within 5 s")
+}
+
+/// A loopback address with a port free now (the ingress binds it next).
+fn free_port() -> anyhow::Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string())
 }

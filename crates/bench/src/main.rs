@@ -193,7 +193,8 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let raw = raw::RawQueue::create(&app, "bench-raw", client.clone()).await?;
-    let (mut service, addr) = ingress::start(&dir, &app, &plan.ingress_env, &client).await?;
+    let (mut service, addr, metrics_addr) =
+        ingress::start(&dir, &app, &plan.ingress_env, &client).await?;
     eprintln!("ingress pid {:?} on {addr}", service.pid());
     let commands = ingress::Commands::new(&addr, &app, client.clone());
     // The ingress's queue, counted the same way.
@@ -265,31 +266,22 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
         points.push(point);
     }
     // Where the ingress's time went, as its own metrics say (retries, storage answers).
-    let metrics = service
-        .wait_for_line(|l| l.contains("\"metrics_addr\":"), Duration::from_secs(5))
-        .await;
-    if let Some(addr) = metrics
-        .split("\"metrics_addr\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-    {
-        let text = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        eprintln!("ingress metrics after the run:");
-        text.lines()
-            .filter(|l| {
-                l.starts_with("chatops_retries_total")
-                    || l.starts_with("chatops_storage_requests_total")
-                    || l.starts_with("chatops_commands_total")
-                    || l.starts_with("chatops_ack_seconds_count")
-                    || l.starts_with("chatops_ack_seconds_sum")
-            })
-            .for_each(|l| eprintln!("  {l}"));
-    }
+    let text = client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    eprintln!("ingress metrics after the run:");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("chatops_retries_total")
+                || l.starts_with("chatops_storage_requests_total")
+                || l.starts_with("chatops_commands_total")
+                || l.starts_with("chatops_ack_seconds_count")
+                || l.starts_with("chatops_ack_seconds_sum")
+        })
+        .for_each(|l| eprintln!("  {l}"));
     service.terminate(Duration::from_secs(10)).await;
     app.forget_queue();
     Ok(points)

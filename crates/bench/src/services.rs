@@ -103,7 +103,9 @@ impl Bench {
 
     /// The ingress binary with `env`, once `/readyz` answers; its address.
     pub async fn ingress(&self, env: &[(String, String)]) -> anyhow::Result<(Service, String)> {
-        ingress::start(&self.bin, &self.app, env, &self.client).await
+        let (service, addr, _metrics) =
+            ingress::start(&self.bin, &self.app, env, &self.client).await?;
+        Ok((service, addr))
     }
 
     /// The runner binary with `env`, once `/readyz` answers.
