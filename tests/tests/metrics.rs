@@ -45,6 +45,7 @@ async fn both_services_count_what_an_operator_needs_on_metrics() {
     let mut env = app.service_env();
     env.extend(app.arm.env());
     env.push(("CHATOPS_AUTOMATION_POLL_INTERVAL".into(), "100ms".into()));
+    env.push(("CHATOPS_ARM_READS_PER_SECOND".into(), "7".into()));
     let mut ingress = Service::start("chatops-ingress", &env);
     let mut runner = Service::start("chatops-runner", &env);
     let addr = ingress.bound_addr().await;
@@ -121,6 +122,8 @@ async fn both_services_count_what_an_operator_needs_on_metrics() {
             r#"chatops_slack_requests_total{api="post",status="200"}"#
         ) >= 2.0
     );
+    // No read was refused: the budget is the configured one.
+    assert_eq!(sample(&text, "chatops_arm_read_budget"), 7.0);
     assert_eq!(sample(&text, r#"chatops_queue_depth{queue="jobs"}"#), 0.0);
     assert_eq!(sample(&text, "chatops_poison_moves_total"), 0.0);
 

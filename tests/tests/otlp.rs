@@ -1,4 +1,5 @@
-//! OTLP push (`OTEL_EXPORTER_OTLP_ENDPOINT`): the service binaries send their metrics and spans
+//! OTLP push (`OTEL_EXPORTER_OTLP_ENDPOINT`): the service binaries send their metrics (the
+//! runner's queue depth sampled on the push interval, with nothing scraping) and spans
 //! to a collector (an OTLP/HTTP receiver test double) over http/protobuf; one command is one
 //! trace from the ingress to the runner; a collector that never answers costs the ack nothing,
 //! one that is down is logged about without its address;
@@ -109,6 +110,18 @@ async fn the_collector_receives_metrics_and_one_trace_per_command_from_both_serv
                     && p.attributes.get("state").map(String::as_str) == Some("Completed")
             },
             1.0,
+            DELIVERY,
+        )
+        .await;
+    // Sampled every push interval: nothing scrapes the runner's `/metrics` here.
+    collector
+        .wait_for_point(
+            |p| {
+                p.service == "chatops-runner"
+                    && p.metric == "chatops_queue_depth"
+                    && p.attributes.get("queue").map(String::as_str) == Some("jobs")
+            },
+            0.0,
             DELIVERY,
         )
         .await;

@@ -140,6 +140,15 @@ impl RunnerApp {
         })
     }
 
+    /// While metrics are pushed every `every` (OTLP), samples the queue depth as often; with
+    /// only `/metrics`, each scrape samples it.
+    pub fn sample_queue_depth_every(&self, every: Duration) {
+        tokio::spawn(crate::metrics::sample_queue_depth_every(
+            self.queue.clone(),
+            every,
+        ));
+    }
+
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
     }

@@ -53,6 +53,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(every) = otlp.metrics_pushed_every() {
+        app.sample_queue_depth_every(every);
+    }
     match app.local_addr() {
         Ok(addr) => tracing::info!(%addr, "chatops-runner started; health checks listening"),
         Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),

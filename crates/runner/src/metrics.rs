@@ -41,6 +41,11 @@ pub fn arm_answer(status: Option<u16>) {
     metrics::arm_answer(status);
 }
 
+/// The ARM read budget allows `reads_per_second` now.
+pub fn arm_read_budget(reads_per_second: f64) {
+    metrics::arm_read_budget(reads_per_second);
+}
+
 /// A response_url or webhook post was answered `status` (`None`: no answer).
 pub fn slack_post(status: Option<u16>) {
     metrics::slack_answer("post", status);
@@ -54,6 +59,12 @@ pub fn retry(target: &'static str) {
 /// `GET /metrics`: samples the queue depth (skipped when the queue will not say, e.g. a role
 /// without metadata reads), then the text format.
 pub async fn scrape(State(queue): State<Arc<dyn JobQueue>>) -> impl IntoResponse {
+    sample_queue_depth(queue.as_ref()).await;
+    ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics::render())
+}
+
+/// Samples the depth of the job and poison queues into `chatops_queue_depth`.
+pub async fn sample_queue_depth(queue: &dyn JobQueue) {
     for (label, poison) in [("jobs", false), ("poison", true)] {
         match tokio::time::timeout(SAMPLE_LIMIT, queue.approximate_len(poison)).await {
             Ok(Ok(n)) => metrics::queue_depth(label, n),
@@ -61,5 +72,15 @@ pub async fn scrape(State(queue): State<Arc<dyn JobQueue>>) -> impl IntoResponse
             Err(_) => tracing::debug!("queue depth not sampled in time"),
         }
     }
-    ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics::render())
+}
+
+/// While metrics are pushed (OTLP) rather than scraped, samples the queue depth every `every`
+/// (the push interval), so that the pushed gauge is not stuck at its last scrape.
+pub async fn sample_queue_depth_every(queue: Arc<dyn JobQueue>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sample_queue_depth(queue.as_ref()).await;
+    }
 }

@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::atomic::AtomicU64;
 
 /// Where each metric is registered: the Prometheus registry, and the meter when OTLP is on.
 pub struct Registrar {
@@ -69,6 +70,18 @@ impl Registrar {
                 .build()
         });
         Gauges { prom, otel }
+    }
+
+    /// One gauge set to a level that is not a count (e.g. a rate), without labels.
+    pub fn level(&mut self, name: &'static str, help: &'static str) -> Level {
+        let prom = Gauge::<f64, AtomicU64>::default();
+        self.registry.register(name, help, prom.clone());
+        let otel = self.meter.as_ref().map(|m| {
+            m.f64_gauge(Self::otel_name(name))
+                .with_description(help)
+                .build()
+        });
+        Level { prom, otel }
     }
 
     /// One gauge that goes up and down.
@@ -161,6 +174,21 @@ impl<L: Labels> Gauges<L> {
             otel.record(value, &labels.attributes());
         }
         self.prom.get_or_create(&labels).set(value);
+    }
+}
+
+/// See [`Registrar::level`].
+pub struct Level {
+    prom: Gauge<f64, AtomicU64>,
+    otel: Option<otel::Gauge<f64>>,
+}
+
+impl Level {
+    pub fn set(&self, value: f64) {
+        if let Some(otel) = &self.otel {
+            otel.record(value, &[]);
+        }
+        self.prom.set(value);
     }
 }
 

@@ -14,12 +14,13 @@
 //! | `chatops_jobs_finished_total` | counter | `state` | runner |
 //! | `chatops_dispatch_seconds` | histogram | | runner: the command's arrival to the job's start, first delivery only |
 //! | `chatops_arm_requests_total` | counter | `status` (HTTP status, or `network`) | runner |
+//! | `chatops_arm_read_budget` | gauge | | runner: ARM reads per second its budget allows now (`CHATOPS_ARM_READS_PER_SECOND`, lower after a 429 or a low subscription budget) |
 //! | `chatops_slack_requests_total` | counter | `api` (web, post), `status` | both |
 //! | `chatops_storage_requests_total` | counter | `status` (`ok`, HTTP status, `timeout`, `network`) | both: every queue and blob try |
 //! | `chatops_retries_total` | counter | `target` (storage, arm, slack) | both |
 //! | `chatops_poison_moves_total` | counter | | runner |
 
-use super::instruments::{Count, Counters, Gauges, Registrar, Seconds, UpDown};
+use super::instruments::{Count, Counters, Gauges, Level, Registrar, Seconds, UpDown};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use std::sync::LazyLock;
@@ -46,6 +47,7 @@ struct Metrics {
     jobs_finished: Counters<Labels1>,
     dispatch: Seconds,
     arm: Counters<StatusLabels>,
+    arm_read_budget: Level,
     slack: Counters<[(&'static str, String); 2]>,
     storage: Counters<StatusLabels>,
     retries: Counters<Labels1>,
@@ -77,6 +79,10 @@ impl Metrics {
             arm: r.counters(
                 "arm_requests",
                 "Azure Resource Manager answers by HTTP status",
+            ),
+            arm_read_budget: r.level(
+                "arm_read_budget",
+                "ARM reads per second this runner's budget allows now",
             ),
             slack: r.counters("slack_requests", "Slack answers by API and HTTP status"),
             storage: r.counters(
@@ -118,6 +124,11 @@ pub fn ack(elapsed: Duration) {
 pub fn queue_depth(queue: &'static str, messages: u64) {
     let value = i64::try_from(messages).unwrap_or(i64::MAX);
     METRICS.queue_depth.set([("queue", queue)], value);
+}
+
+/// The runner's ARM read budget allows `reads_per_second` now.
+pub fn arm_read_budget(reads_per_second: f64) {
+    METRICS.arm_read_budget.set(reads_per_second);
 }
 
 /// A job is running here until the returned guard is dropped.

@@ -33,7 +33,14 @@ pub struct OtlpSettings {
     pub traces: bool,
     /// `OTEL_SERVICE_NAME`, else the binary's name.
     pub service_name: String,
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (ms; 60 s when unset or not a number): how often the SDK
+    /// pushes metrics, and how often the runner samples what is only sampled on a scrape
+    /// (the queue depth) while it pushes.
+    pub metric_interval: Duration,
 }
+
+/// `OTEL_METRIC_EXPORT_INTERVAL`'s default (the OpenTelemetry specification's).
+const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
 
 impl OtlpSettings {
     /// Reads the settings from `env`; `OTEL_SDK_DISABLED=true` turns both signals off,
@@ -54,6 +61,10 @@ impl OtlpSettings {
             service_name: var("OTEL_SERVICE_NAME")
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| default_service.to_owned()),
+            metric_interval: var("OTEL_METRIC_EXPORT_INTERVAL")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map_or(DEFAULT_METRIC_INTERVAL, Duration::from_millis),
         }
     }
 }
@@ -62,6 +73,7 @@ impl OtlpSettings {
 pub struct Otlp {
     meters: Option<SdkMeterProvider>,
     tracers: Option<SdkTracerProvider>,
+    metric_interval: Duration,
 }
 
 /// The meter the metrics' OTLP instruments come from, once [`start`] has set it.
@@ -88,6 +100,7 @@ pub fn start(settings: &OtlpSettings) -> Started {
         otlp: Otlp {
             meters: None,
             tracers: None,
+            metric_interval: settings.metric_interval,
         },
         tracer: None,
         problems: Vec::new(),
@@ -146,6 +159,11 @@ pub fn start(settings: &OtlpSettings) -> Started {
 const LAST_EXPORT: Duration = Duration::from_secs(3);
 
 impl Otlp {
+    /// How often metrics are pushed; `None` when they are not.
+    pub fn metrics_pushed_every(&self) -> Option<Duration> {
+        self.meters.as_ref().map(|_| self.metric_interval)
+    }
+
     /// Sends what is still queued, waiting at most a few seconds: a collector that does not
     /// answer does not hold up the exit.
     pub async fn shutdown(self) {
@@ -207,7 +225,8 @@ mod tests {
             OtlpSettings {
                 metrics: false,
                 traces: false,
-                service_name: "x".into()
+                service_name: "x".into(),
+                metric_interval: DEFAULT_METRIC_INTERVAL,
             }
         );
     }

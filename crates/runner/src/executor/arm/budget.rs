@@ -87,6 +87,7 @@ impl ReadBudget {
         } else {
             1.0
         };
+        crate::metrics::arm_read_budget(ceiling);
         ReadBudget {
             ceiling,
             turnstile: tokio::sync::Mutex::new(()),
@@ -188,6 +189,7 @@ impl ReadBudget {
         state.rate = (state.rate / 2.0).max(floor);
         state.tokens = state.tokens.min(state.rate.max(1.0));
         state.last_cut = Some(now);
+        crate::metrics::arm_read_budget(state.rate);
         tracing::warn!(
             reads_per_second = state.rate,
             ceiling = self.ceiling,
@@ -200,7 +202,11 @@ impl ReadBudget {
         let elapsed = now.duration_since(state.refilled).as_secs_f64();
         state.refilled = now;
         state.tokens = (state.tokens + elapsed * state.rate).min(state.rate.max(1.0));
-        state.rate = (state.rate + elapsed * self.ceiling * RECOVERY_PER_SECOND).min(self.ceiling);
+        if state.rate < self.ceiling {
+            state.rate =
+                (state.rate + elapsed * self.ceiling * RECOVERY_PER_SECOND).min(self.ceiling);
+            crate::metrics::arm_read_budget(state.rate);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -229,8 +235,40 @@ impl Drop for UrgentWaiting<'_> {
 mod tests {
     use super::*;
 
+    /// Every budget sets the one `chatops_arm_read_budget` gauge of the process: the tests
+    /// that make budgets take turns, so that the gauge test reads its own budget's value.
+    static GAUGE: Mutex<()> = Mutex::new(());
+
+    fn gauge_turn() -> std::sync::MutexGuard<'static, ()> {
+        GAUGE.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The value of `chatops_arm_read_budget` on `/metrics`.
+    fn gauge() -> f64 {
+        chatops_shared::telemetry::metrics::render()
+            .lines()
+            .find_map(|l| l.strip_prefix("chatops_arm_read_budget "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    #[test]
+    fn the_gauge_shows_the_rate_allowed_now() {
+        let _turn = gauge_turn();
+        let budget = ReadBudget::new(12.0);
+        assert_eq!(gauge(), 12.0);
+        budget.observe(429, None, None);
+        let cut = gauge();
+        assert!((6.0..6.1).contains(&cut), "{cut}");
+        // Recovering, it follows the rate up.
+        std::thread::sleep(Duration::from_millis(200));
+        let now = budget.rate();
+        assert!(now > cut && gauge() == now, "{cut} {now} {}", gauge());
+    }
+
     #[test]
     fn a_429_halves_the_rate_down_to_a_floor() {
+        let _turn = gauge_turn();
         let budget = ReadBudget::new(8.0);
         assert_eq!(budget.rate(), 8.0);
         budget.observe(429, Some(0), Some(Duration::from_secs(2)));
@@ -246,6 +284,7 @@ mod tests {
 
     #[test]
     fn a_low_bucket_halves_the_rate_once_per_interval() {
+        let _turn = gauge_turn();
         let budget = ReadBudget::new(8.0);
         budget.observe(200, Some(250), None);
         budget.observe(200, Some(100), None);
@@ -259,7 +298,11 @@ mod tests {
 
     #[tokio::test]
     async fn urgent_reads_go_before_waiting_polls() {
-        let budget = std::sync::Arc::new(ReadBudget::new(10.0));
+        // Only its creation sets the gauge: its rate never drops.
+        let budget = {
+            let _turn = gauge_turn();
+            std::sync::Arc::new(ReadBudget::new(10.0))
+        };
         for _ in 0..10 {
             budget.acquire().await;
         }
@@ -285,6 +328,7 @@ mod tests {
 
     #[test]
     fn healthy_answers_change_nothing() {
+        let _turn = gauge_turn();
         let budget = ReadBudget::new(3.0);
         budget.observe(200, Some(249), None);
         budget.observe(200, None, None);
