@@ -43,22 +43,9 @@ impl FollowPlan {
         } else {
             // Runbooks of a few minutes, as restarts and deployments are.
             FollowPlan {
-                jobs: std::env::var("HACK_JOBS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(2000),
-                shortest: Duration::from_secs(
-                    std::env::var("HACK_MIN")
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(60),
-                ),
-                longest: Duration::from_secs(
-                    std::env::var("HACK_MAX")
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(300),
-                ),
+                jobs: 2000,
+                shortest: Duration::from_secs(60),
+                longest: Duration::from_secs(300),
                 patience: Duration::from_secs(40 * 60),
             }
         }
@@ -98,10 +85,7 @@ pub async fn measure(dir: &Path, plan: FollowPlan) -> anyhow::Result<FollowResul
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let hack = std::env::var("HACK_RUNNER")
-        .map(std::path::PathBuf::from)
-        .unwrap_or(dir.join("chatops-runner"));
-    let mut runner = Service::start_program(&hack, &env, None);
+    let mut runner = Service::start_program(&dir.join("chatops-runner"), &env, None);
     let pid = runner
         .pid()
         .ok_or_else(|| anyhow::anyhow!("the runner did not start"))?;
