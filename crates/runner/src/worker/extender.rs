@@ -132,7 +132,7 @@ impl Extender {
                 loop {
                     tokio::select! {
                         _ = &mut stop_rx => return hold,
-                        Some(delivery) = hold.next() => {
+                        delivery = hold.next() => {
                             held.lock().await.take_over(delivery);
                             continue;
                         }

@@ -83,13 +83,13 @@ pub(super) struct Hold {
 
 impl Hold {
     /// The next delivery handed to this job (waits until there is one).
-    pub(super) async fn next(&mut self) -> Option<Received> {
+    pub(super) async fn next(&mut self) -> Received {
         loop {
             let arrived = self.inbox.arrived.notified();
             {
                 let mut waiting = lock(&self.inbox.waiting);
                 if !waiting.is_empty() {
-                    return Some(waiting.remove(0));
+                    return waiting.remove(0);
                 }
             }
             arrived.await;
@@ -136,7 +136,7 @@ mod tests {
         let (mut hold, first) = jobs.hold(job, message("m1")).expect("first holds");
         assert_eq!(first.message_id, "m1");
         assert!(jobs.hold(job, message("m1")).is_none(), "handed over");
-        assert_eq!(hold.next().await.map(|m| m.message_id), Some("m1".into()));
+        assert_eq!(hold.next().await.message_id, "m1");
         assert!(jobs.hold(Uuid::from_u128(2), message("x")).is_some());
 
         assert!(jobs.hold(job, message("m2")).is_none());

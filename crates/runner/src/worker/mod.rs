@@ -278,14 +278,14 @@ impl Worker {
         }
 
         let _in_flight = crate::metrics::job_started(&job, message.dequeue_count);
-        // Steps awaited once (owning, recording, the final post) are boxed here and below:
-        // the future of a job lives as long as the job, and an unboxed step would make every
-        // followed job as large as its largest step for its whole life (11 KB instead of a
-        // few; thousands of followed Automation jobs add up).
         let dequeue_count = message.dequeue_count;
         // Runs until the message is deleted or handed back, so no other runner takes it
         // while its job runs or its final status is being delivered.
         let extender = Extender::start(self.queue.clone(), message, hold, self.settings.visibility);
+        // Steps awaited once (owning, recording, the final post) are boxed here and below:
+        // the future of a job lives as long as the job, and an unboxed step would make every
+        // followed job as large as its largest step for its whole life (11 KB instead of a
+        // few; thousands of followed Automation jobs add up).
         let owned = match Box::pin(self.own(&job, &extender)).await {
             Ok(owned) => owned,
             Err(e) => {
