@@ -273,26 +273,8 @@ async fn a_message_without_a_valid_mac_is_poisoned_never_run_and_nothing_is_post
     // What someone who can write to the queue, but lacks the key, could put there: a job for an
     // allowed user, unsigned, signed with another key, or a signed job with its user changed.
     let job = |n: u8| JobMessage {
-        schema: SCHEMA_VERSION,
         job_id: job_id_from_signature(&format!("v0=forged{n}")),
-        kind: Default::default(),
-        runbook: "record".into(),
-        params: BTreeMap::from([("n".into(), n.to_string())]),
-        user_id: ALICE.into(),
-        user_name: "alice".into(),
-        team_id: "T0TEST".into(),
-        channel_id: OPS.into(),
-        channel_name: None,
-        response_url: Some(Secret::new(app.slack.response_url())),
-        requested_at: time::OffsetDateTime::now_utc(),
-        enterprise_id: None,
-        traceparent: None,
-        started_at: None,
-        record_day: None,
-        target: None,
-        rerun_of: None,
-        catalog_version: None,
-        secret_params: Vec::new(),
+        ..app.run_message("record", &[("n", &n.to_string())])
     };
     let unsigned = b64.encode(serde_json::to_vec(&job(1)).expect("json"));
     let other_key = chatops_shared::job::JobKey::generate().expect("key");
