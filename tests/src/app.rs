@@ -428,6 +428,20 @@ impl TestApp {
         &self,
         queue: Arc<dyn JobQueue>,
         records: Records,
+        settings: WorkerSettings,
+    ) -> Worker {
+        let notifier = Arc::new(self.notifier());
+        self.assemble(queue, records, self.executors(), notifier, settings)
+    }
+
+    /// A worker of these parts and this app's catalog and job keys, a runner of its own in the
+    /// job records (a fresh `runner_id`), as each runner process is.
+    fn assemble(
+        &self,
+        queue: Arc<dyn JobQueue>,
+        records: Records,
+        executors: Executors,
+        notifier: Arc<dyn Notifier>,
         mut settings: WorkerSettings,
     ) -> Worker {
         settings.runner_id = chatops_runner::worker::new_runner_id();
@@ -436,8 +450,8 @@ impl TestApp {
             records,
             self.live_catalog.clone(),
             self.job_keys.clone(),
-            self.executors(),
-            Arc::new(self.notifier()),
+            executors,
+            notifier,
             settings,
         )
     }
@@ -492,15 +506,12 @@ impl TestApp {
     pub fn worker_using(
         &self,
         executors: Executors,
-        mut settings: WorkerSettings,
+        settings: WorkerSettings,
         notifier: Arc<dyn Notifier>,
     ) -> Worker {
-        settings.runner_id = chatops_runner::worker::new_runner_id();
-        Worker::new(
+        self.assemble(
             self.runner_queue(),
             self.records(),
-            self.live_catalog.clone(),
-            self.job_keys.clone(),
             executors,
             notifier,
             settings,
