@@ -235,33 +235,37 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
                 "concurrency {concurrency}, repeat {repeat}/{}",
                 plan.repeats
             );
-            let r = raw.clone();
-            point.raw.push(
-                measured(&raw, concurrency, next, plan.requests, move |n| {
-                    let r = r.clone();
-                    async move { r.put(n).await }
-                })
-                .await?,
-            );
-            next += plan.requests;
-            let q = sdk.clone();
-            point.sdk.push(
-                measured(&sdk_counter, concurrency, next, plan.requests, move |n| {
-                    let q = q.clone();
-                    async move { q.send(&raw::message(n)).await.is_ok() }
-                })
-                .await?,
-            );
-            next += plan.requests;
-            let c = commands.clone();
-            point.ingress.push(
-                measured(&jobs, concurrency, next, plan.requests, move |n| {
-                    let c = c.clone();
-                    async move { c.send(n).await }
-                })
-                .await?,
-            );
-            next += plan.requests;
+            // Each repeat starts with another path, so that none always runs first or last.
+            for path in (0..3).map(|i| (i + repeat) % 3) {
+                match path {
+                    0 => {
+                        let r = raw.clone();
+                        let run = measured(&raw, concurrency, next, plan.requests, move |n| {
+                            let r = r.clone();
+                            async move { r.put(n).await }
+                        });
+                        point.raw.push(run.await?);
+                    }
+                    1 => {
+                        let q = sdk.clone();
+                        let run =
+                            measured(&sdk_counter, concurrency, next, plan.requests, move |n| {
+                                let q = q.clone();
+                                async move { q.send(&raw::message(n)).await.is_ok() }
+                            });
+                        point.sdk.push(run.await?);
+                    }
+                    _ => {
+                        let c = commands.clone();
+                        let run = measured(&jobs, concurrency, next, plan.requests, move |n| {
+                            let c = c.clone();
+                            async move { c.send(n).await }
+                        });
+                        point.ingress.push(run.await?);
+                    }
+                }
+                next += plan.requests;
+            }
         }
         points.push(point);
     }
@@ -299,9 +303,14 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    // Every run starts on an empty store (this queue is emptied before, and every queue after
+    // its run): Azurite's Put Message slows down as messages pile up, which would favour
+    // whichever path ran first.
+    queue.clear().await?;
     let before = queue.len().await?;
     let outcome = load::run(concurrency, first, total, send).await;
     let after = queue.len().await?;
+    queue.clear().await?;
     Ok(Run {
         ok: outcome.latencies.len() - outcome.errors,
         errors: outcome.errors,

@@ -6,7 +6,7 @@
 use anyhow::Context as _;
 use chatops_e2e::app::TestApp;
 use chatops_shared::queue::connection::{DEVSTORE_ACCOUNT, DEVSTORE_KEY};
-use chatops_shared::queue::sas::{SasProtocol, account_sas};
+use chatops_shared::queue::sas::{SasProtocol, account_sas_with_delete};
 use chatops_shared::secret::Secret;
 use std::time::Duration;
 
@@ -36,7 +36,8 @@ impl RawQueue {
         client: reqwest::Client,
     ) -> anyhow::Result<Self> {
         let expiry = time::OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600);
-        let sas = account_sas(
+        // With delete: the bench empties its queues between runs.
+        let sas = account_sas_with_delete(
             DEVSTORE_ACCOUNT,
             &Secret::new(DEVSTORE_KEY),
             expiry,
@@ -77,6 +78,18 @@ impl RawQueue {
             }
             Err(_) => false,
         }
+    }
+
+    /// Empties the queue (Clear Messages), so that the next run starts on an empty queue as
+    /// every other run does: Azurite slows down as its store grows.
+    pub async fn clear(&self) -> anyhow::Result<()> {
+        let response = self.client.delete(&self.messages_url).send().await?;
+        anyhow::ensure!(
+            response.status() == reqwest::StatusCode::NO_CONTENT,
+            "clear messages: {}",
+            response.status()
+        );
+        Ok(())
     }
 
     /// The queue's message count.

@@ -82,6 +82,28 @@ pub fn account_sas(
     expiry: OffsetDateTime,
     protocol: SasProtocol,
 ) -> Result<Secret, SasError> {
+    sign(account_name, account_key, expiry, protocol, PERMISSIONS)
+}
+
+/// [`account_sas`] that may also delete (`sp=rwdlacup`): for tools that clean up after
+/// themselves, such as the benchmark emptying its queues between runs. The services never
+/// sign it.
+pub fn account_sas_with_delete(
+    account_name: &str,
+    account_key: &Secret,
+    expiry: OffsetDateTime,
+    protocol: SasProtocol,
+) -> Result<Secret, SasError> {
+    sign(account_name, account_key, expiry, protocol, "rwdlacup")
+}
+
+fn sign(
+    account_name: &str,
+    account_key: &Secret,
+    expiry: OffsetDateTime,
+    protocol: SasProtocol,
+    permissions: &str,
+) -> Result<Secret, SasError> {
     let key = base64::engine::general_purpose::STANDARD
         .decode(account_key.expose())
         .map_err(|_| SasError::KeyNotBase64)?;
@@ -94,7 +116,7 @@ pub fn account_sas(
     let spr = protocol.as_str();
     // accountname, sp, ss, srt, st, se, sip, spr, sv, ses: each followed by a newline.
     let string_to_sign = format!(
-        "{account_name}\n{PERMISSIONS}\n{SERVICES}\n{RESOURCE_TYPES}\n\n{se}\n\n{spr}\n{SAS_VERSION}\n\n"
+        "{account_name}\n{permissions}\n{SERVICES}\n{RESOURCE_TYPES}\n\n{se}\n\n{spr}\n{SAS_VERSION}\n\n"
     );
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| SasError::KeyNotBase64)?;
     mac.update(string_to_sign.as_bytes());
@@ -102,7 +124,7 @@ pub fn account_sas(
 
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     Ok(Secret::new(format!(
-        "sv={SAS_VERSION}&ss={SERVICES}&srt={RESOURCE_TYPES}&sp={PERMISSIONS}&se={}&spr={}&sig={}",
+        "sv={SAS_VERSION}&ss={SERVICES}&srt={RESOURCE_TYPES}&sp={permissions}&se={}&spr={}&sig={}",
         enc(&se),
         enc(spr),
         enc(&sig)
@@ -142,6 +164,21 @@ mod tests {
                 .ends_with("&spr=https&sig=b0Zth8iBI6QyhSZGjKtXswA16g%2F4YW6ytd4ATWLjTFc%3D"),
             "{}",
             sas.expose()
+        );
+    }
+
+    // As above, with "rwdlacup" for the permissions.
+    #[test]
+    fn the_delete_token_adds_d_in_the_documented_order_and_signs_it() {
+        let key = Secret::new(DEVSTORE_KEY);
+        let expiry = datetime!(2030-01-01 00:00:00 UTC);
+        let sas =
+            account_sas_with_delete("devstoreaccount1", &key, expiry, SasProtocol::HttpsAndHttp)
+                .unwrap();
+        assert_eq!(
+            sas.expose(),
+            "sv=2022-11-02&ss=bq&srt=sco&sp=rwdlacup&se=2030-01-01T00%3A00%3A00Z&spr=https%2Chttp\
+             &sig=ujHgWOmdum%2FRhM8uR3NBBw9dR2OLgoOnW0N3jmBOAsY%3D"
         );
     }
 
