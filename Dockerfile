@@ -28,7 +28,8 @@ COPY --from=build /out/chatops-ingress /out/healthcheck /usr/local/bin/
 COPY runbooks.toml /app/runbooks.toml
 COPY runbooks /app/runbooks
 ENV CHATOPS_INGRESS_ADDR=0.0.0.0:3000 \
-    CHATOPS_CATALOG=/app/runbooks.toml
+    CHATOPS_CATALOG=/app/runbooks.toml \
+    RUST_LIB_BACKTRACE=0
 USER 65532:65532
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
@@ -49,7 +50,8 @@ COPY --from=build /out/chatops-runner /out/healthcheck /usr/local/bin/
 COPY runbooks.toml /app/runbooks.toml
 COPY runbooks /app/runbooks
 ENV CHATOPS_RUNNER_ADDR=0.0.0.0:3001 \
-    CHATOPS_CATALOG=/app/runbooks.toml
+    CHATOPS_CATALOG=/app/runbooks.toml \
+    RUST_LIB_BACKTRACE=0
 USER 10001:10001
 EXPOSE 3001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

@@ -20,6 +20,7 @@
 mod degraded;
 mod dispatch;
 mod follow;
+mod hop;
 mod idle;
 mod ingress;
 mod load;
@@ -32,6 +33,7 @@ mod startup;
 mod stats;
 
 use chatops_e2e::app::TestApp;
+use chatops_shared::queue::connection::DEVSTORE_ACCOUNT;
 use stats::Run;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -122,11 +124,31 @@ pub struct Point {
     pub raw: Vec<Run>,
     /// The same messages through `chatops_shared::queue` (the SDK), in this process.
     pub sdk: Vec<Run>,
+    /// Raw Put Message through a pass-through process ([`hop`]): the floor of any ingress.
+    pub hop: Vec<Run>,
     pub ingress: Vec<Run>,
 }
 
 fn main() -> ExitCode {
-    let plan = match Plan::from_args(std::env::args().skip(1)) {
+    // Measure the services as the images run them (`RUST_LIB_BACKTRACE=0`, see
+    // `chatops_shared::telemetry::errors_capture_backtraces`): with `RUST_BACKTRACE=1` alone,
+    // the Azure SDK walks the stack on every request, here and in every process started below.
+    if chatops_shared::telemetry::errors_capture_backtraces(&chatops_shared::config::ProcessEnv) {
+        use std::os::unix::process::CommandExt as _;
+        if let Ok(exe) = std::env::current_exe() {
+            let error = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env("RUST_LIB_BACKTRACE", "0")
+                .exec();
+            eprintln!("chatops-bench: cannot restart with RUST_LIB_BACKTRACE=0: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some(hop::ARG) {
+        return serve_hop(args.nth(1).unwrap_or_default());
+    }
+    let plan = match Plan::from_args(args) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("chatops-bench: {e}");
@@ -200,6 +222,13 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
     // The ingress's queue, counted the same way.
     let jobs = raw::RawQueue::create(&app, &app.queue_name, client.clone()).await?;
     let sdk_counter = raw::RawQueue::create(&app, "bench-sdk", client.clone()).await?;
+    let hop = hop::Hop::start(&app.azurite.queue_endpoint()).await?;
+    let via_hop = raw::RawQueue::create_at(
+        &format!("{}/{DEVSTORE_ACCOUNT}", hop.url()),
+        "bench-hop",
+        client.clone(),
+    )
+    .await?;
     let sdk = chatops_e2e::app::queue_for(
         &app.azurite,
         "bench-sdk",
@@ -228,6 +257,7 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
             concurrency,
             raw: Vec::new(),
             sdk: Vec::new(),
+            hop: Vec::new(),
             ingress: Vec::new(),
         };
         for repeat in 1..=plan.repeats {
@@ -236,7 +266,7 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
                 plan.repeats
             );
             // Each repeat starts with another path, so that none always runs first or last.
-            for path in (0..3).map(|i| (i + repeat) % 3) {
+            for path in (0..4).map(|i| (i + repeat) % 4) {
                 match path {
                     0 => {
                         let r = raw.clone();
@@ -254,6 +284,14 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
                                 async move { q.send(&raw::message(n)).await.is_ok() }
                             });
                         point.sdk.push(run.await?);
+                    }
+                    2 => {
+                        let h = via_hop.clone();
+                        let run = measured(&via_hop, concurrency, next, plan.requests, move |n| {
+                            let h = h.clone();
+                            async move { h.put(n).await }
+                        });
+                        point.hop.push(run.await?);
                     }
                     _ => {
                         let c = commands.clone();
@@ -287,8 +325,23 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
         })
         .for_each(|l| eprintln!("  {l}"));
     service.terminate(Duration::from_secs(10)).await;
+    drop(hop);
     app.forget_queue();
     Ok(points)
+}
+
+/// `chatops-bench hop <upstream>`: see [`hop`].
+fn serve_hop(upstream: String) -> ExitCode {
+    let served = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(hop::serve(&upstream)));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatops-bench hop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs one load and counts what reached `queue` meanwhile.

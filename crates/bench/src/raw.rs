@@ -35,6 +35,15 @@ impl RawQueue {
         name: &str,
         client: reqwest::Client,
     ) -> anyhow::Result<Self> {
+        Self::create_at(&app.azurite.queue_endpoint(), name, client).await
+    }
+
+    /// Creates queue `name` at `endpoint`: the app's Azurite, or a hop in front of it.
+    pub async fn create_at(
+        endpoint: &str,
+        name: &str,
+        client: reqwest::Client,
+    ) -> anyhow::Result<Self> {
         let expiry = time::OffsetDateTime::now_utc() + Duration::from_secs(24 * 3600);
         // With delete: the bench empties its queues between runs.
         let sas = account_sas_with_delete(
@@ -44,7 +53,7 @@ impl RawQueue {
             SasProtocol::HttpsAndHttp,
         )
         .context("sign an account SAS")?;
-        let base = format!("{}/{name}", app.azurite.queue_endpoint());
+        let base = format!("{endpoint}/{name}");
         let sas = sas.expose();
         let created = client.put(format!("{base}?{sas}")).send().await?;
         anyhow::ensure!(

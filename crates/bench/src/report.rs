@@ -1,5 +1,6 @@
 //! The table: per concurrency, baseline and ingress medians over the repeats with their
-//! spread, the ratio of messages queued per second, and which goals are met.
+//! spread, the ratio of messages queued per second, and which goals are met. Between them, the
+//! SDK on its own and a do-nothing hop: what the queue layer and any process in between cost.
 
 use crate::stats::{Run, Summary};
 use crate::{Plan, Point};
@@ -31,6 +32,7 @@ pub fn print(plan: &Plan, points: &[Point]) -> ExitCode {
         for (path, runs) in [
             ("raw Put Message", &point.raw),
             ("shared::queue (SDK)", &point.sdk),
+            ("raw via a hop", &point.hop),
             ("ingress", &point.ingress),
         ] {
             let rate = Summary::of(runs.iter().map(Run::queued_per_sec));
@@ -53,7 +55,7 @@ pub fn print(plan: &Plan, points: &[Point]) -> ExitCode {
         let ratio = ingress_rate.median / raw_rate.median.max(f64::EPSILON);
         let p99_ratio = ingress_p99.median / raw_p99.median.max(f64::EPSILON);
         goals.push(format!(
-            "{} connections: throughput {ratio:.2}x raw (goal >= {MIN_RATIO}x): {}; ack p99 {p99_ratio:.2}x raw p99 (goal <= {MAX_P99_RATIO}x): {}",
+            "{} connections: throughput {ratio:.3}x raw (goal >= {MIN_RATIO}x): {}; ack p99 {p99_ratio:.3}x raw p99 (goal <= {MAX_P99_RATIO}x): {}",
             point.concurrency,
             met(ratio >= MIN_RATIO),
             met(p99_ratio <= MAX_P99_RATIO),

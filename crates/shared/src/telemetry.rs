@@ -16,7 +16,7 @@ pub mod otlp;
 mod otlp_http;
 pub mod trace;
 
-use crate::config::ProcessEnv;
+use crate::config::{EnvSource, ProcessEnv};
 use otlp::{Otlp, OtlpSettings};
 
 use std::io::IsTerminal;
@@ -71,7 +71,26 @@ pub fn init(service: &str) -> Otlp {
     for problem in started.problems {
         tracing::warn!("{problem}");
     }
+    if errors_capture_backtraces(&ProcessEnv) {
+        tracing::warn!(
+            "RUST_BACKTRACE is set and RUST_LIB_BACKTRACE is not: every Storage request captures a backtrace (the Azure SDK builds an error for each header it finds missing), which costs throughput; set RUST_LIB_BACKTRACE=0 to keep backtraces for panics only"
+        );
+    }
     started.otlp
+}
+
+/// Whether every error built with a backtrace (`std::backtrace::Backtrace::capture`) captures
+/// one: when `RUST_LIB_BACKTRACE` is unset, std follows `RUST_BACKTRACE`. The Azure SDK
+/// (`typespec` 1.1) builds such an error on every request, for a header lookup that expects the
+/// header to be missing (`Headers::get_optional_str`), so a `RUST_BACKTRACE=1` left in a
+/// container for panics walks the stack on every queue and blob request. The images set
+/// `RUST_LIB_BACKTRACE=0`; the services warn when it is missing.
+pub fn errors_capture_backtraces(env: &impl EnvSource) -> bool {
+    let on = |name: &str| env.get(name).is_some_and(|v| v != "0");
+    match env.get("RUST_LIB_BACKTRACE") {
+        Some(_) => on("RUST_LIB_BACKTRACE"),
+        None => on("RUST_BACKTRACE"),
+    }
 }
 
 /// The text format's fields: `message` as is, others `name=value`, control characters escaped.
@@ -105,6 +124,29 @@ fn write_escaped(writer: &mut impl std::fmt::Write, text: &str) -> std::fmt::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn backtraces_are_captured_per_error_only_when_std_would_capture_them() {
+        let env = |pairs: &[(&'static str, &'static str)]| -> HashMap<&str, &str> {
+            pairs.iter().copied().collect()
+        };
+        assert!(!errors_capture_backtraces(&env(&[])));
+        assert!(!errors_capture_backtraces(&env(&[("RUST_BACKTRACE", "0")])));
+        assert!(errors_capture_backtraces(&env(&[("RUST_BACKTRACE", "1")])));
+        assert!(errors_capture_backtraces(&env(&[(
+            "RUST_BACKTRACE",
+            "full"
+        )])));
+        assert!(!errors_capture_backtraces(&env(&[
+            ("RUST_BACKTRACE", "1"),
+            ("RUST_LIB_BACKTRACE", "0")
+        ])));
+        assert!(errors_capture_backtraces(&env(&[(
+            "RUST_LIB_BACKTRACE",
+            "1"
+        )])));
+    }
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]

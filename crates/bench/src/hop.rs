@@ -1,0 +1,52 @@
+//! The floor of any ingress: a pass-through HTTP hop ([`Proxy`]) in a process of its own,
+//! between the load and Azurite. Raw Put Message through it measures what one more process and
+//! two more loopback crossings cost on this machine, with no work done in between, so that the
+//! report can tell the cost of having a hop from the cost of what the ingress does in it.
+//!
+//! `chatops-bench hop <upstream>` (not for users: the bench starts it) serves until killed and
+//! prints its address as the first line on stdout.
+
+use crate::proxy::Proxy;
+use anyhow::Context as _;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+/// The argument that makes this binary a hop.
+pub const ARG: &str = "hop";
+
+/// Serves as a hop to `upstream` until the process is killed.
+pub async fn serve(upstream: &str) -> anyhow::Result<()> {
+    let proxy = Proxy::start(upstream).await?;
+    println!("{}", proxy.url());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// A hop process; killed when dropped.
+pub struct Hop {
+    url: String,
+    _child: Child,
+}
+
+impl Hop {
+    /// Starts this binary as a hop to `upstream` and waits for its address.
+    pub async fn start(upstream: &str) -> anyhow::Result<Hop> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([ARG, upstream])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the hop process")?;
+        let stdout = child.stdout.take().context("the hop's stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).await?;
+        let url = line.trim().to_owned();
+        anyhow::ensure!(url.starts_with("http://"), "the hop printed `{url}`");
+        Ok(Hop { url, _child: child })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
