@@ -70,7 +70,29 @@ pub fn user_ids(name: &str) -> Option<(u32, u32)> {
 /// A running service binary whose output (stdout and stderr) is collected line by line.
 pub struct Service {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    output: Output,
+}
+
+/// Where a service's output goes.
+enum Output {
+    /// Read line by line as it comes, by tasks of this process.
+    Collected(Arc<Mutex<Vec<String>>>),
+    /// Written to a file.
+    File(PathBuf),
+}
+
+/// The command for `program` with exactly `env` (plus `PATH`), JSON logs at `info`.
+fn command(program: &std::path::Path, env: &[(String, String)]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CHATOPS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
 }
 
 impl Service {
@@ -86,20 +108,11 @@ impl Service {
         env: &[(String, String)],
         as_user: Option<(u32, u32)>,
     ) -> Service {
-        let mut command = Command::new(program);
+        let mut command = command(program, env);
         if let Some((uid, gid)) = as_user {
             command.uid(uid).gid(gid);
         }
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CHATOPS_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn service");
         let lines = Arc::new(Mutex::new(Vec::new()));
         if let Some(out) = child.stdout.take() {
@@ -108,7 +121,29 @@ impl Service {
         if let Some(err) = child.stderr.take() {
             collect(BufReader::new(err), lines.clone());
         }
-        Service { child, lines }
+        Service {
+            child,
+            output: Output::Collected(lines),
+        }
+    }
+
+    /// [`Service::start_program`] writing its output to the file `log` instead, as a container
+    /// runtime would: nothing in this process reads it until asked ([`Service::output`]). For
+    /// benchmarks, where collecting every log line would load the load generator.
+    pub fn start_program_logging_to(
+        program: &std::path::Path,
+        env: &[(String, String)],
+        log: &std::path::Path,
+    ) -> std::io::Result<Service> {
+        let file = std::fs::File::create(log)?;
+        let child = command(program, env)
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        Ok(Service {
+            child,
+            output: Output::File(log.to_owned()),
+        })
     }
 
     /// The process id, while it runs.
@@ -124,7 +159,12 @@ impl Service {
 
     /// Everything the process printed so far.
     pub fn output(&self) -> Vec<String> {
-        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+        match &self.output {
+            Output::Collected(lines) => lines.lock().map(|l| l.clone()).unwrap_or_default(),
+            Output::File(path) => std::fs::read_to_string(path)
+                .map(|text| text.lines().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// Waits for a printed line that satisfies `matches`; panics with the output on timeout.

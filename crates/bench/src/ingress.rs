@@ -117,7 +117,10 @@ pub async fn start(
     env.retain(|(name, _)| name != "CHATOPS_INGRESS_ADDR" && name != "CHATOPS_METRICS_ADDR");
     env.push(("CHATOPS_INGRESS_ADDR".to_owned(), addr.clone()));
     env.push(("CHATOPS_METRICS_ADDR".to_owned(), metrics.clone()));
-    let service = Service::start_program(&dir.join("chatops-ingress"), &env, None);
+    // Its log lines (one per command) go to a file, as a container runtime would take them,
+    // not through this process, which is the load generator.
+    let log = app.dir.join("ingress.log");
+    let service = Service::start_program_logging_to(&dir.join("chatops-ingress"), &env, &log)?;
     for _ in 0..100 {
         let ready = client.get(format!("http://{addr}/readyz")).send().await;
         if ready.is_ok_and(|r| r.status().is_success()) {
