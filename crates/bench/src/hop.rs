@@ -3,8 +3,9 @@
 //! two more loopback crossings cost on this machine, with no work done in between, so that the
 //! report can tell the cost of having a hop from the cost of what the ingress does in it.
 //!
-//! `chatops-bench hop <upstream>` (not for users: the bench starts it) serves until killed and
-//! prints its address as the first line on stdout.
+//! `chatops-bench hop <upstream>` (not for users: the bench starts it) prints its address as the
+//! first line on stdout and serves until its stdin closes, which it does when the bench exits,
+//! however it exits.
 
 use crate::proxy::Proxy;
 use anyhow::Context as _;
@@ -14,15 +15,22 @@ use tokio::process::{Child, Command};
 /// The argument that makes this binary a hop.
 pub const ARG: &str = "hop";
 
-/// Serves as a hop to `upstream` until the process is killed.
+/// Serves as a hop to `upstream` until stdin closes.
 pub async fn serve(upstream: &str) -> anyhow::Result<()> {
     let proxy = Proxy::start(upstream).await?;
     println!("{}", proxy.url());
-    std::future::pending::<()>().await;
+    // Reading stdin blocks: on a thread of its own, while the runtime serves.
+    tokio::task::spawn_blocking(|| {
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest)
+    })
+    .await??;
+    drop(proxy);
     Ok(())
 }
 
-/// A hop process; killed when dropped.
+/// A hop process; killed when dropped (and it stops by itself when this process is gone: it
+/// holds the hop's stdin).
 pub struct Hop {
     url: String,
     _child: Child,
@@ -33,6 +41,7 @@ impl Hop {
     pub async fn start(upstream: &str) -> anyhow::Result<Hop> {
         let mut child = Command::new(std::env::current_exe()?)
             .args([ARG, upstream])
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()

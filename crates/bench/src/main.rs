@@ -1,7 +1,9 @@
 //! `chatops-bench`: starts Azurite (real, on disk), the Slack and ARM test servers and the
-//! ingress binary, then measures, in one run, raw Put Message to Azurite (the baseline) and
-//! the ingress (distinct signed slash commands) at each concurrency, three repeats each, and
-//! prints the medians with their spread, the ratio to the baseline and which goals are met.
+//! ingress binary, then measures, in one run, raw Put Message to Azurite (the baseline), the
+//! same through the services' queue code (the SDK) and through a do-nothing hop process
+//! ([`hop`]), and the ingress (distinct signed slash commands) at each concurrency, three repeats
+//! each, and prints the medians with their spread, the ratio to the baseline and which goals are
+//! met.
 //!
 //! `cargo run --release -p chatops-bench` for the figures; `--smoke` for a few seconds that
 //! only check that everything still works (every request answered, every message queued).
@@ -268,13 +270,19 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
             // Each repeat starts with another path, so that none always runs first or last.
             for path in (0..4).map(|i| (i + repeat) % 4) {
                 match path {
-                    0 => {
-                        let r = raw.clone();
-                        let run = measured(&raw, concurrency, next, plan.requests, move |n| {
-                            let r = r.clone();
-                            async move { r.put(n).await }
+                    // Raw Put Message, straight to Azurite or through the hop.
+                    0 | 2 => {
+                        let (queue, runs) = if path == 0 {
+                            (&raw, &mut point.raw)
+                        } else {
+                            (&via_hop, &mut point.hop)
+                        };
+                        let q = queue.clone();
+                        let run = measured(queue, concurrency, next, plan.requests, move |n| {
+                            let q = q.clone();
+                            async move { q.put(n).await }
                         });
-                        point.raw.push(run.await?);
+                        runs.push(run.await?);
                     }
                     1 => {
                         let q = sdk.clone();
@@ -284,14 +292,6 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
                                 async move { q.send(&raw::message(n)).await.is_ok() }
                             });
                         point.sdk.push(run.await?);
-                    }
-                    2 => {
-                        let h = via_hop.clone();
-                        let run = measured(&via_hop, concurrency, next, plan.requests, move |n| {
-                            let h = h.clone();
-                            async move { h.put(n).await }
-                        });
-                        point.hop.push(run.await?);
                     }
                     _ => {
                         let c = commands.clone();
