@@ -21,4 +21,5 @@ pub mod counting;
 pub mod otlp;
 pub mod process;
 pub mod proxy;
+pub mod shaped_queue;
 pub mod slack;

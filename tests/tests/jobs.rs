@@ -7,15 +7,14 @@
 
 use chatops_e2e::app::{ALICE, BOB, OPS, TestApp};
 use chatops_e2e::arm::Script;
+use chatops_e2e::shaped_queue::ShapedQueue;
 use chatops_e2e::slack::PathKind;
 use chatops_runner::worker::Step;
 use chatops_shared::job::{JobMessage, SCHEMA_VERSION, job_id_from_signature};
-use chatops_shared::queue::{JobQueue, QueueError, Received};
 use chatops_shared::secret::Secret;
 use chatops_shared::workspaces::Workspaces;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Takes the one job message on the queue off it, as a command put it there.
@@ -580,85 +579,9 @@ fn assert_ran_once_and_reported_once(app: &TestApp, id: &str) {
     assert!(!mine.iter().any(|t| t.contains("nterrupted")), "{mine:#?}");
 }
 
-/// The runner's queue on Azurite, except that the first visibility extension is applied at the
-/// service while its answer is lost. Then, as `AzureJobQueue` does after a try that timed out,
-/// the update is tried again with the pop receipt the service has just replaced, and the runner
-/// gets Azurite's answer to that (`PopReceiptMismatch`, read as `MessageGone`). Counts the
-/// deliveries of each message.
-struct LosesOneAnswer {
-    inner: Arc<dyn JobQueue>,
-    armed: AtomicBool,
-    deliveries: Mutex<HashMap<String, u32>>,
-}
-
-impl LosesOneAnswer {
-    fn new(inner: Arc<dyn JobQueue>) -> Arc<Self> {
-        Arc::new(LosesOneAnswer {
-            inner,
-            armed: AtomicBool::new(true),
-            deliveries: Mutex::default(),
-        })
-    }
-
-    fn loses(&self) -> bool {
-        self.armed.swap(false, Ordering::SeqCst)
-    }
-
-    /// How many times each message was delivered to the runner.
-    fn deliveries(&self) -> Vec<u32> {
-        self.deliveries
-            .lock()
-            .expect("lock")
-            .values()
-            .copied()
-            .collect()
-    }
-}
-
-#[async_trait::async_trait]
-impl JobQueue for LosesOneAnswer {
-    async fn ensure_exists(&self) -> Result<(), QueueError> {
-        self.inner.ensure_exists().await
-    }
-    async fn ping(&self) -> Result<(), QueueError> {
-        self.inner.ping().await
-    }
-    async fn send(&self, text: &str) -> Result<(), QueueError> {
-        self.inner.send(text).await
-    }
-    async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError> {
-        let received = self.inner.receive(max, visibility).await?;
-        let mut deliveries = self.deliveries.lock().expect("lock");
-        for m in &received {
-            *deliveries.entry(m.message_id.clone()).or_default() += 1;
-        }
-        Ok(received)
-    }
-    async fn extend(&self, message: &Received, visibility: Duration) -> Result<String, QueueError> {
-        if self.loses() {
-            let _never_seen = self.inner.extend(message, visibility).await?;
-        }
-        self.inner.extend(message, visibility).await
-    }
-    async fn replace(
-        &self,
-        message: &Received,
-        text: &str,
-        visibility: Duration,
-    ) -> Result<String, QueueError> {
-        self.inner.replace(message, text, visibility).await
-    }
-    async fn delete(&self, message: &Received) -> Result<(), QueueError> {
-        self.inner.delete(message).await
-    }
-    async fn send_poison(&self, text: &str) -> Result<(), QueueError> {
-        self.inner.send_poison(text).await
-    }
-}
-
 /// One runner on a queue that loses one answer, with a 2 s visibility.
-fn runner_losing(app: &TestApp) -> (Arc<LosesOneAnswer>, chatops_e2e::app::Runners) {
-    let queue = LosesOneAnswer::new(app.runner_queue());
+fn runner_losing(app: &TestApp) -> (Arc<ShapedQueue>, chatops_e2e::app::Runners) {
+    let queue = Arc::new(ShapedQueue::over(app.runner_queue()).losing_one_extend_answer());
     let mut settings = app.worker_settings();
     settings.visibility = Duration::from_secs(2);
     let runners = app.spawn_workers(vec![app.worker_on(queue.clone(), settings)]);

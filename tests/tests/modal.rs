@@ -6,12 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use async_trait::async_trait;
 use chatops_e2e::app::{ALICE, Answer, OPS, Options, RANDOM, SIGNING_SECRET, TestApp};
+use chatops_e2e::shaped_queue::ShapedQueue;
 use chatops_ingress::app::{AppState, Application};
 use chatops_ingress::slack::verify::{Verifier, sign};
 use chatops_shared::audit::{AuditEvent, AuditLog};
-use chatops_shared::queue::{JobQueue, QueueError, Received};
+use chatops_shared::queue::JobQueue;
 use chatops_shared::secret::Secret;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -447,54 +447,12 @@ async fn a_slow_views_open_still_leaves_an_answer_within_3s() {
     app.finish().await;
 }
 
-/// The real queue, slow to take a message.
-struct SlowQueue {
-    inner: Arc<dyn JobQueue>,
-    delay: Duration,
-}
-
-#[async_trait]
-impl JobQueue for SlowQueue {
-    async fn ensure_exists(&self) -> Result<(), QueueError> {
-        self.inner.ensure_exists().await
-    }
-    async fn ping(&self) -> Result<(), QueueError> {
-        self.inner.ping().await
-    }
-    async fn send(&self, text: &str) -> Result<(), QueueError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.send(text).await
-    }
-    async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError> {
-        self.inner.receive(max, visibility).await
-    }
-    async fn extend(&self, message: &Received, visibility: Duration) -> Result<String, QueueError> {
-        self.inner.extend(message, visibility).await
-    }
-    async fn replace(
-        &self,
-        message: &Received,
-        text: &str,
-        visibility: Duration,
-    ) -> Result<String, QueueError> {
-        self.inner.replace(message, text, visibility).await
-    }
-    async fn delete(&self, message: &Received) -> Result<(), QueueError> {
-        self.inner.delete(message).await
-    }
-    async fn send_poison(&self, text: &str) -> Result<(), QueueError> {
-        self.inner.send_poison(text).await
-    }
-}
-
 #[tokio::test]
 async fn a_slow_queue_still_leaves_an_answer_within_3s_for_commands_and_forms() {
     let app = bot_app().await;
     // A second ingress on the same queue, seen through a queue that takes 4 s per message.
-    let slow: Arc<dyn JobQueue> = Arc::new(SlowQueue {
-        inner: app.queue.clone(),
-        delay: Duration::from_secs(4),
-    });
+    let slow: Arc<dyn JobQueue> =
+        Arc::new(ShapedQueue::over(app.queue.clone()).slow_sends(Duration::from_secs(4)));
     let audit_store = app.blob_store("audit-slow");
     audit_store
         .ensure_container()
