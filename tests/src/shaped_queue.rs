@@ -1,11 +1,11 @@
 //! A [`JobQueue`] decorator for tests that need the real queue (Azurite) with one thing changed
-//! at its boundary: sends that take longer, an answer lost on its way back, and a count of what
-//! was delivered. Everything not shaped goes straight to the queue underneath.
+//! at its boundary: sends that take longer, an answer lost on its way back, and counts of what
+//! was delivered and of the storage checks (`ping`) made. Everything not shaped goes straight to the queue underneath.
 
 use async_trait::async_trait;
 use chatops_shared::queue::{JobQueue, QueueError, Received};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ pub struct ShapedQueue {
     send_delay: Duration,
     lose_extend_answer: AtomicBool,
     deliveries: Mutex<HashMap<String, u32>>,
+    pings: AtomicUsize,
 }
 
 impl ShapedQueue {
@@ -24,6 +25,7 @@ impl ShapedQueue {
             send_delay: Duration::ZERO,
             lose_extend_answer: AtomicBool::new(false),
             deliveries: Mutex::default(),
+            pings: AtomicUsize::new(0),
         }
     }
 
@@ -51,6 +53,11 @@ impl ShapedQueue {
             .copied()
             .collect()
     }
+
+    /// Storage checks (`ping`) made through this queue.
+    pub fn pings(&self) -> usize {
+        self.pings.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
@@ -59,6 +66,7 @@ impl JobQueue for ShapedQueue {
         self.inner.ensure_exists().await
     }
     async fn ping(&self) -> Result<(), QueueError> {
+        self.pings.fetch_add(1, Ordering::SeqCst);
         self.inner.ping().await
     }
     async fn send(&self, text: &str) -> Result<(), QueueError> {

@@ -3,9 +3,9 @@
 //! message.
 
 use chatops_e2e::app::{ALICE, BOB, OPS, RANDOM, SIGNING_SECRET, TestApp};
+use chatops_e2e::shaped_queue::ShapedQueue;
 use chatops_ingress::slack::verify::sign;
 use chatops_shared::job::{JobKind, SCHEMA_VERSION};
-use chatops_shared::queue::{QueueError, Received};
 use std::time::{Duration, Instant};
 
 fn now() -> i64 {
@@ -417,59 +417,15 @@ async fn half_open_connections_do_not_block_commands_and_are_closed_within_15_se
     app.finish().await;
 }
 
-/// The app's queue, counting the storage checks `/readyz` makes.
-struct CountsPings {
-    inner: std::sync::Arc<dyn chatops_shared::queue::JobQueue>,
-    pings: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl chatops_shared::queue::JobQueue for CountsPings {
-    async fn ensure_exists(&self) -> Result<(), QueueError> {
-        self.inner.ensure_exists().await
-    }
-    async fn ping(&self) -> Result<(), QueueError> {
-        self.pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.ping().await
-    }
-    async fn send(&self, text: &str) -> Result<(), QueueError> {
-        self.inner.send(text).await
-    }
-    async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError> {
-        self.inner.receive(max, visibility).await
-    }
-    async fn extend(&self, message: &Received, visibility: Duration) -> Result<String, QueueError> {
-        self.inner.extend(message, visibility).await
-    }
-    async fn replace(
-        &self,
-        message: &Received,
-        text: &str,
-        visibility: Duration,
-    ) -> Result<String, QueueError> {
-        self.inner.replace(message, text, visibility).await
-    }
-    async fn delete(&self, message: &Received) -> Result<(), QueueError> {
-        self.inner.delete(message).await
-    }
-    async fn send_poison(&self, text: &str) -> Result<(), QueueError> {
-        self.inner.send_poison(text).await
-    }
-}
-
 #[tokio::test]
 async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check() {
     use chatops_ingress::app::{AppState, Application};
     use chatops_ingress::readiness::READY_FOR;
     use chatops_ingress::slack::verify::Verifier;
     use chatops_shared::secret::Secret;
-    use std::sync::atomic::Ordering;
 
     let app = TestApp::spawn().await;
-    let counting = std::sync::Arc::new(CountsPings {
-        inner: app.queue.clone(),
-        pings: std::sync::atomic::AtomicUsize::new(0),
-    });
+    let counting = std::sync::Arc::new(ShapedQueue::over(app.queue.clone()));
     let state = AppState::new(
         Verifier::new(vec![Secret::new(SIGNING_SECRET)]),
         (*app.catalog).clone(),
@@ -503,7 +459,7 @@ async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check(
         assert_eq!(ready(app.client.clone(), url.clone()).await, 200);
     }
     // One check; two if a loaded machine took longer than the cache period for all forty.
-    let checks = counting.pings.load(Ordering::SeqCst);
+    let checks = counting.pings();
     assert!(
         (1..=2).contains(&checks),
         "{checks} storage checks for 40 requests"
@@ -512,7 +468,7 @@ async fn readiness_checks_are_cached_so_a_flood_of_them_costs_one_storage_check(
     // Not cached forever: once the answer is stale, the queue is checked again.
     tokio::time::sleep(READY_FOR).await;
     assert_eq!(ready(app.client.clone(), url.clone()).await, 200);
-    assert_eq!(counting.pings.load(Ordering::SeqCst), checks + 1);
+    assert_eq!(counting.pings(), checks + 1);
     server.abort();
     app.finish().await;
 }
