@@ -67,7 +67,8 @@ pub fn user_ids(name: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// A running service binary whose output (stdout and stderr) is collected line by line.
+/// A running service binary whose output (stdout and stderr) is collected line by line, or
+/// written to a file ([`Service::start_program_logging_to`]).
 pub struct Service {
     child: Child,
     output: Output,

@@ -118,8 +118,10 @@ pub async fn start(
     env.push(("CHATOPS_INGRESS_ADDR".to_owned(), addr.clone()));
     env.push(("CHATOPS_METRICS_ADDR".to_owned(), metrics.clone()));
     // Its log lines (one per command) go to a file, as a container runtime would take them,
-    // not through this process, which is the load generator.
-    let log = app.dir.join("ingress.log");
+    // not through this process, which is the load generator. One file per ingress: some
+    // scenarios run two at once on one app.
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    let log = app.dir.join(format!("ingress-{port}.log"));
     let service = Service::start_program_logging_to(&dir.join("chatops-ingress"), &env, &log)?;
     for _ in 0..100 {
         let ready = client.get(format!("http://{addr}/readyz")).send().await;

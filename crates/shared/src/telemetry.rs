@@ -125,6 +125,7 @@ fn write_escaped(writer: &mut impl std::fmt::Write, text: &str) -> std::fmt::Res
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn backtraces_are_captured_per_error_only_when_std_would_capture_them() {
@@ -147,7 +148,6 @@ mod tests {
             "1"
         )])));
     }
-    use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
