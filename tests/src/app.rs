@@ -584,6 +584,27 @@ impl TestApp {
         }
     }
 
+    /// After a runner died holding a message: runs worker steps until that message has come
+    /// back (when the invisibility of its last extension ends) and been processed, then until
+    /// the queue is empty; returns how many messages were processed. Waiting for the message
+    /// itself, not a fixed time: an extension sent just before the runner died may still reach
+    /// a loaded Azurite after it.
+    pub async fn drain_after_crash(&self, worker: &Worker) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match worker.process_next().await.expect("queue answers") {
+                Step::Processed => return 1 + self.drain(worker).await,
+                Step::Empty => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the dead runner's message never came back"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
     /// The job messages now on the queue (taken for a second, then left to come back).
     pub async fn peek_jobs(&self) -> Vec<JobMessage> {
         let taken = self

@@ -183,10 +183,9 @@ async fn a_runner_that_takes_the_job_over_keeps_updating_the_same_card() {
     assert_eq!(running.updates, 0);
     dead.abort();
     let _ = dead.await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     // A second runner, with a notifier of its own (nothing shared but the record).
     let second = app.worker_notifying(settings, Arc::new(app.bot_notifier(fast())));
-    app.drain(&second).await;
+    app.drain_after_crash(&second).await;
 
     let cards = cards(&app, OPS);
     assert_eq!(cards.len(), 1, "still one card: {cards:#?}");

@@ -537,8 +537,7 @@ async fn a_local_job_whose_runner_is_killed_mid_script_is_not_run_again() {
     // the message comes back when its invisibility ends.
     runner.abort();
     let _ = runner.await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    app.drain(&app.worker_with(settings)).await;
+    app.drain_after_crash(&app.worker_with(settings)).await;
     let text = app.final_text(&id, "*Interrupted*").await;
     assert!(text.contains("it was not run again"), "{text}");
     let starts = std::fs::read_to_string(&started).expect("started log");

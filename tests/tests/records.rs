@@ -280,8 +280,7 @@ async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
     dead.abort();
     let _ = dead.await;
     // The message comes back when its invisibility ends; the record's heartbeat is stale by then.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    app.drain(&app.worker_with(settings)).await;
+    app.drain_after_crash(&app.worker_with(settings)).await;
     let text = app.final_text(&id, "*Completed*").await;
     assert!(text.contains("restarted"), "{text}");
     assert_eq!(
