@@ -10,6 +10,7 @@
 //! | `CHATOPS_CATALOG` | `runbooks.toml` | the runbook catalog |
 //! | `CHATOPS_CATALOG_POLL` | `5s` | how often the catalog file is read for changes (also reloaded on SIGHUP); a changed catalog that does not load is refused and the old one stays |
 //! | `CHATOPS_MAX_CONNECTIONS` | `1024` | connections open at once; more wait to be accepted |
+//! | `TOKIO_WORKER_THREADS` | `1` | threads serving requests (Tokio's own variable; see `serve::WORKER_THREADS`) |
 //! | queue variables | | see `chatops_shared::queue::azure::QueueSettings` |
 //! | `CHATOPS_AZURE_CREDENTIAL` | `auto` | credential for `AZURE_STORAGE_QUEUE_ENDPOINT` and `AZURE_STORAGE_BLOB_ENDPOINT` |
 //! | blob variables | | `AZURE_STORAGE_CONNECTION_STRING`'s `BlobEndpoint`, or `AZURE_STORAGE_BLOB_ENDPOINT`: see `chatops_shared::blob::settings::BlobSettings` |
@@ -53,6 +54,8 @@ pub struct IngressConfig {
     pub credential: Option<Chosen>,
     /// The most connections open at once (at least 1).
     pub max_connections: usize,
+    /// `TOKIO_WORKER_THREADS`: the runtime's worker threads (at least 1).
+    pub worker_threads: usize,
     /// How many days of job records `history` and job ids look back over.
     pub records_retention_days: u16,
     /// `SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`: the workspaces whose commands are served.
@@ -100,7 +103,12 @@ impl IngressConfig {
             records,
             audit,
             credential,
-            max_connections: max_connections(env)?,
+            max_connections: at_least_one(
+                env,
+                "CHATOPS_MAX_CONNECTIONS",
+                crate::serve::MAX_CONNECTIONS,
+            )?,
+            worker_threads: worker_threads(env)?,
             records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
             workspaces: Workspaces::from_env(env)?,
             slack_api: chatops_shared::slack_api::from_env(env)?,
@@ -109,16 +117,21 @@ impl IngressConfig {
     }
 }
 
-/// `CHATOPS_MAX_CONNECTIONS`: a whole number of at least 1.
-fn max_connections(env: &dyn EnvSource) -> Result<usize, ConfigError> {
-    const VAR: &str = "CHATOPS_MAX_CONNECTIONS";
-    let Some(value) = config::optional(env, VAR) else {
-        return Ok(crate::serve::MAX_CONNECTIONS);
+/// `TOKIO_WORKER_THREADS`, read on its own too: the runtime is built before the rest of the
+/// configuration is read (telemetry, and what reading it logs, need the runtime).
+pub fn worker_threads(env: &dyn EnvSource) -> Result<usize, ConfigError> {
+    at_least_one(env, "TOKIO_WORKER_THREADS", crate::serve::WORKER_THREADS)
+}
+
+/// `var`: a whole number of at least 1, `default` when unset.
+fn at_least_one(env: &dyn EnvSource, var: &str, default: usize) -> Result<usize, ConfigError> {
+    let Some(value) = config::optional(env, var) else {
+        return Ok(default);
     };
     match value.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(ConfigError::new(
-            VAR,
+            var,
             format!("`{value}` is not a whole number of at least 1"),
         )),
     }
@@ -272,6 +285,29 @@ mod tests {
             e.insert("CHATOPS_MAX_CONNECTIONS", bad);
             let err = IngressConfig::from_env(&e).unwrap_err();
             assert_eq!(err.var, "CHATOPS_MAX_CONNECTIONS", "{err}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn one_worker_thread_unless_tokio_worker_threads_says_otherwise() {
+        let base = [
+            ("SLACK_SIGNING_SECRET", "s"),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true",
+            ),
+        ];
+        let c = IngressConfig::from_env(&env(&base)).unwrap();
+        assert_eq!(c.worker_threads, 1);
+        let mut e = env(&base);
+        e.insert("TOKIO_WORKER_THREADS", "4");
+        assert_eq!(IngressConfig::from_env(&e).unwrap().worker_threads, 4);
+        // Tokio itself would panic at start on these; here they are a configuration error.
+        for bad in ["0", "two"] {
+            e.insert("TOKIO_WORKER_THREADS", bad);
+            let err = IngressConfig::from_env(&e).unwrap_err();
+            assert_eq!(err.var, "TOKIO_WORKER_THREADS", "{err}");
             assert!(err.to_string().contains(bad), "{err}");
         }
     }

@@ -2,16 +2,33 @@
 //! `chatops-ingress keygen` prints a fresh `CHATOPS_JOB_SIGNING_KEY`.
 
 use chatops_ingress::app::Application;
-use chatops_ingress::config::IngressConfig;
+use chatops_ingress::config::{self, IngressConfig};
 use chatops_shared::config::ProcessEnv;
 use chatops_shared::{shutdown, telemetry};
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("keygen") {
         return chatops_shared::job::mac::keygen();
     }
+    // The runtime's size is a setting (`TOKIO_WORKER_THREADS`), so it is read first.
+    let runtime = match config::worker_threads(&ProcessEnv) {
+        Ok(threads) => chatops_ingress::serve::runtime(threads),
+        Err(e) => {
+            eprintln!("chatops-ingress: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("chatops-ingress: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let otlp = telemetry::init("chatops-ingress");
     let config = match IngressConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
@@ -20,6 +37,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let code = serve(config).await;
+    otlp.shutdown().await;
+    code
+}
+
+async fn serve(config: IngressConfig) -> ExitCode {
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -34,13 +57,11 @@ async fn main() -> ExitCode {
     if let Some(Ok(metrics_addr)) = app.metrics_addr() {
         tracing::info!(%metrics_addr, "metrics listening on /metrics");
     }
-    let code = match app.run_until_stopped(shutdown::shutdown_signal()).await {
+    match app.run_until_stopped(shutdown::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server error: {e}");
             ExitCode::FAILURE
         }
-    };
-    otlp.shutdown().await;
-    code
+    }
 }
