@@ -108,6 +108,7 @@ async fn stream(bench: &Bench, commands: &Commands, prefix: &str, length: Durati
         queued: arrived.len() as u64,
         elapsed,
         latencies,
+        server_cpu: None,
     };
     (run(enqueue), run(command))
 }

@@ -54,6 +54,11 @@ impl Hop {
         Ok(Hop { url, _child: child })
     }
 
+    /// The hop's process id (`None` once it has exited).
+    pub fn pid(&self) -> Option<u32> {
+        self._child.id()
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url

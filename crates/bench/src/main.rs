@@ -19,6 +19,7 @@
 //! requests and the first command after idling (`idle`), start-up to ready (`startup`), and
 //! acknowledgements while Slack or ARM is slow or down (`degraded`).
 
+mod cpu;
 mod degraded;
 mod dispatch;
 mod follow;
@@ -51,7 +52,22 @@ pub struct Plan {
     pub ingress_env: Vec<(String, String)>,
     /// `--only`: the scenarios to run (all when empty).
     pub only: Vec<String>,
+    /// `--help`: print [`USAGE`] and stop.
+    pub help: bool,
 }
+
+const USAGE: &str = "\
+chatops-bench: measures the ingress against raw Put Message on a real Azurite, then the
+runners (dispatch, idle, start-up, degraded dependencies, follow capacity); see docs/benchmarks.md.
+
+  --smoke                 a few seconds that only check that everything still works
+  --requests N            requests per point and repeat (default 10000)
+  --repeats N             repeats per point (default 3)
+  --concurrency A,B,...   connections per point (default 4,32)
+  --ingress-env NAME=VAL  extra environment for the ingress (repeatable)
+  --only NAME,...         scenarios: queue, dispatch, idle, startup, degraded, follow (default all)
+  --help                  this text
+";
 
 /// The scenarios `--only` can name: the queue path, then the others (`scenarios`).
 const SCENARIOS: [&str; 6] = ["queue", "dispatch", "idle", "startup", "degraded", "follow"];
@@ -65,11 +81,13 @@ impl Plan {
             smoke: false,
             ingress_env: Vec::new(),
             only: Vec::new(),
+            help: false,
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
             match arg.as_str() {
+                "--help" | "-h" => plan.help = true,
                 "--smoke" => plan.smoke = true,
                 "--requests" => plan.requests = number(&value("--requests")?)?,
                 "--repeats" => plan.repeats = number(&value("--repeats")?)?,
@@ -97,7 +115,7 @@ impl Plan {
                         plan.only.push(name.to_owned());
                     }
                 }
-                other => return Err(format!("unknown argument `{other}`")),
+                other => return Err(format!("unknown argument `{other}` (see --help)")),
             }
         }
         if plan.smoke {
@@ -151,6 +169,10 @@ fn main() -> ExitCode {
         return serve_hop(args.nth(1).unwrap_or_default());
     }
     let plan = match Plan::from_args(args) {
+        Ok(plan) if plan.help => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("chatops-bench: {e}");
@@ -272,13 +294,14 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
                 match path {
                     // Raw Put Message, straight to Azurite or through the hop.
                     0 | 2 => {
-                        let (queue, runs) = if path == 0 {
-                            (&raw, &mut point.raw)
+                        let (queue, runs, server) = if path == 0 {
+                            (&raw, &mut point.raw, None)
                         } else {
-                            (&via_hop, &mut point.hop)
+                            (&via_hop, &mut point.hop, hop.pid())
                         };
                         let q = queue.clone();
-                        let run = measured(queue, concurrency, next, plan.requests, move |n| {
+                        let load = (concurrency, next, plan.requests);
+                        let run = measured(queue, server, load, move |n| {
                             let q = q.clone();
                             async move { q.put(n).await }
                         });
@@ -286,16 +309,17 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
                     }
                     1 => {
                         let q = sdk.clone();
-                        let run =
-                            measured(&sdk_counter, concurrency, next, plan.requests, move |n| {
-                                let q = q.clone();
-                                async move { q.send(&raw::message(n)).await.is_ok() }
-                            });
+                        let load = (concurrency, next, plan.requests);
+                        let run = measured(&sdk_counter, None, load, move |n| {
+                            let q = q.clone();
+                            async move { q.send(&raw::message(n)).await.is_ok() }
+                        });
                         point.sdk.push(run.await?);
                     }
                     _ => {
                         let c = commands.clone();
-                        let run = measured(&jobs, concurrency, next, plan.requests, move |n| {
+                        let load = (concurrency, next, plan.requests);
+                        let run = measured(&jobs, service.pid(), load, move |n| {
                             let c = c.clone();
                             async move { c.send(n).await }
                         });
@@ -331,8 +355,10 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
 }
 
 /// `chatops-bench hop <upstream>`: see [`hop`].
+/// The hop runs on the ingress's runtime, so that it differs from the ingress only in what it
+/// does with a request.
 fn serve_hop(upstream: String) -> ExitCode {
-    let served = tokio::runtime::Runtime::new()
+    let served = chatops_ingress::serve::runtime(chatops_ingress::serve::WORKER_THREADS)
         .map_err(anyhow::Error::from)
         .and_then(|runtime| runtime.block_on(hop::serve(&upstream)));
     match served {
@@ -344,12 +370,12 @@ fn serve_hop(upstream: String) -> ExitCode {
     }
 }
 
-/// Runs one load and counts what reached `queue` meanwhile.
+/// Runs one load, `(concurrency, first request number, requests)`, and counts what reached
+/// `queue` meanwhile, and the CPU the process `server` used for it.
 async fn measured<F, Fut>(
     queue: &raw::RawQueue,
-    concurrency: usize,
-    first: usize,
-    total: usize,
+    server: Option<u32>,
+    (concurrency, first, total): (usize, usize, usize),
     send: F,
 ) -> anyhow::Result<Run>
 where
@@ -361,7 +387,9 @@ where
     // whichever path ran first.
     queue.clear().await?;
     let before = queue.len().await?;
+    let cpu_before = server.and_then(cpu::used);
     let outcome = load::run(concurrency, first, total, send).await;
+    let cpu_after = server.and_then(cpu::used);
     let after = queue.len().await?;
     queue.clear().await?;
     Ok(Run {
@@ -369,6 +397,7 @@ where
         errors: outcome.errors,
         queued: after.saturating_sub(before),
         elapsed: outcome.elapsed,
+        server_cpu: cpu::per_request(cpu_before, cpu_after, outcome.latencies.len()),
         latencies: outcome.latencies,
     })
 }

@@ -19,9 +19,9 @@ pub fn print(plan: &Plan, points: &[Point]) -> ExitCode {
         plan.requests, plan.repeats
     );
     println!(
-        "| conc | path | queued/s | p50 ms | p99 ms | max ms | errors | queued/sent | ratio to raw |"
+        "| conc | path | queued/s | p50 ms | p99 ms | max ms | errors | queued/sent | ratio to raw | server CPU µs/request |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut missing = false;
     let mut goals = Vec::new();
     for point in points {
@@ -43,13 +43,14 @@ pub fn print(plan: &Plan, points: &[Point]) -> ExitCode {
             // before its retry (at-least-once; the runner runs a job id once).
             missing |= runs.iter().any(|r| r.errors > 0 || r.queued < r.ok as u64);
             println!(
-                "| {} | {path} | {} | {} | {} | {} | {} | {queued}/{sent} | {ratio} |",
+                "| {} | {path} | {} | {} | {} | {} | {} | {queued}/{sent} | {ratio} | {} |",
                 point.concurrency,
                 rate.show(0),
                 Summary::of(runs.iter().map(|r| r.quantile_ms(0.5))).show(1),
                 Summary::of(runs.iter().map(|r| r.quantile_ms(0.99))).show(1),
                 Summary::of(runs.iter().map(Run::max_ms)).show(1),
                 runs.iter().map(|r| r.errors).sum::<usize>(),
+                server_cpu(runs),
             );
         }
         let ratio = ingress_rate.median / raw_rate.median.max(f64::EPSILON);
@@ -74,6 +75,21 @@ pub fn print(plan: &Plan, points: &[Point]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The serving process's CPU per request (median and spread, µs); `–` for the paths served in
+/// the bench's own process, whose CPU is the load generator's too.
+fn server_cpu(runs: &[Run]) -> String {
+    let us: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.server_cpu)
+        .map(|d| d.as_secs_f64() * 1e6)
+        .collect();
+    if us.is_empty() {
+        "–".to_owned()
+    } else {
+        Summary::of(us).show(0)
+    }
 }
 
 fn met(yes: bool) -> &'static str {

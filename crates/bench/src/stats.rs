@@ -14,6 +14,9 @@ pub struct Run {
     pub elapsed: Duration,
     /// Latencies of every request, sorted.
     pub latencies: Vec<Duration>,
+    /// CPU the serving process (the hop or the ingress) used per request during the run; `None`
+    /// for the paths served in the bench's own process.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Run {
@@ -94,6 +97,7 @@ mod tests {
             queued: 100,
             elapsed: Duration::from_secs(2),
             latencies: (1..=100).map(Duration::from_millis).collect(),
+            server_cpu: None,
         };
         assert_eq!(run.quantile_ms(0.5), 50.0);
         assert_eq!(run.quantile_ms(0.99), 99.0);
