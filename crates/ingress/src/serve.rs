@@ -35,12 +35,13 @@ pub const MAX_CONNECTIONS: usize = 1024;
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// Worker threads unless `TOKIO_WORKER_THREADS` says otherwise.
 ///
-/// One. A command costs the ingress about a tenth of a millisecond of CPU and a few
+/// One. A command costs the ingress about a quarter of a millisecond of CPU and a few
 /// milliseconds of waiting on Storage, so one thread serves thousands of commands a second.
 /// With more, each request was handed between threads: four futex calls per command with two
-/// workers (`strace -c`), and on two cores the queue path measured 0.73× raw Put Message's
-/// throughput at 1 connection and 0.86× at 4 and 32, against 0.83×, 0.89× and 0.90× with one
-/// (docs/benchmarks.md). Scale out with replicas; raise it for a replica with several cores.
+/// workers (`strace -c`), 283 µs of CPU per command against 238 with one, and on two cores
+/// 0.73× raw Put Message's throughput at 1 connection against 0.81× with one
+/// (docs/benchmarks.md, "One worker thread"). Scale out with replicas; raise it for a replica
+/// with several cores.
 pub const WORKER_THREADS: usize = 1;
 
 /// The runtime the ingress runs on: `worker_threads` workers (at least 1).
