@@ -267,48 +267,50 @@ mod tests {
         assert!(e.starts_with("CHATOPS_INGRESS_ADDR:"), "{e}");
     }
 
-    #[test]
-    fn max_connections_defaults_to_1024_and_must_be_a_positive_number() {
-        let base = [
+    /// `var` is `default` when unset, taken when a whole number of at least 1, and refused,
+    /// naming the variable and the value, otherwise.
+    fn check_at_least_one(
+        var: &'static str,
+        read: fn(&IngressConfig) -> usize,
+        default: usize,
+        bad: &[&'static str],
+    ) {
+        let mut e = env(&[
             ("SLACK_SIGNING_SECRET", "s"),
             (
                 "AZURE_STORAGE_CONNECTION_STRING",
                 "UseDevelopmentStorage=true",
             ),
-        ];
-        let c = IngressConfig::from_env(&env(&base)).unwrap();
-        assert_eq!(c.max_connections, 1024);
-        let mut e = env(&base);
-        e.insert("CHATOPS_MAX_CONNECTIONS", "64");
-        assert_eq!(IngressConfig::from_env(&e).unwrap().max_connections, 64);
-        for bad in ["0", "-1", "many", "1.5"] {
-            e.insert("CHATOPS_MAX_CONNECTIONS", bad);
+        ]);
+        assert_eq!(read(&IngressConfig::from_env(&e).unwrap()), default);
+        e.insert(var, "64");
+        assert_eq!(read(&IngressConfig::from_env(&e).unwrap()), 64);
+        for &bad in bad {
+            e.insert(var, bad);
             let err = IngressConfig::from_env(&e).unwrap_err();
-            assert_eq!(err.var, "CHATOPS_MAX_CONNECTIONS", "{err}");
+            assert_eq!(err.var, var, "{err}");
             assert!(err.to_string().contains(bad), "{err}");
         }
     }
 
     #[test]
+    fn max_connections_defaults_to_1024_and_must_be_a_positive_number() {
+        check_at_least_one(
+            "CHATOPS_MAX_CONNECTIONS",
+            |c| c.max_connections,
+            1024,
+            &["0", "-1", "many", "1.5"],
+        );
+    }
+
+    #[test]
     fn one_worker_thread_unless_tokio_worker_threads_says_otherwise() {
-        let base = [
-            ("SLACK_SIGNING_SECRET", "s"),
-            (
-                "AZURE_STORAGE_CONNECTION_STRING",
-                "UseDevelopmentStorage=true",
-            ),
-        ];
-        let c = IngressConfig::from_env(&env(&base)).unwrap();
-        assert_eq!(c.worker_threads, 1);
-        let mut e = env(&base);
-        e.insert("TOKIO_WORKER_THREADS", "4");
-        assert_eq!(IngressConfig::from_env(&e).unwrap().worker_threads, 4);
         // Tokio itself would panic at start on these; here they are a configuration error.
-        for bad in ["0", "two"] {
-            e.insert("TOKIO_WORKER_THREADS", bad);
-            let err = IngressConfig::from_env(&e).unwrap_err();
-            assert_eq!(err.var, "TOKIO_WORKER_THREADS", "{err}");
-            assert!(err.to_string().contains(bad), "{err}");
-        }
+        check_at_least_one(
+            "TOKIO_WORKER_THREADS",
+            |c| c.worker_threads,
+            1,
+            &["0", "two", "-1"],
+        );
     }
 }
