@@ -214,6 +214,17 @@ async fn services_refuse_to_start_on_bad_configuration_and_say_why() {
                 with(&env, &[("CHATOPS_JOB_SIGNING_KEY", short_key)]),
                 "CHATOPS_JOB_SIGNING_KEY: decodes to 16 bytes",
             ),
+            // Tokio itself would panic (exit 101) on these.
+            (
+                name,
+                with(&env, &[("TOKIO_WORKER_THREADS", "0")]),
+                "TOKIO_WORKER_THREADS: `0` is not a whole number of at least 1",
+            ),
+            (
+                name,
+                with(&env, &[("TOKIO_WORKER_THREADS", "many")]),
+                "TOKIO_WORKER_THREADS: `many` is not",
+            ),
         ]);
     }
     cases.push((

@@ -9,6 +9,7 @@
 
 use crate::proxy::Proxy;
 use anyhow::Context as _;
+use chatops_shared::runtime::WORKER_THREADS_VAR;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
@@ -33,13 +34,20 @@ pub async fn serve(upstream: &str) -> anyhow::Result<()> {
 /// holds the hop's stdin).
 pub struct Hop {
     url: String,
-    _child: Child,
+    child: Child,
 }
 
 impl Hop {
-    /// Starts this binary as a hop to `upstream` and waits for its address.
-    pub async fn start(upstream: &str) -> anyhow::Result<Hop> {
-        let mut child = Command::new(std::env::current_exe()?)
+    /// Starts this binary as a hop to `upstream` and waits for its address. Its runtime is
+    /// sized as the ingress's: by `TOKIO_WORKER_THREADS` in `ingress_env`, else the ingress's
+    /// default (not by this process's own environment).
+    pub async fn start(upstream: &str, ingress_env: &[(String, String)]) -> anyhow::Result<Hop> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.env_remove(WORKER_THREADS_VAR);
+        if let Some((_, threads)) = ingress_env.iter().find(|(k, _)| k == WORKER_THREADS_VAR) {
+            command.env(WORKER_THREADS_VAR, threads);
+        }
+        let mut child = command
             .args([ARG, upstream])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -51,12 +59,12 @@ impl Hop {
         BufReader::new(stdout).read_line(&mut line).await?;
         let url = line.trim().to_owned();
         anyhow::ensure!(url.starts_with("http://"), "the hop printed `{url}`");
-        Ok(Hop { url, _child: child })
+        Ok(Hop { url, child })
     }
 
-    /// The hop's process id (`None` once it has exited).
+    /// The hop's process id (while this `Hop` holds it).
     pub fn pid(&self) -> Option<u32> {
-        self._child.id()
+        self.child.id()
     }
 
     /// `http://127.0.0.1:<port>`.

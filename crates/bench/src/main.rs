@@ -66,7 +66,7 @@ runners (dispatch, idle, start-up, degraded dependencies, follow capacity); see 
   --concurrency A,B,...   connections per point (default 4,32)
   --ingress-env NAME=VAL  extra environment for the ingress (repeatable)
   --only NAME,...         scenarios: queue, dispatch, idle, startup, degraded, follow (default all)
-  --help                  this text
+  -h, --help              this text
 ";
 
 /// The scenarios `--only` can name: the queue path, then the others (`scenarios`).
@@ -87,7 +87,10 @@ impl Plan {
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
             match arg.as_str() {
-                "--help" | "-h" => plan.help = true,
+                "--help" | "-h" => {
+                    plan.help = true;
+                    return Ok(plan);
+                }
                 "--smoke" => plan.smoke = true,
                 "--requests" => plan.requests = number(&value("--requests")?)?,
                 "--repeats" => plan.repeats = number(&value("--repeats")?)?,
@@ -246,7 +249,7 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
     // The ingress's queue, counted the same way.
     let jobs = raw::RawQueue::create(&app, &app.queue_name, client.clone()).await?;
     let sdk_counter = raw::RawQueue::create(&app, "bench-sdk", client.clone()).await?;
-    let hop = hop::Hop::start(&app.azurite.queue_endpoint()).await?;
+    let hop = hop::Hop::start(&app.azurite.queue_endpoint(), &plan.ingress_env).await?;
     let via_hop = raw::RawQueue::create_at(
         &format!("{}/{DEVSTORE_ACCOUNT}", hop.url()),
         "bench-hop",
@@ -355,11 +358,12 @@ async fn measure(plan: &Plan) -> anyhow::Result<Vec<Point>> {
 }
 
 /// `chatops-bench hop <upstream>`: see [`hop`].
-/// The hop runs on the ingress's runtime, so that it differs from the ingress only in what it
-/// does with a request.
+/// The hop runs on the ingress's runtime (its size read as the ingress reads it), so that it
+/// differs from the ingress only in what it does with a request.
 fn serve_hop(upstream: String) -> ExitCode {
-    let served = chatops_ingress::serve::runtime(chatops_ingress::serve::WORKER_THREADS)
+    let served = chatops_ingress::config::worker_threads(&chatops_shared::config::ProcessEnv)
         .map_err(anyhow::Error::from)
+        .and_then(|threads| Ok(chatops_shared::runtime::build(Some(threads))?))
         .and_then(|runtime| runtime.block_on(hop::serve(&upstream)));
     match served {
         Ok(()) => ExitCode::SUCCESS,

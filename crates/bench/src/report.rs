@@ -77,8 +77,9 @@ pub fn print(plan: &Plan, points: &[Point]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The serving process's CPU per request (median and spread, µs); `–` for the paths served in
-/// the bench's own process, whose CPU is the load generator's too.
+/// The CPU per request (median and spread, µs) of the process between the bench and Azurite;
+/// `–` for the paths with none (raw Put Message, and the SDK, whose work is done in the bench
+/// process, mixed with the load generator's).
 fn server_cpu(runs: &[Run]) -> String {
     let us: Vec<f64> = runs
         .iter()

@@ -14,8 +14,8 @@ pub struct Run {
     pub elapsed: Duration,
     /// Latencies of every request, sorted.
     pub latencies: Vec<Duration>,
-    /// CPU the serving process (the hop or the ingress) used per request during the run; `None`
-    /// for the paths served in the bench's own process.
+    /// CPU the process between the bench and Azurite (the hop or the ingress) used per request
+    /// during the run; `None` for the paths with no such process.
     pub server_cpu: Option<Duration>,
 }
 

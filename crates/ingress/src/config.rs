@@ -54,8 +54,6 @@ pub struct IngressConfig {
     pub credential: Option<Chosen>,
     /// The most connections open at once (at least 1).
     pub max_connections: usize,
-    /// `TOKIO_WORKER_THREADS`: the runtime's worker threads (at least 1).
-    pub worker_threads: usize,
     /// How many days of job records `history` and job ids look back over.
     pub records_retention_days: u16,
     /// `SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`: the workspaces whose commands are served.
@@ -108,7 +106,6 @@ impl IngressConfig {
                 "CHATOPS_MAX_CONNECTIONS",
                 crate::serve::MAX_CONNECTIONS,
             )?,
-            worker_threads: worker_threads(env)?,
             records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
             workspaces: Workspaces::from_env(env)?,
             slack_api: chatops_shared::slack_api::from_env(env)?,
@@ -117,10 +114,11 @@ impl IngressConfig {
     }
 }
 
-/// `TOKIO_WORKER_THREADS`, read on its own too: the runtime is built before the rest of the
-/// configuration is read (telemetry, and what reading it logs, need the runtime).
+/// `TOKIO_WORKER_THREADS`: the runtime's worker threads, [`crate::serve::WORKER_THREADS`]
+/// when unset. Read on its own, before [`IngressConfig::from_env`]: the runtime is built first
+/// (telemetry, and what reading the rest logs, need it).
 pub fn worker_threads(env: &dyn EnvSource) -> Result<usize, ConfigError> {
-    at_least_one(env, "TOKIO_WORKER_THREADS", crate::serve::WORKER_THREADS)
+    Ok(chatops_shared::runtime::worker_threads(env)?.unwrap_or(crate::serve::WORKER_THREADS))
 }
 
 /// `var`: a whole number of at least 1, `default` when unset.
@@ -267,50 +265,36 @@ mod tests {
         assert!(e.starts_with("CHATOPS_INGRESS_ADDR:"), "{e}");
     }
 
-    /// `var` is `default` when unset, taken when a whole number of at least 1, and refused,
-    /// naming the variable and the value, otherwise.
-    fn check_at_least_one(
-        var: &'static str,
-        read: fn(&IngressConfig) -> usize,
-        default: usize,
-        bad: &[&'static str],
-    ) {
-        let mut e = env(&[
+    #[test]
+    fn max_connections_defaults_to_1024_and_must_be_a_positive_number() {
+        let base = [
             ("SLACK_SIGNING_SECRET", "s"),
             (
                 "AZURE_STORAGE_CONNECTION_STRING",
                 "UseDevelopmentStorage=true",
             ),
-        ]);
-        assert_eq!(read(&IngressConfig::from_env(&e).unwrap()), default);
-        e.insert(var, "64");
-        assert_eq!(read(&IngressConfig::from_env(&e).unwrap()), 64);
-        for &bad in bad {
-            e.insert(var, bad);
+        ];
+        let c = IngressConfig::from_env(&env(&base)).unwrap();
+        assert_eq!(c.max_connections, 1024);
+        let mut e = env(&base);
+        e.insert("CHATOPS_MAX_CONNECTIONS", "64");
+        assert_eq!(IngressConfig::from_env(&e).unwrap().max_connections, 64);
+        for bad in ["0", "-1", "many", "1.5"] {
+            e.insert("CHATOPS_MAX_CONNECTIONS", bad);
             let err = IngressConfig::from_env(&e).unwrap_err();
-            assert_eq!(err.var, var, "{err}");
+            assert_eq!(err.var, "CHATOPS_MAX_CONNECTIONS", "{err}");
             assert!(err.to_string().contains(bad), "{err}");
         }
     }
 
     #[test]
-    fn max_connections_defaults_to_1024_and_must_be_a_positive_number() {
-        check_at_least_one(
-            "CHATOPS_MAX_CONNECTIONS",
-            |c| c.max_connections,
-            1024,
-            &["0", "-1", "many", "1.5"],
-        );
-    }
-
-    #[test]
     fn one_worker_thread_unless_tokio_worker_threads_says_otherwise() {
-        // Tokio itself would panic at start on these; here they are a configuration error.
-        check_at_least_one(
-            "TOKIO_WORKER_THREADS",
-            |c| c.worker_threads,
-            1,
-            &["0", "two", "-1"],
+        assert_eq!(worker_threads(&env(&[])), Ok(1));
+        assert_eq!(
+            worker_threads(&env(&[("TOKIO_WORKER_THREADS", "4")])),
+            Ok(4)
         );
+        let err = worker_threads(&env(&[("TOKIO_WORKER_THREADS", "0")])).unwrap_err();
+        assert_eq!(err.var, "TOKIO_WORKER_THREADS", "{err}");
     }
 }

@@ -13,19 +13,26 @@ fn main() -> ExitCode {
     }
     // The runtime's size is a setting (`TOKIO_WORKER_THREADS`), so it is read first.
     let runtime = match config::worker_threads(&ProcessEnv) {
-        Ok(threads) => chatops_ingress::serve::runtime(threads),
+        Ok(threads) => chatops_shared::runtime::build(Some(threads)),
         Err(e) => {
             eprintln!("chatops-ingress: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
-    match runtime {
-        Ok(runtime) => runtime.block_on(run()),
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("chatops-ingress: cannot start the runtime: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    // On a worker, accept loop included: with one worker, one thread serves everything.
+    runtime.block_on(async {
+        tokio::spawn(run()).await.unwrap_or_else(|e| {
+            eprintln!("chatops-ingress: {e}");
+            ExitCode::FAILURE
+        })
+    })
 }
 
 async fn run() -> ExitCode {

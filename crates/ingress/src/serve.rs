@@ -38,19 +38,12 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// One. A command costs the ingress about a quarter of a millisecond of CPU and a few
 /// milliseconds of waiting on Storage, so one thread serves thousands of commands a second.
 /// With more, each request was handed between threads: four futex calls per command with two
-/// workers (`strace -c`), 283 µs of CPU per command against 238 with one, and on two cores
-/// 0.73× raw Put Message's throughput at 1 connection against 0.81× with one
+/// workers (`strace -c`), 266 µs of CPU per command against 226 with one, and on two cores
+/// 0.75× raw Put Message's throughput at 1 connection against 0.82× with one
 /// (docs/benchmarks.md, "One worker thread"). Scale out with replicas; raise it for a replica
 /// with several cores.
 pub const WORKER_THREADS: usize = 1;
 
-/// The runtime the ingress runs on: `worker_threads` workers (at least 1).
-pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads.max(1))
-        .enable_all()
-        .build()
-}
 /// Pause after a failed `accept` (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -154,14 +147,6 @@ mod tests {
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await.unwrap();
         answer
-    }
-
-    #[test]
-    fn the_runtime_has_the_worker_threads_asked_for() {
-        for n in [1, 3] {
-            let runtime = runtime(n).unwrap();
-            assert_eq!(runtime.metrics().num_workers(), n);
-        }
     }
 
     #[tokio::test]

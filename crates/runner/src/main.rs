@@ -15,8 +15,26 @@ use chatops_shared::config::ProcessEnv;
 use chatops_shared::{shutdown, telemetry};
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Tokio's default size (a worker per core) unless `TOKIO_WORKER_THREADS` says otherwise,
+    // checked here: Tokio itself would panic on a bad value.
+    let runtime = match chatops_shared::runtime::worker_threads(&ProcessEnv) {
+        Ok(threads) => chatops_shared::runtime::build(threads),
+        Err(e) => {
+            eprintln!("chatops-runner: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("chatops-runner: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("keygen") {
         return chatops_shared::job::mac::keygen();
     }

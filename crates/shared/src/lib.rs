@@ -13,7 +13,7 @@
 //! - [`body`]: reading HTTP answer bodies with a bound; [`backoff`]: waits between retries.
 //! - `storage`: what queue and blob access share (failure classification, auth, retry loop).
 //! - [`workspaces`]: which Slack workspaces may use the app (`SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`).
-//! - [`config`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
+//! - [`config`], [`runtime`], [`telemetry`], [`shutdown`], [`secret`]: plumbing.
 
 pub mod audit;
 pub mod backoff;
@@ -29,6 +29,7 @@ pub mod mrkdwn;
 pub mod queue;
 pub mod recent_ids;
 pub mod records;
+pub mod runtime;
 pub mod secret;
 pub mod shutdown;
 pub mod slack_api;
