@@ -101,11 +101,8 @@ impl IngressConfig {
             records,
             audit,
             credential,
-            max_connections: at_least_one(
-                env,
-                "CHATOPS_MAX_CONNECTIONS",
-                crate::serve::MAX_CONNECTIONS,
-            )?,
+            max_connections: config::at_least_one(env, "CHATOPS_MAX_CONNECTIONS")?
+                .unwrap_or(crate::serve::MAX_CONNECTIONS),
             records_retention_days: chatops_shared::records::retention_days_from_env(env)?,
             workspaces: Workspaces::from_env(env)?,
             slack_api: chatops_shared::slack_api::from_env(env)?,
@@ -119,20 +116,6 @@ impl IngressConfig {
 /// (telemetry, and what reading the rest logs, need it).
 pub fn worker_threads(env: &dyn EnvSource) -> Result<usize, ConfigError> {
     Ok(chatops_shared::runtime::worker_threads(env)?.unwrap_or(crate::serve::WORKER_THREADS))
-}
-
-/// `var`: a whole number of at least 1, `default` when unset.
-fn at_least_one(env: &dyn EnvSource, var: &str, default: usize) -> Result<usize, ConfigError> {
-    let Some(value) = config::optional(env, var) else {
-        return Ok(default);
-    };
-    match value.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(ConfigError::new(
-            var,
-            format!("`{value}` is not a whole number of at least 1"),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -104,15 +104,18 @@ impl RunnerConfig {
         let defaults = WorkerSettings::default();
         let worker = WorkerSettings {
             visibility: config::duration(env, "CHATOPS_VISIBILITY_TIMEOUT", defaults.visibility)?,
-            max_dequeue: number(env, "CHATOPS_MAX_DEQUEUE", defaults.max_dequeue)?,
-            concurrency: number(env, "CHATOPS_RUNNER_CONCURRENCY", defaults.concurrency)?,
+            max_dequeue: config::at_least_one(env, "CHATOPS_MAX_DEQUEUE")?
+                .unwrap_or(defaults.max_dequeue),
+            concurrency: config::at_least_one(env, "CHATOPS_RUNNER_CONCURRENCY")?
+                .unwrap_or(defaults.concurrency),
             shutdown_grace: config::duration(
                 env,
                 "CHATOPS_SHUTDOWN_GRACE",
                 defaults.shutdown_grace,
             )?,
             max_job_age: config::duration(env, "CHATOPS_MAX_JOB_AGE", defaults.max_job_age)?,
-            output_keep: number(env, "CHATOPS_OUTPUT_KEEP", defaults.output_keep)?,
+            output_keep: config::at_least_one(env, "CHATOPS_OUTPUT_KEEP")?
+                .unwrap_or(defaults.output_keep),
             workspaces: Workspaces::from_env(env)?,
             ..defaults
         };
@@ -176,24 +179,6 @@ impl RunnerConfig {
             script_user: config::optional(env, "CHATOPS_SCRIPT_USER"),
             usergroup_ttl: chatops_shared::membership::ttl_from_env(env)?,
         })
-    }
-}
-
-/// A whole number of at least 1, or `default` when unset.
-fn number<T: std::str::FromStr + PartialOrd + From<u8>>(
-    env: &dyn EnvSource,
-    var: &str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match config::optional(env, var) {
-        None => Ok(default),
-        Some(v) => match v.parse::<T>() {
-            Ok(n) if n >= T::from(1) => Ok(n),
-            _ => Err(ConfigError::new(
-                var,
-                format!("`{v}` is not a whole number of at least 1"),
-            )),
-        },
     }
 }
 

@@ -63,6 +63,23 @@ pub fn required(env: &dyn EnvSource, var: &str) -> Result<String, ConfigError> {
     optional(env, var).ok_or_else(|| ConfigError::new(var, "is required but not set"))
 }
 
+/// A whole number of at least 1, or `None` when unset.
+pub fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(
+    env: &dyn EnvSource,
+    var: &str,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = optional(env, var) else {
+        return Ok(None);
+    };
+    match value.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(Some(n)),
+        _ => Err(ConfigError::new(
+            var,
+            format!("`{value}` is not a whole number of at least 1"),
+        )),
+    }
+}
+
 /// A humantime duration (`60s`, `5m`, `3h`), or `default` when unset.
 pub fn duration(
     env: &dyn EnvSource,

@@ -9,16 +9,7 @@ pub const WORKER_THREADS_VAR: &str = "TOKIO_WORKER_THREADS";
 
 /// `TOKIO_WORKER_THREADS`: a whole number of at least 1, or `None` when unset.
 pub fn worker_threads(env: &dyn EnvSource) -> Result<Option<usize>, ConfigError> {
-    let Some(value) = config::optional(env, WORKER_THREADS_VAR) else {
-        return Ok(None);
-    };
-    match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(Some(n)),
-        _ => Err(ConfigError::new(
-            WORKER_THREADS_VAR,
-            format!("`{value}` is not a whole number of at least 1"),
-        )),
-    }
+    config::at_least_one(env, WORKER_THREADS_VAR)
 }
 
 /// A multi-thread runtime with `worker_threads` workers (at least 1), or Tokio's default (one
