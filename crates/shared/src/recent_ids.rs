@@ -1,9 +1,8 @@
 //! Job ids this process has seen recently (a bounded, in-memory set), claimed one at a time.
 //!
 //! The ingress claims a job id before queueing it, so that a replayed request is answered
-//! without a second message; the runner claims a local job before starting it, so that a second
-//! message for the same job is dropped. Per process by design: what must hold across processes
-//! is enforced elsewhere (Automation job names, the start mark on the queue message).
+//! without a second message. Per process by design: what must hold across processes is enforced
+//! elsewhere (the job records, Automation job names).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -63,8 +62,8 @@ impl RecentIds {
         self.claim_at(id, Instant::now())
     }
 
-    /// [`Self::claim`] at `now`. Two claims racing may be queued a moment out of order; the
-    /// later of them is then forgotten that moment late, never early.
+    /// [`Self::claim`] at `now`. Two claims racing for the lock may be queued a moment out of
+    /// order; the one queued second is then forgotten up to that moment late, never early.
     fn claim_at(&self, id: Uuid, now: Instant) -> bool {
         let mut seen = self.lock();
         if let Some(expired_before) = now.checked_sub(self.remember_for) {
