@@ -25,16 +25,16 @@ pub struct RecentIds {
 struct Seen {
     /// Each remembered id and when it was claimed.
     at: HashMap<Uuid, Instant>,
-    /// The claims, oldest first. A released id leaves its claim here until it expires, so this
-    /// is what `max` bounds.
+    /// The claims, oldest first. A released id leaves its claim here until it expires or the
+    /// claims are compacted, so this is what `max` bounds.
     order: VecDeque<(Instant, Uuid)>,
 }
 
 impl Seen {
-    /// Forgets the claims made before `expired_before`.
-    fn forget_before(&mut self, expired_before: Instant) {
+    /// Forgets the claims made at or before `expired_before`.
+    fn forget_until(&mut self, expired_before: Instant) {
         while let Some(&(at, id)) = self.order.front() {
-            if at >= expired_before {
+            if at > expired_before {
                 break;
             }
             self.order.pop_front();
@@ -67,7 +67,7 @@ impl RecentIds {
     fn claim_at(&self, id: Uuid, now: Instant) -> bool {
         let mut seen = self.lock();
         if let Some(expired_before) = now.checked_sub(self.remember_for) {
-            seen.forget_before(expired_before);
+            seen.forget_until(expired_before);
         }
         if seen
             .at
@@ -75,6 +75,12 @@ impl RecentIds {
             .is_some_and(|at| now.duration_since(*at) < self.remember_for)
         {
             return false;
+        }
+        // Full, but at least half of it released claims (commands whose queueing failed):
+        // drop those. Half the bound released between two compactions keeps it O(1) a claim.
+        if seen.order.len() >= self.max && seen.at.len() <= self.max / 2 {
+            let Seen { at, order } = &mut *seen;
+            order.retain(|(claimed, id)| at.get(id) == Some(claimed));
         }
         // Past the bound nothing more is remembered: callers have a second line of defence.
         if seen.order.len() < self.max {
@@ -179,17 +185,51 @@ mod tests {
     }
 
     #[test]
-    fn released_claims_count_towards_the_bound_until_they_expire() {
-        let c = RecentIds::new(MINUTE, 2);
+    fn released_claims_give_their_room_back_once_they_are_half_the_memory() {
+        let c = RecentIds::new(MINUTE, 4);
         let t0 = Instant::now();
-        for n in 0..2 {
+        for n in 0..4 {
             assert!(c.claim_at(Uuid::from_u128(n), t0));
-            c.release(&Uuid::from_u128(n));
         }
+        c.release(&Uuid::from_u128(0));
+        // Full, three of four still claimed: no room.
         let id = Uuid::from_u128(9);
         assert!(c.claim_at(id, t0 + Duration::from_secs(1)));
-        assert!(c.claim_at(id, t0 + Duration::from_secs(2)), "no room yet");
-        assert!(c.claim_at(id, t0 + Duration::from_secs(61)));
-        assert!(!c.claim_at(id, t0 + Duration::from_secs(62)));
+        assert!(
+            c.claim_at(id, t0 + Duration::from_secs(2)),
+            "not remembered"
+        );
+        // Two of four released: compacted, room for two.
+        c.release(&Uuid::from_u128(1));
+        assert!(c.claim_at(id, t0 + Duration::from_secs(3)));
+        assert!(!c.claim_at(id, t0 + Duration::from_secs(4)));
+        assert_eq!(c.lock().order.len(), 3);
+        assert!(!c.claim_at(Uuid::from_u128(2), t0 + Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn a_claim_expires_exactly_after_its_time_and_leaves_no_second_entry() {
+        let c = RecentIds::new(MINUTE, 10);
+        let t0 = Instant::now();
+        let id = Uuid::from_u128(1);
+        assert!(c.claim_at(id, t0));
+        assert!(!c.claim_at(id, t0 + MINUTE - Duration::from_nanos(1)));
+        assert!(c.claim_at(id, t0 + MINUTE));
+        assert_eq!(c.lock().order.len(), 1, "the expired claim was forgotten");
+    }
+
+    #[test]
+    fn claims_queued_out_of_order_still_expire_on_their_own_time() {
+        let c = RecentIds::new(MINUTE, 10);
+        let t0 = Instant::now();
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        // a raced b for the lock and lost: queued after b, claimed before it.
+        assert!(c.claim_at(b, t0 + Duration::from_secs(1)));
+        assert!(c.claim_at(a, t0));
+        assert!(!c.claim_at(a, t0 + Duration::from_millis(59_500)));
+        assert!(c.claim_at(a, t0 + Duration::from_millis(60_500)));
+        // b's claim and a's first are forgotten; a is remembered from its second claim.
+        assert!(!c.claim_at(a, t0 + Duration::from_secs(62)));
+        assert_eq!(c.lock().order.len(), 1);
     }
 }
