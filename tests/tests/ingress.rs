@@ -62,10 +62,20 @@ async fn oversized_body_gets_413_and_ssl_check_gets_200() {
     let big = format!(
         "{}&pad={}",
         app.form(ALICE, OPS, "echo hi"),
-        "x".repeat(17 * 1024)
+        "x".repeat(65 * 1024)
     );
     let answer = app.post_signed(big, now()).await;
     assert_eq!(answer.status, 413, "{answer:?}");
+
+    // The longest text the command language refuses in words, in the widest characters
+    // Slack percent-encodes (4 bytes each, 12 encoded), is answered, not cut off with a 413.
+    let wide = format!("echo {}", "😀".repeat(chatops_shared::command::MAX_CHARS));
+    let answer = app.post_signed(app.form(ALICE, OPS, &wide), now()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        answer.body.contains("The command is too long") && answer.body.contains("ephemeral"),
+        "{answer:?}"
+    );
 
     let answer = app
         .post_signed("ssl_check=1&token=x".to_owned(), now())

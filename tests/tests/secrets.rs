@@ -7,6 +7,7 @@
 
 use chatops_e2e::app::{ALICE, OPS, TestApp};
 use chatops_e2e::process::Service;
+use chatops_e2e::slack::PathKind;
 use chatops_shared::audit::DEFAULT_AUDIT_CONTAINER;
 use chatops_shared::records::DEFAULT_RECORDS_CONTAINER;
 use std::time::Duration;
@@ -82,7 +83,8 @@ async fn a_secret_value_reaches_the_script_in_its_environment_only_and_is_shown_
 
     let mut answers = Vec::new();
     let answer = post(&app, &addr, &format!("login alice {SECRET}")).await;
-    assert_eq!(answer["response_type"], "in_channel", "{answer}");
+    // Slack shows the command as typed above an in-channel answer: the requester alone gets it.
+    assert_eq!(answer["response_type"], "ephemeral", "{answer}");
     let ack = answer["text"].as_str().unwrap_or_default().to_owned();
     assert!(ack.contains("token=•••"), "{ack}");
     let id = ack
@@ -138,6 +140,15 @@ async fn a_secret_value_reaches_the_script_in_its_environment_only_and_is_shown_
     }
     let slack: Vec<String> = app.slack.messages().iter().map(|m| m.raw.clone()).collect();
     assert!(!slack.is_empty());
+    let statuses = app.slack.messages_to(PathKind::ResponseUrl);
+    assert!(!statuses.is_empty());
+    for posted in &statuses {
+        assert!(
+            posted.raw.contains(r#""response_type":"ephemeral""#),
+            "a status of a job with a typed secret is for its requester only: {}",
+            posted.raw
+        );
+    }
     assert_no_secret("a Slack message", &slack.join("\n"));
     let records = container_text(&app, DEFAULT_RECORDS_CONTAINER).await;
     assert!(records.contains("\"token\":\"•••\""), "{records}");

@@ -25,8 +25,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
-/// Slash-command bodies are a few hundred bytes; anything near this is not from Slack.
-pub const BODY_LIMIT: usize = 16 * 1024;
+/// Slash-command bodies are a few hundred bytes, but the longest text the command language
+/// takes ([`chatops_shared::command::MAX_CHARS`] characters) arrives percent-encoded: up to 12
+/// bytes a character (an emoji). Room for that and the other fields, so that a command too long
+/// is answered as such, not with a bare 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
 /// An interaction carries the whole view it came from (up to 250 KB of JSON, more once
 /// form-encoded).
 pub const INTERACTION_BODY_LIMIT: usize = 1024 * 1024;

@@ -75,6 +75,20 @@ impl Reply {
 
     /// The in-channel answer to a queued job: who started which runbook with which parameters.
     pub fn acknowledgement(message: &JobMessage) -> Self {
+        Reply::in_channel(Self::queued_text(message))
+    }
+
+    /// The answer to a queued job that holds a secret value, for its requester only: Slack
+    /// shows the command as typed, secret included, above any in-channel answer to it.
+    pub fn acknowledgement_to_requester(message: &JobMessage) -> Self {
+        Reply::ephemeral(format!(
+            "{}\nShown to you only, as its status will be: the command holds a secret value, and Slack shows a command as typed to everyone who sees an answer to it in the channel.",
+            Self::queued_text(message)
+        ))
+    }
+
+    /// `@user queued *runbook* `params` (job `id`)`, secret values masked.
+    fn queued_text(message: &JobMessage) -> String {
         let with = if message.params.is_empty() {
             String::new()
         } else {
@@ -87,13 +101,13 @@ impl Reply {
             .rerun_of
             .map(|original| format!(", rerun of `{}`", job::short_id(&original)))
             .unwrap_or_default();
-        Reply::in_channel(format!(
+        format!(
             ":inbox_tray: <@{}> queued *{}*{} (job `{}`{rerun})",
             escape(&message.user_id),
             escape(&message.runbook),
             with,
             message.short_id()
-        ))
+        )
     }
 }
 

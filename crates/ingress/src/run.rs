@@ -156,9 +156,11 @@ pub async fn run_checked(
         .map(|rb| rb.secret_params())
         .unwrap_or_default();
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
-    // With a bot token the runner posts the job card: the caller alone is told "queued".
+    // With a bot token the runner posts the job card: the caller alone is told "queued". A
+    // typed secret must not reach the channel: an in-channel answer shows the command as typed.
     let ack = match state.slack_api {
         Some(_) => Reply::queued(&message),
+        None if message.has_secret_values() => Reply::acknowledgement_to_requester(&message),
         None => Reply::acknowledgement(&message),
     };
     match enqueue(state, &message, req.deadline).await {

@@ -24,10 +24,16 @@ const MAX_NAME_CHARS: usize = 100;
 pub(super) const ZERO_WIDTH_SPACE: char = '\u{200B}';
 
 /// The body for the command's `response_url`: replaces the previous status message, visible to
-/// the whole channel.
+/// the whole channel; to the requester only when a secret parameter has a value, since Slack
+/// shows the command as typed above an in-channel answer to it.
 pub fn response_url_message(job: &JobMessage, update: &Update) -> Value {
+    let audience = if job.has_secret_values() {
+        "ephemeral"
+    } else {
+        "in_channel"
+    };
     json!({
-        "response_type": "in_channel",
+        "response_type": audience,
         "replace_original": true,
         "text": text(job, update),
     })
@@ -599,6 +605,12 @@ mod tests {
         assert_eq!(r["response_type"], "in_channel");
         assert_eq!(r["replace_original"], true);
         assert_eq!(r["text"], text(&job(), &u));
+        let mut secret = job();
+        secret.params = BTreeMap::from([("token".into(), "hunter2".into())]);
+        secret.secret_params = vec!["token".into()];
+        let r = response_url_message(&secret, &u);
+        assert_eq!(r["response_type"], "ephemeral");
+        assert!(!r.to_string().contains("hunter2"), "{r}");
 
         let w = webhook_message(&job(), &u);
         assert_eq!(w.as_object().unwrap().len(), 1);

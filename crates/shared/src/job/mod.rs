@@ -187,6 +187,15 @@ impl JobMessage {
         mask_params(&self.params, &self.secret_params)
     }
 
+    /// Whether a secret parameter was given a value. Slack shows a slash command as typed to
+    /// everyone who sees an in-channel answer to it, so such a job is answered through the
+    /// command (acknowledgement, `response_url`) to its requester only.
+    pub fn has_secret_values(&self) -> bool {
+        self.secret_params
+            .iter()
+            .any(|n| self.params.contains_key(n))
+    }
+
     /// Short form of the job id for people: the first 8 hex digits.
     pub fn short_id(&self) -> String {
         short_id(&self.job_id)
@@ -282,6 +291,12 @@ pub(crate) mod tests {
             BTreeMap::from([("env".into(), "prod".into()), ("token".into(), MASK.into())])
         );
         assert_eq!(sample().shown_params(), sample().params);
+        assert!(m.has_secret_values());
+        let unused = JobMessage {
+            secret_params: vec!["unused".into()],
+            ..m.clone()
+        };
+        assert!(!unused.has_secret_values() && !sample().has_secret_values());
     }
 
     #[test]

@@ -105,12 +105,13 @@ pub(super) fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
 }
 
-/// `runbook a=1 b=2 by ana`, unformatted (escaped by the caller).
+/// `runbook a=1 b=2 by ana`, unformatted (escaped by the caller); secret values masked, as in
+/// the headline: this text is the message's notification and stays with it in Slack.
 fn plain_what(job: &JobMessage) -> String {
     let mut what = job.runbook.clone();
     if !job.params.is_empty() {
         what.push(' ');
-        what.push_str(&format_params(&job.params));
+        what.push_str(&format_params(&job.shown_params()));
     }
     let who = job.user_name.trim();
     if !who.is_empty() {
@@ -184,6 +185,30 @@ mod tests {
             text.starts_with("Waiting: restart-web by ana, not running yet"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_secret_value_is_in_neither_the_card_nor_its_notification_text() {
+        let mut j = job("", time::Duration::ZERO);
+        j.params = std::collections::BTreeMap::from([
+            ("env".into(), "prod".into()),
+            ("token".into(), "hunter2".into()),
+        ]);
+        j.secret_params = vec!["token".into()];
+        let now = OffsetDateTime::now_utc();
+        for update in [
+            Update::Running { started_at: now },
+            Update::Waiting {
+                reason: "held back".into(),
+            },
+            Update::Notice("a notice".into()),
+        ] {
+            let c = card(&j, &update, None, now);
+            let all = texts(&c);
+            assert!(!all.contains("hunter2"), "{all}");
+            let text = c["text"].as_str().unwrap_or_default();
+            assert!(text.contains("env=prod token=•••"), "{text}");
+        }
     }
 
     #[test]
