@@ -302,6 +302,47 @@ async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
     app.finish().await;
 }
 
+#[tokio::test]
+async fn a_started_job_taken_over_after_its_rules_changed_is_followed_not_refused() {
+    let app = TestApp::spawn().await;
+    app.arm.script(
+        "Restart-WebApp",
+        Script::completes("restarted").polls(1, 60),
+    );
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let job_id = app.peek_jobs().await[0].job_id.to_string();
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    let first = app.worker_with(settings.clone());
+    let dead = tokio::spawn(async move { first.process_next().await });
+    app.wait_for_slack(&id, "running").await;
+    dead.abort();
+    let _ = dead.await;
+    // Alice may no longer start it: the job she started runs on in Azure all the same.
+    let path = app.dir.join("runbooks.toml");
+    let text = std::fs::read_to_string(&path).expect("read catalog");
+    let table = text
+        .find("[runbooks.restart-web]")
+        .expect("restart-web is in the catalog");
+    let old = r#"allow = { users = ["UALICE"], channels = ["COPS"] }"#;
+    let at = table + text[table..].find(old).expect("its allow rule");
+    let tightened = format!(
+        "{}{}{}",
+        &text[..at],
+        r#"allow = { users = ["UBOB"] }"#,
+        &text[at + old.len()..]
+    );
+    std::fs::write(&path, tightened).expect("write catalog");
+    app.live_catalog.reload().expect("the new catalog loads");
+
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("restarted"), "{text}");
+    assert_eq!(app.slack_count(&id, "*Refused*"), 0);
+    assert_eq!(app.arm.put_count(&job_id), 1, "started once");
+    app.finish().await;
+}
+
 /// A signed stop message, as the ingress queues for `/runbook stop`.
 fn stop_message(app: &TestApp, target: &JobMessage, by: &str, signature: &str) -> JobMessage {
     JobMessage {

@@ -412,7 +412,7 @@ impl Worker {
         dequeue_count: u32,
         stop: StopSignal,
     ) -> Ran {
-        let prepared = match Box::pin(self.prepare(job, dequeue_count, stop)).await {
+        let prepared = match Box::pin(self.prepare(job, dequeue_count, stop, started)).await {
             Ok(prepared) => prepared,
             Err(outcome) => return Ran::Finished(outcome),
         };

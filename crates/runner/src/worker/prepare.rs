@@ -27,46 +27,45 @@ pub(super) struct Prepared {
 impl Worker {
     /// Checks the workspace, the runbook, the caller and the parameters; `Err` is the outcome to
     /// report (`Refused`, or `Failed` when this runner lacks the executor).
+    ///
+    /// A job a runner had `started` (its record says so: this runner takes it over) was checked
+    /// before it started, and runs whatever the rules say now: it is not checked again, only
+    /// prepared to be followed (Automation) or reported `Interrupted` (local). Refusing it would
+    /// tell the requester it never ran while it runs on, unfollowed.
     pub(super) async fn prepare(
         &self,
         job: &JobMessage,
         dequeue_count: u32,
         stop: StopSignal,
+        started: bool,
     ) -> Result<Prepared, Outcome> {
         // One catalog for the whole check, even if a reload swaps it meanwhile.
         let catalog = self.catalog.current();
         let refused =
             |why: String| Outcome::without_run(FinalState::Refused, refusal(job, &catalog, why));
-        self.settings
-            .workspaces
-            .check(&job.team_id, job.enterprise_id.as_deref())
-            .map_err(|denied| refused(denied.to_string()))?;
-        let runbook = catalog.get(&job.runbook).ok_or_else(|| {
-            refused(format!(
+        if !started {
+            self.settings
+                .workspaces
+                .check(&job.team_id, job.enterprise_id.as_deref())
+                .map_err(|denied| refused(denied.to_string()))?;
+        }
+        let Some(runbook) = catalog.get(&job.runbook) else {
+            if started {
+                return Err(Outcome::without_run(
+                    FinalState::Interrupted,
+                    format!(
+                        "The job had started, but the runner following it stopped, and `{}` is no longer in this runner's catalog, so it is not followed: it may still be running (look for the job named `{}` where the runbook runs).",
+                        job.runbook,
+                        job.job_id.hyphenated()
+                    ),
+                ));
+            }
+            return Err(refused(format!(
                 "`{}` is not in this runner's catalog.",
                 job.runbook
-            ))
-        })?;
-        let groups = self
-            .membership
-            .resolve(
-                &job.user_id,
-                &runbook.groups_to_ask(&job.user_id),
-                Instant::now() + LOOKUP_LIMIT,
-            )
-            .await;
-        let caller = Caller {
-            user_id: &job.user_id,
-            channel_id: &job.channel_id,
-            groups: &groups,
+            )));
         };
-        let denied = |r: Rejection| {
-            if let Some((runbook, rule)) = r.denial() {
-                tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook, rule, "job refused");
-            }
-            refused(r.to_string())
-        };
-        runbook.authorize(&caller).map_err(denied)?;
+        let local = runbook.executor == ExecutorKind::Local;
         let args: Vec<Arg> = job
             .params
             .iter()
@@ -75,28 +74,45 @@ impl Worker {
                 value: value.clone(),
             })
             .collect();
-        let given = runbook.bind(&args).map_err(|r| refused(r.to_string()))?;
-        runbook.check_only(&given, &caller).map_err(denied)?;
-        let executor = match runbook.executor {
-            ExecutorKind::Local => self.executors.local.clone(),
-            ExecutorKind::Automation => self.executors.automation.clone().ok_or_else(|| {
-                Outcome::without_run(
-                    FinalState::Failed,
-                    "Azure Automation is not configured on this runner (AZURE_SUBSCRIPTION_ID, AUTOMATION_RESOURCE_GROUP, AUTOMATION_ACCOUNT).",
+        let bound = runbook.bind(&args);
+        if !started {
+            let groups = self
+                .membership
+                .resolve(
+                    &job.user_id,
+                    &runbook.groups_to_ask(&job.user_id),
+                    Instant::now() + LOOKUP_LIMIT,
                 )
-            })?,
+                .await;
+            let caller = Caller {
+                user_id: &job.user_id,
+                channel_id: &job.channel_id,
+                groups: &groups,
+            };
+            let denied = |r: Rejection| {
+                if let Some((runbook, rule)) = r.denial() {
+                    tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook, rule, "job refused");
+                }
+                refused(r.to_string())
+            };
+            runbook.authorize(&caller).map_err(denied)?;
+            let given = bound.as_ref().map_err(|r| refused(r.to_string()))?;
+            runbook.check_only(given, &caller).map_err(denied)?;
+        }
+        let executor = self.executor_for(runbook.executor)?;
+        let params = match &bound {
+            // A script takes its values by position: every parameter has its place. Automation
+            // takes them by name: leave out what has no value.
+            Ok(given) if local => runbook.argv(given),
+            Ok(given) => runbook.with_defaults(given),
+            // Started under a catalog whose rules these values met: followed by name, or
+            // reported `Interrupted`, they are not used.
+            Err(_) => job.params.clone().into_iter().collect(),
         };
-        let local = runbook.executor == ExecutorKind::Local;
         let request = JobRequest {
             job_id: job.job_id,
             target: catalog.resolve_target(runbook),
-            // A script takes its values by position: every parameter has its place. Automation
-            // takes them by name: leave out what has no value.
-            params: if local {
-                runbook.argv(&given)
-            } else {
-                runbook.with_defaults(&given)
-            },
+            params,
             // Secret by this runner's catalog or by the message's: either keeps it out of argv.
             secret: runbook
                 .secret_params()
@@ -114,6 +130,19 @@ impl Worker {
             executor,
             local,
         })
+    }
+
+    /// This runner's executor of `kind`; `Failed` to report when it has none.
+    fn executor_for(&self, kind: ExecutorKind) -> Result<Arc<dyn Executor>, Outcome> {
+        match kind {
+            ExecutorKind::Local => Ok(self.executors.local.clone()),
+            ExecutorKind::Automation => self.executors.automation.clone().ok_or_else(|| {
+                Outcome::without_run(
+                    FinalState::Failed,
+                    "Azure Automation is not configured on this runner (AZURE_SUBSCRIPTION_ID, AUTOMATION_RESOURCE_GROUP, AUTOMATION_ACCOUNT).",
+                )
+            }),
+        }
     }
 
     /// The outcome to report instead of starting the job, when its request is older than
