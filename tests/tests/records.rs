@@ -343,6 +343,54 @@ async fn a_started_job_taken_over_after_its_rules_changed_is_followed_not_refuse
     app.finish().await;
 }
 
+#[tokio::test]
+async fn a_running_job_whose_message_came_back_too_often_is_followed_not_given_up_on() {
+    let app = TestApp::spawn().await;
+    app.arm.script(
+        "Restart-WebApp",
+        Script::completes("restarted").polls(1, 60),
+    );
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    let first = app.worker_with(settings.clone());
+    let dead = tokio::spawn(async move { first.process_next().await });
+    app.wait_for_slack(&id, "running").await;
+    dead.abort();
+    let _ = dead.await;
+    // Its second delivery is over this runner's limit: crashes and restarts of the runners
+    // that followed a long job, not a message that cannot be handled.
+    settings.max_dequeue = 1;
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("restarted"), "{text}");
+    assert_eq!(app.slack_count(&id, "gave up"), 0);
+    assert!(app.take_poison().await.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_given_up_on_before_any_runner_recorded_it_is_recorded_failed_and_not_run_later() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
+    let job = app.peek_jobs().await.remove(0);
+    let mut settings = app.worker_settings();
+    settings.max_dequeue = 0;
+    app.drain(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Failed*").await;
+    assert!(text.contains("gave up"), "{text}");
+    let record = record_of(&app, &id).await.record;
+    assert_eq!(record.state, JobState::Failed);
+    assert!(record.reported, "{record:#?}");
+    // Another message for the job (a replay queued by a second ingress) does not run it.
+    app.put_raw(&app.queue_text(&job)).await;
+    app.drain(&app.worker()).await;
+    assert_eq!(app.slack_count(&id, "*Completed*"), 0);
+    assert_eq!(app.slack_count(&id, "*Failed*"), 1);
+    assert_eq!(app.take_poison().await.len(), 1, "the first message");
+    app.finish().await;
+}
+
 /// A signed stop message, as the ingress queues for `/runbook stop`.
 fn stop_message(app: &TestApp, target: &JobMessage, by: &str, signature: &str) -> JobMessage {
     JobMessage {

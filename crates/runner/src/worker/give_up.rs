@@ -7,7 +7,7 @@ use crate::executor::{FinalState, Outcome};
 use crate::notify::Update;
 use chatops_shared::job::{JobKind, JobMessage};
 use chatops_shared::queue::Received;
-use chatops_shared::records::{Holder, JobState, record_name_of};
+use chatops_shared::records::{Claim, Holder, JobState, record_name_of};
 
 impl Worker {
     /// Gives up on a message delivered too often: it goes to the poison queue, and the
@@ -33,13 +33,36 @@ impl Worker {
                 Some(outcome) => outcome,
                 None => return,
             },
-            JobKind::Stop => gave_up,
+            JobKind::Stop => gave_up.clone(),
         };
         // Best effort: the poison queue keeps it either way.
         if let Err(e) = self.notifier.notify(job, &Update::Finished(outcome)).await {
             tracing::warn!(error = %e, "could not tell the requester about the given-up job");
         } else if job.kind == JobKind::Run {
-            self.record_reported_given_up(job).await;
+            self.record_reported_given_up(job, &gave_up).await;
+        }
+    }
+
+    /// Whether the job's record says it started and has not ended: such a job is taken over
+    /// and followed (or reported `Interrupted`) however often its message came back, since
+    /// giving up would call a job `Failed` that may still be running. Its deliveries then come
+    /// from its runners stopping (crashes, restarts), and it ends by its own `timeout`.
+    pub(super) async fn started_and_running(&self, job: &JobMessage) -> bool {
+        if job.kind != JobKind::Run {
+            return false;
+        }
+        match self.records.read(&record_name_of(job)).await {
+            Ok(Some(found)) => {
+                let record = &found.record;
+                // `started_at` is written once the job was seen running (a state `Running`
+                // alone is written before the Automation job is created).
+                !record.state.is_final() && record.started_at.is_some()
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the job's record to decide whether to give up on it");
+                false
+            }
         }
     }
 
@@ -49,6 +72,17 @@ impl Worker {
     async fn give_up_record(&self, job: &JobMessage, gave_up: &Outcome) -> Option<Outcome> {
         let now = time::OffsetDateTime::now_utc();
         let me = self.settings.runner_id.clone();
+        // No record yet (no runner got that far): one is made, so that another message for the
+        // job finds it given up on rather than running it after the requester was told.
+        if let Ok(Claim::Created(created)) = self.records.claim(job, &me, now).await {
+            let mut record = created.record.clone();
+            record.error = gave_up.error.clone();
+            record.set_state(JobState::Failed, &me, now, None);
+            if let Err(e) = self.records.replace(&created, record).await {
+                tracing::warn!(error = %e, "could not end the given-up job's new record");
+            }
+            return Some(gave_up.clone());
+        }
         let dead_after = self.settings.dead_after();
         let mut post = Some(gave_up.clone());
         let result = self
@@ -82,13 +116,21 @@ impl Worker {
         post
     }
 
-    /// Marks a given-up job reported, whoever held it (its holder is dead or gone).
-    async fn record_reported_given_up(&self, job: &JobMessage) {
+    /// Marks a given-up job reported, whoever held it (its holder is dead or gone), ended
+    /// `Failed` as the requester was told if its record has no final state yet (writing it had
+    /// failed): a reported record always has one.
+    async fn record_reported_given_up(&self, job: &JobMessage, gave_up: &Outcome) {
+        let now = time::OffsetDateTime::now_utc();
+        let me = self.settings.runner_id.clone();
         let result = self
             .records
             .update(&record_name_of(job), |record| {
                 if record.reported {
                     return false;
+                }
+                if !record.state.is_final() {
+                    record.error = gave_up.error.clone();
+                    record.set_state(JobState::Failed, &me, now, None);
                 }
                 record.reported = true;
                 record.holder = None;

@@ -269,8 +269,15 @@ impl Worker {
 
     async fn handle_job(&self, message: Received, job: JobMessage, hold: Hold) {
         if message.dequeue_count > self.settings.max_dequeue {
-            self.give_up(&message, &job).await;
-            return;
+            if self.started_and_running(&job).await {
+                tracing::warn!(
+                    deliveries = message.dequeue_count,
+                    "delivered more often than the limit, but the job started and has not ended: following it rather than giving up"
+                );
+            } else {
+                self.give_up(&message, &job).await;
+                return;
+            }
         }
         if job.kind == JobKind::Stop {
             self.handle_stop(message, job, hold).await;
