@@ -302,6 +302,74 @@ async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
     app.finish().await;
 }
 
+/// Reloads the catalog with `restart-web` allowed to Bob only.
+fn alice_may_no_longer_restart_web(app: &TestApp) {
+    let path = app.dir.join("runbooks.toml");
+    let text = std::fs::read_to_string(&path).expect("read catalog");
+    let table = text
+        .find("[runbooks.restart-web]")
+        .expect("restart-web is in the catalog");
+    let old = r#"allow = { users = ["UALICE"], channels = ["COPS"] }"#;
+    let at = table + text[table..].find(old).expect("its allow rule");
+    let tightened = format!(
+        "{}{}{}",
+        &text[..at],
+        r#"allow = { users = ["UBOB"] }"#,
+        &text[at + old.len()..]
+    );
+    std::fs::write(&path, tightened).expect("write catalog");
+    app.live_catalog.reload().expect("the new catalog loads");
+}
+
+#[tokio::test]
+async fn a_job_azure_never_took_is_checked_again_before_it_is_created() {
+    let app = TestApp::spawn().await;
+    // Marked running in its record, then Azure refuses the start for a while.
+    app.arm.fail_next(10_000, 503);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let job_id = app.peek_jobs().await[0].job_id.to_string();
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(1);
+    let worker = app.worker_with(settings);
+    while worker.process_next().await != Ok(Step::Processed) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let record = record_of(&app, &id).await.record;
+    assert_eq!(record.state, JobState::Running, "{record:#?}");
+    assert!(record.started_at.is_none());
+    alice_may_no_longer_restart_web(&app);
+    // The message comes back when its invisibility ends.
+    app.drain_after_crash(&worker).await;
+    let text = app.final_text(&id, "*Refused*").await;
+    assert!(text.contains("UALICE") || text.contains("allow"), "{text}");
+    assert_eq!(app.arm.put_count(&job_id), 0, "never created");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_running_job_delivered_past_four_times_the_limit_is_given_up_on() {
+    let app = TestApp::spawn().await;
+    app.arm.script(
+        "Restart-WebApp",
+        Script::completes("restarted").polls(1, 60),
+    );
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    let first = app.worker_with(settings.clone());
+    let dead = tokio::spawn(async move { first.process_next().await });
+    app.wait_for_slack(&id, "running").await;
+    dead.abort();
+    let _ = dead.await;
+    // A limit of 0: four times it is 0 too, so this second delivery is past it.
+    settings.max_dequeue = 0;
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Failed*").await;
+    assert!(text.contains("gave up"), "{text}");
+    assert_eq!(app.take_poison().await.len(), 1);
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn a_started_job_taken_over_after_its_rules_changed_is_followed_not_refused() {
     let app = TestApp::spawn().await;
@@ -319,21 +387,7 @@ async fn a_started_job_taken_over_after_its_rules_changed_is_followed_not_refuse
     dead.abort();
     let _ = dead.await;
     // Alice may no longer start it: the job she started runs on in Azure all the same.
-    let path = app.dir.join("runbooks.toml");
-    let text = std::fs::read_to_string(&path).expect("read catalog");
-    let table = text
-        .find("[runbooks.restart-web]")
-        .expect("restart-web is in the catalog");
-    let old = r#"allow = { users = ["UALICE"], channels = ["COPS"] }"#;
-    let at = table + text[table..].find(old).expect("its allow rule");
-    let tightened = format!(
-        "{}{}{}",
-        &text[..at],
-        r#"allow = { users = ["UBOB"] }"#,
-        &text[at + old.len()..]
-    );
-    std::fs::write(&path, tightened).expect("write catalog");
-    app.live_catalog.reload().expect("the new catalog loads");
+    alice_may_no_longer_restart_web(&app);
 
     app.drain_after_crash(&app.worker_with(settings)).await;
     let text = app.final_text(&id, "*Completed*").await;

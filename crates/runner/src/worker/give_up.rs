@@ -9,6 +9,18 @@ use chatops_shared::job::{JobKind, JobMessage};
 use chatops_shared::queue::Received;
 use chatops_shared::records::{Claim, Holder, JobState, record_name_of};
 
+/// How many times `max_dequeue` a job seen running may be delivered before it is given up on.
+pub(super) const STARTED_DELIVERIES: u32 = 4;
+
+/// What becomes of a message delivered more than `max_dequeue` times.
+pub(super) enum OverLimit {
+    /// The job was seen running: it is handled as any delivery.
+    Follow,
+    GiveUp,
+    /// Its record could not be read: the message comes back later.
+    Retry,
+}
+
 impl Worker {
     /// Gives up on a message delivered too often: it goes to the poison queue, and the
     /// requester is told, unless the job's record says another runner is on it or the end
@@ -43,25 +55,31 @@ impl Worker {
         }
     }
 
-    /// Whether the job's record says it started and has not ended: such a job is taken over
-    /// and followed (or reported `Interrupted`) however often its message came back, since
-    /// giving up would call a job `Failed` that may still be running. Its deliveries then come
-    /// from its runners stopping (crashes, restarts), and it ends by its own `timeout`.
-    pub(super) async fn started_and_running(&self, job: &JobMessage) -> bool {
-        if job.kind != JobKind::Run {
-            return false;
+    /// What to do with a message delivered more than `max_dequeue` times. A job whose record
+    /// says it was seen running and has not ended is taken over and followed (or reported
+    /// `Interrupted`): giving up would call a job `Failed` that may still be running, and its
+    /// deliveries come from its runners stopping (crashes, restarts). Up to
+    /// [`STARTED_DELIVERIES`] times the limit: past that, following it is taken to be what
+    /// brings its runners down, and it is given up on. When the record cannot be read, the
+    /// message is left to come back (as any delivery is while the records are unreachable).
+    pub(super) async fn over_limit(&self, job: &JobMessage, deliveries: u32) -> OverLimit {
+        if job.kind != JobKind::Run
+            || deliveries > self.settings.max_dequeue.saturating_mul(STARTED_DELIVERIES)
+        {
+            return OverLimit::GiveUp;
         }
         match self.records.read(&record_name_of(job)).await {
-            Ok(Some(found)) => {
-                let record = &found.record;
-                // `started_at` is written once the job was seen running (a state `Running`
-                // alone is written before the Automation job is created).
-                !record.state.is_final() && record.started_at.is_some()
+            // `started_at` is written once the job was seen running (a state `Running` alone
+            // is written before the Automation job is created).
+            Ok(Some(found))
+                if !found.record.state.is_final() && found.record.started_at.is_some() =>
+            {
+                OverLimit::Follow
             }
-            Ok(None) => false,
+            Ok(_) => OverLimit::GiveUp,
             Err(e) => {
-                tracing::warn!(error = %e, "could not read the job's record to decide whether to give up on it");
-                false
+                tracing::warn!(error = %e, "could not read the job's record to decide whether to give up on it; leaving the message for a retry");
+                OverLimit::Retry
             }
         }
     }
@@ -122,10 +140,14 @@ impl Worker {
     async fn record_reported_given_up(&self, job: &JobMessage, gave_up: &Outcome) {
         let now = time::OffsetDateTime::now_utc();
         let me = self.settings.runner_id.clone();
+        let dead_after = self.settings.dead_after();
         let result = self
             .records
             .update(&record_name_of(job), |record| {
-                if record.reported {
+                // A live runner took the job on meanwhile: the record is its to end.
+                let held_elsewhere = record.holder.as_ref().is_some_and(|h| h.runner != me)
+                    && !record.holder_is_dead(now, dead_after);
+                if record.reported || (held_elsewhere && !record.state.is_final()) {
                     return false;
                 }
                 if !record.state.is_final() {

@@ -269,14 +269,16 @@ impl Worker {
 
     async fn handle_job(&self, message: Received, job: JobMessage, hold: Hold) {
         if message.dequeue_count > self.settings.max_dequeue {
-            if self.started_and_running(&job).await {
-                tracing::warn!(
+            match self.over_limit(&job, message.dequeue_count).await {
+                give_up::OverLimit::Follow => tracing::warn!(
                     deliveries = message.dequeue_count,
-                    "delivered more often than the limit, but the job started and has not ended: following it rather than giving up"
-                );
-            } else {
-                self.give_up(&message, &job).await;
-                return;
+                    "delivered more often than the limit, but the job was seen running and has not ended: following it rather than giving up"
+                ),
+                give_up::OverLimit::GiveUp => {
+                    self.give_up(&message, &job).await;
+                    return;
+                }
+                give_up::OverLimit::Retry => return,
             }
         }
         if job.kind == JobKind::Stop {
@@ -419,7 +421,10 @@ impl Worker {
         dequeue_count: u32,
         stop: StopSignal,
     ) -> Ran {
-        let prepared = match Box::pin(self.prepare(job, dequeue_count, stop, started)).await {
+        // Seen running (not only marked `Running` before its Automation job was created): its
+        // checks were passed, and it runs whatever they say now.
+        let seen_running = record.record.started_at.is_some();
+        let prepared = match Box::pin(self.prepare(job, dequeue_count, stop, seen_running)).await {
             Ok(prepared) => prepared,
             Err(outcome) => return Ran::Finished(outcome),
         };

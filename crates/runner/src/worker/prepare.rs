@@ -28,33 +28,35 @@ impl Worker {
     /// Checks the workspace, the runbook, the caller and the parameters; `Err` is the outcome to
     /// report (`Refused`, or `Failed` when this runner lacks the executor).
     ///
-    /// A job a runner had `started` (its record says so: this runner takes it over) was checked
+    /// A job `seen_running` (its record has its start: this runner takes it over) was checked
     /// before it started, and runs whatever the rules say now: it is not checked again, only
     /// prepared to be followed (Automation) or reported `Interrupted` (local). Refusing it would
-    /// tell the requester it never ran while it runs on, unfollowed.
+    /// tell the requester it never ran while it runs on, unfollowed. A job only marked
+    /// `Running` (its runner stopped before Azure had it, or Azure refused the start for a
+    /// while) is checked again, as it may still be created.
     pub(super) async fn prepare(
         &self,
         job: &JobMessage,
         dequeue_count: u32,
         stop: StopSignal,
-        started: bool,
+        seen_running: bool,
     ) -> Result<Prepared, Outcome> {
         // One catalog for the whole check, even if a reload swaps it meanwhile.
         let catalog = self.catalog.current();
         let refused =
             |why: String| Outcome::without_run(FinalState::Refused, refusal(job, &catalog, why));
-        if !started {
+        if !seen_running {
             self.settings
                 .workspaces
                 .check(&job.team_id, job.enterprise_id.as_deref())
                 .map_err(|denied| refused(denied.to_string()))?;
         }
         let Some(runbook) = catalog.get(&job.runbook) else {
-            if started {
+            if seen_running {
                 return Err(Outcome::without_run(
                     FinalState::Interrupted,
                     format!(
-                        "The job had started, but the runner following it stopped, and `{}` is no longer in this runner's catalog, so it is not followed: it may still be running (look for the job named `{}` where the runbook runs).",
+                        "The job had started, but the runner following it stopped, and `{}` is no longer in this runner's catalog, so it is not followed here: an Automation job may still be running (it is named `{}`); a script stopped with its runner.",
                         job.runbook,
                         job.job_id.hyphenated()
                     ),
@@ -75,7 +77,7 @@ impl Worker {
             })
             .collect();
         let bound = runbook.bind(&args);
-        if !started {
+        if !seen_running {
             let groups = self
                 .membership
                 .resolve(
@@ -105,7 +107,7 @@ impl Worker {
             // takes them by name: leave out what has no value.
             Ok(given) if local => runbook.argv(given),
             Ok(given) => runbook.with_defaults(given),
-            // Started under a catalog whose rules these values met: followed by name, or
+            // Seen running under a catalog whose rules these values met: followed by name, or
             // reported `Interrupted`, they are not used.
             Err(_) => job.params.clone().into_iter().collect(),
         };

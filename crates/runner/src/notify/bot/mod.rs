@@ -13,7 +13,8 @@
 //!   channel is gone, archived or closed to the bot, the card goes to the requester's DM, and
 //!   failing that to the command's `response_url` / the webhook / the log (`fallback`).
 //! - A job from a channel the bot is not in shows there through the command's `response_url`
-//!   (`in_channel`, as without a bot token), and the requester gets a one-line ephemeral hint
+//!   (`in_channel` as without a bot token; `ephemeral` when a secret parameter has a value,
+//!   see `render::response_url_message`), and the requester gets a one-line ephemeral hint
 //!   to invite the bot. A job without a `response_url` (from a modal) gets its card in the
 //!   requester's DM.
 //!
