@@ -10,7 +10,7 @@ use chatops_e2e::arm::Script;
 use chatops_e2e::counting::CountingStore;
 use chatops_e2e::process::Service;
 use chatops_e2e::proxy::Proxy;
-use chatops_runner::worker::Step;
+use chatops_runner::worker::{Step, WorkerSettings};
 use chatops_shared::audit::AuditLog;
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
 use chatops_shared::queue::Received;
@@ -263,8 +263,10 @@ async fn a_job_that_ended_unreported_is_reported_from_its_record() {
 
 /// The runner following an Automation job dies; the message comes back to another runner,
 /// which takes the job over in its record and follows the same Azure job to its end.
-#[tokio::test]
-async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
+/// An Automation job (`restart-web prod` by Alice) seen running, whose runner was then killed:
+/// the app, the job's short id, its job id, and worker settings whose visibility timeout (2 s)
+/// brings its message back soon.
+async fn running_then_its_runner_died() -> (TestApp, String, String, WorkerSettings) {
     let app = TestApp::spawn().await;
     app.arm.script(
         "Restart-WebApp",
@@ -279,6 +281,12 @@ async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
     app.wait_for_slack(&id, "running").await;
     dead.abort();
     let _ = dead.await;
+    (app, id, job_id, settings)
+}
+
+#[tokio::test]
+async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
+    let (app, id, job_id, settings) = running_then_its_runner_died().await;
     // The message comes back when its invisibility ends; the record's heartbeat is stale by then.
     app.drain_after_crash(&app.worker_with(settings)).await;
     let text = app.final_text(&id, "*Completed*").await;
@@ -348,19 +356,7 @@ async fn a_job_azure_never_took_is_checked_again_before_it_is_created() {
 
 #[tokio::test]
 async fn a_running_job_delivered_past_four_times_the_limit_is_given_up_on() {
-    let app = TestApp::spawn().await;
-    app.arm.script(
-        "Restart-WebApp",
-        Script::completes("restarted").polls(1, 60),
-    );
-    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
-    let mut settings = app.worker_settings();
-    settings.visibility = Duration::from_secs(2);
-    let first = app.worker_with(settings.clone());
-    let dead = tokio::spawn(async move { first.process_next().await });
-    app.wait_for_slack(&id, "running").await;
-    dead.abort();
-    let _ = dead.await;
+    let (app, id, _, mut settings) = running_then_its_runner_died().await;
     // A limit of 0: four times it is 0 too, so this second delivery is past it.
     settings.max_dequeue = 0;
     app.drain_after_crash(&app.worker_with(settings)).await;
@@ -372,20 +368,7 @@ async fn a_running_job_delivered_past_four_times_the_limit_is_given_up_on() {
 
 #[tokio::test]
 async fn a_started_job_taken_over_after_its_rules_changed_is_followed_not_refused() {
-    let app = TestApp::spawn().await;
-    app.arm.script(
-        "Restart-WebApp",
-        Script::completes("restarted").polls(1, 60),
-    );
-    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
-    let job_id = app.peek_jobs().await[0].job_id.to_string();
-    let mut settings = app.worker_settings();
-    settings.visibility = Duration::from_secs(2);
-    let first = app.worker_with(settings.clone());
-    let dead = tokio::spawn(async move { first.process_next().await });
-    app.wait_for_slack(&id, "running").await;
-    dead.abort();
-    let _ = dead.await;
+    let (app, id, job_id, settings) = running_then_its_runner_died().await;
     // Alice may no longer start it: the job she started runs on in Azure all the same.
     alice_may_no_longer_restart_web(&app);
 
@@ -399,19 +382,7 @@ async fn a_started_job_taken_over_after_its_rules_changed_is_followed_not_refuse
 
 #[tokio::test]
 async fn a_running_job_whose_message_came_back_too_often_is_followed_not_given_up_on() {
-    let app = TestApp::spawn().await;
-    app.arm.script(
-        "Restart-WebApp",
-        Script::completes("restarted").polls(1, 60),
-    );
-    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
-    let mut settings = app.worker_settings();
-    settings.visibility = Duration::from_secs(2);
-    let first = app.worker_with(settings.clone());
-    let dead = tokio::spawn(async move { first.process_next().await });
-    app.wait_for_slack(&id, "running").await;
-    dead.abort();
-    let _ = dead.await;
+    let (app, id, _, mut settings) = running_then_its_runner_died().await;
     // Its second delivery is over this runner's limit: crashes and restarts of the runners
     // that followed a long job, not a message that cannot be handled.
     settings.max_dequeue = 1;
