@@ -540,6 +540,13 @@ async fn a_stop_from_someone_who_may_not_is_refused_by_the_runner_too() {
     app.final_text(&id, "*Completed*").await;
     let notice = app.final_text(&stop.short_id(), "may not stop").await;
     assert!(notice.contains(&id), "{notice}");
+    let posted = app.wait_for_slack(&stop.short_id(), "may not stop").await;
+    assert!(
+        posted
+            .iter()
+            .all(|m| m.raw.contains(r#""response_type":"ephemeral""#)),
+        "the refusal is for Bob only: {posted:?}"
+    );
     assert_eq!(record_of(&app, &id).await.record.stop, None);
     app.finish().await;
 }

@@ -141,9 +141,13 @@ impl SlackNotifier {
                 }
             }
         }
-        let Some(webhook) = &self.webhook_url else {
-            tracing::info!(job_id = %job.job_id, "no usable response_url and no webhook; the message goes to the log only");
-            return self.log.notify(job, update).await;
+        // A notice is for its asker only; the webhook's channel is everyone's.
+        let webhook = match &self.webhook_url {
+            Some(webhook) if !matches!(update, Update::Notice(_)) => webhook,
+            _ => {
+                tracing::info!(job_id = %job.job_id, "no usable response_url and no webhook for this message; it goes to the log only");
+                return self.log.notify(job, update).await;
+            }
         };
         let body = render::webhook_message(job, update);
         match self
