@@ -62,12 +62,22 @@ pub fn queue_unavailable() {
     metrics::command("failed", "queue_unavailable");
 }
 
+/// Valid, but the queue did not confirm it before the acknowledgement deadline.
+pub fn queue_deadline() {
+    metrics::command("failed", "queue_deadline");
+}
+
 /// Refused by the catalog: `denied` for who or where, `rejected` with the reason otherwise.
 pub fn refused(rejection: &Rejection) {
     let (outcome, reason) = match rejection {
         Rejection::NotAllowed { .. } => ("denied", "not_allowed"),
         Rejection::WrongChannel { .. } => ("denied", "wrong_channel"),
-        Rejection::Help => ("help", ""),
+        Rejection::ValueNotAllowed { .. } => ("denied", "value_not_allowed"),
+        // Fail closed: refused because Slack could not say who is in the groups.
+        Rejection::GroupsUnavailable { .. } | Rejection::ValueUnchecked { .. } => {
+            ("denied", "groups_unavailable")
+        }
+        Rejection::Help | Rejection::HelpFor { .. } => ("help", ""),
         Rejection::NotYetAvailable { .. } => ("rejected", "not_yet_available"),
         Rejection::HiddenCharacterInName { .. } | Rejection::HiddenCharacter { .. } => {
             ("rejected", "hidden_character")
@@ -103,5 +113,51 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + S
         .await
     {
         tracing::error!(error = %e, "the metrics listener failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The count of `chatops_commands_total` for `outcome` and `reason` in the rendered text.
+    fn count(outcome: &str, reason: &str) -> f64 {
+        let labels = format!("outcome=\"{outcome}\",reason=\"{reason}\"");
+        metrics::render()
+            .lines()
+            .find(|l| l.starts_with("chatops_commands_total{") && l.contains(&labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[test]
+    fn denials_by_a_value_rule_or_unknown_groups_count_as_denied() {
+        let cases = [
+            (
+                Rejection::ValueNotAllowed {
+                    runbook: "deploy".into(),
+                    name: "env".into(),
+                    value: "prod".into(),
+                    usage: String::new(),
+                },
+                "value_not_allowed",
+            ),
+            (
+                Rejection::GroupsUnavailable {
+                    runbook: "deploy".into(),
+                    problem: "timeout".into(),
+                },
+                "groups_unavailable",
+            ),
+        ];
+        for (rejection, reason) in cases {
+            let before = count("denied", reason);
+            refused(&rejection);
+            assert_eq!(count("denied", reason), before + 1.0, "{reason}");
+        }
+        let before = count("failed", "queue_deadline");
+        queue_deadline();
+        assert_eq!(count("failed", "queue_deadline"), before + 1.0);
     }
 }

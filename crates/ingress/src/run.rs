@@ -184,6 +184,7 @@ pub async fn run_checked(
             Ok(ack)
         }
         Err(EnqueueError::Deadline) => {
+            crate::metrics::queue_deadline();
             tracing::warn!("job not confirmed by the queue before the acknowledgement deadline");
             Err(Refusal::OutOfTime {
                 text: req.cmd.text.clone(),
