@@ -626,6 +626,7 @@ async fn a_runner_that_was_taken_for_dead_lets_the_job_go_without_posting() {
             record.holder = Some(chatops_shared::records::Holder {
                 runner: "another-runner".into(),
                 heartbeat_at: time::OffsetDateTime::now_utc(),
+                dead_after_ms: None,
             });
             true
         })
@@ -660,6 +661,7 @@ async fn giving_up_on_a_message_whose_job_ended_unreported_posts_the_real_end() 
     unreported.holder = Some(chatops_shared::records::Holder {
         runner: "dead-runner".into(),
         heartbeat_at: time::OffsetDateTime::now_utc() - Duration::from_secs(3600),
+        dead_after_ms: None,
     });
     app.records()
         .replace(&current, unreported)

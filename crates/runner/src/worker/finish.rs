@@ -24,6 +24,7 @@ impl Worker {
     ) -> Result<Start, RecordsError> {
         let me = self.settings.runner_id.clone();
         let now = OffsetDateTime::now_utc();
+        let dead_after = self.settings.dead_after();
         let mut start = Start::Go;
         let written = self
             .records
@@ -45,7 +46,7 @@ impl Worker {
                 record.executor = Some(reference.clone());
                 record.set_state(JobState::Running, &me, now, None);
                 if let Some(holder) = record.holder.as_mut() {
-                    holder.heartbeat_at = now;
+                    holder.beat(now, dead_after);
                 }
                 true
             })

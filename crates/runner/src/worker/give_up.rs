@@ -120,10 +120,7 @@ impl Worker {
                 }
                 record.error = gave_up.error.clone();
                 record.set_state(JobState::Failed, &me, now, None);
-                record.holder = Some(Holder {
-                    runner: me.clone(),
-                    heartbeat_at: now,
-                });
+                record.holder = Some(Holder::new(&me, now, dead_after));
                 true
             })
             .await;

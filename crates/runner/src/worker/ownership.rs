@@ -90,7 +90,7 @@ impl Worker {
                 // runner holding a copy takes the job for dead.
                 let mut renewed = record.clone();
                 if let Some(holder) = renewed.holder.as_mut() {
-                    holder.heartbeat_at = now;
+                    holder.beat(now, self.settings.dead_after());
                 }
                 match self.records.replace(&current, renewed).await {
                     Ok(record) => return Ok(owned(record)),
@@ -101,10 +101,7 @@ impl Worker {
             } else if record.holder_is_dead(now, self.settings.dead_after()) {
                 let dead = holder.unwrap_or_else(|| "none".to_owned());
                 let mut taken = record.clone();
-                taken.holder = Some(Holder {
-                    runner: me.clone(),
-                    heartbeat_at: now,
-                });
+                taken.holder = Some(Holder::new(me, now, self.settings.dead_after()));
                 taken.history.push(StateChange {
                     state: taken.state,
                     at: now,

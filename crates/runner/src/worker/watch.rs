@@ -75,7 +75,7 @@ impl Worker {
     async fn beat(&self, current: Versioned) -> Result<(), RecordsError> {
         let mut record = current.record.clone();
         if let Some(holder) = record.holder.as_mut() {
-            holder.heartbeat_at = OffsetDateTime::now_utc();
+            holder.beat(OffsetDateTime::now_utc(), self.settings.dead_after());
         }
         self.records.replace(&current, record).await.map(|_| ())
     }

@@ -83,6 +83,31 @@ pub struct Holder {
     pub runner: String,
     #[serde(with = "time::serde::rfc3339")]
     pub heartbeat_at: OffsetDateTime,
+    /// How long after its last heartbeat the holder counts as dead, by its own settings (its
+    /// visibility timeout), so that runners with other settings (a rollout that changes
+    /// `CHATOPS_VISIBILITY_TIMEOUT`) judge it alike. Absent in a record an older runner wrote,
+    /// or before the holder's first beat: then each reader uses its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_after_ms: Option<u64>,
+}
+
+impl Holder {
+    /// `runner`, alive at `now`, dead once its heartbeat is `dead_after` old.
+    pub fn new(runner: &str, now: OffsetDateTime, dead_after: std::time::Duration) -> Self {
+        let mut holder = Holder {
+            runner: runner.to_owned(),
+            heartbeat_at: now,
+            dead_after_ms: None,
+        };
+        holder.beat(now, dead_after);
+        holder
+    }
+
+    /// A heartbeat at `now`, with the holder's own `dead_after`.
+    pub fn beat(&mut self, now: OffsetDateTime, dead_after: std::time::Duration) {
+        self.heartbeat_at = now;
+        self.dead_after_ms = Some(u64::try_from(dead_after.as_millis()).unwrap_or(u64::MAX));
+    }
 }
 
 /// What the executor knows the job by.
@@ -204,6 +229,7 @@ impl JobRecord {
             holder: Some(Holder {
                 runner: runner.to_owned(),
                 heartbeat_at: now,
+                dead_after_ms: None,
             }),
             executor: None,
             started_at: None,
@@ -248,11 +274,17 @@ impl JobRecord {
         self.output_tail = output[start..].to_owned();
     }
 
-    /// The holder's heartbeat is older than `dead_after`: its runner is gone.
+    /// The holder's heartbeat is older than the holder's own `dead_after_ms`, or, when the
+    /// record does not say, than `dead_after` (the reader's): its runner is gone.
     pub fn holder_is_dead(&self, now: OffsetDateTime, dead_after: std::time::Duration) -> bool {
         match &self.holder {
             None => true,
-            Some(holder) => now - holder.heartbeat_at > dead_after,
+            Some(holder) => {
+                let limit = holder
+                    .dead_after_ms
+                    .map_or(dead_after, std::time::Duration::from_millis);
+                now - holder.heartbeat_at > limit
+            }
         }
     }
 
@@ -382,6 +414,29 @@ mod tests {
             Some((job.job_id, JobState::Completed, Some(now), "restart-web"))
         );
         assert_eq!(listed.etag, ETag("0x1".into()));
+    }
+
+    #[test]
+    fn a_holder_is_judged_dead_by_its_own_timeout_when_the_record_has_it() {
+        let now = OffsetDateTime::now_utc();
+        let ten_ago = now - time::Duration::seconds(10);
+        let mut record = JobRecord::new(&sample(), "r1", ten_ago);
+        let two = std::time::Duration::from_secs(2);
+        // Written before the holder's first beat (or by an older runner): the reader's own.
+        assert!(record.holder_is_dead(now, two));
+        let mut holder = Holder::new("r1", ten_ago, std::time::Duration::from_secs(60));
+        record.holder = Some(holder.clone());
+        assert!(
+            !record.holder_is_dead(now, two),
+            "alive for 60 s by its own"
+        );
+        holder.beat(ten_ago, std::time::Duration::from_secs(5));
+        record.holder = Some(holder);
+        assert!(record.holder_is_dead(now, std::time::Duration::from_secs(600)));
+        // Older records read as before.
+        let json = r#"{"runner":"r0","heartbeat_at":"2026-01-01T00:00:00Z"}"#;
+        let old: Holder = serde_json::from_str(json).unwrap();
+        assert_eq!(old.dead_after_ms, None);
     }
 
     #[test]
