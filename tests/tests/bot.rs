@@ -206,7 +206,12 @@ async fn queued_job(app: &TestApp) -> JobMessage {
     app.command(ALICE, OPS, "restart-web prod").await;
     let job = app.take_jobs().await.remove(0);
     app.records()
-        .claim(&job, "test-runner", time::OffsetDateTime::now_utc())
+        .claim(
+            &job,
+            "test-runner",
+            time::OffsetDateTime::now_utc(),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     job

@@ -685,3 +685,32 @@ async fn giving_up_on_a_message_whose_job_ended_unreported_posts_the_real_end() 
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_claimed_record_says_from_the_start_when_its_holder_counts_as_dead() {
+    let app = TestApp::spawn().await;
+    app.command(ALICE, OPS, "echo hi").await;
+    // Off the queue: no runner is to wait on the holder claimed below.
+    let job = app.take_jobs().await.remove(0);
+    let records = app.records();
+    let now = time::OffsetDateTime::now_utc();
+    let claimed = records
+        .claim(&job, "r-slow", now, Duration::from_secs(600))
+        .await
+        .expect("claim");
+    assert!(matches!(
+        claimed,
+        chatops_shared::records::Claim::Created(_)
+    ));
+    let read = records
+        .read(&chatops_shared::records::record_name_of(&job))
+        .await
+        .expect("read")
+        .expect("the record");
+    let holder = read.record.holder.clone().expect("a holder");
+    assert_eq!(holder.dead_after_ms, Some(600_000));
+    // A reader whose own timeout is 60 s sees this holder alive 2 minutes on.
+    let later = now + Duration::from_secs(120);
+    assert!(!read.record.holder_is_dead(later, Duration::from_secs(60)));
+    app.finish().await;
+}

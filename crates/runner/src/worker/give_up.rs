@@ -92,7 +92,11 @@ impl Worker {
         let me = self.settings.runner_id.clone();
         // No record yet (no runner got that far): one is made, so that another message for the
         // job finds it given up on rather than running it after the requester was told.
-        if let Ok(Claim::Created(created)) = self.records.claim(job, &me, now).await {
+        if let Ok(Claim::Created(created)) = self
+            .records
+            .claim(job, &me, now, self.settings.dead_after())
+            .await
+        {
             let mut record = created.record.clone();
             record.error = gave_up.error.clone();
             record.set_state(JobState::Failed, &me, now, None);

@@ -10,7 +10,8 @@
 //!   for the job (two ingress replicas queued one request), or the holder's own message back
 //!   after a lost answer: it is kept hidden and the record is looked at again until the job
 //!   ends or its holder is dead. It is never run.
-//! - **Taken over**: the holder's heartbeat is older than the visibility timeout: its runner is
+//! - **Taken over**: the holder's heartbeat is older than the holder's visibility timeout (the
+//!   record's `dead_after_ms`; this runner's own when the record does not say): its runner is
 //!   dead. A conditional write makes this runner the holder (one runner wins).
 
 use super::Worker;
@@ -52,8 +53,12 @@ impl Worker {
     /// while the message stays hidden: an outage does not use up the message's deliveries.
     async fn claim(&self, job: &JobMessage) -> Result<Claim, RecordsError> {
         self.retrying(|| {
-            self.records
-                .claim(job, &self.settings.runner_id, OffsetDateTime::now_utc())
+            self.records.claim(
+                job,
+                &self.settings.runner_id,
+                OffsetDateTime::now_utc(),
+                self.settings.dead_after(),
+            )
         })
         .await
     }

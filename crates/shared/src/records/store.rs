@@ -83,14 +83,18 @@ impl Records {
     /// Creates the record of `job` unless it exists (`If-None-Match: *`): exactly one caller
     /// gets [`Claim::Created`] for a job. A create whose answer was lost comes back as
     /// `Exists` with the caller's own record: compare its holder.
+    /// `dead_after` is how old the runner's heartbeat may grow before it counts as dead (see
+    /// [`Holder::dead_after_ms`](super::Holder)).
     pub async fn claim(
         &self,
         job: &JobMessage,
         runner: &str,
         now: OffsetDateTime,
+        dead_after: std::time::Duration,
     ) -> Result<Claim, RecordsError> {
         let name = record_name_of(job);
-        let record = JobRecord::new(job, runner, now);
+        let mut record = JobRecord::new(job, runner, now);
+        record.holder = Some(super::Holder::new(runner, now, dead_after));
         match self
             .store
             .create(&name, to_json(&record), &record.metadata())

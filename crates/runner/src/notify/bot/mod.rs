@@ -390,13 +390,20 @@ impl BotNotifier {
         }
     }
 
-    /// A notice (a stop that found nothing to stop) to the requester: the command's reply when
-    /// there is one, else an ephemeral message in the channel, else a DM.
+    /// A notice (a stop that found nothing to stop) to the requester: an ephemeral reply to the
+    /// command while its `response_url` is usable, else an ephemeral message in the channel,
+    /// else a DM.
     async fn notice(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError> {
-        if job.response_url.is_some() {
-            return self.fallback.notify(job, update).await;
+        let text = super::render::text(job, update);
+        match self.fallback.tell_requester(job, &text).await {
+            Ok(true) => return Ok(()),
+            Err(e @ (NotifyError::Transient(_) | NotifyError::RateLimited { .. })) => {
+                return Err(e);
+            }
+            // No usable response_url, or Slack refused it: the bot tells the requester.
+            Ok(false) | Err(NotifyError::Permanent(_)) => {}
         }
-        let message = serde_json::json!({ "text": super::render::text(job, update) });
+        let message = serde_json::json!({ "text": text });
         match self
             .api
             .post_ephemeral(&job.channel_id, &job.user_id, &message, self.deadline())

@@ -1,5 +1,6 @@
 //! The Slack client: posts a job's updates to the command's `response_url` while Slack accepts
-//! it there (at most 5 times, within 30 minutes), then to the incoming webhook.
+//! it there (at most 5 times, within 30 minutes), then to the incoming webhook (not a notice,
+//! which is for its asker only: then the log).
 //!
 //! Both URLs are credentials: they are never logged and never part of an error, which names the
 //! path (`response_url` or `webhook`), the HTTP status and Slack's error code instead. A
@@ -145,7 +146,7 @@ impl SlackNotifier {
         let webhook = match &self.webhook_url {
             Some(webhook) if !matches!(update, Update::Notice(_)) => webhook,
             _ => {
-                tracing::info!(job_id = %job.job_id, "no usable response_url and no webhook for this message; it goes to the log only");
+                tracing::info!(job_id = %job.job_id, "no usable response_url, and the webhook is not configured or this is a notice for its asker only; the message goes to the log only");
                 return self.log.notify(job, update).await;
             }
         };
