@@ -27,15 +27,6 @@ pub(super) const ZERO_WIDTH_SPACE: char = '\u{200B}';
 /// the whole channel; to the requester only when a secret parameter has a value, since Slack
 /// shows the command as typed above an in-channel answer to it.
 pub fn response_url_message(job: &JobMessage, update: &Update) -> Value {
-    // Why a stop did nothing concerns its asker alone: beside the answer, not over it (a stop
-    // from another channel was answered there for the asker only).
-    if matches!(update, Update::Notice(_)) {
-        return json!({
-            "response_type": "ephemeral",
-            "replace_original": false,
-            "text": text(job, update),
-        });
-    }
     let audience = if job.has_secret_values() {
         "ephemeral"
     } else {
@@ -620,9 +611,6 @@ mod tests {
         let r = response_url_message(&secret, &u);
         assert_eq!(r["response_type"], "ephemeral");
         assert!(!r.to_string().contains("hunter2"), "{r}");
-        let n = response_url_message(&job(), &Update::Notice("nothing to stop".into()));
-        assert_eq!(n["response_type"], "ephemeral");
-        assert_eq!(n["replace_original"], false);
 
         let w = webhook_message(&job(), &u);
         assert_eq!(w.as_object().unwrap().len(), 1);

@@ -7,7 +7,8 @@ use crate::executor::{FinalState, Outcome};
 use crate::notify::Update;
 use chatops_shared::job::{JobKind, JobMessage};
 use chatops_shared::queue::Received;
-use chatops_shared::records::{Claim, Holder, JobState, record_name_of};
+use chatops_shared::records::{Claim, Holder, JobRecord, JobState, record_name_of};
+use time::OffsetDateTime;
 
 /// How many times `max_dequeue` a job seen running may be delivered before it is given up on.
 pub(super) const STARTED_DELIVERIES: u32 = 4;
@@ -88,31 +89,24 @@ impl Worker {
     /// holds it or once its end was posted; its recorded end when it ended unreported; else
     /// `gave_up`, written into the record. Without a readable record, `gave_up`.
     async fn give_up_record(&self, job: &JobMessage, gave_up: &Outcome) -> Option<Outcome> {
-        let now = time::OffsetDateTime::now_utc();
+        let now = OffsetDateTime::now_utc();
         let me = self.settings.runner_id.clone();
+        let dead_after = self.settings.dead_after();
         // No record yet (no runner got that far): one is made, so that another message for the
         // job finds it given up on rather than running it after the requester was told.
-        if let Ok(Claim::Created(created)) = self
-            .records
-            .claim(job, &me, now, self.settings.dead_after())
-            .await
-        {
+        if let Ok(Claim::Created(created)) = self.records.claim(job, &me, now, dead_after).await {
             let mut record = created.record.clone();
-            record.error = gave_up.error.clone();
-            record.set_state(JobState::Failed, &me, now, None);
+            end_given_up(&mut record, gave_up, &me, now);
             if let Err(e) = self.records.replace(&created, record).await {
                 tracing::warn!(error = %e, "could not end the given-up job's new record");
             }
             return Some(gave_up.clone());
         }
-        let dead_after = self.settings.dead_after();
         let mut post = Some(gave_up.clone());
         let result = self
             .records
             .update(&record_name_of(job), |record| {
-                let held_elsewhere = record.holder.as_ref().is_some_and(|h| h.runner != me)
-                    && !record.holder_is_dead(now, dead_after);
-                post = if held_elsewhere || record.reported {
+                post = if held_alive_elsewhere(record, &me, now, dead_after) || record.reported {
                     None
                 } else if record.state.is_final() {
                     Some(finish::outcome_of(record))
@@ -122,8 +116,7 @@ impl Worker {
                 if post.is_none() || record.state.is_final() {
                     return false;
                 }
-                record.error = gave_up.error.clone();
-                record.set_state(JobState::Failed, &me, now, None);
+                end_given_up(record, gave_up, &me, now);
                 record.holder = Some(Holder::new(&me, now, dead_after));
                 true
             })
@@ -139,21 +132,19 @@ impl Worker {
     /// `Failed` as the requester was told if its record has no final state yet (writing it had
     /// failed): a reported record always has one.
     async fn record_reported_given_up(&self, job: &JobMessage, gave_up: &Outcome) {
-        let now = time::OffsetDateTime::now_utc();
+        let now = OffsetDateTime::now_utc();
         let me = self.settings.runner_id.clone();
         let dead_after = self.settings.dead_after();
         let result = self
             .records
             .update(&record_name_of(job), |record| {
                 // A live runner took the job on meanwhile: the record is its to end.
-                let held_elsewhere = record.holder.as_ref().is_some_and(|h| h.runner != me)
-                    && !record.holder_is_dead(now, dead_after);
-                if record.reported || (held_elsewhere && !record.state.is_final()) {
+                let held = held_alive_elsewhere(record, &me, now, dead_after);
+                if record.reported || (held && !record.state.is_final()) {
                     return false;
                 }
                 if !record.state.is_final() {
-                    record.error = gave_up.error.clone();
-                    record.set_state(JobState::Failed, &me, now, None);
+                    end_given_up(record, gave_up, &me, now);
                 }
                 record.reported = true;
                 record.holder = None;
@@ -164,4 +155,21 @@ impl Worker {
             tracing::warn!(error = %e, "could not mark the given-up job reported");
         }
     }
+}
+
+/// Another runner holds the job, and its heartbeat is fresh.
+fn held_alive_elsewhere(
+    record: &JobRecord,
+    me: &str,
+    now: OffsetDateTime,
+    dead_after: std::time::Duration,
+) -> bool {
+    record.holder.as_ref().is_some_and(|h| h.runner != me)
+        && !record.holder_is_dead(now, dead_after)
+}
+
+/// Ends the record `Failed` with the give-up's reason, as the requester is told.
+fn end_given_up(record: &mut JobRecord, gave_up: &Outcome, me: &str, now: OffsetDateTime) {
+    record.error = gave_up.error.clone();
+    record.set_state(JobState::Failed, me, now, None);
 }

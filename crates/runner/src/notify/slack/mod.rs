@@ -1,6 +1,6 @@
 //! The Slack client: posts a job's updates to the command's `response_url` while Slack accepts
-//! it there (at most 5 times, within 30 minutes), then to the incoming webhook (not a notice,
-//! which is for its asker only: then the log).
+//! it there (at most 5 times, within 30 minutes), then to the incoming webhook. A notice (why a
+//! stop did nothing) is for its asker only: [`SlackNotifier::tell_requester`], else the log.
 //!
 //! Both URLs are credentials: they are never logged and never part of an error, which names the
 //! path (`response_url` or `webhook`), the HTTP status and Slack's error code instead. A
@@ -142,13 +142,9 @@ impl SlackNotifier {
                 }
             }
         }
-        // A notice is for its asker only; the webhook's channel is everyone's.
-        let webhook = match &self.webhook_url {
-            Some(webhook) if !matches!(update, Update::Notice(_)) => webhook,
-            _ => {
-                tracing::info!(job_id = %job.job_id, "no usable response_url, and the webhook is not configured or this is a notice for its asker only; the message goes to the log only");
-                return self.log.notify(job, update).await;
-            }
+        let Some(webhook) = &self.webhook_url else {
+            tracing::info!(job_id = %job.job_id, "no usable response_url and no webhook; the message goes to the log only");
+            return self.log.notify(job, update).await;
         };
         let body = render::webhook_message(job, update);
         match self
@@ -176,6 +172,19 @@ impl SlackNotifier {
 impl Notifier for SlackNotifier {
     #[tracing::instrument(skip_all, fields(job_id = %job.job_id))]
     async fn notify(&self, job: &JobMessage, update: &Update) -> Result<(), NotifyError> {
+        if matches!(update, Update::Notice(_)) {
+            // Why a stop did nothing concerns its asker alone: beside the answer, not over it
+            // (a stop from another channel was answered there for the asker only), and never
+            // in the webhook's channel.
+            return match self.tell_requester(job, &render::text(job, update)).await {
+                Ok(true) => Ok(()),
+                Ok(false) | Err(NotifyError::Permanent(_)) => {
+                    tracing::info!(job_id = %job.job_id, "no usable response_url for a notice to its asker; it goes to the log only");
+                    self.log.notify(job, update).await
+                }
+                Err(e) => Err(e),
+            };
+        }
         let mut budget = WaitBudget::new();
         let result = self.deliver(job, update, &mut budget).await;
         // After the last update the entry is no longer needed, unless that update is to be
