@@ -391,6 +391,12 @@ impl ArmServer {
             .extend(std::iter::repeat_n(status, n));
     }
 
+    /// Answers again: the failures [`ArmServer::fail_next`] queued and not yet given are
+    /// dropped.
+    pub fn recover(&self) {
+        self.shared.lock().fail_next.clear();
+    }
+
     /// The next PUT creates its job and then answers `status`, as when an answer is lost.
     pub fn fail_next_put_after_create(&self, status: u16) {
         self.shared.lock().fail_put_after_create =

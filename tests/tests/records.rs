@@ -346,11 +346,66 @@ async fn a_job_azure_never_took_is_checked_again_before_it_is_created() {
     assert_eq!(record.state, JobState::Running, "{record:#?}");
     assert!(record.started_at.is_none());
     alice_may_no_longer_restart_web(&app);
-    // The message comes back when its invisibility ends.
+    // Azure answers again. The message comes back when its invisibility ends; Azure may have
+    // the job (it is looked for first: not there), and, checked again, it is refused.
+    app.arm.recover();
     app.drain_after_crash(&worker).await;
     let text = app.final_text(&id, "*Refused*").await;
     assert!(text.contains("UALICE") || text.contains("allow"), "{text}");
     assert_eq!(app.arm.put_count(&job_id), 0, "never created");
+    app.finish().await;
+}
+
+/// An Automation job (`restart-web prod` by Alice) that Azure created but holds back
+/// (`Queued`: the account runs as many jobs as it may), whose runner was then killed: the
+/// app, the job's short id, its job id, and worker settings whose visibility timeout (2 s)
+/// brings its message back soon.
+async fn held_back_then_its_runner_died() -> (TestApp, String, String, WorkerSettings) {
+    let app = TestApp::spawn().await;
+    app.arm.limit_concurrent_jobs(0);
+    app.arm
+        .script("Restart-WebApp", Script::completes("restarted"));
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let job_id = app.peek_jobs().await[0].job_id.to_string();
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    let first = app.worker_with(settings.clone());
+    let dead = tokio::spawn(async move { first.process_next().await });
+    app.wait_for_slack(&id, "*waiting*").await;
+    dead.abort();
+    let _ = dead.await;
+    assert_eq!(app.arm.queued_jobs(), 1, "Azure holds the job back");
+    let record = record_of(&app, &id).await.record;
+    assert!(record.started_at.is_none(), "{record:#?}");
+    (app, id, job_id, settings)
+}
+
+#[tokio::test]
+async fn a_job_azure_holds_back_taken_over_after_its_rules_changed_is_followed_not_refused() {
+    let (app, id, job_id, settings) = held_back_then_its_runner_died().await;
+    // Alice may no longer start it, but Azure has it: it will run, and is followed.
+    alice_may_no_longer_restart_web(&app);
+    app.arm.limit_concurrent_jobs(1);
+
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("restarted"), "{text}");
+    assert_eq!(app.slack_count(&id, "*Refused*"), 0);
+    assert_eq!(app.arm.put_count(&job_id), 1, "created once");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_azure_holds_back_whose_message_came_back_too_often_is_followed_not_given_up_on() {
+    let (app, id, _, mut settings) = held_back_then_its_runner_died().await;
+    settings.max_dequeue = 1;
+    app.arm.limit_concurrent_jobs(1);
+
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("restarted"), "{text}");
+    assert_eq!(app.slack_count(&id, "gave up"), 0);
+    assert!(app.take_poison().await.is_empty());
     app.finish().await;
 }
 

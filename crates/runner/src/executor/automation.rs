@@ -543,6 +543,14 @@ impl Executor for AutomationExecutor {
         Ok(Some(outcome))
     }
 
+    async fn has_job(&self, job_id: &uuid::Uuid) -> Result<bool, TransientError> {
+        match self.client.get_job(&job_id.hyphenated().to_string()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(transient("look for", &e)),
+        }
+    }
+
     async fn request_stop(&self, job_id: &uuid::Uuid) -> Result<(), TransientError> {
         let name = job_id.hyphenated().to_string();
         match self.client.stop_job(&name).await {

@@ -215,6 +215,13 @@ pub trait Executor: Send + Sync {
         Ok(None)
     }
 
+    /// Whether a job of this id exists outside the runner (Azure Automation: `GET jobs/{name}`
+    /// answers), whatever its state. `Err`: the executor could not say. An executor whose jobs
+    /// live in the runner always answers `false`.
+    async fn has_job(&self, _job_id: &Uuid) -> Result<bool, TransientError> {
+        Ok(false)
+    }
+
     /// Asks for a job running elsewhere to stop, for executors whose jobs live outside the
     /// runner (Azure Automation: `POST jobs/{name}/stop`). Local scripts are stopped by the
     /// runner that holds them, through [`JobRequest::stop`]: this does nothing.

@@ -2,6 +2,7 @@
 //! queue, and the requester is told, unless the job's record says another runner is on it or
 //! its end was posted already.
 
+use super::prepare::Reached;
 use super::{Worker, finish};
 use crate::executor::{FinalState, Outcome};
 use crate::notify::Update;
@@ -57,9 +58,10 @@ impl Worker {
     }
 
     /// What to do with a message delivered more than `max_dequeue` times. A job whose record
-    /// says it was seen running and has not ended is taken over and followed (or reported
-    /// `Interrupted`): giving up would call a job `Failed` that may still be running, and its
-    /// deliveries come from its runners stopping (crashes, restarts). Up to
+    /// says it was seen running, or whose Automation job Azure has (held back, not started),
+    /// and that has not ended is taken over and followed (or reported `Interrupted`): giving up
+    /// would call a job `Failed` that runs or will run, and its deliveries come from its
+    /// runners stopping (crashes, restarts). Up to
     /// [`STARTED_DELIVERIES`] times the limit: past that, following it is taken to be what
     /// brings its runners down, and it is given up on. When the record cannot be read, the
     /// message is left to come back (as any delivery is while the records are unreachable).
@@ -70,12 +72,13 @@ impl Worker {
             return OverLimit::GiveUp;
         }
         match self.records.read(&record_name_of(job)).await {
-            // `started_at` is written once the job was seen running (a state `Running` alone
-            // is written before the Automation job is created).
-            Ok(Some(found))
-                if !found.record.state.is_final() && found.record.started_at.is_some() =>
-            {
-                OverLimit::Follow
+            Ok(Some(found)) if !found.record.state.is_final() => {
+                match Reached::of(&found.record) {
+                    Reached::Running => OverLimit::Follow,
+                    // Created, held back until the account has a free slot: it will run.
+                    Reached::AzureMayHaveIt if self.azure_has(job).await => OverLimit::Follow,
+                    Reached::AzureMayHaveIt | Reached::Nothing => OverLimit::GiveUp,
+                }
             }
             Ok(_) => OverLimit::GiveUp,
             Err(e) => {
@@ -83,6 +86,18 @@ impl Worker {
                 OverLimit::Retry
             }
         }
+    }
+
+    /// Whether Azure Automation has a job of this name; not when it cannot say (Azure down for
+    /// good is what a message over the limit usually meets, and what giving up is for).
+    async fn azure_has(&self, job: &JobMessage) -> bool {
+        let Some(automation) = &self.executors.automation else {
+            return false;
+        };
+        automation.has_job(&job.job_id).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not ask Azure Automation whether it has the job; giving up on it");
+            false
+        })
     }
 
     /// What to post about a job given up on, from its record: nothing while another runner

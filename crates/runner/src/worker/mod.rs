@@ -421,10 +421,8 @@ impl Worker {
         dequeue_count: u32,
         stop: StopSignal,
     ) -> Ran {
-        // Seen running (not only marked `Running` before its Automation job was created): its
-        // checks were passed, and it runs whatever they say now.
-        let seen_running = record.record.started_at.is_some();
-        let prepared = match Box::pin(self.prepare(job, dequeue_count, stop, seen_running)).await {
+        let reached = prepare::Reached::of(&record.record);
+        let prepared = match Box::pin(self.prepare(job, dequeue_count, stop, reached)).await {
             Ok(prepared) => prepared,
             Err(outcome) => return Ran::Finished(outcome),
         };
@@ -495,6 +493,10 @@ impl Worker {
                     (None, Some(expired)) => return Ok(expired),
                     (None, None) => {}
                 }
+            }
+            // Refused now, and Azure did not have it: it is not created.
+            if let Some(refused) = prepared.unless_found.clone() {
+                return Ok(refused);
             }
             // A local script's whole output is kept here; Automation keeps its own.
             self.reporting(job, prepared.local, |progress| {

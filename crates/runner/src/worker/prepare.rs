@@ -5,9 +5,11 @@
 
 use super::Worker;
 use crate::executor::{Executor, FinalState, JobRequest, Outcome, StopSignal};
-use chatops_shared::catalog::{Caller, Catalog, ExecutorKind, Rejection};
+use chatops_shared::catalog::{Caller, Catalog, ExecutorKind, Rejection, Runbook};
 use chatops_shared::command::Arg;
 use chatops_shared::job::JobMessage;
+use chatops_shared::records::{ExecutorRef, JobRecord, JobState};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -22,50 +24,90 @@ pub(super) struct Prepared {
     pub(super) request: JobRequest,
     pub(super) executor: Arc<dyn Executor>,
     pub(super) local: bool,
+    /// The checks refused a job Azure may have already ([`Reached::AzureMayHaveIt`]): this is
+    /// the outcome to report unless an Automation job of its name exists, which is followed
+    /// instead (it was created under rules that allowed it, and runs whatever they say now).
+    pub(super) unless_found: Option<Outcome>,
+}
+
+/// How far a job got before this delivery, by its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reached {
+    /// Not seen running, and no Automation job of its name was asked for.
+    Nothing,
+    /// Marked running for an Automation start, never seen running: Azure may have created the
+    /// job and hold it back (`Queued`, until the account has a free slot), or never have got it.
+    AzureMayHaveIt,
+    /// Seen running: its record has its start.
+    Running,
+}
+
+impl Reached {
+    pub(super) fn of(record: &JobRecord) -> Reached {
+        if record.started_at.is_some() {
+            Reached::Running
+        } else if record.state == JobState::Running
+            && matches!(record.executor, Some(ExecutorRef::Automation { .. }))
+        {
+            Reached::AzureMayHaveIt
+        } else {
+            Reached::Nothing
+        }
+    }
 }
 
 impl Worker {
     /// Checks the workspace, the runbook, the caller and the parameters; `Err` is the outcome to
     /// report (`Refused`, or `Failed` when this runner lacks the executor).
     ///
-    /// A job `seen_running` (its record has its start: this runner takes it over) was checked
-    /// before it started, and runs whatever the rules say now: it is not checked again, only
-    /// prepared to be followed (Automation) or reported `Interrupted` (local). Refusing it would
-    /// tell the requester it never ran while it runs on, unfollowed. A job only marked
-    /// `Running` (its runner stopped before Azure had it, or Azure refused the start for a
-    /// while) is checked again, as it may still be created.
+    /// A job seen running (`reached` [`Reached::Running`]: this runner takes it over) was
+    /// checked before it started, and runs whatever the rules say now: it is not checked again,
+    /// only prepared to be followed (Automation) or reported `Interrupted` (local). Refusing it
+    /// would tell the requester it never ran while it runs on, unfollowed. A job only marked
+    /// `Running` (its runner stopped before Azure had it, Azure refused the start for a while,
+    /// or Azure holds it back) is checked again, as it may still be created; a refusal then is
+    /// [`Prepared::unless_found`], as Azure may have it already.
     pub(super) async fn prepare(
         &self,
         job: &JobMessage,
         dequeue_count: u32,
         stop: StopSignal,
-        seen_running: bool,
+        reached: Reached,
     ) -> Result<Prepared, Outcome> {
         // One catalog for the whole check, even if a reload swaps it meanwhile.
         let catalog = self.catalog.current();
         let refused =
             |why: String| Outcome::without_run(FinalState::Refused, refusal(job, &catalog, why));
-        if !seen_running {
-            self.settings
-                .workspaces
-                .check(&job.team_id, job.enterprise_id.as_deref())
-                .map_err(|denied| refused(denied.to_string()))?;
+        let workspace = self
+            .settings
+            .workspaces
+            .check(&job.team_id, job.enterprise_id.as_deref())
+            .map_err(|denied| denied.to_string());
+        if reached == Reached::Nothing {
+            workspace.clone().map_err(refused)?;
         }
         let Some(runbook) = catalog.get(&job.runbook) else {
-            if seen_running {
-                return Err(Outcome::without_run(
+            let name = job.job_id.hyphenated();
+            return Err(match reached {
+                Reached::Running => Outcome::without_run(
                     FinalState::Interrupted,
                     format!(
-                        "The job had started, but the runner following it stopped, and `{}` is no longer in this runner's catalog, so it is not followed here: an Automation job may still be running (it is named `{}`); a script stopped with its runner.",
+                        "The job had started, but the runner following it stopped, and `{}` is no longer in this runner's catalog, so it is not followed here: an Automation job may still be running (it is named `{name}`); a script stopped with its runner.",
                         job.runbook,
-                        job.job_id.hyphenated()
                     ),
-                ));
-            }
-            return Err(refused(format!(
-                "`{}` is not in this runner's catalog.",
-                job.runbook
-            )));
+                ),
+                Reached::AzureMayHaveIt => Outcome::without_run(
+                    FinalState::Interrupted,
+                    format!(
+                        "The runner starting the job stopped before Azure Automation reported it running, and `{}` is no longer in this runner's catalog, so it is not followed here: Azure Automation may still run it (it is named `{name}`).",
+                        job.runbook,
+                    ),
+                ),
+                Reached::Nothing => refused(format!(
+                    "`{}` is not in this runner's catalog.",
+                    job.runbook
+                )),
+            });
         };
         let local = runbook.executor == ExecutorKind::Local;
         let args: Vec<Arg> = job
@@ -77,29 +119,20 @@ impl Worker {
             })
             .collect();
         let bound = runbook.bind(&args);
-        if !seen_running {
-            let groups = self
-                .membership
-                .resolve(
-                    &job.user_id,
-                    &runbook.groups_to_ask(&job.user_id),
-                    Instant::now() + LOOKUP_LIMIT,
-                )
-                .await;
-            let caller = Caller {
-                user_id: &job.user_id,
-                channel_id: &job.channel_id,
-                groups: &groups,
+        let mut unless_found = None;
+        if reached != Reached::Running {
+            let checked = match workspace {
+                Ok(()) => self.check_caller(job, runbook, bound.as_ref()).await,
+                Err(why) => Err(why),
             };
-            let denied = |r: Rejection| {
-                if let Some((runbook, rule)) = r.denial() {
-                    tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook, rule, "job refused");
+            if let Err(why) = checked {
+                // Azure may hold an Automation job of this name: it is looked for first.
+                if reached == Reached::AzureMayHaveIt && !local {
+                    unless_found = Some(refused(why));
+                } else {
+                    return Err(refused(why));
                 }
-                refused(r.to_string())
-            };
-            runbook.authorize(&caller).map_err(denied)?;
-            let given = bound.as_ref().map_err(|r| refused(r.to_string()))?;
-            runbook.check_only(given, &caller).map_err(denied)?;
+            }
         }
         let executor = self.executor_for(runbook.executor)?;
         let params = match &bound {
@@ -107,8 +140,8 @@ impl Worker {
             // takes them by name: leave out what has no value.
             Ok(given) if local => runbook.argv(given),
             Ok(given) => runbook.with_defaults(given),
-            // Seen running under a catalog whose rules these values met: followed by name, or
-            // reported `Interrupted`, they are not used.
+            // Seen running under a catalog whose rules these values met, or refused unless
+            // found: followed by name, or reported `Interrupted`, they are not used.
             Err(_) => job.params.clone().into_iter().collect(),
         };
         let request = JobRequest {
@@ -131,7 +164,40 @@ impl Worker {
             request,
             executor,
             local,
+            unless_found,
         })
+    }
+
+    /// The caller's and the values' checks: `allow` (with its user groups, asked of Slack) and
+    /// each parameter's rules; why not, when they refuse.
+    async fn check_caller(
+        &self,
+        job: &JobMessage,
+        runbook: &Runbook,
+        bound: Result<&BTreeMap<String, String>, &Rejection>,
+    ) -> Result<(), String> {
+        let groups = self
+            .membership
+            .resolve(
+                &job.user_id,
+                &runbook.groups_to_ask(&job.user_id),
+                Instant::now() + LOOKUP_LIMIT,
+            )
+            .await;
+        let caller = Caller {
+            user_id: &job.user_id,
+            channel_id: &job.channel_id,
+            groups: &groups,
+        };
+        let denied = |r: Rejection| {
+            if let Some((runbook, rule)) = r.denial() {
+                tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook, rule, "job refused");
+            }
+            r.to_string()
+        };
+        runbook.authorize(&caller).map_err(denied)?;
+        let given = bound.map_err(|r| r.to_string())?;
+        runbook.check_only(given, &caller).map_err(denied)
     }
 
     /// This runner's executor of `kind`; `Failed` to report when it has none.
