@@ -69,6 +69,15 @@ async fn both_services_count_what_an_operator_needs_on_metrics() {
     let automation = command(&app, &addr, "restart-web prod").await;
     let refused = command(&app, &addr, "no-such-runbook").await;
     assert_eq!(refused["response_type"], "ephemeral", "{refused}");
+    // Job control counts too: a listing, and a stop of a job nobody can see.
+    command(&app, &addr, "status").await;
+    let unknown = command(&app, &addr, "stop 1a2b3c4d").await;
+    assert!(
+        unknown["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("no job")),
+        "{unknown}"
+    );
     app.final_text(&job_id(&local), "*Completed*").await;
     app.final_text(&job_id(&automation), "*Completed*").await;
 
@@ -88,7 +97,21 @@ async fn both_services_count_what_an_operator_needs_on_metrics() {
         ),
         1.0
     );
-    assert_eq!(sample(&text, "chatops_ack_seconds_count"), 3.0);
+    assert_eq!(
+        sample(
+            &text,
+            r#"chatops_commands_total{outcome="answered",reason="status"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"chatops_commands_total{outcome="rejected",reason="unknown_job"}"#
+        ),
+        1.0
+    );
+    assert_eq!(sample(&text, "chatops_ack_seconds_count"), 5.0);
     assert!(sample(&text, r#"chatops_storage_requests_total{status="ok"}"#) >= 2.0);
 
     // The runner's final post is on its way once the Slack double has it; the guard drops

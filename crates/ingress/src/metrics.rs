@@ -67,6 +67,11 @@ pub fn queue_deadline() {
     metrics::command("failed", "queue_deadline");
 }
 
+/// Any other `outcome` and `reason` (job control's, see `jobs::answer::JobRefusal::metric`).
+pub fn command(outcome: &'static str, reason: &'static str) {
+    metrics::command(outcome, reason);
+}
+
 /// Refused by the catalog: `denied` for who or where, `rejected` with the reason otherwise.
 pub fn refused(rejection: &Rejection) {
     let (outcome, reason) = match rejection {

@@ -29,8 +29,13 @@ pub enum JobRefusal {
     },
     /// The job has ended already.
     AlreadyEnded { record: Box<JobRecord> },
-    /// The queue did not take the stop.
-    QueueDown { short_id: String },
+    /// The queue did not take the stop (`deadline`: did not confirm it in time).
+    QueueDown { short_id: String, deadline: bool },
+    /// A rerun of a job with secret parameters, whose values are not kept.
+    SecretsNotKept {
+        record: Box<JobRecord>,
+        command: String,
+    },
 }
 
 impl JobRefusal {
@@ -81,9 +86,36 @@ impl JobRefusal {
                 what(&record.runbook, &record.params),
                 state_word(record.state)
             ),
-            JobRefusal::QueueDown { short_id } => format!(
+            JobRefusal::QueueDown { short_id, .. } => format!(
                 ":warning: Could not ask to stop job `{short_id}` right now: the job queue did not answer. Nothing was changed. Please try again in a minute."
             ),
+            JobRefusal::SecretsNotKept { record, command } => escape(&format!(
+                "Cannot rerun job `{}`: its secret parameters ({}) are not kept. Run `{} {}` again with their values.",
+                record.short_id(),
+                record.secret_params.join(", "),
+                command,
+                record.runbook,
+            )),
+        }
+    }
+
+    /// What it counts as in `chatops_commands_total`: `outcome` and `reason`.
+    pub fn metric(&self) -> (&'static str, &'static str) {
+        match self {
+            JobRefusal::Usage { .. } => ("rejected", "usage"),
+            JobRefusal::TooShort { .. } | JobRefusal::NotAnId { .. } => ("rejected", "bad_job_id"),
+            JobRefusal::NotFound { .. } => ("rejected", "unknown_job"),
+            JobRefusal::Ambiguous { .. } => ("rejected", "ambiguous_job"),
+            JobRefusal::AlreadyEnded { .. } => ("rejected", "already_ended"),
+            JobRefusal::SecretsNotKept { .. } => ("rejected", "secrets_not_kept"),
+            JobRefusal::StopDenied {
+                lookup_problem: Some(_),
+                ..
+            } => ("denied", "groups_unavailable"),
+            JobRefusal::StopDenied { .. } => ("denied", "stop_allow"),
+            JobRefusal::RecordsDown { .. } => ("failed", "records_unavailable"),
+            JobRefusal::QueueDown { deadline: true, .. } => ("failed", "queue_deadline"),
+            JobRefusal::QueueDown { .. } => ("failed", "queue_unavailable"),
         }
     }
 }
@@ -177,6 +209,7 @@ mod tests {
             },
             JobRefusal::QueueDown {
                 short_id: "1a2b3c4d".into(),
+                deadline: false,
             },
         ] {
             let reply = Reply::from(refusal);

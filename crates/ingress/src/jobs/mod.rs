@@ -89,7 +89,7 @@ pub async fn handle(req: &Request<'_>, word: Word, args: &[Arg]) -> Reply {
             },
         );
     };
-    let answer = match (word, arg) {
+    let answer: Result<Reply, JobRefusal> = match (word, arg) {
         (Word::Status, None) => status::list(req).await,
         (Word::Status, Some(job)) => status::one(req, job).await,
         (Word::History, runbook) => history::list(req, runbook).await,
@@ -99,6 +99,19 @@ pub async fn handle(req: &Request<'_>, word: Word, args: &[Arg]) -> Reply {
             usage: word.usage(),
         }),
     };
+    match &answer {
+        Err(refusal) => {
+            let (outcome, reason) = refusal.metric();
+            crate::metrics::command(outcome, reason);
+        }
+        Ok(_) => match word {
+            Word::Status => crate::metrics::command("answered", "status"),
+            Word::History => crate::metrics::command("answered", "history"),
+            Word::Stop => crate::metrics::command("accepted", "stop"),
+            // Counted as the command typed again would be.
+            Word::Rerun => {}
+        },
+    }
     answer.unwrap_or_else(|refusal| audited(req, word, refusal))
 }
 

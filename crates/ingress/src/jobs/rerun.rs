@@ -15,13 +15,10 @@ pub async fn rerun(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> 
     let record = lookup::visible_job(req, typed, super::RECORDS_DEADLINE_BEFORE_ENQUEUE).await?;
     if !record.secret_params.is_empty() {
         // Secret values are not kept: running it again needs them typed again.
-        return Ok(Reply::ephemeral(escape(&format!(
-            "Cannot rerun job `{}`: its secret parameters ({}) are not kept. Run `{} {}` again with their values.",
-            record.short_id(),
-            record.secret_params.join(", "),
-            req.cmd.command,
-            record.runbook,
-        ))));
+        return Err(JobRefusal::SecretsNotKept {
+            record: Box::new(record),
+            command: req.cmd.command.clone(),
+        });
     }
     let parsed = as_typed(&record);
     Ok(match run::run(req, &parsed, Some(record.job_id)).await {

@@ -4,7 +4,7 @@
 
 use super::answer::{self, JobRefusal};
 use super::lookup;
-use crate::enqueue::{Queued, enqueue};
+use crate::enqueue::{EnqueueError, Queued, enqueue};
 use crate::reply::Reply;
 use crate::run::Request;
 use chatops_shared::audit::AuditEvent;
@@ -72,6 +72,7 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
             tracing::error!(error = %e, "could not queue a stop");
             return Err(JobRefusal::QueueDown {
                 short_id: record.short_id(),
+                deadline: matches!(e, EnqueueError::Deadline),
             });
         }
     }
