@@ -329,31 +329,93 @@ fn alice_may_no_longer_restart_web(app: &TestApp) {
     app.live_catalog.reload().expect("the new catalog loads");
 }
 
-#[tokio::test]
-async fn a_job_azure_never_took_is_checked_again_before_it_is_created() {
+/// An Automation job marked running in its record whose start Azure refused (503) until its
+/// message's first delivery gave up for now; Azure answers again from here on: the app, the
+/// job's short id, its job id, and worker settings whose visibility timeout (1 s) brings its
+/// message back soon.
+async fn azure_never_took_it() -> (TestApp, String, String, WorkerSettings) {
     let app = TestApp::spawn().await;
-    // Marked running in its record, then Azure refuses the start for a while.
     app.arm.fail_next(10_000, 503);
     let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
     let job_id = app.peek_jobs().await[0].job_id.to_string();
     let mut settings = app.worker_settings();
     settings.visibility = Duration::from_secs(1);
-    let worker = app.worker_with(settings);
+    let worker = app.worker_with(settings.clone());
     while worker.process_next().await != Ok(Step::Processed) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let record = record_of(&app, &id).await.record;
     assert_eq!(record.state, JobState::Running, "{record:#?}");
     assert!(record.started_at.is_none());
-    alice_may_no_longer_restart_web(&app);
-    // Azure answers again. The message comes back when its invisibility ends; Azure may have
-    // the job (it is looked for first: not there), and, checked again, it is refused.
     app.arm.recover();
-    app.drain_after_crash(&worker).await;
+    (app, id, job_id, settings)
+}
+
+/// GETs of the Automation job `job_id` answered 404 (it was looked for, and not there).
+fn looked_for_in_vain(app: &TestApp, job_id: &str) -> usize {
+    app.arm
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(job_id) && r.status == 404)
+        .count()
+}
+
+#[tokio::test]
+async fn a_job_azure_never_took_is_checked_again_before_it_is_created() {
+    let (app, id, job_id, settings) = azure_never_took_it().await;
+    alice_may_no_longer_restart_web(&app);
+    // The message comes back when its invisibility ends; Azure may have the job (it is looked
+    // for first: not there), and, checked again, it is refused.
+    app.drain_after_crash(&app.worker_with(settings)).await;
     let text = app.final_text(&id, "*Refused*").await;
     assert!(text.contains("UALICE") || text.contains("allow"), "{text}");
     assert_eq!(app.arm.put_count(&job_id), 0, "never created");
+    assert_eq!(looked_for_in_vain(&app, &job_id), 1);
     app.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_azure_never_took_whose_message_came_back_too_often_is_given_up_on() {
+    let (app, id, job_id, mut settings) = azure_never_took_it().await;
+    // The second delivery is over the limit; Azure has no such job to follow.
+    settings.max_dequeue = 1;
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Failed*").await;
+    assert!(text.contains("gave up"), "{text}");
+    assert_eq!(looked_for_in_vain(&app, &job_id), 1);
+    assert_eq!(app.take_poison().await.len(), 1);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_azure_never_took_whose_runbook_was_removed_is_refused_after_azure_is_asked() {
+    let (app, id, job_id, settings) = azure_never_took_it().await;
+    restart_web_removed(&app);
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Refused*").await;
+    assert!(
+        text.contains("no longer in this runner's catalog"),
+        "{text}"
+    );
+    assert_eq!(looked_for_in_vain(&app, &job_id), 1);
+    app.finish().await;
+}
+
+/// Reloads the catalog without `restart-web`.
+fn restart_web_removed(app: &TestApp) {
+    let path = app.dir.join("runbooks.toml");
+    let text = std::fs::read_to_string(&path).expect("read catalog");
+    let start = text
+        .find("[runbooks.restart-web]")
+        .expect("restart-web is in the catalog");
+    let end = start
+        + 1
+        + text[start + 1..]
+            .find("\n[runbooks.")
+            .expect("a table after it");
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).expect("write catalog");
+    app.live_catalog.reload().expect("the new catalog loads");
+    assert!(app.live_catalog.current().get("restart-web").is_none());
 }
 
 /// An Automation job (`restart-web prod` by Alice) that Azure created but holds back
@@ -392,6 +454,17 @@ async fn a_job_azure_holds_back_taken_over_after_its_rules_changed_is_followed_n
     assert!(text.contains("restarted"), "{text}");
     assert_eq!(app.slack_count(&id, "*Refused*"), 0);
     assert_eq!(app.arm.put_count(&job_id), 1, "created once");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_azure_holds_back_whose_runbook_was_removed_is_reported_interrupted_by_name() {
+    let (app, id, job_id, settings) = held_back_then_its_runner_died().await;
+    restart_web_removed(&app);
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Interrupted*").await;
+    assert!(text.contains("has the job"), "{text}");
+    assert!(text.contains(&job_id), "{text}");
     app.finish().await;
 }
 

@@ -80,24 +80,17 @@ impl Word {
 
 /// Answers a job-control command. `args` are the words after the job-control word.
 pub async fn handle(req: &Request<'_>, word: Word, args: &[Arg]) -> Reply {
-    let Ok(arg) = one_optional_value(args) else {
-        return audited(
-            req,
-            word,
-            JobRefusal::Usage {
-                usage: word.usage(),
-            },
-        );
+    let usage = || JobRefusal::Usage {
+        usage: word.usage(),
     };
-    let answer: Result<Reply, JobRefusal> = match (word, arg) {
-        (Word::Status, None) => status::list(req).await,
-        (Word::Status, Some(job)) => status::one(req, job).await,
-        (Word::History, runbook) => history::list(req, runbook).await,
-        (Word::Stop, Some(job)) => stop::stop(req, job).await,
-        (Word::Rerun, Some(job)) => rerun::rerun(req, job).await,
-        (Word::Stop | Word::Rerun, None) => Err(JobRefusal::Usage {
-            usage: word.usage(),
-        }),
+    let answer: Result<Reply, JobRefusal> = match (word, one_optional_value(args)) {
+        (_, Err(())) => Err(usage()),
+        (Word::Status, Ok(None)) => status::list(req).await,
+        (Word::Status, Ok(Some(job))) => status::one(req, job).await,
+        (Word::History, Ok(runbook)) => history::list(req, runbook).await,
+        (Word::Stop, Ok(Some(job))) => stop::stop(req, job).await,
+        (Word::Rerun, Ok(Some(job))) => rerun::rerun(req, job).await,
+        (Word::Stop | Word::Rerun, Ok(None)) => Err(usage()),
     };
     match &answer {
         Err(refusal) => {
@@ -107,9 +100,9 @@ pub async fn handle(req: &Request<'_>, word: Word, args: &[Arg]) -> Reply {
         Ok(_) => match word {
             Word::Status => crate::metrics::command("answered", "status"),
             Word::History => crate::metrics::command("answered", "history"),
-            Word::Stop => crate::metrics::command("accepted", "stop"),
-            // Counted as the command typed again would be.
-            Word::Rerun => {}
+            // Counted where queued (a copy of a stop already queued is `replayed`); a rerun
+            // as the command typed again would be.
+            Word::Stop | Word::Rerun => {}
         },
     }
     answer.unwrap_or_else(|refusal| audited(req, word, refusal))

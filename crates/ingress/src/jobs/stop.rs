@@ -60,6 +60,7 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
     match enqueue(req.state, &message, req.deadline).await {
         Ok(Queued::Now) => {
+            crate::metrics::command("accepted", "stop");
             tracing::info!(target_job = %record.job_id, "stop queued");
             req.state.audit.record(AuditEvent::StopRequested {
                 job_id: record.job_id,
@@ -67,7 +68,7 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
                 stop_job_id: message.job_id,
             });
         }
-        Ok(Queued::Before) => {}
+        Ok(Queued::Before) => crate::metrics::replayed(),
         Err(e) => {
             tracing::error!(error = %e, "could not queue a stop");
             return Err(JobRefusal::QueueDown {

@@ -11,12 +11,13 @@ use chatops_shared::queue::Received;
 use chatops_shared::records::{Claim, Holder, JobRecord, JobState, record_name_of};
 use time::OffsetDateTime;
 
-/// How many times `max_dequeue` a job seen running may be delivered before it is given up on.
+/// How many times `max_dequeue` a job seen running, or held back by Azure, may be delivered
+/// before it is given up on.
 pub(super) const STARTED_DELIVERIES: u32 = 4;
 
 /// What becomes of a message delivered more than `max_dequeue` times.
 pub(super) enum OverLimit {
-    /// The job was seen running: it is handled as any delivery.
+    /// The job was seen running, or Azure holds it back: it is handled as any delivery.
     Follow,
     GiveUp,
     /// Its record could not be read: the message comes back later.
@@ -75,9 +76,14 @@ impl Worker {
             Ok(Some(found)) if !found.record.state.is_final() => {
                 match Reached::of(&found.record) {
                     Reached::Running => OverLimit::Follow,
-                    // Created, held back until the account has a free slot: it will run.
-                    Reached::AzureMayHaveIt if self.azure_has(job).await => OverLimit::Follow,
-                    Reached::AzureMayHaveIt | Reached::Nothing => OverLimit::GiveUp,
+                    // Created, held back until the account has a free slot, it will run; when
+                    // Azure cannot say, the message comes back (up to four times the limit).
+                    Reached::AzureMayHaveIt => match self.azure_has(job).await {
+                        Some(true) => OverLimit::Follow,
+                        Some(false) => OverLimit::GiveUp,
+                        None => OverLimit::Retry,
+                    },
+                    Reached::Nothing => OverLimit::GiveUp,
                 }
             }
             Ok(_) => OverLimit::GiveUp,
@@ -86,18 +92,6 @@ impl Worker {
                 OverLimit::Retry
             }
         }
-    }
-
-    /// Whether Azure Automation has a job of this name; not when it cannot say (Azure down for
-    /// good is what a message over the limit usually meets, and what giving up is for).
-    async fn azure_has(&self, job: &JobMessage) -> bool {
-        let Some(automation) = &self.executors.automation else {
-            return false;
-        };
-        automation.has_job(&job.job_id).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "could not ask Azure Automation whether it has the job; giving up on it");
-            false
-        })
     }
 
     /// What to post about a job given up on, from its record: nothing while another runner

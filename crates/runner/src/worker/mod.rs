@@ -10,14 +10,16 @@
 //!    job (`held`), which takes it over: it is not a new job, and its deliveries are not counted.
 //! 2. A message this runner cannot read goes to `<queue>-poison` at once, with the reason; a
 //!    message delivered more than `max_dequeue` times goes to the poison queue and the
-//!    requester is told. A `kind: stop` message is passed on to its target (`stop`).
+//!    requester is told, unless the job was seen running or Azure Automation holds it back
+//!    (`give_up`). A `kind: stop` message is passed on to its target (`stop`).
 //! 3. From then on the message is held (`extender`): its invisibility is extended while the job
 //!    runs and its final status is delivered, so no other runner takes it.
 //! 4. The job's record decides who runs it (`ownership`): this runner when it created the
 //!    record or took it over from a dead runner; a job that ended is reported (once) or its
 //!    message deleted; a job another live runner holds is waited on, never run twice.
 //! 5. The catalog and the caller are checked again (`prepare`): `Refused` when they no longer
-//!    allow the job. A job not yet started whose request is older than `max_job_age` is not
+//!    allow the job (unless Azure Automation has a job of its name already: one created under
+//!    rules that allowed it is followed). A job not yet started whose request is older than `max_job_age` is not
 //!    started (`Expired`). A local job that had started under a runner now dead is reported
 //!    `Interrupted` (its supervisor killed the script when its runner died); an Automation job
 //!    is followed by name.
@@ -82,6 +84,12 @@ enum Ran {
     Retry(TransientError),
     /// Another runner holds the job now (this one was taken for dead): it runs and reports it.
     TakenOver,
+}
+
+impl From<Outcome> for Ran {
+    fn from(outcome: Outcome) -> Self {
+        Ran::Finished(outcome)
+    }
 }
 
 /// How the handling of a job message ended.
@@ -272,7 +280,7 @@ impl Worker {
             match self.over_limit(&job, message.dequeue_count).await {
                 give_up::OverLimit::Follow => tracing::warn!(
                     deliveries = message.dequeue_count,
-                    "delivered more often than the limit, but the job was seen running and has not ended: following it rather than giving up"
+                    "delivered more often than the limit, but the job was seen running (or Azure Automation holds it back) and has not ended: following it rather than giving up"
                 ),
                 give_up::OverLimit::GiveUp => {
                     self.give_up(&message, &job).await;
@@ -424,7 +432,7 @@ impl Worker {
         let reached = prepare::Reached::of(&record.record);
         let prepared = match Box::pin(self.prepare(job, dequeue_count, stop, reached)).await {
             Ok(prepared) => prepared,
-            Err(outcome) => return Ran::Finished(outcome),
+            Err(ran) => return ran,
         };
         let name = record.name.clone();
         if let Some(request) = &record.record.stop
@@ -495,8 +503,8 @@ impl Worker {
                 }
             }
             // Refused now, and Azure did not have it: it is not created.
-            if let Some(refused) = prepared.unless_found.clone() {
-                return Ok(refused);
+            if let Some(refusal) = prepared.unless_found.clone() {
+                return Ok(refusal.report(job));
             }
             // A local script's whole output is kept here; Automation keeps its own.
             self.reporting(job, prepared.local, |progress| {

@@ -3,8 +3,8 @@
 //! ingress accepted the command, the queue may hold messages the ingress never wrote, and a
 //! request may have waited too long to be worth starting.
 
-use super::Worker;
-use crate::executor::{Executor, FinalState, JobRequest, Outcome, StopSignal};
+use super::{Ran, Worker};
+use crate::executor::{Executor, FinalState, JobRequest, Outcome, StopSignal, TransientError};
 use chatops_shared::catalog::{Caller, Catalog, ExecutorKind, Rejection, Runbook};
 use chatops_shared::command::Arg;
 use chatops_shared::job::JobMessage;
@@ -25,9 +25,27 @@ pub(super) struct Prepared {
     pub(super) executor: Arc<dyn Executor>,
     pub(super) local: bool,
     /// The checks refused a job Azure may have already ([`Reached::AzureMayHaveIt`]): this is
-    /// the outcome to report unless an Automation job of its name exists, which is followed
+    /// the refusal to report unless an Automation job of its name exists, which is followed
     /// instead (it was created under rules that allowed it, and runs whatever they say now).
-    pub(super) unless_found: Option<Outcome>,
+    pub(super) unless_found: Option<Refusal>,
+}
+
+/// Why the checks refuse a job.
+#[derive(Debug, Clone)]
+pub(super) struct Refusal {
+    outcome: Outcome,
+    /// The runbook and the rule, for a refusal of who or where (logged as a denial).
+    rule: Option<(String, &'static str)>,
+}
+
+impl Refusal {
+    /// The outcome to report, the denial logged.
+    pub(super) fn report(self, job: &JobMessage) -> Outcome {
+        if let Some((runbook, rule)) = &self.rule {
+            tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook, rule, "job refused");
+        }
+        self.outcome
+    }
 }
 
 /// How far a job got before this delivery, by its record.
@@ -58,7 +76,7 @@ impl Reached {
 
 impl Worker {
     /// Checks the workspace, the runbook, the caller and the parameters; `Err` is the outcome to
-    /// report (`Refused`, or `Failed` when this runner lacks the executor).
+    /// report (`Refused`, or `Failed` when this runner lacks the executor), or a retry.
     ///
     /// A job seen running (`reached` [`Reached::Running`]: this runner takes it over) was
     /// checked before it started, and runs whatever the rules say now: it is not checked again,
@@ -73,7 +91,7 @@ impl Worker {
         dequeue_count: u32,
         stop: StopSignal,
         reached: Reached,
-    ) -> Result<Prepared, Outcome> {
+    ) -> Result<Prepared, Ran> {
         // One catalog for the whole check, even if a reload swaps it meanwhile.
         let catalog = self.catalog.current();
         let refused =
@@ -86,28 +104,29 @@ impl Worker {
         if reached == Reached::Nothing {
             workspace.clone().map_err(refused)?;
         }
-        let Some(runbook) = catalog.get(&job.runbook) else {
-            let name = job.job_id.hyphenated();
+        let runbook = catalog.get(&job.runbook);
+        if reached == Reached::AzureMayHaveIt
+            && runbook.is_none_or(|r| r.executor != ExecutorKind::Automation)
+        {
+            return Err(self.no_longer_automation(job, &catalog).await);
+        }
+        let Some(runbook) = runbook else {
             return Err(match reached {
                 Reached::Running => Outcome::without_run(
                     FinalState::Interrupted,
                     format!(
-                        "The job had started, but the runner following it stopped, and `{}` is no longer in this runner's catalog, so it is not followed here: an Automation job may still be running (it is named `{name}`); a script stopped with its runner.",
+                        "The job had started, but the runner following it stopped, and `{}` is no longer in this runner's catalog, so it is not followed here: an Automation job may still be running (it is named `{}`); a script stopped with its runner.",
                         job.runbook,
+                        job.job_id.hyphenated(),
                     ),
                 ),
-                Reached::AzureMayHaveIt => Outcome::without_run(
-                    FinalState::Interrupted,
-                    format!(
-                        "The runner starting the job stopped before Azure Automation reported it running, and `{}` is no longer in this runner's catalog, so it is not followed here: Azure Automation may still run it (it is named `{name}`).",
-                        job.runbook,
-                    ),
-                ),
-                Reached::Nothing => refused(format!(
+                // (Azure may have it: asked above.)
+                Reached::Nothing | Reached::AzureMayHaveIt => refused(format!(
                     "`{}` is not in this runner's catalog.",
                     job.runbook
                 )),
-            });
+            }
+            .into());
         };
         let local = runbook.executor == ExecutorKind::Local;
         let args: Vec<Arg> = job
@@ -123,14 +142,18 @@ impl Worker {
         if reached != Reached::Running {
             let checked = match workspace {
                 Ok(()) => self.check_caller(job, runbook, bound.as_ref()).await,
-                Err(why) => Err(why),
+                Err(why) => Err((why, None)),
             };
-            if let Err(why) = checked {
+            if let Err((why, rule)) = checked {
+                let refusal = Refusal {
+                    outcome: refused(why),
+                    rule,
+                };
                 // Azure may hold an Automation job of this name: it is looked for first.
-                if reached == Reached::AzureMayHaveIt && !local {
-                    unless_found = Some(refused(why));
+                if reached == Reached::AzureMayHaveIt {
+                    unless_found = Some(refusal);
                 } else {
-                    return Err(refused(why));
+                    return Err(refusal.report(job).into());
                 }
             }
         }
@@ -169,13 +192,13 @@ impl Worker {
     }
 
     /// The caller's and the values' checks: `allow` (with its user groups, asked of Slack) and
-    /// each parameter's rules; why not, when they refuse.
+    /// each parameter's rules; why not when they refuse, with the runbook and rule of a denial.
     async fn check_caller(
         &self,
         job: &JobMessage,
         runbook: &Runbook,
         bound: Result<&BTreeMap<String, String>, &Rejection>,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, Option<(String, &'static str)>)> {
         let groups = self
             .membership
             .resolve(
@@ -190,14 +213,58 @@ impl Worker {
             groups: &groups,
         };
         let denied = |r: Rejection| {
-            if let Some((runbook, rule)) = r.denial() {
-                tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook, rule, "job refused");
-            }
-            r.to_string()
+            let rule = r.denial().map(|(runbook, rule)| (runbook.to_owned(), rule));
+            (r.to_string(), rule)
         };
         runbook.authorize(&caller).map_err(denied)?;
-        let given = bound.map_err(|r| r.to_string())?;
+        let given = bound.map_err(|r| (r.to_string(), None))?;
         runbook.check_only(given, &caller).map_err(denied)
+    }
+
+    /// A job marked for an Automation start whose runbook is no longer an Automation runbook in
+    /// this runner's catalog (removed, or now a local script): Azure is asked whether it has
+    /// the job. `Interrupted` when it has (not followed here), `Refused` when it has not; a
+    /// retry when Azure cannot say.
+    async fn no_longer_automation(&self, job: &JobMessage, catalog: &Catalog) -> Ran {
+        let what = if catalog.get(&job.runbook).is_some() {
+            format!(
+                "`{}` is no longer an Azure Automation runbook in this runner's catalog",
+                job.runbook
+            )
+        } else {
+            format!("`{}` is no longer in this runner's catalog", job.runbook)
+        };
+        match self.azure_has(job).await {
+            Some(true) => Ran::Finished(Outcome::without_run(
+                FinalState::Interrupted,
+                format!(
+                    "The runner starting the job stopped before Azure Automation reported it running, and {what}, so it is not followed here: Azure Automation has the job (named `{}`) and may still run it.",
+                    job.job_id.hyphenated()
+                ),
+            )),
+            Some(false) => Ran::Finished(Outcome::without_run(
+                FinalState::Refused,
+                refusal(job, catalog, format!("{what}.")),
+            )),
+            None => Ran::Retry(TransientError(format!(
+                "could not ask Azure Automation whether it has the job ({what})"
+            ))),
+        }
+    }
+
+    /// Whether Azure Automation has a job of this job's name (`false` when this runner has no
+    /// Automation account); `None` when it cannot say (logged).
+    pub(super) async fn azure_has(&self, job: &JobMessage) -> Option<bool> {
+        let Some(automation) = &self.executors.automation else {
+            return Some(false);
+        };
+        match automation.has_job(&job.job_id).await {
+            Ok(has) => Some(has),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not ask Azure Automation whether it has the job");
+                None
+            }
+        }
     }
 
     /// This runner's executor of `kind`; `Failed` to report when it has none.

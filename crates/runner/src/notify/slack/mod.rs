@@ -264,6 +264,27 @@ pub(super) mod tests {
     }
 
     #[tokio::test]
+    async fn a_notice_without_a_usable_response_url_goes_to_the_log_never_to_the_webhook() {
+        // Were the notice posted to this webhook, the refused connection would be an error.
+        let n = notifier(Some("http://127.0.0.1:1/services/T0/B0/SECRETTOKEN"));
+        let expired = job(SLACK_URL, time::Duration::hours(1));
+        let elsewhere = job("https://evil.example/x", time::Duration::ZERO);
+        for j in [expired, elsewhere] {
+            let notice = Update::Notice("nothing to stop".into());
+            assert_eq!(n.notify(&j, &notice).await, Ok(()));
+        }
+        // The webhook is there for other updates: the same notifier does use it.
+        let running = Update::Running {
+            started_at: OffsetDateTime::now_utc(),
+        };
+        assert!(
+            n.notify(&job("", time::Duration::ZERO), &running)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
     async fn unreachable_webhook_is_transient_and_names_no_url() {
         // Port 1 on loopback: connection refused, at once.
         let n = notifier(Some("http://127.0.0.1:1/services/T0/B0/SECRETTOKEN"));
