@@ -391,3 +391,52 @@ async fn without_slack_the_runner_prints_the_status_messages_to_its_log() {
     assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
     app.finish().await;
 }
+
+/// The peak resident memory of process `pid` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+#[tokio::test]
+async fn a_script_that_floods_its_output_does_not_fill_the_runners_memory() {
+    let app = TestApp::spawn().await;
+    // 200 MB of lines, written as fast as a pipe takes them, then done.
+    let script = app.dir.join("flood.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nyes 'a line of output' | head -c 200000000\necho done\n",
+    )
+    .expect("write script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let catalog = app.dir.join("runbooks.toml");
+    let mut text = std::fs::read_to_string(&catalog).expect("read catalog");
+    text.push_str(
+        "\n[runbooks.flood]\ndescription = \"Floods its output\"\nexecutor = \"local\"\ntarget = \"flood.sh\"\nallow = { users = [\"UALICE\"] }\n",
+    );
+    std::fs::write(&catalog, text).expect("write catalog");
+    app.live_catalog.reload().expect("the new catalog loads");
+
+    let mut runner = Service::start("chatops-runner", &app.service_env());
+    runner.bound_addr().await;
+    let pid = runner.pid().expect("runner runs");
+    let idle = peak_rss(pid);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "flood").await);
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("done"), "{text}");
+    let peak = peak_rss(pid);
+    // Before output was batched within bounds, the whole 200 MB waited in memory for the
+    // next batch.
+    assert!(
+        peak < idle + 64 * 1024 * 1024,
+        "peak RSS {peak} bytes, {idle} before the job"
+    );
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    app.finish().await;
+}

@@ -60,16 +60,21 @@ impl Kept {
             cut
         }
         .into_bytes();
-        let len = block.len() as u64;
-        if let Err(e) = self
-            .records
-            .append_output(&self.record_name, block, self.written)
-            .await
-        {
-            tracing::warn!(error = %e, "could not keep more of the job's output");
-            self.done = true;
-            return;
+        // Azure takes at most 4 MiB in one Append Block.
+        for piece in block.chunks(APPEND_BLOCK_MAX) {
+            if let Err(e) = self
+                .records
+                .append_output(&self.record_name, piece.to_vec(), self.written)
+                .await
+            {
+                tracing::warn!(error = %e, "could not keep more of the job's output");
+                self.done = true;
+                return;
+            }
+            self.written += piece.len() as u64;
         }
-        self.written += len;
     }
 }
+
+/// The most one Append Block may carry.
+const APPEND_BLOCK_MAX: usize = 4 * 1024 * 1024;

@@ -7,7 +7,9 @@ use crate::notify::{NotifyError, Update};
 use chatops_shared::backoff::Backoff;
 use chatops_shared::job::JobMessage;
 use chatops_shared::records::record_name_of;
+use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -33,7 +35,7 @@ impl Worker {
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
         let run = call(progress_tx);
         let tail = self.notifier.live_tail();
-        let mut kept = (keep && self.settings.output_keep > 0).then(|| {
+        let kept = (keep && self.settings.output_keep > 0).then(|| {
             Kept::new(
                 self.records.clone(),
                 record_name_of(job),
@@ -42,6 +44,7 @@ impl Worker {
         });
         let batching = tail.is_some() || kept.is_some();
         let every = tail.unwrap_or(KEEP_INTERVAL);
+        let kept = tokio::sync::Mutex::new(kept);
         let report = async {
             let mut batch = Batch::default();
             let mut tick = batching.then_some(every).map(|every| {
@@ -49,7 +52,26 @@ impl Worker {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick
             });
+            // What to post or keep, in order, and the step under way (with whether it is
+            // output): progress is taken all the while, so a slow Slack or storage holds no more
+            // of a script's output than a batch, however fast the script writes.
+            let mut todo: VecDeque<Step> = VecDeque::new();
+            let mut doing: Option<(bool, StepFuture<'_>)> = None;
+            let mut open = true;
             loop {
+                if doing.is_none() {
+                    doing = todo.pop_front().map(|step| {
+                        let output = matches!(step, Step::Output { .. });
+                        let future: StepFuture<'_> =
+                            Box::pin(self.take_step(job, &kept, tail.is_some(), step));
+                        (output, future)
+                    });
+                }
+                if !open && doing.is_none() {
+                    break;
+                }
+                let output_due = doing.as_ref().is_some_and(|(output, _)| *output)
+                    || todo.iter().any(|step| matches!(step, Step::Output { .. }));
                 let ticked = async {
                     match tick.as_mut() {
                         Some(tick) => {
@@ -58,55 +80,75 @@ impl Worker {
                         None => std::future::pending().await,
                     }
                 };
+                let busy = async {
+                    match doing.as_mut() {
+                        Some((_, step)) => step.await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
-                    progress = progress_rx.recv() => match progress {
+                    progress = progress_rx.recv(), if open => match progress {
                         Some(Progress::Running { started_at, pgid }) => {
-                            Box::pin(self.record_started(job, started_at, pgid)).await;
-                            if let Err(e) = self
-                                .notifier
-                                .notify(job, &Update::Running { started_at })
-                                .await
-                            {
-                                tracing::warn!(error = %e, "could not post the running status");
-                            }
+                            todo.push_back(Step::Running { started_at, pgid });
                         }
-                        Some(Progress::Waiting { reason }) => {
-                            if let Err(e) = self
-                                .notifier
-                                .notify(job, &Update::Waiting { reason })
-                                .await
-                            {
-                                tracing::warn!(error = %e, "could not post the job's status");
-                            }
-                        }
+                        Some(Progress::Waiting { reason }) => todo.push_back(Step::Waiting { reason }),
                         Some(Progress::Output { text }) => {
                             if batching {
                                 batch.push(&text);
                             }
                         }
-                        None => break,
+                        None => {
+                            open = false;
+                            let text = batch.take_all();
+                            if !text.is_empty() {
+                                todo.push_back(Step::Output { text, last: true });
+                            }
+                        }
                     },
-                    () = ticked, if !batch.is_empty() => {
-                        let text = batch.take_lines();
-                        if let Some(kept) = kept.as_mut() {
-                            Box::pin(kept.append(&text)).await;
-                        }
-                        if tail.is_some() && !text.is_empty() {
-                            self.notifier.output(job, &text, false).await;
-                        }
+                    () = ticked, if !batch.is_empty() && !output_due => {
+                        todo.push_back(Step::Output { text: batch.take_lines(), last: false });
                     }
+                    () = busy => doing = None,
                 }
-            }
-            let rest = batch.take_all();
-            if let Some(kept) = kept.as_mut() {
-                Box::pin(kept.append(&rest)).await;
-            }
-            if tail.is_some() && !rest.is_empty() {
-                self.notifier.output(job, &rest, true).await;
             }
         };
         let (result, ()) = tokio::join!(run, report);
         result
+    }
+
+    /// Records and posts one step of a job's progress.
+    async fn take_step(
+        &self,
+        job: &JobMessage,
+        kept: &tokio::sync::Mutex<Option<Kept>>,
+        tail: bool,
+        step: Step,
+    ) {
+        match step {
+            Step::Running { started_at, pgid } => {
+                Box::pin(self.record_started(job, started_at, pgid)).await;
+                if let Err(e) = self
+                    .notifier
+                    .notify(job, &Update::Running { started_at })
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not post the running status");
+                }
+            }
+            Step::Waiting { reason } => {
+                if let Err(e) = self.notifier.notify(job, &Update::Waiting { reason }).await {
+                    tracing::warn!(error = %e, "could not post the job's status");
+                }
+            }
+            Step::Output { text, last } => {
+                if let Some(kept) = kept.lock().await.as_mut() {
+                    Box::pin(kept.append(&text)).await;
+                }
+                if tail && !text.is_empty() {
+                    self.notifier.output(job, &text, last).await;
+                }
+            }
+        }
     }
 
     /// Delivers the final status, retrying transient failures for `final_notify_patience`.
@@ -155,39 +197,97 @@ impl Worker {
     }
 }
 
-/// Output not yet given to the live tail.
+/// One thing to record or post about a job's progress, in the order it came.
+enum Step {
+    Running {
+        started_at: time::OffsetDateTime,
+        pgid: Option<i32>,
+    },
+    Waiting {
+        reason: String,
+    },
+    /// A batch of output for the kept output and the live tail; `last` when the output ended.
+    Output {
+        text: String,
+        last: bool,
+    },
+}
+
+type StepFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// The most output a batch gives at once (and twice it, the most it holds): output written
+/// faster than it is kept and posted is skipped from the front of the batch, and the batch
+/// says how much. Under the 4 MiB of one Append Block.
+const BATCH_MAX: usize = 2 * 1024 * 1024;
+
+/// Output not yet kept or given to the live tail.
 #[derive(Debug, Default)]
-struct Batch(String);
+struct Batch {
+    text: String,
+    /// Bytes skipped since the last batch was taken.
+    skipped: u64,
+}
 
 impl Batch {
     fn push(&mut self, text: &str) {
-        self.0.push_str(text);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The whole lines so far (a partial last line waits for its end), or all of it when it
-    /// holds no line break at all (a long line, or output without line breaks).
-    fn take_lines(&mut self) -> String {
-        match self.0.rfind('\n') {
-            Some(end) => {
-                let rest = self.0.split_off(end + 1);
-                std::mem::replace(&mut self.0, rest)
-            }
-            None => self.take_all(),
+        self.text.push_str(text);
+        // Cut only past twice the limit, so that a fast stream is moved once per limit's worth.
+        if self.text.len() > 2 * BATCH_MAX {
+            self.keep_last(BATCH_MAX);
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Drops the front, keeping at most the last `max` bytes (from a character's start).
+    fn keep_last(&mut self, max: usize) {
+        let Some(mut cut) = self.text.len().checked_sub(max) else {
+            return;
+        };
+        while !self.text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        self.text.drain(..cut);
+        self.skipped += cut as u64;
+    }
+
+    /// What was skipped, said at the start of a batch.
+    fn with_skip_note(&mut self, text: String) -> String {
+        match std::mem::take(&mut self.skipped) {
+            0 => text,
+            skipped => format!(
+                "[... {skipped} bytes of output skipped here: the script wrote faster than its output could be kept and posted ...]\n{text}"
+            ),
+        }
+    }
+
+    /// The whole lines so far (a partial last line waits for its end), or all of it when it
+    /// holds no line break at all (a long line, or output without line breaks); at most
+    /// [`BATCH_MAX`] bytes, the newest.
+    fn take_lines(&mut self) -> String {
+        self.keep_last(BATCH_MAX);
+        let text = match self.text.rfind('\n') {
+            Some(end) => {
+                let rest = self.text.split_off(end + 1);
+                std::mem::replace(&mut self.text, rest)
+            }
+            None => std::mem::take(&mut self.text),
+        };
+        self.with_skip_note(text)
+    }
+
     fn take_all(&mut self) -> String {
-        std::mem::take(&mut self.0)
+        self.keep_last(BATCH_MAX);
+        let text = std::mem::take(&mut self.text);
+        self.with_skip_note(text)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Batch;
+    use super::{BATCH_MAX, Batch};
 
     #[test]
     fn a_batch_gives_whole_lines_and_keeps_a_partial_one() {
@@ -200,5 +300,28 @@ mod tests {
         assert!(batch.is_empty());
         batch.push("x");
         assert_eq!(batch.take_all(), "x");
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_twice_its_limit_and_says_what_it_skipped() {
+        let mut batch = Batch::default();
+        let line = format!("{}\n", "é".repeat(511));
+        let mut pushed = 0;
+        while pushed < 5 * BATCH_MAX {
+            batch.push(&line);
+            pushed += line.len();
+            assert!(batch.text.len() <= 2 * BATCH_MAX + line.len());
+        }
+        let taken = batch.take_lines();
+        let (note, rest) = taken.split_once('\n').unwrap_or_default();
+        let skipped = pushed - (taken.len() - note.len() - 1);
+        assert!(
+            note.contains(&format!("{skipped} bytes of output skipped")),
+            "{note}"
+        );
+        assert!(rest.len() <= BATCH_MAX && rest.ends_with('\n'));
+        assert!(batch.is_empty());
+        batch.push("next\n");
+        assert_eq!(batch.take_all(), "next\n", "said once");
     }
 }
