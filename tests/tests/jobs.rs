@@ -551,6 +551,34 @@ async fn a_local_job_whose_runner_is_killed_mid_script_is_not_run_again() {
 }
 
 #[tokio::test]
+async fn a_local_job_whose_runner_died_is_not_run_again_when_its_runbook_moved_to_automation() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
+    let job_id = app.peek_jobs().await[0].job_id.to_string();
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(2);
+    let worker = app.worker_with(settings.clone());
+    let runner = tokio::spawn(async move { worker.process_next().await });
+    app.wait_for_script_start().await;
+    runner.abort();
+    let _ = runner.await;
+    // Meanwhile `record` became an Automation runbook.
+    let path = app.dir.join("runbooks.toml");
+    let text = std::fs::read_to_string(&path).expect("read catalog");
+    let old = "executor = \"local\"\ntarget = \"record.sh\"";
+    assert!(text.contains(old));
+    let moved = text.replace(old, "executor = \"automation\"\ntarget = \"Record\"");
+    std::fs::write(&path, moved).expect("write catalog");
+    app.live_catalog.reload().expect("the new catalog loads");
+
+    app.drain_after_crash(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Interrupted*").await;
+    assert!(text.contains("it was not run again"), "{text}");
+    assert_eq!(app.arm.put_count(&job_id), 0, "not run again in Azure");
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn two_messages_for_one_local_job_run_it_once() {
     let app = TestApp::spawn().await;
     let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1").await);

@@ -86,6 +86,16 @@ enum Ran {
     TakenOver,
 }
 
+/// A script whose runner stopped after marking its start.
+fn interrupted_script() -> Outcome {
+    Outcome::without_run(
+        FinalState::Interrupted,
+        "the runner running this script stopped before it reported the end (its supervisor \
+         killed the script when it did), so the script may have run in part, in full or not at \
+         all; it was not run again",
+    )
+}
+
 impl From<Outcome> for Ran {
     fn from(outcome: Outcome) -> Self {
         Ran::Finished(outcome)
@@ -429,6 +439,11 @@ impl Worker {
         dequeue_count: u32,
         stop: StopSignal,
     ) -> Ran {
+        // A script a runner marked for its start is never run again, nor checked again, whatever
+        // the catalog says now (it may have made the runbook an Automation one meanwhile).
+        if started && matches!(record.record.executor, Some(ExecutorRef::Local { .. })) {
+            return Ran::Finished(interrupted_script());
+        }
         let reached = prepare::Reached::of(&record.record);
         let prepared = match Box::pin(self.prepare(job, dequeue_count, stop, reached)).await {
             Ok(prepared) => prepared,
@@ -449,12 +464,7 @@ impl Worker {
         if prepared.local {
             // An older runner's start mark on the message counts as a start.
             if started || job.started_at.is_some() {
-                return Ran::Finished(Outcome::without_run(
-                    FinalState::Interrupted,
-                    "the runner running this script stopped before it reported the end (its \
-                     supervisor killed the script when it did), so the script may have run in \
-                     part, in full or not at all; it was not run again",
-                ));
+                return Ran::Finished(interrupted_script());
             }
             if let Some(outcome) = expired {
                 return Ran::Finished(outcome);
