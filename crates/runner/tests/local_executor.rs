@@ -332,6 +332,35 @@ async fn a_stop_request_stops_the_script_and_its_children_and_ends_stopped() {
 }
 
 #[tokio::test]
+async fn a_stop_request_also_kills_what_in_the_group_ignores_sigterm() {
+    let dir = Scratch::new();
+    let child = dir.0.join("child-finished");
+    // The child ignores SIGTERM and lets go of the output pipe; the script ends at SIGTERM.
+    let script = dir.script(
+        "stubborn.sh",
+        &format!(
+            "(trap '' TERM; sleep 2; touch '{}') >/dev/null 2>&1 &\necho started\nsleep 30",
+            child.display()
+        ),
+        0o755,
+    );
+    let (stop, signal) = StopSignal::new();
+    let mut req = request(&script, &[], Duration::from_secs(30));
+    req.stop = signal;
+    let executor = fast();
+    let running = tokio::spawn(async move { run(&executor, &req).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.stop();
+    let (outcome, _) = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("ends soon after the stop")
+        .unwrap();
+    assert_eq!(outcome.state, FinalState::Stopped, "{outcome:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!child.exists(), "the child that ignored SIGTERM was killed");
+}
+
+#[tokio::test]
 async fn keeps_the_tail_of_long_output() {
     let dir = Scratch::new();
     let script = dir.script(

@@ -157,13 +157,21 @@ impl Executor for LocalExecutor {
                     tracing::info!("stop asked for: stopping the script's process group");
                     stopped_on_request = true;
                     signal_group(pgid, Signal::SIGTERM);
-                    match tokio::time::timeout(self.kill_grace, &mut status).await {
+                    let grace_over = tokio::time::Instant::now() + self.kill_grace;
+                    let ended = match tokio::time::timeout_at(grace_over, &mut status).await {
                         Ok(ended) => ended,
                         Err(_) => {
                             signal_group(pgid, Signal::SIGKILL);
                             status.await
                         }
+                    };
+                    // The script may end at once while others of its group ignore SIGTERM:
+                    // they get what is left of the grace, then SIGKILL.
+                    while group_alive(pgid) && tokio::time::Instant::now() < grace_over {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
+                    signal_group(pgid, Signal::SIGKILL);
+                    ended
                 }
             }
         };
@@ -284,6 +292,11 @@ impl Drop for GroupGuard {
 
 /// Signals a process group; used by the executor and the supervisor alike. The supervisor sets
 /// up no log (its stderr is the script's output), so there the warning goes nowhere.
+/// Whether any process is left in the group (zombies not yet reaped count).
+pub(super) fn group_alive(pgid: Pid) -> bool {
+    nix::sys::signal::killpg(pgid, None).is_ok()
+}
+
 pub(super) fn signal_group(pgid: Pid, signal: Signal) {
     // ESRCH (nothing left in the group) is the usual, fine answer.
     if let Err(e) = killpg(pgid, signal)

@@ -11,9 +11,9 @@
 //! starting with `FATAL_PREFIX` when it cannot do its job.
 
 use super::protocol::{FATAL_PREFIX, Spec, Status};
-use super::signal_group;
+use super::{group_alive, signal_group};
 use nix::sys::prctl;
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::Signal;
 use nix::unistd::{Pid, getppid};
 use std::io::{Read as _, Write as _};
 use std::os::fd::AsFd as _;
@@ -176,10 +176,6 @@ async fn stop(
         Some(status) => status,
         None => child.wait().await.ok(),
     }
-}
-
-fn group_alive(pgid: Pid) -> bool {
-    killpg(pgid, None).is_ok()
 }
 
 fn ended(status: Option<ExitStatus>, timed_out: bool) -> Status {
