@@ -334,7 +334,6 @@ def main():
             # The stand-in for Slack: the runner only posts to response_urls under this prefix.
             "CHATOPS_SLACK_RESPONSE_URL_PREFIX": slack_url,
         })
-        env.setdefault("RUST_LOG", "info")
         env["NO_COLOR"] = "1"  # plain logs in .demo/, easy to grep
         start("ingress", [os.path.join(target, "debug", "chatops-ingress")], env, procs)
         start("runner", [os.path.join(target, "debug", "chatops-runner")], env, procs)

@@ -112,8 +112,8 @@ param slackApiBaseUrl string = 'https://slack.com/api'
 @description('CHATOPS_LOG_FORMAT: json for one JSON object per line (Log Analytics parses it).')
 param logFormat string = 'json'
 
-@description('RUST_LOG: the services\' log filter.')
-param logFilter string = 'info'
+@description('RUST_LOG: the services\' log filter. Empty: their default (info, the Azure SDK\'s and OpenTelemetry\'s own lines at warn).')
+param logFilter string = ''
 
 @description('Slack app signing secret. Empty: keep the one already in the vault.')
 @secure()
@@ -383,8 +383,9 @@ module runnerApp 'modules/runner-app.bicep' = {
     hasSlackBotToken: hasSlackBotToken
     hasSlackWebhookUrl: hasSlackWebhookUrl
     automationAccountId: automationAccountId
-    // Each replica's share (CHATOPS_ARM_READS_PER_SECOND); at least 1 per second.
-    armReadsPerSecond: max(1, armReadsPerSecond / runnerMaxReplicas)
+    // Each replica's share (CHATOPS_ARM_READS_PER_SECOND), to the hundredth and rounded down, so
+    // that the replicas together stay inside armReadsPerSecond (25 / 30 is at least 0.83).
+    armReadsPerSecond: '${armReadsPerSecond * 100 / runnerMaxReplicas / 100}.${padLeft(string(armReadsPerSecond * 100 / runnerMaxReplicas % 100), 2, '0')}'
   }
   dependsOn: [
     storageRoles

@@ -94,8 +94,8 @@ param slackApiBaseUrl = 'https://slack.com/api'
 // CHATOPS_LOG_FORMAT: json, one object per line, which Log Analytics parses into columns.
 param logFormat = 'json'
 
-// RUST_LOG: the log filter.
-param logFilter = 'info'
+// RUST_LOG: the log filter; empty for the services' default (README.md).
+param logFilter = ''
 
 // The Slack app's signing secret (Basic Information > App Credentials). Empty keeps the one in
 // the vault; required on the first deployment.
@@ -116,7 +116,7 @@ param slackWebhookUrl = readEnvironmentVariable('SLACK_WEBHOOK_URL', '')
 param hasSlackWebhookUrl = !empty(readEnvironmentVariable('SLACK_WEBHOOK_URL', '')) || readEnvironmentVariable('CHATOPS_HAS_SLACK_WEBHOOK_URL', '') == 'true'
 
 // More settings of either app, for variables without a parameter here (README.md's
-// configuration table), e.g. [{ name: 'CHATOPS_MAX_JOB_AGE', value: '30m' }].
+// configuration table), e.g. [{ name: 'CHATOPS_MAX_CONNECTIONS', value: '2048' }].
 param ingressExtraEnv = []
 // Same for the runner (e.g. CHATOPS_VISIBILITY_TIMEOUT, CHATOPS_AUTOMATION_POLL_INTERVAL).
 param runnerExtraEnv = []

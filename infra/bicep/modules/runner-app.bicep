@@ -45,7 +45,7 @@ param hasSlackWebhookUrl bool
 param automationAccountId string
 
 @description('CHATOPS_ARM_READS_PER_SECOND: this replica\'s share of the ARM read budget.')
-param armReadsPerSecond int
+param armReadsPerSecond string
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
@@ -177,7 +177,7 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
             {
               // The subscription's read budget divided by the replicas (main.bicep).
               name: 'CHATOPS_ARM_READS_PER_SECOND'
-              value: string(armReadsPerSecond)
+              value: armReadsPerSecond
             }
           ])
           volumeMounts: [
