@@ -69,6 +69,21 @@ async fn both_services_count_what_an_operator_needs_on_metrics() {
     let automation = command(&app, &addr, "restart-web prod").await;
     let refused = command(&app, &addr, "no-such-runbook").await;
     assert_eq!(refused["response_type"], "ephemeral", "{refused}");
+    // A forged interaction counts as unverified.
+    let forged = app
+        .client
+        .post(format!("http://{addr}/slack/interactions"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "x-slack-request-timestamp",
+            time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
+        )
+        .header("x-slack-signature", "v0=00")
+        .body("payload=%7B%7D")
+        .send()
+        .await
+        .expect("the ingress answers");
+    assert_eq!(forged.status().as_u16(), 401);
     // Job control counts too: a listing, and a stop of a job nobody can see.
     command(&app, &addr, "status").await;
     let unknown = command(&app, &addr, "stop 1a2b3c4d").await;
@@ -111,7 +126,14 @@ async fn both_services_count_what_an_operator_needs_on_metrics() {
         ),
         1.0
     );
-    assert_eq!(sample(&text, "chatops_ack_seconds_count"), 5.0);
+    assert_eq!(
+        sample(
+            &text,
+            r#"chatops_commands_total{outcome="unverified",reason=""}"#
+        ),
+        1.0
+    );
+    assert_eq!(sample(&text, "chatops_ack_seconds_count"), 6.0);
     assert!(sample(&text, r#"chatops_storage_requests_total{status="ok"}"#) >= 2.0);
 
     // The runner's final post is on its way once the Slack double has it; the guard drops

@@ -204,8 +204,16 @@ async fn missing_values_open_a_form_whose_submission_is_checked_and_queued_once(
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.body, "", "an empty 200 closes the modal");
     // The same signed submission again (Slack retrying): answered alike, not queued twice.
-    let (again, _) = interact(&app, body, ts).await;
+    let (again, _) = interact(&app, body.clone(), ts).await;
     assert_eq!((again.status, again.body.as_str()), (200, ""), "{again:?}");
+    // The same form sent again by the user (its answer came late, so Slack kept it open): a
+    // new signed request, the same job.
+    let (resent, _) = interact(&app, body, ts + 1).await;
+    assert_eq!(
+        (resent.status, resent.body.as_str()),
+        (200, ""),
+        "{resent:?}"
+    );
 
     let jobs = app.take_jobs().await;
     assert_eq!(jobs.len(), 1, "queued exactly once: {jobs:#?}");

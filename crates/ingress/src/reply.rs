@@ -180,7 +180,7 @@ pub enum Refusal {
     /// The queue did not take the job; `text` is the command's text as typed.
     QueueDown { text: String },
     /// The queue did not confirm before the acknowledgement deadline (Slack stops waiting at
-    /// 3 s); `text` is the command's text as typed.
+    /// 3 s); `text` is the command's text, secret values masked.
     OutOfTime { text: String },
     /// `--form` asked for a form, and this app has no bot token to open one.
     NoForms { usage: String },

@@ -17,8 +17,10 @@ use uuid::Uuid;
 pub struct Request<'a> {
     pub state: &'a AppState,
     pub cmd: &'a SlashCommand,
-    /// `X-Slack-Signature`: the job id of anything this request queues derives from it.
-    pub signature: &'a str,
+    /// What the job id of anything this request queues derives from: `X-Slack-Signature` for
+    /// a typed command (a copy of the request names the same job), a form's view and values
+    /// for a submission (a second submission of the same form names the same job).
+    pub request_id: &'a str,
     pub now: OffsetDateTime,
     /// The day the record of a job queued by this request is filed under (from Slack's
     /// request timestamp, so that every copy of the request names one record).
@@ -54,7 +56,7 @@ impl Request<'_> {
         let cmd = self.cmd;
         JobMessage {
             schema: SCHEMA_VERSION,
-            job_id: job::job_id_from_signature(self.signature),
+            job_id: job::job_id_from_signature(self.request_id),
             kind,
             runbook,
             params,
@@ -187,14 +189,14 @@ pub async fn run_checked(
             crate::metrics::queue_deadline();
             tracing::warn!("job not confirmed by the queue before the acknowledgement deadline");
             Err(Refusal::OutOfTime {
-                text: req.cmd.text.clone(),
+                text: catalog.masked_command(&req.cmd.text),
             })
         }
         Err(e) => {
             crate::metrics::queue_unavailable();
             tracing::error!(error = %e, "could not queue job");
             Err(Refusal::QueueDown {
-                text: req.cmd.text.clone(),
+                text: catalog.masked_command(&req.cmd.text),
             })
         }
     }

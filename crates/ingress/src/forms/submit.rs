@@ -89,10 +89,19 @@ pub async fn submit(state: &AppState, signed: &Signed, sub: &ViewSubmission) -> 
         response_url: None,
         trigger_id: None,
     };
+    // One job per form and values, however often it is submitted: Slack shows an error and
+    // keeps the form open when the answer to a submission that was queued comes late, and the
+    // user sends it again. (Across midnight UTC a second submission names another day's
+    // record: the runners' exactly-once holds within a day.)
+    let request_id = if sub.view_id.is_empty() {
+        signed.signature.clone()
+    } else {
+        format!("view:{}:{}:{}", sub.team_id, sub.view_id, cmd.text)
+    };
     let req = Request {
         state,
         cmd: &cmd,
-        signature: &signed.signature,
+        request_id: &request_id,
         now: signed.now,
         record_day: signed.record_day,
         deadline: signed.deadline,

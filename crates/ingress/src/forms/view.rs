@@ -74,7 +74,10 @@ pub fn modal(
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}));
     }
     for p in rb.params.iter().filter(|p| p.fixed.is_none()) {
-        let initial = prefill.get(&p.name).or(p.default.as_ref());
+        // A typed secret is not put back on screen: Slack has no masked input, so its field
+        // starts empty (and is typed again, shown as typed).
+        let typed = prefill.get(&p.name).filter(|_| !p.secret);
+        let initial = typed.or(p.default.as_ref());
         let (element, hidden) = element(p, initial.map(String::as_str), may_choose);
         let mut block = json!({
             "type": "input",
@@ -289,6 +292,25 @@ params = [
             serde_json::from_str(view["private_metadata"].as_str().unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, meta());
+    }
+
+    #[test]
+    fn a_typed_secret_is_not_put_back_on_screen() {
+        let rb = runbook(
+            r#"
+[runbooks.rotate]
+executor = "automation"
+target = "Rotate"
+params = [ { name = "token", secret = true }, { name = "note" } ]
+"#,
+        );
+        let prefill = BTreeMap::from([
+            ("token".to_owned(), "s3cr3t".to_owned()),
+            ("note".to_owned(), "typed".to_owned()),
+        ]);
+        let view = modal(&rb, &prefill, &meta(), &|_, _| true);
+        assert!(!view.to_string().contains("s3cr3t"), "{view}");
+        assert!(view.to_string().contains("typed"), "{view}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub async fn slash_command(
     let req = Request {
         state: &state,
         cmd: &cmd,
-        signature: &signed.signature,
+        request_id: &signed.signature,
         now: signed.now,
         record_day: signed.record_day,
         deadline,

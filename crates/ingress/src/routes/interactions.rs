@@ -21,8 +21,10 @@ pub async fn interaction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RequestError> {
+    let _ack = crate::metrics::AckTimer::start();
     let deadline = tokio::time::Instant::now() + run::ACK_DEADLINE;
-    let signed = signed::verify(&state.verifier, &headers, &body, deadline)?;
+    let signed = signed::verify(&state.verifier, &headers, &body, deadline)
+        .inspect_err(|_| crate::metrics::unverified())?;
     match interaction::parse(&body)? {
         Interaction::ViewSubmission(sub) => {
             let span = tracing::Span::current();

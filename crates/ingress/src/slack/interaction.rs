@@ -26,6 +26,8 @@ pub struct ViewSubmission {
     pub enterprise_id: Option<String>,
     pub user_id: String,
     pub user_name: String,
+    /// The view's `id`: one opened form, the same for every submission of it.
+    pub view_id: String,
     /// The view's `callback_id`: which form this is.
     pub callback_id: String,
     /// What the app kept in the view when it opened it.
@@ -68,6 +70,8 @@ struct User {
 
 #[derive(Deserialize)]
 struct View {
+    #[serde(default)]
+    id: String,
     #[serde(default)]
     callback_id: String,
     #[serde(default)]
@@ -116,6 +120,7 @@ pub fn parse(body: &[u8]) -> Result<Interaction, InteractionError> {
             .or(user.name)
             .unwrap_or_else(|| user.id.clone()),
         user_id: user.id,
+        view_id: view.id,
         callback_id: view.callback_id,
         private_metadata: view.private_metadata,
         values,
