@@ -119,7 +119,7 @@ pub async fn submit(state: &AppState, signed: &Signed, sub: &ViewSubmission) -> 
 /// the form.
 fn refused(refusal: Refusal, sub: &ViewSubmission) -> ViewAnswer {
     if let Refusal::Rejected { rejection, .. } = &refusal
-        && let Some((name, text)) = field_error(rejection)
+        && let Some((name, text)) = field_error(rejection, sub)
     {
         let block = view::block_id(name);
         if sub.values.contains_key(&block) {
@@ -129,22 +129,59 @@ fn refused(refusal: Refusal, sub: &ViewSubmission) -> ViewAnswer {
     notice(&Reply::from(refusal).text)
 }
 
-/// The parameter a rejection is about, and what to say under its field (without the usage
-/// line: the form shows the fields).
-fn field_error(rejection: &Rejection) -> Option<(&str, String)> {
-    let name = match rejection {
-        Rejection::MissingParameter { name, .. }
-        | Rejection::EmptyValue { name, .. }
-        | Rejection::NotAChoice { name, .. }
-        | Rejection::InvalidValue { name, .. }
-        | Rejection::FixedParameter { name, .. }
-        | Rejection::UnknownParameter { name, .. }
-        | Rejection::RepeatedParameter { name, .. } => name,
-        _ => return None,
+/// The parameter a rejection is about, and what to say under its field, in the form's terms
+/// (no usage line and no `name=value`: the form shows the fields).
+fn field_error<'r>(rejection: &'r Rejection, sub: &ViewSubmission) -> Option<(&'r str, String)> {
+    let left_empty = |name: &str| {
+        sub.values
+            .get(&view::block_id(name))
+            .is_some_and(Option::is_none)
     };
-    let text = rejection.to_string();
-    let text = text.split(" Usage: ").next().unwrap_or_default().to_owned();
-    Some((name, text))
+    let as_typed = || {
+        let text = rejection.to_string();
+        text.split(" Usage: ").next().unwrap_or_default().to_owned()
+    };
+    Some(match rejection {
+        Rejection::MissingParameter { name, .. } | Rejection::EmptyValue { name, .. } => {
+            (name, "Required: give a value.".to_owned())
+        }
+        Rejection::NotAChoice { name, choices, .. } => {
+            (name, format!("Choose one of: {}.", choices.join(", ")))
+        }
+        Rejection::InvalidValue { name, .. } | Rejection::RepeatedParameter { name, .. } => {
+            (name, as_typed())
+        }
+        // The default was used, and the caller may not have it.
+        Rejection::ValueNotAllowed { name, value, .. } if left_empty(name) => (
+            name,
+            format!(
+                "The default, {value}, is limited to some people or channels (the parameter's `only` list): choose a value."
+            ),
+        ),
+        Rejection::ValueNotAllowed { name, value, .. } => (
+            name,
+            format!(
+                "{value} is limited to some people or channels (the parameter's `only` list): choose another value, or ask an admin for access."
+            ),
+        ),
+        Rejection::HiddenCharacter {
+            param: Some(name),
+            code,
+            position,
+            ..
+        } => (
+            name,
+            format!(
+                "Contains the invisible character {code} at character {position}, which can make a value look different from what runs: type it again without it."
+            ),
+        ),
+        // The catalog changed while the form was open.
+        Rejection::FixedParameter { name, .. } | Rejection::UnknownParameter { name, .. } => (
+            name,
+            "The runbook no longer takes this value from you: close the form and run the command again.".to_owned(),
+        ),
+        _ => return None,
+    })
 }
 
 fn notice(text: &str) -> ViewAnswer {
@@ -170,6 +207,23 @@ mod tests {
     use super::*;
     use chatops_shared::catalog::ValueProblem;
 
+    /// A submission of fields `count` (typed "99") and `env` (left empty).
+    fn submission() -> ViewSubmission {
+        ViewSubmission {
+            team_id: "T1".into(),
+            enterprise_id: None,
+            user_id: "U1".into(),
+            user_name: "ana".into(),
+            view_id: "V1".into(),
+            callback_id: view::CALLBACK_ID.into(),
+            private_metadata: String::new(),
+            values: BTreeMap::from([
+                (view::block_id("count"), Some("99".into())),
+                (view::block_id("env"), None),
+            ]),
+        }
+    }
+
     #[test]
     fn a_value_problem_goes_under_its_field_without_the_usage() {
         let rejection = Rejection::InvalidValue {
@@ -181,7 +235,7 @@ mod tests {
             },
             usage: "scale count=<1..10>".into(),
         };
-        let Some((name, text)) = field_error(&rejection) else {
+        let Some((name, text)) = field_error(&rejection, &submission()) else {
             panic!("no field");
         };
         assert_eq!(name, "count");
@@ -190,12 +244,45 @@ mod tests {
             "`99` is not a valid value for `count`; give a whole number from 1 to 10."
         );
         assert_eq!(
-            field_error(&Rejection::NotAllowed {
-                runbook: "x".into(),
-                user_id: "U1".into()
-            }),
+            field_error(
+                &Rejection::NotAllowed {
+                    runbook: "x".into(),
+                    user_id: "U1".into()
+                },
+                &submission()
+            ),
             None
         );
+    }
+
+    #[test]
+    fn a_value_kept_from_the_caller_or_hidden_characters_go_under_the_field() {
+        let limited = |name: &str, value: &str| Rejection::ValueNotAllowed {
+            runbook: "scale".into(),
+            name: name.into(),
+            value: value.into(),
+            usage: String::new(),
+        };
+        let sub = submission();
+        let Some(("env", text)) = field_error(&limited("env", "prod"), &sub) else {
+            panic!("not under env");
+        };
+        assert!(text.starts_with("The default, prod, is limited"), "{text}");
+        let Some(("count", text)) = field_error(&limited("count", "99"), &sub) else {
+            panic!("not under count");
+        };
+        assert!(text.starts_with("99 is limited"), "{text}");
+        let hidden = Rejection::HiddenCharacter {
+            place: "the value of `count`".into(),
+            param: Some("count".into()),
+            code: "U+200B".into(),
+            position: 2,
+            usage: String::new(),
+        };
+        let Some(("count", text)) = field_error(&hidden, &sub) else {
+            panic!("not under count");
+        };
+        assert!(text.contains("U+200B at character 2"), "{text}");
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub enum Rejection {
     #[error("{place} contains the invisible character {code} at character {position}. Such characters can make a command look different from what runs; type it again without it. Usage: `{usage}`", place = capitalized(.place))]
     HiddenCharacter {
         place: String,
+        /// The parameter whose value it is in, when known.
+        param: Option<String>,
         code: String,
         position: usize,
         usage: String,
@@ -456,23 +458,29 @@ impl Runbook {
         let open = self.open_params();
         let mut positional = 0;
         for arg in args {
-            let (found, place) = match arg {
+            let (found, place, param) = match arg {
                 Arg::Positional(value) => {
                     positional += 1;
-                    let place = match open.get(positional - 1) {
-                        Some(p) => format!("the value of `{}`", p.name),
+                    let param = open.get(positional - 1).map(|p| p.name.clone());
+                    let place = match &param {
+                        Some(name) => format!("the value of `{name}`"),
                         None => format!("value {positional}"),
                     };
-                    (find_hidden(value), place)
+                    (find_hidden(value), place, param)
                 }
                 Arg::Named { name, value } => match find_hidden(name) {
-                    Some(found) => (Some(found), "a parameter name".to_owned()),
-                    None => (find_hidden(value), format!("the value of `{name}`")),
+                    Some(found) => (Some(found), "a parameter name".to_owned(), None),
+                    None => (
+                        find_hidden(value),
+                        format!("the value of `{name}`"),
+                        Some(name.clone()),
+                    ),
                 },
             };
             if let Some((c, position)) = found {
                 return Err(Rejection::HiddenCharacter {
                     place,
+                    param,
                     code: code_point(c),
                     position,
                     usage: self.usage_line(""),

@@ -524,6 +524,7 @@ fn hidden_characters_are_refused_naming_the_code_point_and_where() {
         r,
         Rejection::HiddenCharacter {
             place: "the value of `reason`".into(),
+            param: Some("reason".into()),
             code: "U+202E".into(),
             position: 3,
             usage: "restart-web env=<dev|prod> [count=1] [reason=<reason>]".into(),
