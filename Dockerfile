@@ -40,6 +40,11 @@ ENTRYPOINT ["/usr/local/bin/chatops-ingress"]
 # as the unprivileged user chatops, so scripts run as that user too, and the runner makes itself
 # non-dumpable (docs/security.md): a script cannot read the runner's memory or environment.
 FROM debian:bookworm-slim AS runner
+# tini is PID 1: it reaps the processes a script leaves behind once they end (their parent gone,
+# they are handed to PID 1, and the runner reaps only its own children), and passes SIGTERM on.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 chatops \
     && useradd --system --uid 10001 --gid chatops --create-home --home-dir /home/chatops \
        --shell /usr/sbin/nologin chatops
@@ -56,4 +61,4 @@ USER 10001:10001
 EXPOSE 3001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/healthcheck", "127.0.0.1:3001", "/healthz"]
-ENTRYPOINT ["/usr/local/bin/chatops-runner"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/chatops-runner"]
