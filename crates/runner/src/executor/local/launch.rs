@@ -98,7 +98,9 @@ impl LocalExecutor {
 
         let spec = self.spec(request, home);
         if let Some(mut stdin) = supervisor.stdin.take() {
-            let json = serde_json::to_vec(&spec).unwrap_or_default();
+            // Fails only for a path that is not UTF-8 (the script's or its directory's).
+            let json = serde_json::to_vec(&spec)
+                .map_err(|e| StartError::Spec(std::io::Error::other(e)))?;
             tokio::time::timeout(START_LIMIT, stdin.write_all(&json))
                 .await
                 .map_err(|_| StartError::SupervisorFailed("it did not read the job spec".into()))?
