@@ -80,6 +80,7 @@ param ingressConcurrentRequests int = 50
 @description('Runner replicas when the queue is empty: 0 costs nothing when idle, 1 starts the first job after an idle spell at once.')
 @minValue(0)
 param runnerMinReplicas int = 0
+@minValue(1)
 @maxValue(30)
 param runnerMaxReplicas int = 10
 

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use chatops_shared::catalog::Rejection;
 use chatops_shared::command::{Arg, ParsedCommand, quote};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// What Slack is told about a submission.
@@ -89,15 +90,7 @@ pub async fn submit(state: &AppState, signed: &Signed, sub: &ViewSubmission) -> 
         response_url: None,
         trigger_id: None,
     };
-    // One job per form and values, however often it is submitted: Slack shows an error and
-    // keeps the form open when the answer to a submission that was queued comes late, and the
-    // user sends it again. (Across midnight UTC a second submission names another day's
-    // record: the runners' exactly-once holds within a day.)
-    let request_id = if sub.view_id.is_empty() {
-        signed.signature.clone()
-    } else {
-        format!("view:{}:{}:{}", sub.team_id, sub.view_id, cmd.text)
-    };
+    let request_id = request_id(sub, &cmd.text, &signed.signature);
     let req = Request {
         state,
         cmd: &cmd,
@@ -113,6 +106,20 @@ pub async fn submit(state: &AppState, signed: &Signed, sub: &ViewSubmission) -> 
         Ok(_) => ViewAnswer::Close,
         Err(refusal) => refused(refusal, sub),
     }
+}
+
+/// What names the job of a submission: one job per form and values, however often it is
+/// submitted (Slack shows an error and keeps the form open when the answer to a submission that
+/// was queued comes late, and the user sends it again). The values go in by their SHA-256: the
+/// id derivation lower-cases what it is given (it was made for hex signatures), and values
+/// that differ only in case are different jobs. Across midnight UTC a second submission names
+/// another day's record: the runners' exactly-once holds within a day.
+fn request_id(sub: &ViewSubmission, text: &str, signature: &str) -> String {
+    if sub.view_id.is_empty() {
+        return signature.to_owned();
+    }
+    let values = hex::encode(Sha256::digest(text.as_bytes()));
+    format!("view:{}:{}:{values}", sub.team_id, sub.view_id)
 }
 
 /// A refusal next to the field it is about when the form has that field, else in place of
@@ -252,6 +259,30 @@ mod tests {
                 &submission()
             ),
             None
+        );
+    }
+
+    #[test]
+    fn a_form_sent_again_names_the_same_job_and_other_values_another() {
+        let sub = submission();
+        let job = |text: &str, signature: &str| {
+            chatops_shared::job::job_id_from_signature(&request_id(&sub, text, signature))
+        };
+        assert_eq!(
+            job("deploy branch=x", "v0=1"),
+            job("deploy branch=x", "v0=2")
+        );
+        assert_ne!(
+            job("deploy branch=x", "v0=1"),
+            job("deploy branch=X", "v0=1")
+        );
+        let other_view = ViewSubmission {
+            view_id: "V2".into(),
+            ..submission()
+        };
+        assert_ne!(
+            request_id(&sub, "deploy branch=x", "v0=1"),
+            request_id(&other_view, "deploy branch=x", "v0=1")
         );
     }
 

@@ -8,7 +8,7 @@ use crate::executor::{FinalState, Outcome};
 use crate::notify::Update;
 use chatops_shared::job::{JobKind, JobMessage};
 use chatops_shared::queue::Received;
-use chatops_shared::records::{Claim, Holder, JobRecord, JobState, record_name_of};
+use chatops_shared::records::{Claim, ExecutorRef, Holder, JobRecord, JobState, record_name_of};
 use time::OffsetDateTime;
 
 /// How many times `max_dequeue` a job seen running, or held back by Azure, may be delivered
@@ -83,6 +83,13 @@ impl Worker {
                         Some(false) => OverLimit::GiveUp,
                         None => OverLimit::Retry,
                     },
+                    // A script marked for its start: reported `Interrupted` (it may have run).
+                    Reached::Nothing
+                        if found.record.state == JobState::Running
+                            && matches!(found.record.executor, Some(ExecutorRef::Local { .. })) =>
+                    {
+                        OverLimit::Follow
+                    }
                     Reached::Nothing => OverLimit::GiveUp,
                 }
             }

@@ -252,11 +252,14 @@ impl Worker {
         }
     }
 
-    /// Whether Azure Automation has a job of this job's name (`false` when this runner has no
-    /// Automation account); `None` when it cannot say (logged).
+    /// Whether Azure Automation has a job of this job's name; `None` when it cannot say
+    /// (logged), or this runner has no Automation account to ask.
     pub(super) async fn azure_has(&self, job: &JobMessage) -> Option<bool> {
         let Some(automation) = &self.executors.automation else {
-            return Some(false);
+            tracing::warn!(
+                "this runner has no Azure Automation account to ask whether Azure has the job"
+            );
+            return None;
         };
         match automation.has_job(&job.job_id).await {
             Ok(has) => Some(has),

@@ -170,7 +170,9 @@ impl Executor for LocalExecutor {
                     while group_alive(pgid) && tokio::time::Instant::now() < grace_over {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    signal_group(pgid, Signal::SIGKILL);
+                    if group_alive(pgid) {
+                        signal_group(pgid, Signal::SIGKILL);
+                    }
                     ended
                 }
             }
