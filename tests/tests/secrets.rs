@@ -28,9 +28,9 @@ params = [
 allow = { users = ["UALICE"] }
 "#;
 
-/// Prints its arguments, each in brackets, and writes the token it got from its
-/// environment beside itself.
-const SCRIPT: &str = "#!/bin/sh\nprintf 'argv:'\nfor a in \"$@\"; do printf ' [%s]' \"$a\"; done\necho\nprintf '%s' \"$CHATOPS_PARAM_TOKEN\" > \"$0.token\"\n";
+/// Prints its arguments, each in brackets, and the token (which the runner masks in what it
+/// shows), and writes the token it got from its environment beside itself.
+const SCRIPT: &str = "#!/bin/sh\nprintf 'argv:'\nfor a in \"$@\"; do printf ' [%s]' \"$a\"; done\necho\necho \"token: $CHATOPS_PARAM_TOKEN\"\nprintf '%s' \"$CHATOPS_PARAM_TOKEN\" > \"$0.token\"\n";
 
 /// Posts a signed slash command to an ingress process; returns its JSON answer.
 async fn post(app: &TestApp, addr: &str, text: &str) -> serde_json::Value {
@@ -98,6 +98,8 @@ async fn a_secret_value_reaches_the_script_in_its_environment_only_and_is_shown_
     let done = app.final_text(&id, "*Completed*").await;
     // Two places, the secret's left empty.
     assert!(done.contains("argv: [alice] []\n"), "{done}");
+    // The script printed it: what the runner shows has it masked.
+    assert!(done.contains("token: •••"), "{done}");
     assert_eq!(
         std::fs::read_to_string(app.dir.join("login.sh.token")).expect("the script wrote it"),
         SECRET,

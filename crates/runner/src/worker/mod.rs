@@ -52,6 +52,7 @@ mod finish;
 mod give_up;
 mod held;
 mod kept;
+mod mask;
 mod ownership;
 mod poll;
 mod prepare;
@@ -380,6 +381,7 @@ impl Worker {
                     .await
                 {
                     Ran::Finished(outcome) => {
+                        let outcome = self.secret_values(job).mask_outcome(outcome);
                         match Box::pin(self.record_final(job, outcome.clone())).await {
                             Ok(Some(outcome)) => (outcome, true),
                             Ok(None) => return Ended::TakenOver,

@@ -2,6 +2,7 @@
 
 use super::Worker;
 use super::kept::Kept;
+use super::mask::SecretValues;
 use crate::executor::{Outcome, Progress};
 use crate::notify::{NotifyError, Update};
 use chatops_shared::backoff::Backoff;
@@ -43,6 +44,7 @@ impl Worker {
             )
         });
         let batching = tail.is_some() || kept.is_some();
+        let secrets = self.secret_values(job);
         let every = tail.unwrap_or(KEEP_INTERVAL);
         let kept = tokio::sync::Mutex::new(kept);
         let report = async {
@@ -63,7 +65,7 @@ impl Worker {
                     doing = todo.pop_front().map(|step| {
                         let output = matches!(step, Step::Output { .. });
                         let future: StepFuture<'_> =
-                            Box::pin(self.take_step(job, &kept, tail.is_some(), step));
+                            Box::pin(self.take_step(job, &kept, tail.is_some(), &secrets, step));
                         (output, future)
                     });
                 }
@@ -122,6 +124,7 @@ impl Worker {
         job: &JobMessage,
         kept: &tokio::sync::Mutex<Option<Kept>>,
         tail: bool,
+        secrets: &SecretValues,
         step: Step,
     ) {
         match step {
@@ -141,6 +144,7 @@ impl Worker {
                 }
             }
             Step::Output { text, last } => {
+                let text = secrets.mask(&text);
                 if let Some(kept) = kept.lock().await.as_mut() {
                     Box::pin(kept.append(&text)).await;
                 }

@@ -1,0 +1,84 @@
+//! Secret values kept out of what a job shows: its output and its error (the live tail, the
+//! kept output, the record, the final status). A script printing its own secret is its
+//! business, but Azure Automation repeats a bound value in its own errors (`Cannot convert value
+//! "…" to type …`), and nothing the runner shows should carry one.
+
+use super::Worker;
+use crate::executor::Outcome;
+use chatops_shared::job::JobMessage;
+
+/// What a masked value is shown as.
+const MASK: &str = "•••";
+/// Values shorter than this are left: masking every `1` or `on` would garble the output, and
+/// such a value hides nothing.
+const MIN_MASKED: usize = 4;
+
+/// The values to mask in one job's output and error.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SecretValues(Vec<String>);
+
+impl SecretValues {
+    /// Every masked text of `text`.
+    pub(super) fn mask(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for value in &self.0 {
+            if text.contains(value.as_str()) {
+                text = text.replace(value.as_str(), MASK);
+            }
+        }
+        text
+    }
+
+    pub(super) fn mask_outcome(&self, mut outcome: Outcome) -> Outcome {
+        if !self.0.is_empty() {
+            outcome.output = self.mask(&outcome.output);
+            outcome.error = outcome.error.map(|e| self.mask(&e));
+        }
+        outcome
+    }
+}
+
+impl Worker {
+    /// The values of the job's secret parameters: secret by the message or by this runner's
+    /// catalog.
+    pub(super) fn secret_values(&self, job: &JobMessage) -> SecretValues {
+        let catalog = self.catalog.current();
+        let by_catalog = catalog
+            .get(&job.runbook)
+            .map(|rb| rb.secret_params())
+            .unwrap_or_default();
+        let mut values: Vec<String> = job
+            .secret_params
+            .iter()
+            .chain(&by_catalog)
+            .filter_map(|name| job.params.get(name))
+            .filter(|v| v.chars().count() >= MIN_MASKED)
+            .cloned()
+            .collect();
+        // Longest first, so that a value containing another is masked whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        SecretValues(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_are_masked_in_output_and_error_and_short_ones_left() {
+        let values = SecretValues(vec!["hunter22".into()]);
+        let mut outcome = Outcome::without_run(
+            crate::executor::FinalState::Failed,
+            "Cannot convert value \"hunter22\" to type int",
+        );
+        outcome.output = "token hunter22 used; 1 on".into();
+        let masked = values.mask_outcome(outcome);
+        assert_eq!(masked.output, "token ••• used; 1 on");
+        assert_eq!(
+            masked.error.as_deref(),
+            Some("Cannot convert value \"•••\" to type int")
+        );
+    }
+}
