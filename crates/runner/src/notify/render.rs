@@ -219,7 +219,20 @@ fn is_invisible(c: char) -> bool {
 
 /// The escaped head of `text`, at most `max` characters, ending in `…` when cut.
 pub(super) fn escape_head(text: &str, max: usize) -> String {
-    let pieces: Vec<Cow<'static, str>> = text.chars().map(shown).collect();
+    // Runs of backticks broken as in output: an error quoting ``` cannot open a code block
+    // that the output's own block would then close (single backticks stay inline code).
+    let chars: Vec<char> = text.chars().collect();
+    let pieces: Vec<Cow<'static, str>> = chars
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            if c == '`' && i > 0 && chars[i - 1] == '`' {
+                Cow::Owned(format!("{ZERO_WIDTH_SPACE}`"))
+            } else {
+                shown(c)
+            }
+        })
+        .collect();
     let total: usize = pieces.iter().map(|p| p.chars().count()).sum();
     if total <= max {
         return pieces.concat();
@@ -329,6 +342,17 @@ mod tests {
             ":arrow_forward: <@U123> started *restart-web* `count=1 env=prod` — running (job `1a2b3c4d`)\n\
              Started <!date^1700000000^{date_short_pretty} {time}|2023-11-14 22:13 UTC>"
         );
+    }
+
+    #[test]
+    fn an_error_quoting_a_code_fence_cannot_open_a_code_block() {
+        let t = text(
+            &job(),
+            &finished(FinalState::Failed, "the output", Some("bad ```x `y`")),
+        );
+        // Only the output's own block opens and closes one.
+        assert_eq!(t.matches("```").count(), 2, "{t}");
+        assert!(t.contains("`y`"), "single backticks stay: {t}");
     }
 
     #[test]
