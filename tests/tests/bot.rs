@@ -10,6 +10,7 @@ use chatops_e2e::arm::Script;
 use chatops_e2e::slack::{ChatMessage, PathKind, Rate};
 use chatops_runner::executor::{FinalState, Outcome};
 use chatops_runner::notify::bot::{BotNotifier, BotSettings, INVITE_HINT, MAX_OUTPUT_MESSAGES};
+use chatops_runner::notify::slack::{SlackNotifier, SlackNotifierConfig};
 use chatops_runner::notify::{Notifier, Update};
 use chatops_shared::job::JobMessage;
 use chatops_shared::records::record_name_of;
@@ -549,6 +550,61 @@ async fn outside_the_bots_channels_the_job_shows_through_the_response_url_with_a
         app.slack.api_calls("chat.postMessage").len(),
         1,
         "tried once, then the response_url"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn outside_the_bots_channels_a_final_status_with_no_slack_path_left_goes_to_the_dm() {
+    let app = TestApp::spawn().await;
+    fast_slack(&app);
+    let job = queued_job(&app).await;
+    // No webhook: once the response_url is used up, only the bot can still tell the requester.
+    let fallback = SlackNotifier::new(SlackNotifierConfig {
+        webhook_url: None,
+        response_url_prefix: app.slack.base_url(),
+    })
+    .expect("notifier");
+    let mut settings = fast();
+    settings.automation_account = Some(
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Automation/automationAccounts/a"
+            .into(),
+    );
+    let notifier = BotNotifier::new(app.slack.api_client(), app.records(), fallback, settings);
+    let now = time::OffsetDateTime::now_utc();
+    // Four statuses and the invite hint: Slack's five uses of a response_url.
+    for _ in 0..4 {
+        notifier
+            .notify(&job, &Update::Running { started_at: now })
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.slack.messages_to(PathKind::ResponseUrl).len(), 5);
+    notifier.notify(&job, &completed()).await.unwrap();
+    wait_for_card(&app, "DUALICE", "*Completed*").await;
+    assert_eq!(app.slack.messages_to(PathKind::ResponseUrl).len(), 5);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn when_the_bot_cannot_post_at_all_the_final_status_goes_through_the_response_url() {
+    let app = TestApp::spawn().await;
+    fast_slack(&app);
+    app.slack.join(OPS);
+    let job = queued_job(&app).await;
+    let notifier = app.bot_notifier(fast());
+    // The token was revoked: every Web API call is refused for good.
+    app.slack.fail_method_next(
+        "chat.postMessage",
+        10,
+        200,
+        r#"{"ok":false,"error":"token_revoked"}"#,
+    );
+    notifier.notify(&job, &completed()).await.unwrap();
+    let posts = app.slack.messages_to(PathKind::ResponseUrl);
+    assert!(
+        posts.iter().any(|m| m.text().contains("*Completed*")),
+        "{posts:#?}"
     );
     app.finish().await;
 }

@@ -40,8 +40,12 @@ fn random_fraction() -> f64 {
     random as f64 / 1_000_000.0
 }
 
-/// A `Retry-After` header in seconds (what ARM and Slack send), if there is a readable one.
-/// Callers cap it: a large value is the server's wish, not a promise to keep.
+/// The longest `Retry-After` [`retry_after`] gives: a larger value is the server's wish, not a
+/// promise to keep, and one near `u64::MAX` seconds would overflow an `Instant`.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` header in seconds (what ARM and Slack send), if there is a readable one, at
+/// most [`MAX_RETRY_AFTER`]. Callers may cap it further.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(RETRY_AFTER)?
@@ -50,7 +54,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(Duration::from_secs)
+        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -81,7 +85,7 @@ mod tests {
         h.insert(RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert(RETRY_AFTER, " 18446744073709551615 ".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
     }

@@ -355,14 +355,22 @@ impl BotNotifier {
     }
 
     /// A job whose channel the bot is not in: the `response_url` (in the channel), with a
-    /// one-time hint to the requester.
+    /// one-time hint to the requester. A final status with no Slack path left (the
+    /// `response_url` used up or lapsed, no webhook) goes to the requester by DM.
     async fn outside(
         &self,
         job: &JobMessage,
         update: &Update,
         route: &mut Route,
     ) -> Result<(), NotifyError> {
-        self.fallback.notify(job, update).await?;
+        let shown = self.fallback.notify_in_slack(job, update).await?;
+        if !shown && matches!(update, Update::Finished(_)) {
+            tracing::info!(
+                "no Slack path left for the final status of a job outside the bot's channels; telling the requester by DM"
+            );
+            let message = card::card(job, update, None, OffsetDateTime::now_utc());
+            self.post(&job.user_id, &message).await.map_err(failed)?;
+        }
         if !route.hinted {
             match self.fallback.tell_requester(job, INVITE_HINT).await {
                 Ok(_) => {}
@@ -427,7 +435,19 @@ impl Notifier for BotNotifier {
         let result = match update {
             Update::Notice(_) => self.notice(job, update).await,
             Update::Running { .. } | Update::Waiting { .. } | Update::Finished(_) => {
-                self.show(job, update).await
+                match self.show(job, update).await {
+                    // The bot cannot (a revoked token, a missing scope): the command's reply
+                    // or the webhook still can.
+                    Err(NotifyError::Permanent(why)) => {
+                        tracing::warn!(error = %why, "the bot could not show the job; using the command's reply or the webhook");
+                        match self.fallback.notify_in_slack(job, update).await {
+                            Ok(true) => Ok(()),
+                            Ok(false) => Err(NotifyError::Permanent(why)),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    shown => shown,
+                }
             }
         };
         if matches!(update, Update::Finished(_))

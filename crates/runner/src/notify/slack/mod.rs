@@ -108,12 +108,34 @@ impl SlackNotifier {
         }
     }
 
+    /// Delivers `update` as [`Notifier::notify`] does; `Ok(false)` when no Slack path was left
+    /// and it went to the log only (the bot then tells the requester itself).
+    pub async fn notify_in_slack(
+        &self,
+        job: &JobMessage,
+        update: &Update,
+    ) -> Result<bool, NotifyError> {
+        let mut budget = WaitBudget::new();
+        let result = self.deliver(job, update, &mut budget).await;
+        // After the last update the entry is no longer needed, unless that update is to be
+        // tried again.
+        if matches!(update, Update::Finished(_))
+            && !matches!(
+                result,
+                Err(NotifyError::Transient(_) | NotifyError::RateLimited { .. })
+            )
+        {
+            self.uses().remove(&job.job_id);
+        }
+        result
+    }
+
     async fn deliver(
         &self,
         job: &JobMessage,
         update: &Update,
         budget: &mut WaitBudget,
-    ) -> Result<(), NotifyError> {
+    ) -> Result<bool, NotifyError> {
         if let Some(url) = self.usable_response_url(job) {
             let body = render::response_url_message(job, update);
             match self
@@ -122,7 +144,7 @@ impl SlackNotifier {
             {
                 Ok(()) => {
                     self.record(job.job_id, true);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(PostError::Refused(reason)) => {
                     tracing::warn!(job_id = %job.job_id, %reason, "Slack refused the response_url; using the webhook from now on");
@@ -144,14 +166,14 @@ impl SlackNotifier {
         }
         let Some(webhook) = &self.webhook_url else {
             tracing::info!(job_id = %job.job_id, "no usable response_url and no webhook; the message goes to the log only");
-            return self.log.notify(job, update).await;
+            return self.log.notify(job, update).await.map(|()| false);
         };
         let body = render::webhook_message(job, update);
         match self
             .post(Path::Webhook, None, webhook.expose(), &body, budget)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(PostError::Refused(reason)) => Err(NotifyError::Permanent(format!(
                 "{}: {reason}",
                 Path::Webhook
@@ -185,19 +207,7 @@ impl Notifier for SlackNotifier {
                 Err(e) => Err(e),
             };
         }
-        let mut budget = WaitBudget::new();
-        let result = self.deliver(job, update, &mut budget).await;
-        // After the last update the entry is no longer needed, unless that update is to be
-        // tried again.
-        if matches!(update, Update::Finished(_))
-            && !matches!(
-                result,
-                Err(NotifyError::Transient(_) | NotifyError::RateLimited { .. })
-            )
-        {
-            self.uses().remove(&job.job_id);
-        }
-        result
+        self.notify_in_slack(job, update).await.map(drop)
     }
 }
 
