@@ -737,6 +737,44 @@ async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
     app.finish().await;
 }
 
+#[tokio::test]
+async fn a_job_given_up_on_has_its_end_in_the_audit_log() {
+    let app = TestApp::spawn().await;
+    let store = app.blob_store(chatops_shared::audit::DEFAULT_AUDIT_CONTAINER);
+    store.ensure_container().await.expect("audit container");
+    let (audit, writer) = AuditLog::new(store.clone(), "test-runner".into());
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
+    let job = app.peek_jobs().await.remove(0);
+    let mut settings = app.worker_settings();
+    settings.max_dequeue = 0;
+    app.drain(&app.worker_with(settings).with_audit(audit))
+        .await;
+    app.final_text(&id, "gave up").await;
+    assert_eq!(writer.shutdown(Duration::from_secs(10)).await, 0);
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut out = Vec::new();
+    chatops_shared::audit::export::export(
+        store.as_ref(),
+        today,
+        today.next_day().expect("tomorrow"),
+        &mut out,
+    )
+    .await
+    .expect("export");
+    let text = String::from_utf8_lossy(&out);
+    let ended: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .filter(|l: &serde_json::Value| {
+            l["event"] == "ended" && l["job_id"] == job.job_id.to_string()
+        })
+        .collect();
+    assert_eq!(ended.len(), 1, "{text}");
+    assert_eq!(ended[0]["state"], "failed");
+    assert_eq!(app.take_poison().await.len(), 1);
+    app.finish().await;
+}
+
 /// A runner whose job was taken over by another runner (its record names the other runner
 /// now, with a fresh heartbeat) lets the job go: it posts no final status of its own.
 #[tokio::test]

@@ -36,6 +36,12 @@ pub struct Request<'a> {
 pub const ACK_DEADLINE: std::time::Duration = std::time::Duration::from_millis(2500);
 
 impl Request<'_> {
+    /// The newest day a record can be filed under: today, or Slack's day when its clock is
+    /// past midnight before this one (records are filed under Slack's day, `record_day`).
+    pub fn newest_day(&self) -> Date {
+        self.now.date().max(self.record_day)
+    }
+
     pub fn caller(&self) -> Caller<'_> {
         Caller {
             user_id: &self.cmd.user_id,
@@ -79,12 +85,19 @@ impl Request<'_> {
     }
 
     /// Records that the command was refused, with the reason the caller is told (secret
-    /// values masked).
+    /// values masked; a job-control command's words are job ids and runbook names, kept).
     pub fn audit_rejected(&self, reason: String) {
+        let text = &self.cmd.text;
+        let first = text.split_whitespace().next().unwrap_or_default();
+        let text = if crate::jobs::word(first).is_some() {
+            text.clone()
+        } else {
+            self.state.catalog.current().masked_command(text)
+        };
         self.state.audit.record(AuditEvent::Rejected {
             user_id: self.cmd.user_id.clone(),
             channel_id: self.cmd.channel_id.clone(),
-            text: self.state.catalog.current().masked_command(&self.cmd.text),
+            text,
             reason,
         });
     }

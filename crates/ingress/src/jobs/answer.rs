@@ -4,7 +4,7 @@
 use super::words::{short, state_word, user, what};
 use crate::reply::Reply;
 use chatops_shared::mrkdwn::{escape, inline_code};
-use chatops_shared::records::JobRecord;
+use chatops_shared::records::{JobRecord, JobState};
 
 /// Why a job-control command gets no answer but an explanation. Each is ephemeral.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub enum JobRefusal {
     AlreadyEnded { record: Box<JobRecord> },
     /// The queue did not take the stop (`deadline`: did not confirm it in time).
     QueueDown { short_id: String, deadline: bool },
+    /// A rerun of a job whose runbook is no longer in the catalog.
+    RunbookGone { record: Box<JobRecord> },
     /// A rerun of a job with secret parameters, whose values are not kept.
     SecretsNotKept {
         record: Box<JobRecord>,
@@ -81,13 +83,34 @@ impl JobRefusal {
                 user(&record.user_id)
             ),
             JobRefusal::AlreadyEnded { record } => format!(
-                "Job {} ({}) already ended ({}); there is nothing to stop.",
+                "Job {} ({}) {} ({}); there is nothing to stop.",
                 short(&record.job_id),
                 what(&record.runbook, &record.params),
+                // Without a start, it never ran; but for `Interrupted`, whose start mark may
+                // have been all that was written.
+                if record.started_at.is_none() && record.state != JobState::Interrupted {
+                    "never started"
+                } else {
+                    "already ended"
+                },
                 state_word(record.state)
             ),
-            JobRefusal::QueueDown { short_id, .. } => format!(
+            JobRefusal::QueueDown {
+                short_id,
+                deadline: false,
+            } => format!(
                 ":warning: Could not ask to stop job `{short_id}` right now: the job queue did not answer. Nothing was changed. Please try again in a minute."
+            ),
+            JobRefusal::QueueDown {
+                short_id,
+                deadline: true,
+            } => format!(
+                ":warning: Could not confirm the stop of job `{short_id}` in time: the job queue was slow. It may still be stopped; check `/runbook status {short_id}` in a minute before asking again."
+            ),
+            JobRefusal::RunbookGone { record } => format!(
+                "Cannot rerun job {}: `{}` is no longer in the catalog. `/runbook help` lists the runbooks you may run.",
+                short(&record.job_id),
+                escape(&inline_code(&record.runbook))
             ),
             JobRefusal::SecretsNotKept { record, command } => escape(&format!(
                 "Cannot rerun job `{}`: its secret parameters ({}) are not kept. Run `{} {}` again with their values.",
@@ -108,6 +131,7 @@ impl JobRefusal {
             JobRefusal::Ambiguous { .. } => ("rejected", "ambiguous_job"),
             JobRefusal::AlreadyEnded { .. } => ("rejected", "already_ended"),
             JobRefusal::SecretsNotKept { .. } => ("rejected", "secrets_not_kept"),
+            JobRefusal::RunbookGone { .. } => ("rejected", "runbook_gone"),
             JobRefusal::StopDenied {
                 lookup_problem: Some(_),
                 ..
@@ -228,12 +252,21 @@ mod tests {
             too_short.text(),
             "`1a2b` is too short: give at least 8 characters of the job id, as shown in status messages (like `1a2b3c4d`)."
         );
+        let mut started = record();
+        started.started_at = Some(started.requested_at);
         let ended = JobRefusal::AlreadyEnded {
-            record: Box::new(record()),
+            record: Box::new(started),
         };
         assert_eq!(
             ended.text(),
             "Job `1a2b3c4d` (*deploy* `env=&lt;!here&gt;`) already ended (timed out); there is nothing to stop."
+        );
+        let never = JobRefusal::AlreadyEnded {
+            record: Box::new(record()),
+        };
+        assert_eq!(
+            never.text(),
+            "Job `1a2b3c4d` (*deploy* `env=&lt;!here&gt;`) never started (timed out); there is nothing to stop."
         );
         let asked = stop_asked("UBOB", "COPS", &record());
         assert_eq!(asked.response_type, crate::reply::ResponseType::InChannel);

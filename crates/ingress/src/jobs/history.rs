@@ -20,7 +20,7 @@ pub async fn list(req: &Request<'_>, runbook: Option<&str>) -> Result<Reply, Job
     };
     let mut found = within_deadline(
         deadline(),
-        records.recent(req.now.date(), HISTORY_LEN, keep),
+        records.recent(req.newest_day(), HISTORY_LEN, keep),
     )
     .await
     .ok_or(JobRefusal::RecordsDown { typed: None })?;

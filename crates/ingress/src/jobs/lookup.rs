@@ -24,7 +24,7 @@ pub async fn visible_job(
     };
     let caller = req.caller();
     let visible = |s: &Summary| s.visible_to(caller.user_id, caller.channel_id);
-    let found = records.find_where(&reference.prefix, req.now.date(), visible);
+    let found = records.find_where(&reference.prefix, req.newest_day(), visible);
     let mut visible: Vec<Summary> = within_deadline(deadline, found).await.ok_or_else(down)?;
     let summary = match visible.len() {
         0 => return Err(not_found(&reference)),

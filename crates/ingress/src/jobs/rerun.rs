@@ -20,6 +20,11 @@ pub async fn rerun(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> 
             command: req.cmd.command.clone(),
         });
     }
+    if req.state.catalog.current().get(&record.runbook).is_none() {
+        return Err(JobRefusal::RunbookGone {
+            record: Box::new(record),
+        });
+    }
     let parsed = as_typed(&record);
     Ok(match run::run(req, &parsed, Some(record.job_id)).await {
         Ok(reply) => reply,

@@ -20,7 +20,8 @@ pub async fn list(req: &Request<'_>) -> Result<Reply, JobRefusal> {
     let running_since = now - running_lookback(&req.state.catalog.current()).max(YOUR_JOBS);
     let your_since = now - YOUR_JOBS;
     let records = &req.state.records;
-    let days = days_between(running_since, now, records.retention_days());
+    let newest = now.replace_date(req.newest_day());
+    let days = days_between(running_since, newest, records.retention_days());
     let listed = within_deadline(deadline(), records.list_days(&days))
         .await
         .ok_or(JobRefusal::RecordsDown { typed: None })?;

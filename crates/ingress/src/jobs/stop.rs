@@ -13,6 +13,13 @@ use chatops_shared::job::JobKind;
 
 pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     let record = lookup::visible_job(req, typed, super::RECORDS_DEADLINE_BEFORE_ENQUEUE).await?;
+    // First, as the caller may see the job anyway: no user-group lookup (nor a refusal that
+    // says to try again) for a job there is nothing to stop of.
+    if record.state.is_final() {
+        return Err(JobRefusal::AlreadyEnded {
+            record: Box::new(record),
+        });
+    }
     let catalog = req.state.catalog.current();
     let runbook = catalog.get(&record.runbook);
     let groups = match runbook {
@@ -39,11 +46,6 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
         return Err(JobRefusal::StopDenied {
             record: Box::new(record),
             lookup_problem,
-        });
-    }
-    if record.state.is_final() {
-        return Err(JobRefusal::AlreadyEnded {
-            record: Box::new(record),
         });
     }
     // The stop is a job message of its own (its id from this request), for the target's

@@ -6,6 +6,7 @@ use super::prepare::Reached;
 use super::{Worker, finish};
 use crate::executor::{FinalState, Outcome};
 use crate::notify::Update;
+use chatops_shared::audit::AuditEvent;
 use chatops_shared::job::{JobKind, JobMessage};
 use chatops_shared::queue::Received;
 use chatops_shared::records::{Claim, ExecutorRef, Holder, JobRecord, JobState, record_name_of};
@@ -113,15 +114,19 @@ impl Worker {
         if let Ok(Claim::Created(created)) = self.records.claim(job, &me, now, dead_after).await {
             let mut record = created.record.clone();
             end_given_up(&mut record, gave_up, &me, now);
-            if let Err(e) = self.records.replace(&created, record).await {
-                tracing::warn!(error = %e, "could not end the given-up job's new record");
+            match self.records.replace(&created, record).await {
+                Ok(_) => self.audit_given_up(job),
+                Err(e) => tracing::warn!(error = %e, "could not end the given-up job's new record"),
             }
             return Some(gave_up.clone());
         }
         let mut post = Some(gave_up.clone());
+        let mut ended_here = false;
         let result = self
             .records
             .update(&record_name_of(job), |record| {
+                // Set again on every try of the conditional write.
+                ended_here = false;
                 post = if held_alive_elsewhere(record, &me, now, dead_after) || record.reported {
                     None
                 } else if record.state.is_final() {
@@ -134,14 +139,28 @@ impl Worker {
                 }
                 end_given_up(record, gave_up, &me, now);
                 record.holder = Some(Holder::new(&me, now, dead_after));
+                ended_here = true;
                 true
             })
             .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not read or end the given-up job's record");
-            return Some(gave_up.clone());
+        match result {
+            Ok(Some(_)) if ended_here => self.audit_given_up(job),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read or end the given-up job's record");
+                return Some(gave_up.clone());
+            }
         }
         post
+    }
+
+    /// The audit log's line for a job this runner ended `Failed` by giving up on it.
+    fn audit_given_up(&self, job: &JobMessage) {
+        self.audit(AuditEvent::Ended {
+            job_id: job.job_id,
+            state: JobState::Failed.as_str().to_owned(),
+            runner: self.settings.runner_id.clone(),
+        });
     }
 
     /// Marks a given-up job reported, whoever held it (its holder is dead or gone), ended
@@ -151,15 +170,18 @@ impl Worker {
         let now = OffsetDateTime::now_utc();
         let me = self.settings.runner_id.clone();
         let dead_after = self.settings.dead_after();
+        let mut ended_here = false;
         let result = self
             .records
             .update(&record_name_of(job), |record| {
+                ended_here = false;
                 // A live runner took the job on meanwhile: the record is its to end.
                 let held = held_alive_elsewhere(record, &me, now, dead_after);
                 if record.reported || (held && !record.state.is_final()) {
                     return false;
                 }
-                if !record.state.is_final() {
+                ended_here = !record.state.is_final();
+                if ended_here {
                     end_given_up(record, gave_up, &me, now);
                 }
                 record.reported = true;
@@ -167,8 +189,10 @@ impl Worker {
                 true
             })
             .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not mark the given-up job reported");
+        match result {
+            Ok(Some(_)) if ended_here => self.audit_given_up(job),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not mark the given-up job reported"),
         }
     }
 }

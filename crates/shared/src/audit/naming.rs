@@ -40,16 +40,19 @@ pub fn parse_day(text: &str) -> Option<Date> {
     Date::parse(text.trim(), &format).ok()
 }
 
-/// `<hostname>-<pid>-<4 random hex>`, safe in a blob name: lower-case letters, digits and `-`.
-/// The random part keeps two processes with the same host name and pid (containers) apart.
+/// `<hostname>-<pid>-<12 random hex>`, safe in a blob name: lower-case letters, digits and
+/// `-`. The random part keeps two processes with the same host name and pid (containers, where
+/// the pid is often 1) apart: it is also the runner's identity as a job's holder, and two
+/// runners taking each other's claims for their own would run a job twice (48 bits: a clash
+/// between 1,000 runners of one host name is a chance in about 500 million).
 pub fn writer_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let random = uuid::Uuid::new_v4();
-    let [a, b, ..] = *random.as_bytes();
-    compose(&host, std::process::id(), [a, b])
+    let [a, b, c, d, e, f, ..] = *random.as_bytes();
+    compose(&host, std::process::id(), [a, b, c, d, e, f])
 }
 
-fn compose(host: &str, pid: u32, random: [u8; 2]) -> String {
+fn compose(host: &str, pid: u32, random: [u8; 6]) -> String {
     let mut clean: String = host
         .trim()
         .chars()
@@ -64,7 +67,8 @@ fn compose(host: &str, pid: u32, random: [u8; 2]) -> String {
     }
     let clean = clean.trim_matches('-');
     let host = if clean.is_empty() { "host" } else { clean };
-    format!("{host}-{pid}-{:02x}{:02x}", random[0], random[1])
+    let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{pid}-{random}")
 }
 
 #[cfg(test)]
@@ -101,12 +105,12 @@ mod tests {
     #[test]
     fn writer_ids_are_safe_blob_names() {
         assert_eq!(
-            compose("Web_01.Example.COM\n", 42, [0xab, 0x01]),
-            "web-01-example-com-42-ab01"
+            compose("Web_01.Example.COM\n", 42, [0xab, 0x01, 0, 0, 0, 0x10]),
+            "web-01-example-com-42-ab0100000010"
         );
-        assert_eq!(compose("", 7, [0, 0xff]), "host-7-00ff");
-        assert_eq!(compose("--..--", 7, [0, 0]), "host-7-0000");
-        assert_eq!(compose(&"x".repeat(100), 1, [0, 0]).len(), 40 + 7);
+        assert_eq!(compose("", 7, [0, 0xff, 0, 0, 0, 0]), "host-7-00ff00000000");
+        assert_eq!(compose("--..--", 7, [0; 6]), "host-7-000000000000");
+        assert_eq!(compose(&"x".repeat(100), 1, [0; 6]).len(), 40 + 15);
         let id = writer_id();
         assert!(
             id.chars()

@@ -358,7 +358,8 @@ impl BlobStore for AzureBlobStore {
         match result {
             Ok(_) => Ok(true),
             Err(f) => match self.error(f, OP, name) {
-                BlobError::AlreadyExists => Ok(false),
+                // `If-None-Match: *` is answered 409 or, by the reference, 412.
+                BlobError::AlreadyExists | BlobError::ConditionNotMet => Ok(false),
                 e => Err(e),
             },
         }

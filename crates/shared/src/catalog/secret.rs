@@ -34,11 +34,30 @@ impl Runbook {
 impl Catalog {
     /// Command text as it may be recorded (the audit line of a refused command): unchanged
     /// unless it names a runbook with secret parameters; then each value that is or may be
-    /// secret is [`MASK`]. Text that does not parse keeps only its first word.
+    /// secret is [`MASK`]. A name that is no runbook's may be one mistyped: every value is
+    /// masked then, if any runbook has a secret parameter. Text that does not parse keeps
+    /// only its first word.
     pub fn masked_command(&self, text: &str) -> String {
         let first = text.split_whitespace().next().unwrap_or_default();
         let Some(rb) = self.get(&first.to_lowercase()) else {
-            return text.to_owned();
+            if self
+                .runbooks
+                .values()
+                .all(|rb| rb.secret_params().is_empty())
+            {
+                return text.to_owned();
+            }
+            let Ok(parsed) = command::parse(text) else {
+                return format!("{first} {MASK}");
+            };
+            let words = parsed.args.iter().map(|arg| match arg {
+                Arg::Positional(_) => MASK.to_owned(),
+                Arg::Named { name, .. } => format!("{name}={MASK}"),
+            });
+            return std::iter::once(first.to_owned())
+                .chain(words)
+                .collect::<Vec<_>>()
+                .join(" ");
         };
         if rb.secret_params().is_empty() {
             return text.to_owned();
@@ -107,7 +126,9 @@ params = [ { name = "env" } ]
         let c = catalog();
         for (text, masked) in [
             ("plain hunter2", "plain hunter2"),
-            ("nothing hunter2", "nothing hunter2"),
+            // No runbook's name: perhaps one mistyped, so every value is masked.
+            ("nothing hunter2", "nothing •••"),
+            ("rotat token=hunter2 env=dev", "rotat token=••• env=•••"),
             ("rotate dev hunter2 'a note'", "rotate dev ••• \"a note\""),
             ("rotate token=hunter2 env=dev", "rotate token=••• env=dev"),
             ("Rotate tokn=hunter2", "Rotate tokn=•••"),
