@@ -217,12 +217,12 @@ fn is_invisible(c: char) -> bool {
     chatops_shared::command::is_hidden(c)
 }
 
-/// The escaped head of `text`, at most `max` characters, ending in `…` when cut.
-pub(super) fn escape_head(text: &str, max: usize) -> String {
-    // Runs of backticks broken as in output: an error quoting ``` cannot open a code block
-    // that the output's own block would then close (single backticks stay inline code).
+/// Each character of `text` as shown: escaped ([`shown`]), and every backtick that follows
+/// another preceded by a zero-width space, so that no run of backticks can open or close a
+/// code block.
+pub(super) fn shown_pieces(text: &str) -> Vec<Cow<'static, str>> {
     let chars: Vec<char> = text.chars().collect();
-    let pieces: Vec<Cow<'static, str>> = chars
+    chars
         .iter()
         .enumerate()
         .map(|(i, &c)| {
@@ -232,7 +232,14 @@ pub(super) fn escape_head(text: &str, max: usize) -> String {
                 shown(c)
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The escaped head of `text`, at most `max` characters, ending in `…` when cut.
+pub(super) fn escape_head(text: &str, max: usize) -> String {
+    // Runs of backticks broken as in output: an error quoting ``` cannot open a code block
+    // that the output's own block would then close (single backticks stay inline code).
+    let pieces = shown_pieces(text);
     let total: usize = pieces.iter().map(|p| p.chars().count()).sum();
     if total <= max {
         return pieces.concat();

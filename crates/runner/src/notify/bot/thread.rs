@@ -8,12 +8,11 @@
 //! UTF-16 units, which is never less than Slack's character count, so multi-byte characters
 //! cannot push a message over a limit; very long lines are split where the room ends.
 
-use super::super::render::{ZERO_WIDTH_SPACE, escape_head, shown};
+use super::super::render::{escape_head, shown_pieces};
 use super::card::section;
 use crate::executor::Outcome;
 use chatops_shared::job::JobMessage;
 use serde_json::{Value, json};
-use std::borrow::Cow;
 
 /// Escaped output in one code section; with its fences it stays under 3,000 characters.
 const SECTION_BODY: usize = 2_900;
@@ -133,17 +132,7 @@ pub(super) struct Cut {
 /// As much of the end of `text` as fits in `max_sections` sections.
 pub(super) fn tail_sections(text: &str, max_sections: usize) -> Cut {
     let chars: Vec<char> = text.chars().collect();
-    let pieces: Vec<Cow<'static, str>> = chars
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| {
-            if c == '`' && i > 0 && chars[i - 1] == '`' {
-                Cow::Owned(format!("{ZERO_WIDTH_SPACE}`"))
-            } else {
-                shown(c)
-            }
-        })
-        .collect();
+    let pieces = shown_pieces(text);
     let cost: Vec<usize> = pieces
         .iter()
         .map(|p| p.chars().map(char::len_utf16).sum())
