@@ -20,7 +20,8 @@ pub enum JobRefusal {
     /// Several jobs the caller may see start with that id: the listing of them.
     Ambiguous { listing: String },
     /// The records could not be read in time.
-    RecordsDown { typed: Option<String> },
+    /// (`slow`: the search did not finish in time, the storage answering all the while.)
+    RecordsDown { typed: Option<String>, slow: bool },
     /// The caller is neither who started the job nor named by the runbook's `stop_allow`.
     StopDenied {
         record: Box<JobRecord>,
@@ -58,7 +59,7 @@ impl JobRefusal {
                 typed_id(typed)
             ),
             JobRefusal::Ambiguous { listing } => listing.clone(),
-            JobRefusal::RecordsDown { typed } => {
+            JobRefusal::RecordsDown { typed, slow: false } => {
                 let which = typed
                     .as_deref()
                     .map(|t| format!(" (looking for job `{}`)", typed_id(t)))
@@ -67,6 +68,17 @@ impl JobRefusal {
                     ":warning: Job records cannot be read right now{which}. Please try again in a minute; runbook commands still work."
                 )
             }
+            JobRefusal::RecordsDown {
+                typed: Some(typed),
+                slow: true,
+            } => format!(
+                ":hourglass: Looking for job `{}` took too long: the job records answered slowly, or the job is old (the search goes back day by day from today). Please try again in a minute, or find it with `/runbook status` or `/runbook history <runbook>`.",
+                typed_id(typed)
+            ),
+            JobRefusal::RecordsDown {
+                typed: None,
+                slow: true,
+            } => ":hourglass: Reading the job records took too long. Please try again in a minute; runbook commands still work.".to_owned(),
             JobRefusal::StopDenied {
                 record,
                 lookup_problem: Some(why),
@@ -137,7 +149,8 @@ impl JobRefusal {
                 ..
             } => ("denied", "groups_unavailable"),
             JobRefusal::StopDenied { .. } => ("denied", "stop_allow"),
-            JobRefusal::RecordsDown { .. } => ("failed", "records_unavailable"),
+            JobRefusal::RecordsDown { slow: false, .. } => ("failed", "records_unavailable"),
+            JobRefusal::RecordsDown { slow: true, .. } => ("failed", "records_slow"),
             JobRefusal::QueueDown { deadline: true, .. } => ("failed", "queue_deadline"),
             JobRefusal::QueueDown { .. } => ("failed", "queue_unavailable"),
         }
@@ -208,6 +221,11 @@ mod tests {
             },
             JobRefusal::RecordsDown {
                 typed: Some(typed.into()),
+                slow: false,
+            },
+            JobRefusal::RecordsDown {
+                typed: Some(typed.into()),
+                slow: true,
             },
         ];
         for refusal in refusals {

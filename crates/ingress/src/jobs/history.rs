@@ -23,7 +23,7 @@ pub async fn list(req: &Request<'_>, runbook: Option<&str>) -> Result<Reply, Job
         records.recent(req.newest_day(), HISTORY_LEN, keep),
     )
     .await
-    .ok_or(JobRefusal::RecordsDown { typed: None })?;
+    .map_err(|slow| JobRefusal::RecordsDown { typed: None, slow })?;
     found.truncate(HISTORY_LEN);
     Ok(Reply::ephemeral(render::history_list(
         &found,

@@ -19,13 +19,14 @@ pub async fn visible_job(
     let reference = parse(typed)?;
     let deadline = Instant::now() + budget;
     let records = &req.state.records;
-    let down = || JobRefusal::RecordsDown {
+    let down = |slow| JobRefusal::RecordsDown {
         typed: Some(typed.to_owned()),
+        slow,
     };
     let caller = req.caller();
     let visible = |s: &Summary| s.visible_to(caller.user_id, caller.channel_id);
     let found = records.find_where(&reference.prefix, req.newest_day(), visible);
-    let mut visible: Vec<Summary> = within_deadline(deadline, found).await.ok_or_else(down)?;
+    let mut visible: Vec<Summary> = within_deadline(deadline, found).await.map_err(down)?;
     let summary = match visible.len() {
         0 => return Err(not_found(&reference)),
         1 => visible.remove(0),
@@ -38,7 +39,7 @@ pub async fn visible_job(
     };
     let record = within_deadline(deadline, records.read(&summary.name))
         .await
-        .ok_or_else(down)?
+        .map_err(down)?
         // Gone since the listing (the retention rule): as if it never was.
         .ok_or_else(|| not_found(&reference))?
         .record;

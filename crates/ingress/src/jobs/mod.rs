@@ -148,24 +148,21 @@ fn deadline() -> Instant {
     Instant::now() + RECORDS_DEADLINE
 }
 
-/// Runs a records read until `deadline` at most; `None` when it failed or took too long
-/// (logged here: the caller only says "try again").
+/// Runs a records read until `deadline` at most; `Err(slow)` when it failed (`false`) or
+/// took too long (`true`), logged here.
 async fn within_deadline<T>(
     deadline: Instant,
     read: impl Future<Output = Result<T, RecordsError>>,
-) -> Option<T> {
+) -> Result<T, bool> {
     match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(value)) => Some(value),
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "job records could not be read");
-            None
+            Err(false)
         }
         Err(_) => {
-            tracing::warn!(
-                deadline_ms = RECORDS_DEADLINE.as_millis(),
-                "job records were not read within the deadline"
-            );
-            None
+            tracing::warn!("job records were not read within the deadline");
+            Err(true)
         }
     }
 }

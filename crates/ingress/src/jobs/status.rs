@@ -24,7 +24,7 @@ pub async fn list(req: &Request<'_>) -> Result<Reply, JobRefusal> {
     let days = days_between(running_since, newest, records.retention_days());
     let listed = within_deadline(deadline(), records.list_days(&days))
         .await
-        .ok_or(JobRefusal::RecordsDown { typed: None })?;
+        .map_err(|slow| JobRefusal::RecordsDown { typed: None, slow })?;
     let caller = req.caller();
     let mut shown: Vec<Summary> = listed
         .into_iter()
