@@ -16,14 +16,16 @@ use time::OffsetDateTime;
 /// How long a scrape waits for each queue-depth sample.
 const SAMPLE_LIMIT: Duration = Duration::from_secs(1);
 
-/// A job starts here: it counts as in flight until the guard is dropped, and on its first
-/// delivery the time since its command arrived is recorded as its dispatch latency.
-pub fn job_started(job: &JobMessage, dequeue_count: u32) -> InFlight {
-    if dequeue_count == 1 {
-        let waited = OffsetDateTime::now_utc() - job.requested_at;
-        metrics::dispatch(waited.try_into().unwrap_or(Duration::ZERO));
-    }
+/// A job's message is being handled: it counts as in flight until the guard is dropped.
+pub fn job_started() -> InFlight {
     metrics::job_in_flight()
+}
+
+/// A runner claimed the job's record first: its dispatch latency, once per job (not per
+/// message: a copy of a message, or a redelivery, is no second dispatch).
+pub fn dispatched(job: &JobMessage) {
+    let waited = OffsetDateTime::now_utc() - job.requested_at;
+    metrics::dispatch(waited.try_into().unwrap_or(Duration::ZERO));
 }
 
 /// A job ended in `state` (a [`FinalState`](crate::executor::FinalState) label).

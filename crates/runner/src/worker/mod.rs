@@ -305,7 +305,7 @@ impl Worker {
             return;
         }
 
-        let _in_flight = crate::metrics::job_started(&job, message.dequeue_count);
+        let _in_flight = crate::metrics::job_started();
         let dequeue_count = message.dequeue_count;
         // Runs until the message is deleted or handed back, so no other runner takes it
         // while its job runs or its final status is being delivered.

@@ -73,6 +73,7 @@ impl Worker {
         let me = &self.settings.runner_id;
         let mut current = match self.claim(job).await? {
             Claim::Created(record) => {
+                crate::metrics::dispatched(job);
                 return Ok(Owned::Run {
                     record: Box::new(record),
                     started: false,
