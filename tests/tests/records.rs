@@ -272,13 +272,23 @@ async fn running_then_its_runner_died() -> (TestApp, String, String, WorkerSetti
         "Restart-WebApp",
         Script::completes("restarted").polls(1, 60),
     );
+    its_runner_died_once_slack_shows(app, "running").await
+}
+
+/// Alice's `restart-web prod` taken by a runner that is killed once Slack shows `shown` for
+/// the job: the app, the job's short id, its job id, and worker settings whose visibility
+/// timeout (2 s) brings its message back soon.
+async fn its_runner_died_once_slack_shows(
+    app: TestApp,
+    shown: &str,
+) -> (TestApp, String, String, WorkerSettings) {
     let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
     let job_id = app.peek_jobs().await[0].job_id.to_string();
     let mut settings = app.worker_settings();
     settings.visibility = Duration::from_secs(2);
     let first = app.worker_with(settings.clone());
     let dead = tokio::spawn(async move { first.process_next().await });
-    app.wait_for_slack(&id, "running").await;
+    app.wait_for_slack(&id, shown).await;
     dead.abort();
     let _ = dead.await;
     (app, id, job_id, settings)
@@ -427,15 +437,7 @@ async fn held_back_then_its_runner_died() -> (TestApp, String, String, WorkerSet
     app.arm.limit_concurrent_jobs(0);
     app.arm
         .script("Restart-WebApp", Script::completes("restarted"));
-    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
-    let job_id = app.peek_jobs().await[0].job_id.to_string();
-    let mut settings = app.worker_settings();
-    settings.visibility = Duration::from_secs(2);
-    let first = app.worker_with(settings.clone());
-    let dead = tokio::spawn(async move { first.process_next().await });
-    app.wait_for_slack(&id, "*waiting*").await;
-    dead.abort();
-    let _ = dead.await;
+    let (app, id, job_id, settings) = its_runner_died_once_slack_shows(app, "*waiting*").await;
     assert_eq!(app.arm.queued_jobs(), 1, "Azure holds the job back");
     let record = record_of(&app, &id).await.record;
     assert!(record.started_at.is_none(), "{record:#?}");
@@ -680,6 +682,26 @@ async fn a_stop_from_someone_who_may_not_is_refused_by_the_runner_too() {
 }
 
 /// The runner writes a job's start and end to the audit log, and who stopped it.
+/// Today's lines of the audit log in `store`, as `chatops-runner audit export` gives them.
+async fn todays_audit_lines(
+    store: &Arc<dyn chatops_shared::blob::BlobStore>,
+) -> Vec<serde_json::Value> {
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut out = Vec::new();
+    chatops_shared::audit::export::export(
+        store.as_ref(),
+        today,
+        today.next_day().expect("tomorrow"),
+        &mut out,
+    )
+    .await
+    .expect("export");
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
     let app = TestApp::spawn().await;
@@ -701,20 +723,7 @@ async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
     let _ = running.await;
     assert_eq!(writer.shutdown(Duration::from_secs(10)).await, 0);
 
-    let today = time::OffsetDateTime::now_utc().date();
-    let mut out = Vec::new();
-    chatops_shared::audit::export::export(
-        store.as_ref(),
-        today,
-        today.next_day().expect("tomorrow"),
-        &mut out,
-    )
-    .await
-    .expect("export");
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let lines = todays_audit_lines(&store).await;
     let of_job = |event: &str| {
         lines
             .iter()
@@ -751,25 +760,12 @@ async fn a_job_given_up_on_has_its_end_in_the_audit_log() {
         .await;
     app.final_text(&id, "gave up").await;
     assert_eq!(writer.shutdown(Duration::from_secs(10)).await, 0);
-    let today = time::OffsetDateTime::now_utc().date();
-    let mut out = Vec::new();
-    chatops_shared::audit::export::export(
-        store.as_ref(),
-        today,
-        today.next_day().expect("tomorrow"),
-        &mut out,
-    )
-    .await
-    .expect("export");
-    let text = String::from_utf8_lossy(&out);
-    let ended: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .filter(|l: &serde_json::Value| {
-            l["event"] == "ended" && l["job_id"] == job.job_id.to_string()
-        })
+    let lines = todays_audit_lines(&store).await;
+    let ended: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "ended" && l["job_id"] == job.job_id.to_string())
         .collect();
-    assert_eq!(ended.len(), 1, "{text}");
+    assert_eq!(ended.len(), 1, "{lines:#?}");
     assert_eq!(ended[0]["state"], "failed");
     assert_eq!(app.take_poison().await.len(), 1);
     app.finish().await;

@@ -298,6 +298,22 @@ async fn a_missing_supervisor_fails_with_the_same_plain_message() {
     assert_plain_start_failure(&outcome, &req, &script);
 }
 
+/// Runs `script` (30 s timeout), asks to stop it after half a second, and waits (at most 10 s)
+/// for its outcome and progress.
+async fn stopped_after_half_a_second(script: &str) -> (Outcome, Vec<Progress>) {
+    let (stop, signal) = StopSignal::new();
+    let mut req = request(script, &[], Duration::from_secs(30));
+    req.stop = signal;
+    let executor = fast();
+    let running = tokio::spawn(async move { run(&executor, &req).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.stop();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("ends soon after the stop")
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_stop_request_stops_the_script_and_its_children_and_ends_stopped() {
     let dir = Scratch::new();
@@ -312,17 +328,7 @@ async fn a_stop_request_stops_the_script_and_its_children_and_ends_stopped() {
         ),
         0o755,
     );
-    let (stop, signal) = StopSignal::new();
-    let mut req = request(&script, &[], Duration::from_secs(30));
-    req.stop = signal;
-    let executor = fast();
-    let running = tokio::spawn(async move { run(&executor, &req).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.stop();
-    let (outcome, progress) = tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("ends soon after the stop")
-        .unwrap();
+    let (outcome, progress) = stopped_after_half_a_second(&script).await;
     assert_eq!(outcome.state, FinalState::Stopped, "{outcome:?}");
     assert!(outcome.output.contains("started"), "{outcome:?}");
     assert_eq!(progress.len(), 1, "it had started");
@@ -344,17 +350,7 @@ async fn a_stop_request_also_kills_what_in_the_group_ignores_sigterm() {
         ),
         0o755,
     );
-    let (stop, signal) = StopSignal::new();
-    let mut req = request(&script, &[], Duration::from_secs(30));
-    req.stop = signal;
-    let executor = fast();
-    let running = tokio::spawn(async move { run(&executor, &req).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.stop();
-    let (outcome, _) = tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("ends soon after the stop")
-        .unwrap();
+    let (outcome, _) = stopped_after_half_a_second(&script).await;
     assert_eq!(outcome.state, FinalState::Stopped, "{outcome:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!child.exists(), "the child that ignored SIGTERM was killed");

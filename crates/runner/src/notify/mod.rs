@@ -26,6 +26,18 @@ pub enum Update {
     Notice(String),
 }
 
+impl Update {
+    /// Whether a notifier may forget what it keeps about the job once this update was
+    /// delivered with `result`: after the last update, unless it is to be tried again.
+    pub fn is_last<T>(&self, result: &Result<T, NotifyError>) -> bool {
+        matches!(self, Update::Finished(_))
+            && !matches!(
+                result,
+                Err(NotifyError::Transient(_) | NotifyError::RateLimited { .. })
+            )
+    }
+}
+
 /// Why a notification was not delivered.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum NotifyError {

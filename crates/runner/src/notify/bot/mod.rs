@@ -450,12 +450,7 @@ impl Notifier for BotNotifier {
                 }
             }
         };
-        if matches!(update, Update::Finished(_))
-            && !matches!(
-                result,
-                Err(NotifyError::Transient(_) | NotifyError::RateLimited { .. })
-            )
-        {
+        if update.is_last(&result) {
             self.lock().remove(&job.job_id);
         }
         result

@@ -117,14 +117,7 @@ impl SlackNotifier {
     ) -> Result<bool, NotifyError> {
         let mut budget = WaitBudget::new();
         let result = self.deliver(job, update, &mut budget).await;
-        // After the last update the entry is no longer needed, unless that update is to be
-        // tried again.
-        if matches!(update, Update::Finished(_))
-            && !matches!(
-                result,
-                Err(NotifyError::Transient(_) | NotifyError::RateLimited { .. })
-            )
-        {
+        if update.is_last(&result) {
             self.uses().remove(&job.job_id);
         }
         result
