@@ -35,6 +35,13 @@ description = "Prints 200 KB at once: multi-byte characters, very long lines"
 executor = "local"
 target = "/tmp/chatops-e2e-tail/flood.sh"
 allow = { users = ["UALICE"] }
+
+[runbooks.typist]
+description = "Types a secret token in two pieces, slower than the live tail's interval"
+executor = "local"
+target = "/tmp/chatops-e2e-tail/typist.sh"
+params = [{ name = "token", required = true, secret = true }]
+allow = { users = ["UALICE"] }
 "#;
 
 async fn spawn() -> TestApp {
@@ -45,6 +52,7 @@ async fn spawn() -> TestApp {
         &format!("#!/bin/sh\ncat '{SCRIPTS}/flood.txt'\n"),
     );
     write_atomically("flood.txt", flood().as_bytes());
+    script("typist.sh", TYPIST);
     let app = TestApp::spawn_opts(Options {
         extra_runbooks: RUNBOOKS,
         ..Default::default()
@@ -64,6 +72,10 @@ async fn spawn() -> TestApp {
 
 const TICKER: &str =
     "#!/bin/sh\ni=1\nwhile [ $i -le 10 ]; do echo \"tick $i\"; i=$((i+1)); sleep 0.3; done\n";
+
+/// Prints the token's first 8 characters, then (after more than a tail interval) the rest
+/// and a line of its own.
+const TYPIST: &str = "#!/bin/sh\nprintf 'token: %s' \"$(printf '%s' \"$CHATOPS_PARAM_TOKEN\" | cut -c1-8)\"\nsleep 1\nprintf '%s\\nnext line\\n' \"$(printf '%s' \"$CHATOPS_PARAM_TOKEN\" | cut -c9-)\"\n";
 
 /// Tests run in processes of their own, at once: each writes the same files, whole.
 fn write_atomically(name: &str, bytes: &[u8]) {
@@ -327,6 +339,38 @@ fn kept_output(app: &TestApp, short_id: &str) -> Vec<u8> {
         String::from_utf8_lossy(&read.stderr)
     );
     read.stdout
+}
+
+#[tokio::test]
+async fn a_secret_printed_in_pieces_across_live_batches_is_masked_whole() {
+    const TOKEN: &str = "s3cr3t-T0k3n-in-two-pieces";
+    let app = spawn().await;
+    app.command(ALICE, OPS, &format!("typist token={TOKEN}"))
+        .await;
+    let job = app.peek_jobs().await.remove(0);
+    let live_before_final = run_watching(&app, live_worker(&app)).await;
+    assert!(live_before_final >= 1, "tailed while it ran");
+
+    let card = card(&app).unwrap();
+    let replies = replies(&app, &card);
+    let shown: String = replies
+        .iter()
+        .filter(|r| is_live(r))
+        .map(live_text)
+        .collect();
+    // Its first piece was printed a second before the rest, without a line break: it waited
+    // for the rest, and the whole value was masked.
+    assert!(shown.contains("•••\nnext line\n"), "{replies:#?}");
+    let everything: String = app
+        .slack
+        .channel_messages(OPS)
+        .iter()
+        .map(|m| m.body.to_string())
+        .collect();
+    assert!(!everything.contains(&TOKEN[..8]), "{everything}");
+    let kept = String::from_utf8(kept_output(&app, &job.short_id())).unwrap();
+    assert_eq!(kept, "token: •••\nnext line\n");
+    app.finish().await;
 }
 
 #[tokio::test]

@@ -29,6 +29,30 @@ impl SecretValues {
         text
     }
 
+    /// Where `text` can be cut for now without cutting a secret value in two: before the
+    /// longest end of it that a value begins with. A batch of live output that ends with
+    /// `hunt` while the secret is `hunter22` holds `hunt` back until the output goes on, so
+    /// that no two batches show a value in pieces that masking each on its own would miss.
+    pub(super) fn safe_cut(&self, text: &str) -> usize {
+        let mut cut = text.len();
+        for value in &self.0 {
+            // The proper beginnings of the value, longest first; the first that ends `text`
+            // holds back the most this value can need.
+            let begins = value
+                .char_indices()
+                .rev()
+                .filter(|&(end, _)| end > 0)
+                .map(|(end, _)| &value[..end]);
+            for begin in begins {
+                if text.ends_with(begin) {
+                    cut = cut.min(text.len() - begin.len());
+                    break;
+                }
+            }
+        }
+        cut
+    }
+
     pub(super) fn mask_outcome(&self, mut outcome: Outcome) -> Outcome {
         if !self.0.is_empty() {
             outcome.output = self.mask(&outcome.output);
@@ -65,6 +89,22 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_never_falls_inside_a_secret_value() {
+        let values = SecretValues(vec!["hunter22".into(), "é-pass".into()]);
+        assert_eq!(values.safe_cut("token: hunt"), "token: ".len());
+        assert_eq!(values.safe_cut("token: h"), "token: ".len());
+        // A whole value is masked in this batch: nothing to hold back.
+        assert_eq!(values.safe_cut("token: hunter22"), "token: hunter22".len());
+        assert_eq!(values.safe_cut("token: hunter2 "), "token: hunter2 ".len());
+        assert_eq!(values.safe_cut("line\n"), "line\n".len());
+        assert_eq!(values.safe_cut("x é"), "x ".len());
+        assert_eq!(values.safe_cut(""), 0);
+        // The value that needs the most held back decides.
+        let nested = SecretValues(vec!["abcabd".into(), "cab".into()]);
+        assert_eq!(nested.safe_cut("zzabca"), 2);
+    }
 
     #[test]
     fn secret_values_are_masked_in_output_and_error_and_short_ones_left() {

@@ -108,7 +108,13 @@ impl Worker {
                         }
                     },
                     () = ticked, if !batch.is_empty() && !output_due => {
-                        todo.push_back(Step::Output { text: batch.take_lines(), last: false });
+                        let mut text = batch.take_lines();
+                        // A secret value's beginning waits for the rest of it (masked whole).
+                        let held = text.split_off(secrets.safe_cut(&text));
+                        batch.put_back(held);
+                        if !text.is_empty() {
+                            todo.push_back(Step::Output { text, last: false });
+                        }
                     }
                     () = busy => doing = None,
                 }
@@ -224,6 +230,9 @@ type StepFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// says how much. Under the 4 MiB of one Append Block.
 const BATCH_MAX: usize = 2 * 1024 * 1024;
 
+/// How far a batch that drops its front looks for a line's start to drop up to.
+const LINE_START_SEARCH: usize = 4096;
+
 /// Output not yet kept or given to the live tail.
 #[derive(Debug, Default)]
 struct Batch {
@@ -253,6 +262,13 @@ impl Batch {
         while !self.text.is_char_boundary(cut) {
             cut += 1;
         }
+        // At a line's start when one is near, so that what is kept starts with a whole line
+        // (and no secret value is kept in part, unmasked).
+        let near = (cut + LINE_START_SEARCH).min(self.text.len());
+        let ahead = self.text.as_bytes().get(cut..near).unwrap_or_default();
+        if let Some(start) = ahead.iter().position(|&b| b == b'\n') {
+            cut += start + 1;
+        }
         self.text.drain(..cut);
         self.skipped += cut as u64;
     }
@@ -280,6 +296,13 @@ impl Batch {
             None => std::mem::take(&mut self.text),
         };
         self.with_skip_note(text)
+    }
+
+    /// Puts `text`, taken last, back in front of what came since.
+    fn put_back(&mut self, text: String) {
+        if !text.is_empty() {
+            self.text.insert_str(0, &text);
+        }
     }
 
     fn take_all(&mut self) -> String {
@@ -324,6 +347,7 @@ mod tests {
             "{note}"
         );
         assert!(rest.len() <= BATCH_MAX && rest.ends_with('\n'));
+        assert_eq!(rest.len() % line.len(), 0, "whole lines only");
         assert!(batch.is_empty());
         batch.push("next\n");
         assert_eq!(batch.take_all(), "next\n", "said once");
