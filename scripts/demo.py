@@ -335,6 +335,8 @@ def main():
             "CHATOPS_SLACK_RESPONSE_URL_PREFIX": slack_url,
         })
         env["NO_COLOR"] = "1"  # plain logs in .demo/, easy to grep
+        # As the images set it: backtraces for panics only (see docs/operations.md).
+        env.setdefault("RUST_LIB_BACKTRACE", "0")
         start("ingress", [os.path.join(target, "debug", "chatops-ingress")], env, procs)
         start("runner", [os.path.join(target, "debug", "chatops-runner")], env, procs)
         ingress = f"http://127.0.0.1:{ingress_port}"
