@@ -615,6 +615,36 @@ async fn stop_of_an_automation_job_asks_azure_and_reports_stopped() {
     app.finish().await;
 }
 
+#[tokio::test]
+async fn a_stop_while_the_start_waits_at_azures_limit_starts_nothing() {
+    let app = TestApp::spawn().await;
+    app.arm.script("Restart-WebApp", Script::never_ends());
+    // Every PUT is refused (429) until the card says the job waits.
+    app.arm.fail_next(1000, 429);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let job = app.peek_jobs().await.remove(0);
+    let holder = app.worker();
+    let waiting = tokio::spawn(async move { holder.process_next().await });
+    app.wait_for_slack(&id, "*waiting*").await;
+    // Azure would take the next start: the stop must keep it from being sent.
+    app.arm.recover();
+
+    let answer = app.command(ALICE, OPS, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    assert_eq!(app.worker().process_next().await, Ok(Step::Processed));
+    let text = app.final_text(&id, "*Stopped*").await;
+    assert!(
+        text.contains("Stopped before Azure Automation started it"),
+        "{text}"
+    );
+    assert!(
+        app.arm.job(&job.job_id.hyphenated().to_string()).is_none(),
+        "no Automation job was created"
+    );
+    let _ = waiting.await;
+    app.finish().await;
+}
+
 /// Once Azure has an Automation job, stops reach it through Azure (the runner that takes the
 /// stop message asks), so its holder reads the record only to renew the heartbeat, not every
 /// `record_poll`: following many jobs does not cost a record read per job every 2 s.

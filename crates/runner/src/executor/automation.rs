@@ -318,6 +318,10 @@ impl AutomationExecutor {
                 () = tokio::time::sleep(wait) => {}
                 () = stop.requested() => {}
             }
+            // Stopped while it waited: no start is sent (Azure might take it now).
+            if request.stop.is_requested() {
+                return Err(refused);
+            }
             retry = retry.saturating_add(1);
         }
     }
