@@ -463,6 +463,13 @@ fn validate_only(rb: &mut Runbook, problems: &mut Problems) {
                     "parameter `{}` is fixed, so callers never give it; remove `only`",
                     p.name
                 ))
+            } else if p.kind == ParamType::String && p.choices.is_none() {
+                // Compared as typed, a free-text value could be given another way (`Prod`,
+                // `prod `) that the runbook takes for the same.
+                Some(format!(
+                    "parameter `{}` takes any text, so `{value}` could be typed another way (other case, spaces) to get round `only`; give it `choices` that list its values",
+                    p.name
+                ))
             } else {
                 p.check_value(&value).err().map(|why| format!("`{value}` is not a value parameter `{}` accepts ({why}); list only values it accepts", p.name))
             };

@@ -321,12 +321,16 @@ fn bad_usergroups_and_only_rules_are_load_errors() {
             "parameter `rg` is fixed",
         ),
         (
-            "allow = { users = [\"UAA1\"] }\nparams = [{ name = \"env\", only = { prod = { usergroups = [\"@oncall\"] } } }]",
+            "allow = { users = [\"UAA1\"] }\nparams = [{ name = \"env\", choices = [\"prod\"], only = { prod = { usergroups = [\"@oncall\"] } } }]",
             "`@oncall` is not a Slack user group ID",
         ),
         (
-            "allow = { users = [\"UAA1\"] }\nparams = [{ name = \"env\", only = { prod = { } } }]",
+            "allow = { users = [\"UAA1\"] }\nparams = [{ name = \"env\", choices = [\"prod\"], only = { prod = { } } }]",
             "`only.prod.users` is empty",
+        ),
+        (
+            "allow = { users = [\"UAA1\"] }\nparams = [{ name = \"env\", only = { prod = { users = [\"UAA1\"] } } }]",
+            "parameter `env` takes any text, so `prod` could be typed another way",
         ),
     ];
     for (body, expected) in cases {
