@@ -135,6 +135,18 @@ async fn a_secret_value_reaches_the_script_in_its_environment_only_and_is_shown_
         "{rerun}"
     );
     answers.push(rerun);
+    // Refused, and audited with the values masked: the values typed again after a rerun's job
+    // id, values after `--form` (no forms without a bot token), a secret given to a runbook
+    // that has none.
+    for words in [
+        format!("rerun {id} token={SECRET}"),
+        format!("login --form alice {SECRET}"),
+        format!("echo token={SECRET}"),
+    ] {
+        let answer = post(&app, &addr, &words).await;
+        assert_eq!(answer["response_type"], "ephemeral", "{words}: {answer}");
+        answers.push(answer);
+    }
     assert_eq!(ingress.terminate(Duration::from_secs(15)).await, Some(0));
     assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
     for answer in &answers {

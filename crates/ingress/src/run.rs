@@ -85,12 +85,17 @@ impl Request<'_> {
     }
 
     /// Records that the command was refused, with the reason the caller is told (secret
-    /// values masked; a job-control command's words are job ids and runbook names, kept).
+    /// values masked; a job-control command keeps its word and the job id or runbook name
+    /// after it, and anything further, perhaps values typed again for a rerun, is masked).
     pub fn audit_rejected(&self, reason: String) {
         let text = &self.cmd.text;
-        let first = text.split_whitespace().next().unwrap_or_default();
+        let mut words = text.split_whitespace();
+        let first = words.next().unwrap_or_default();
         let text = if crate::jobs::word(first).is_some() {
-            text.clone()
+            let kept = std::iter::once(first).chain(words.next());
+            kept.chain(words.map(|_| chatops_shared::job::MASK))
+                .collect::<Vec<_>>()
+                .join(" ")
         } else {
             self.state.catalog.current().masked_command(text)
         };

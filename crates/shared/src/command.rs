@@ -17,6 +17,10 @@
 //! This is a hand-written tokenizer on purpose: shell-words crates know neither the smart
 //! quotes nor the `name=value` rule.
 
+/// The word that asks for a form instead of typed values, anywhere after the runbook name
+/// (the ingress takes it out before the values are bound to parameters).
+pub const FORM_FLAG: &str = "--form";
+
 /// The longest command text accepted, in characters.
 pub const MAX_CHARS: usize = 4000;
 /// The most words accepted, the runbook name included.

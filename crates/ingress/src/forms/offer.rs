@@ -13,7 +13,7 @@ use chatops_shared::mrkdwn::escape;
 use std::collections::BTreeMap;
 
 /// The word that asks for a form, anywhere after the runbook name.
-pub const FLAG: &str = "--form";
+pub const FLAG: &str = chatops_shared::command::FORM_FLAG;
 
 /// The command without `--form`, and whether it was there.
 pub fn take_flag(mut parsed: ParsedCommand) -> (ParsedCommand, bool) {

@@ -33,20 +33,21 @@ impl Runbook {
 
 impl Catalog {
     /// Command text as it may be recorded (the audit line of a refused command): unchanged
-    /// unless it names a runbook with secret parameters; then each value that is or may be
-    /// secret is [`MASK`]. A name that is no runbook's may be one mistyped: every value is
-    /// masked then, if any runbook has a secret parameter. Text that does not parse keeps
-    /// only its first word.
+    /// when no runbook has secret parameters; else each value that is or may be secret is
+    /// [`MASK`]: a secret parameter's, an unknown name's or one past the last place (a
+    /// secret given to the wrong runbook, or mistyped). A name that is no runbook's may be one
+    /// mistyped: every value is masked then. Text that does not parse keeps only its first
+    /// word. `--form` takes no place.
     pub fn masked_command(&self, text: &str) -> String {
         let first = text.split_whitespace().next().unwrap_or_default();
+        if self
+            .runbooks
+            .values()
+            .all(|rb| rb.secret_params().is_empty())
+        {
+            return text.to_owned();
+        }
         let Some(rb) = self.get(&first.to_lowercase()) else {
-            if self
-                .runbooks
-                .values()
-                .all(|rb| rb.secret_params().is_empty())
-            {
-                return text.to_owned();
-            }
             let Ok(parsed) = command::parse(text) else {
                 return format!("{first} {MASK}");
             };
@@ -59,15 +60,13 @@ impl Catalog {
                 .collect::<Vec<_>>()
                 .join(" ");
         };
-        if rb.secret_params().is_empty() {
-            return text.to_owned();
-        }
         let Ok(parsed) = command::parse(text) else {
             return format!("{first} {MASK}");
         };
         let open: Vec<&ParamSpec> = rb.params.iter().filter(|p| p.fixed.is_none()).collect();
         let mut positional = open.iter();
         let words = parsed.args.iter().map(|arg| match arg {
+            Arg::Positional(flag) if flag == command::FORM_FLAG => flag.clone(),
             Arg::Positional(value) => match positional.next() {
                 Some(p) if !p.secret => command::quote(value),
                 // A secret's place, or a value past the last place (a misplaced secret?).
@@ -126,6 +125,11 @@ params = [ { name = "env" } ]
         let c = catalog();
         for (text, masked) in [
             ("plain hunter2", "plain hunter2"),
+            // A runbook without secrets given one (the wrong runbook, or a mistyped name).
+            ("plain token=hunter2", "plain token=•••"),
+            ("plain dev hunter2", "plain dev •••"),
+            // `--form` is no value: the values after it keep their places.
+            ("rotate --form dev hunter2", "rotate --form dev •••"),
             // No runbook's name: perhaps one mistyped, so every value is masked.
             ("nothing hunter2", "nothing •••"),
             ("rotat token=hunter2 env=dev", "rotat token=••• env=•••"),
