@@ -64,7 +64,7 @@ fn describe(p: &ParamSpec) -> String {
     if let Some(default) = &p.default
         && !notes.iter().any(|n| n.starts_with("default"))
     {
-        notes.push(format!("default: {}", quote(default)));
+        notes.push(format!("default: {}", quote(&p.shown(default))));
     }
     if !notes.is_empty() {
         let _ = write!(out, " ({})", notes.join(", "));
@@ -166,6 +166,34 @@ allow = { users = ["UBOB"] }
             !help.contains("rg-web"),
             "fixed values are not the caller's: {help}"
         );
+    }
+
+    #[test]
+    fn a_secret_parameters_default_is_masked_in_help_and_usage() {
+        let text = r#"
+[runbooks.login]
+executor = "automation"
+target = "Login"
+params = [
+  { name = "user", required = true },
+  { name = "token", secret = true, default = "s3cr3t-default" },
+  { name = "key", secret = true, choices = ["k1", "k2"], default = "k1" },
+]
+allow = { users = ["UALICE"] }
+"#;
+        let c = Catalog::parse(text, Path::new("c.toml")).unwrap();
+        let help = c.runbook_help("login", &alice(), "/runbook");
+        assert!(help.contains("[token=•••]"), "{help}");
+        assert!(help.contains("default: •••"), "{help}");
+        let refused = c
+            .check(&alice(), &parse("login").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("[token=•••]"), "{refused}");
+        for shown in [&help, &refused] {
+            assert!(!shown.contains("s3cr3t-default"), "{shown}");
+            assert!(!shown.contains("default: k1"), "{shown}");
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn synopsis(p: &ParamSpec) -> String {
             ),
         },
         (None, ParamType::Bool, _) => "<true|false>".to_owned(),
-        (None, _, Some(default)) if !p.required => quote(default),
+        (None, _, Some(default)) if !p.required => quote(&p.shown(default)),
         (None, _, _) => format!("<{}>", p.name),
     };
     if p.required {
@@ -78,7 +78,7 @@ fn synopsis(p: &ParamSpec) -> String {
 pub(super) fn notes(p: &ParamSpec) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(fixed) = &p.fixed {
-        notes.push(format!("fixed: {}", quote(fixed)));
+        notes.push(format!("fixed: {}", quote(&p.shown(fixed))));
         return notes;
     }
     if let Some(max_len) = p.max_len {
@@ -89,7 +89,7 @@ pub(super) fn notes(p: &ParamSpec) -> Vec<String> {
     }
     let default_hidden = p.choices.is_some() || matches!(p.kind, ParamType::Int | ParamType::Bool);
     if let Some(default) = p.default.as_ref().filter(|_| default_hidden) {
-        notes.push(format!("default: {}", quote(default)));
+        notes.push(format!("default: {}", quote(&p.shown(default))));
     }
     notes
 }
