@@ -1,6 +1,6 @@
 //! A [`JobQueue`] decorator for tests that need the real queue (Azurite) with one thing changed
 //! at its boundary: sends that take longer, an answer lost on its way back, and counts of what
-//! was delivered and of the storage checks (`ping`) made. Everything not shaped goes straight to the queue underneath.
+//! was delivered and of the storage checks (`ping`) made, moves to the poison queue that fail. Everything not shaped goes straight to the queue underneath.
 
 use async_trait::async_trait;
 use chatops_shared::queue::{JobQueue, QueueError, Received};
@@ -15,6 +15,7 @@ pub struct ShapedQueue {
     lose_extend_answer: AtomicBool,
     deliveries: Mutex<HashMap<String, u32>>,
     pings: AtomicUsize,
+    failing_poison_sends: AtomicUsize,
 }
 
 impl ShapedQueue {
@@ -26,7 +27,14 @@ impl ShapedQueue {
             lose_extend_answer: AtomicBool::new(false),
             deliveries: Mutex::default(),
             pings: AtomicUsize::new(0),
+            failing_poison_sends: AtomicUsize::new(0),
         }
+    }
+
+    /// The next `n` moves to the poison queue fail as an unreachable queue would.
+    pub fn failing_poison_sends(self, n: usize) -> Self {
+        self.failing_poison_sends.store(n, Ordering::SeqCst);
+        self
     }
 
     /// Every send waits `delay` before it goes to the queue.
@@ -102,6 +110,15 @@ impl JobQueue for ShapedQueue {
         self.inner.delete(message).await
     }
     async fn send_poison(&self, text: &str) -> Result<(), QueueError> {
+        let fail = self
+            .failing_poison_sends
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(QueueError::Unavailable(
+                "shaped: poison queue unreachable".into(),
+            ));
+        }
         self.inner.send_poison(text).await
     }
     async fn approximate_len(&self, poison: bool) -> Result<u64, QueueError> {

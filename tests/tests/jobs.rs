@@ -607,6 +607,49 @@ fn assert_ran_once_and_reported_once(app: &TestApp, id: &str) {
     assert!(!mine.iter().any(|t| t.contains("nterrupted")), "{mine:#?}");
 }
 
+#[tokio::test]
+async fn a_final_status_slack_refused_is_posted_later_when_its_poison_move_failed() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
+    // Slack refuses every post for good, and the move to the poison queue fails once.
+    for kind in [PathKind::ResponseUrl, PathKind::Webhook] {
+        app.slack.fail_next(kind, 1000, 404, "no_service");
+    }
+    let queue = Arc::new(ShapedQueue::over(app.runner_queue()).failing_poison_sends(1));
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(1);
+    let worker = app.worker_on(queue, settings);
+    assert_eq!(worker.process_next().await, Ok(Step::Processed));
+    // Posts Slack took (the double keeps the refused ones too).
+    let completed = || {
+        app.slack
+            .messages()
+            .iter()
+            .filter(|m| {
+                m.status == 200 && m.text().contains(&id) && m.text().contains("*Completed*")
+            })
+            .count()
+    };
+    assert!(app.slack_count(&id, "*Completed*") > 0, "tried and refused");
+    assert_eq!(completed(), 0);
+
+    // The message was neither moved nor dropped: it comes back, and the status goes out.
+    app.slack.recover();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while completed() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the final status never arrived"
+        );
+        if worker.process_next().await != Ok(Step::Processed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(completed(), 1);
+    assert!(app.take_poison().await.is_empty());
+    app.finish().await;
+}
+
 /// One runner on a queue that loses one answer, with a 2 s visibility.
 fn runner_losing(app: &TestApp) -> (Arc<ShapedQueue>, chatops_e2e::app::Runners) {
     let queue = Arc::new(ShapedQueue::over(app.runner_queue()).losing_one_extend_answer());

@@ -215,6 +215,12 @@ impl SlackServer {
         }
     }
 
+    /// Answers again: the failures queued with [`SlackServer::fail_next`] and
+    /// [`SlackServer::fail_method_next`] and not yet given are dropped.
+    pub fn recover(&self) {
+        self.lock().failures.clear();
+    }
+
     /// The next post to `kind` is answered 200 `ok` followed by a body that never ends.
     pub fn answer_endlessly_next(&self, kind: PathKind) {
         self.lock()

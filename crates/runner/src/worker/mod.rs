@@ -111,8 +111,14 @@ enum Ended {
     Retry,
     /// Another runner took the job over (this one was taken for dead): it reports it.
     TakenOver,
-    /// To the poison queue, with the reason.
-    Poison(String),
+    /// To the poison queue, with the reason. With `reported`, once it is there the record is
+    /// marked reported with that note (the final status failed for good: no copy of the
+    /// message is to post it again); a move that fails leaves the message, and the record, to
+    /// try the final status again when it comes back.
+    Poison {
+        reason: String,
+        reported: Option<String>,
+    },
 }
 
 /// What one call of [`Worker::process_next`] did.
@@ -356,10 +362,14 @@ impl Worker {
             Ended::Retry | Ended::TakenOver => {
                 // The message comes back when the visibility of its last extension ends.
             }
-            Ended::Poison(reason) => {
-                self.poison(&held.message, reason).await;
-                for copy in &held.copies {
-                    self.delete(copy).await;
+            Ended::Poison { reason, reported } => {
+                if self.poison(&held.message, reason).await {
+                    if let Some(note) = reported {
+                        Box::pin(self.record_reported(&job, Some(note))).await;
+                    }
+                    for copy in &held.copies {
+                        self.delete(copy).await;
+                    }
                 }
             }
         }
@@ -409,10 +419,13 @@ impl Worker {
                 Ended::Reported
             }
             // Posted; the message must not come back to a record that still says running.
-            (Ok(()), false) => Ended::Poison(format!(
-                "job ended {} and was reported, but its record could not be written",
-                outcome.state.label()
-            )),
+            (Ok(()), false) => Ended::Poison {
+                reason: format!(
+                    "job ended {} and was reported, but its record could not be written",
+                    outcome.state.label()
+                ),
+                reported: None,
+            },
             (Err(e), _) => {
                 let reason = format!(
                     "job ended {} but the final Slack notification failed: {e}",
@@ -421,13 +434,10 @@ impl Worker {
                 // The status the channel did not get, for the operator who reads this log.
                 let status = crate::notify::render::text(job, &Update::Finished(outcome.clone()));
                 tracing::error!(%reason, %status, "moving message to the poison queue");
-                // Not to be posted again from a second message for the job.
-                Box::pin(self.record_reported(
-                    job,
-                    Some(format!("{reason}; the message is on the poison queue")),
-                ))
-                .await;
-                Ended::Poison(reason)
+                Ended::Poison {
+                    reported: Some(format!("{reason}; the message is on the poison queue")),
+                    reason,
+                }
             }
         }
     }
