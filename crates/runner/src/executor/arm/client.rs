@@ -374,4 +374,63 @@ mod tests {
             "http://127.0.0.1:9/arm/subscriptions/s/resourceGroups/rg/providers/Microsoft.Automation/automationAccounts/a/jobs/j%201/output?api-version=2024-10-23"
         );
     }
+
+    /// A token taken before a long wait for the read budget could expire on the way.
+    #[tokio::test]
+    async fn a_read_takes_its_token_after_its_turn_in_the_read_budget() {
+        #[derive(Debug, Default)]
+        struct Clocked(std::sync::Mutex<Vec<std::time::Instant>>);
+        #[async_trait::async_trait]
+        impl TokenCredential for Clocked {
+            async fn get_token(
+                &self,
+                _: &[&str],
+                _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+            ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+                if let Ok(mut taken) = self.0.lock() {
+                    taken.push(std::time::Instant::now());
+                }
+                Ok(azure_core::credentials::AccessToken::new(
+                    "t",
+                    time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+                ))
+            }
+        }
+        // A port nothing listens on: every read fails at once, after its token.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let config = ArmConfig {
+            endpoint: Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
+            subscription_id: "s".into(),
+            resource_group: "rg".into(),
+            account: "a".into(),
+            scope: DEFAULT_SCOPE.into(),
+            reads_per_second: None,
+        };
+        let credential = Arc::new(Clocked::default());
+        let client = Arc::new(
+            ArmClient::new(&config, credential.clone())
+                .unwrap()
+                .with_budget(Arc::new(ReadBudget::new(4.0)))
+                .with_retry(RetryPolicy {
+                    attempts: 1,
+                    ..RetryPolicy::default()
+                }),
+        );
+        // Four reads at once, then four more turns at 4 a second.
+        let mut reads = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let client = client.clone();
+            reads.spawn(async move { client.get_job(&format!("j{i}")).await });
+        }
+        while reads.join_next().await.is_some() {}
+        let taken = credential.0.lock().unwrap().clone();
+        assert_eq!(taken.len(), 8);
+        let spread = taken[taken.len() - 1].duration_since(taken[0]);
+        assert!(
+            spread >= Duration::from_millis(700),
+            "tokens taken {spread:?} apart: before the reads' turns"
+        );
+    }
 }

@@ -138,6 +138,13 @@ impl ArmClient {
         accept: &str,
         read: Read,
     ) -> Result<Answer, Failure> {
+        // The read's turn first: with many jobs followed it can be minutes away, and a token
+        // taken before the wait could expire on the way (the credential hands out a cached
+        // one until its last 5 minutes).
+        let is_read = method == Method::GET;
+        if is_read && let Some(budget) = &self.budget {
+            budget.acquire().await;
+        }
         // The credential has retries of its own; bound the whole wait so one try of ours
         // cannot hang on the identity endpoint.
         let token = tokio::time::timeout(
@@ -147,10 +154,6 @@ impl ArmClient {
         .await
         .map_err(|_| ArmError::Token(format!("no token within {}s", TOKEN_TIMEOUT.as_secs())))?
         .map_err(|e| ArmError::Token(redact_url_secrets(&e.to_string())))?;
-        let is_read = method == Method::GET;
-        if is_read && let Some(budget) = &self.budget {
-            budget.acquire().await;
-        }
         let mut request = self
             .http
             .request(method.clone(), url.clone())
