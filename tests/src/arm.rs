@@ -99,6 +99,9 @@ pub struct Script {
     pub ignores_stop: bool,
     /// The PUT is refused with this status and body.
     pub refuse: Option<(StatusCode, Value)>,
+    /// Reads of the Output stream are refused with 403 `AuthorizationFailed` (a role without
+    /// `jobs/output/read`).
+    pub output_forbidden: bool,
     /// Runs for a wall time in this range (one per job, see `arm/limits.rs`) instead of
     /// `queued_polls` and `running_polls`.
     pub duration: Option<(std::time::Duration, std::time::Duration)>,
@@ -119,6 +122,7 @@ impl Script {
             errors_without_summary: false,
             ignores_stop: false,
             refuse: None,
+            output_forbidden: false,
             duration: None,
         }
     }
@@ -885,6 +889,13 @@ async fn get_output(
     let Some(job) = inner.jobs.get(&name) else {
         return flat(StatusCode::NOT_FOUND, "NotFound", "The job does not exist.");
     };
+    if job.script.output_forbidden {
+        return envelope(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform action 'Microsoft.Automation/automationAccounts/jobs/output/read'.",
+        );
+    }
     let body = match job.script.generated_output {
         Some(bytes) => Body::from_stream(generated_output(bytes)),
         None => Body::from(job.script.output.clone()),

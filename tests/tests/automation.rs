@@ -117,6 +117,30 @@ async fn happy_path_reports_output_and_progress() {
 }
 
 #[tokio::test]
+async fn an_output_that_cannot_be_read_is_said_not_shown_as_empty() {
+    let server = ArmServer::start().await;
+    server.script(
+        "Hello-World",
+        Script {
+            output_forbidden: true,
+            ..Script::completes("hello\n")
+        },
+    );
+    let exec = executor(client(&server));
+    let (result, _) = run(&exec, &request("Hello-World", &[])).await;
+    let outcome = result.unwrap();
+    assert_eq!(outcome.state, FinalState::Completed);
+    assert!(
+        outcome
+            .output
+            .contains("The job's output could not be read from Azure Automation")
+            && outcome.output.contains("AuthorizationFailed"),
+        "{:?}",
+        outcome.output
+    );
+}
+
+#[tokio::test]
 async fn an_existing_job_is_followed_not_started_again() {
     let server = ArmServer::start().await;
     server.script("Hello-World", Script::completes("from the first runner"));

@@ -379,7 +379,10 @@ impl AutomationExecutor {
             Ok(output) => output,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the job's output");
-                String::new()
+                // Said where the output would be: an empty one would pass for none.
+                format!(
+                    "[The job's output could not be read from Azure Automation ({e}); it is on the job in the Azure portal.]"
+                )
             }
         };
         let mut lines: Vec<String> = Vec::new();
