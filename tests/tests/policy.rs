@@ -5,12 +5,14 @@
 #![allow(clippy::expect_used)]
 
 use chatops_e2e::app::{ALICE, BOB, OPS, Options, TestApp};
+use chatops_e2e::shaped_queue::ShapedQueue;
 use chatops_runner::worker::Step;
 use chatops_shared::audit::AuditEvent;
 use chatops_shared::catalog::GroupAnswer;
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
 use chatops_shared::membership::Membership;
 use chatops_shared::workspaces::Workspaces;
+use std::sync::Arc;
 use std::time::Duration;
 
 const ONCALL: &str = "S0ONCALL";
@@ -365,6 +367,38 @@ async fn members_of_a_stop_allow_group_may_stop_a_job_and_the_runner_checks_agai
     let text = app.final_text(&id, "*Stopped*").await;
     assert!(text.contains(&format!("Stopped by <@{BOB}>")), "{text}");
     let _ = running.await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_stop_whose_checks_outlast_its_visibility_is_handled_by_one_runner() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "hold n=1 pause=30").await);
+    let membership = || Membership::new(Some(app.slack.api_client()), Duration::ZERO);
+    let holder = app.worker().with_membership(membership());
+    let running = tokio::spawn(async move { holder.process_next().await });
+    app.wait_for_script_start().await;
+    let answer = app.command(BOB, OPS, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+
+    // The runner's user-group check takes longer than the stop message's visibility.
+    app.slack.delay_method(LOOKUP, Duration::from_millis(2500));
+    let queue = Arc::new(ShapedQueue::over(app.runner_queue()));
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(1);
+    let stoppers = (0..2)
+        .map(|_| {
+            app.worker_on(queue.clone(), settings.clone())
+                .with_membership(membership())
+        })
+        .collect();
+    let stoppers = app.spawn_workers(stoppers);
+    let text = app.final_text(&id, "*Stopped*").await;
+    assert!(text.contains(&format!("Stopped by <@{BOB}>")), "{text}");
+    let _ = running.await;
+    stoppers.stop().await;
+    assert_eq!(queue.deliveries(), [1], "taken by one runner, once");
     app.finish().await;
 }
 

@@ -293,29 +293,37 @@ impl Worker {
     }
 
     async fn handle_job(&self, message: Received, job: JobMessage, hold: Hold) {
-        if message.dequeue_count > self.settings.max_dequeue {
-            match self.over_limit(&job, message.dequeue_count).await {
+        let dequeue_count = message.dequeue_count;
+        // Runs until the message is deleted or handed back, so no other runner takes it while
+        // this one works on it: from the first remote call (the checks of a message over the
+        // limit and of a stop may outlast its visibility) until the final status is delivered.
+        let extender = Extender::start(self.queue.clone(), message, hold, self.settings.visibility);
+        if dequeue_count > self.settings.max_dequeue {
+            match self.over_limit(&job, dequeue_count).await {
                 give_up::OverLimit::Follow => tracing::warn!(
-                    deliveries = message.dequeue_count,
+                    deliveries = dequeue_count,
                     "delivered more often than the limit, but the job was seen running (or Azure Automation holds it back) and has not ended: following it rather than giving up"
                 ),
                 give_up::OverLimit::GiveUp => {
-                    self.give_up(&message, &job).await;
+                    let held = extender.stop().await;
+                    self.give_up(&held.message, &job).await;
+                    for copy in &held.copies {
+                        self.delete(copy).await;
+                    }
                     return;
                 }
-                give_up::OverLimit::Retry => return,
+                give_up::OverLimit::Retry => {
+                    extender.stop().await;
+                    return;
+                }
             }
         }
         if job.kind == JobKind::Stop {
-            self.handle_stop(message, job, hold).await;
+            self.handle_stop(extender, job).await;
             return;
         }
 
         let _in_flight = crate::metrics::job_started();
-        let dequeue_count = message.dequeue_count;
-        // Runs until the message is deleted or handed back, so no other runner takes it
-        // while its job runs or its final status is being delivered.
-        let extender = Extender::start(self.queue.clone(), message, hold, self.settings.visibility);
         // Steps awaited once (owning, recording, the final post) are boxed here and below:
         // the future of a job lives as long as the job, and an unboxed step would make every
         // followed job as large as its largest step for its whole life (11 KB instead of a

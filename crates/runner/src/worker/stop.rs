@@ -10,11 +10,10 @@
 //! included).
 
 use super::Worker;
-use super::held::Hold;
+use super::extender::Extender;
 use crate::notify::Update;
 use chatops_shared::catalog::Caller;
 use chatops_shared::job::{JobMessage, short_id};
-use chatops_shared::queue::Received;
 use chatops_shared::records::{ExecutorRef, RecordsError, StopRequest};
 
 fn text(e: RecordsError) -> String {
@@ -31,7 +30,7 @@ enum Stopping {
 }
 
 impl Worker {
-    pub(super) async fn handle_stop(&self, message: Received, job: JobMessage, hold: Hold) {
+    pub(super) async fn handle_stop(&self, extender: Extender, job: JobMessage) {
         let result = self.stop_target(&job).await;
         match result {
             Ok(Stopping::Requested) => {
@@ -45,12 +44,12 @@ impl Worker {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not pass on the stop request; leaving the message for a retry");
-                drop(hold);
+                extender.stop().await;
                 return;
             }
         }
-        drop(hold);
-        self.delete(&message).await;
+        let held = extender.stop().await;
+        self.delete_all(&held).await;
     }
 
     /// Errors are transient (storage or Azure unavailable): the message is left for a retry.
