@@ -117,6 +117,26 @@ async fn happy_path_reports_output_and_progress() {
 }
 
 #[tokio::test]
+async fn a_start_refused_for_a_while_counts_toward_the_jobs_timeout() {
+    let server = ArmServer::start().await;
+    server.script(
+        "Hello-World",
+        Script::runs_for("hello\n", Duration::from_secs(2), Duration::from_secs(2)),
+    );
+    // Two 429s that each ask for a second: about 2 s before Azure takes the job.
+    server.fail_next(2, 429);
+    let exec = executor(client(&server));
+    let req = JobRequest {
+        timeout: Duration::from_secs(3),
+        ..request("Hello-World", &[])
+    };
+    let (result, _) = run(&exec, &req).await;
+    let outcome = result.unwrap();
+    // 2 s waiting and 2 s running: past the 3 s limit.
+    assert_eq!(outcome.state, FinalState::TimedOut, "{outcome:?}");
+}
+
+#[tokio::test]
 async fn an_output_that_cannot_be_read_is_said_not_shown_as_empty() {
     let server = ArmServer::start().await;
     server.script(

@@ -148,12 +148,15 @@ impl AutomationExecutor {
         self
     }
 
+    /// Follows the job to its end; `since` is when this runner began with it (its start's
+    /// waits at Azure's limits count toward the job's timeout).
     async fn follow(
         &self,
         name: &str,
         request: &JobRequest,
         created: Option<Job>,
         progress: UnboundedSender<Progress>,
+        since: Instant,
     ) -> Outcome {
         let following_since = Instant::now();
         let mut stop_requested: Option<Instant> = None;
@@ -220,7 +223,7 @@ impl AutomationExecutor {
                 }
                 stop_asked = true;
             }
-            let age = job_age(&job, following_since);
+            let age = job_age(&job, since);
             match stop_requested {
                 None if age >= request.timeout => {
                     tracing::warn!(timeout = ?request.timeout, "Automation job ran too long; stopping it");
@@ -478,6 +481,7 @@ impl Executor for AutomationExecutor {
         progress: UnboundedSender<Progress>,
     ) -> Result<Outcome, TransientError> {
         let name = request.job_id.hyphenated().to_string();
+        let began = Instant::now();
         // Boxed, as the other steps awaited once: the job's future lives while it is followed,
         // at the size of its largest step (see the worker's `handle_job`).
         let created = match Box::pin(self.start(&name, request, &progress)).await {
@@ -517,7 +521,7 @@ impl Executor for AutomationExecutor {
                 ));
             }
         };
-        let outcome = self.follow(&name, request, created, progress).await;
+        let outcome = self.follow(&name, request, created, progress, began).await;
         tracing::info!(state = outcome.state.label(), "Automation job ended");
         Ok(outcome)
     }
@@ -545,7 +549,9 @@ impl Executor for AutomationExecutor {
             }
         };
         tracing::info!("Automation job exists; following it");
-        let outcome = self.follow(&name, request, Some(job), progress).await;
+        let outcome = self
+            .follow(&name, request, Some(job), progress, Instant::now())
+            .await;
         tracing::info!(state = outcome.state.label(), "Automation job ended");
         Ok(Some(outcome))
     }
@@ -576,12 +582,12 @@ impl Executor for AutomationExecutor {
 
 /// How long the job has existed: since its creation as ARM reports it, or since we started
 /// following it, whichever is longer.
-fn job_age(job: &Job, following_since: Instant) -> Duration {
+fn job_age(job: &Job, since: Instant) -> Duration {
     let since_created = job
         .creation_time
         .and_then(|created| Duration::try_from(OffsetDateTime::now_utc() - created).ok())
         .unwrap_or(Duration::ZERO);
-    since_created.max(following_since.elapsed())
+    since_created.max(since.elapsed())
 }
 
 fn transient(doing: &str, error: &ArmError) -> TransientError {
