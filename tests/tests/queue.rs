@@ -6,7 +6,9 @@
 
 use chatops_e2e::azurite::{Azurite, unique_queue_name};
 use chatops_shared::queue::azure::{AzureJobQueue, QueueSettings, QueueTarget, RetryBudget};
+use chatops_shared::queue::connection::{DEVSTORE_ACCOUNT, DEVSTORE_KEY};
 use chatops_shared::queue::{JobQueue, QueueError, Received};
+use chatops_shared::secret::Secret;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -83,6 +85,33 @@ async fn send_receive_extend_delete_round_trip() {
         f.queue.receive(32, Duration::from_secs(30)).await.unwrap(),
         vec![]
     );
+}
+
+#[tokio::test]
+async fn messages_and_poison_records_never_expire() {
+    let f = fixture("ttl").await;
+    f.queue.send("job").await.unwrap();
+    f.queue.send_poison("poisoned").await.unwrap();
+    let sas = chatops_shared::queue::sas::account_sas(
+        DEVSTORE_ACCOUNT,
+        &Secret::new(DEVSTORE_KEY),
+        time::OffsetDateTime::now_utc() + Duration::from_secs(600),
+        chatops_shared::queue::sas::SasProtocol::HttpsAndHttp,
+    )
+    .unwrap();
+    for name in [f.name.clone(), format!("{}-poison", f.name)] {
+        let peek = format!(
+            "{}/{name}/messages?peekonly=true&{}",
+            f.azurite.queue_endpoint(),
+            sas.expose()
+        );
+        let answer = reqwest::get(&peek).await.unwrap().text().await.unwrap();
+        // Put Message with `messagettl=-1`: the service sets the largest expiry there is.
+        assert!(
+            answer.contains("<ExpirationTime>Fri, 31 Dec 9999 23:59:59 GMT</ExpirationTime>"),
+            "{name}: {answer}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -33,7 +33,8 @@ use azure_core::http::headers::HeaderName;
 use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport, XmlFormat};
 use azure_storage_queue::QueueClientOptions;
 use azure_storage_queue::models::{
-    QueueClientReceiveMessagesOptions, QueueClientUpdateMessageOptions, QueueMessage,
+    QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions,
+    QueueClientUpdateMessageOptions, QueueMessage,
 };
 use std::fmt;
 use std::future::Future;
@@ -245,11 +246,19 @@ impl AzureJobQueue {
         let body = xml_body(text)?;
         self.run(Op::Send, name, |c| {
             let body = body.clone();
+            // Never expire (the default is 7 days): a job message waits for a runner however
+            // long they are all down (one too old then is reported Expired, not run), and
+            // one held while its job runs past 7 days could not be extended; a poison record
+            // waits for an operator.
+            let options = QueueClientSendMessageOptions {
+                message_time_to_live: Some(NEVER_EXPIRES),
+                ..Default::default()
+            };
             async move {
                 if poison {
-                    c.poison.send_message(body, None).await
+                    c.poison.send_message(body, Some(options)).await
                 } else {
-                    c.queue.send_message(body, None).await
+                    c.queue.send_message(body, Some(options)).await
                 }
             }
         })
@@ -258,6 +267,9 @@ impl AzureJobQueue {
         .map_err(|f| into_error(f, Op::Send, name))
     }
 }
+
+/// Put Message's `messagettl` for a message that does not expire.
+const NEVER_EXPIRES: i32 = -1;
 
 /// No secrets: the endpoint carries no query, the auth shows only its kind.
 impl fmt::Debug for AzureJobQueue {
