@@ -246,6 +246,24 @@ async fn services_refuse_to_start_on_bad_configuration_and_say_why() {
             "a key is never quoted: {output}"
         );
     }
+    // An address in use: the error names the variable and the address.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr").to_string();
+    for (name, var) in [
+        ("chatops-ingress", "CHATOPS_INGRESS_ADDR"),
+        ("chatops-ingress", "CHATOPS_METRICS_ADDR"),
+        ("chatops-runner", "CHATOPS_RUNNER_ADDR"),
+    ] {
+        let mut service = Service::start(name, &with(&env, &[(var, &taken_addr)]));
+        let code = service.exit_code(Duration::from_secs(30)).await;
+        let output = service.output().join("\n");
+        assert!(code.is_some_and(|c| c != 0), "{name} with {var}: {output}");
+        assert!(
+            output.contains(&format!("cannot listen on {taken_addr} ({var})")),
+            "{name}: {output}"
+        );
+    }
+    drop(taken);
     app.finish().await;
 }
 

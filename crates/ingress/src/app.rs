@@ -202,13 +202,21 @@ impl Application {
             .await?
             .with_max_connections(config.max_connections);
         app.audit = Some(audit_writer);
-        app.metrics = Some(TcpListener::bind(config.metrics_addr).await?);
+        let metrics = TcpListener::bind(config.metrics_addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (CHATOPS_METRICS_ADDR): {e}",
+                config.metrics_addr
+            )
+        })?;
+        app.metrics = Some(metrics);
         Ok(app)
     }
 
     /// Binds `addr` (port 0 picks a free port) for a prepared state.
     pub async fn with_state(addr: SocketAddr, state: AppState) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (CHATOPS_INGRESS_ADDR): {e}"))?;
         Ok(Application {
             listener,
             router: router(state),

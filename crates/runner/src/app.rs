@@ -131,7 +131,12 @@ impl RunnerApp {
         }
         let membership = Membership::new(config.slack_api.clone(), config.usergroup_ttl);
         let worker = worker.with_audit(audit_log).with_membership(membership);
-        let listener = TcpListener::bind(config.addr).await?;
+        let listener = TcpListener::bind(config.addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (CHATOPS_RUNNER_ADDR): {e}",
+                config.addr
+            )
+        })?;
         Ok(RunnerApp {
             listener,
             worker,
