@@ -351,12 +351,26 @@ fn validate_rules(rb: &Runbook, i: usize, p: &ParamSpec, problems: &mut Problems
         ..p.clone()
     };
     for (j, choice) in p.choices.iter().flatten().enumerate() {
-        if let Err(problem) = open.check_value(choice) {
-            problems.add(
+        let at = [
+            At::Key("params"),
+            At::Index(i),
+            At::Key("choices"),
+            At::Index(j),
+        ];
+        match open.check_value(choice) {
+            Err(problem) => problems.add(
                 runbook,
-                &[At::Key("params"), At::Index(i), At::Key("choices"), At::Index(j)],
+                &at,
                 format!("parameter `{name}` of runbook `{runbook}`: choice `{choice}` does not pass its own rules; {problem}"),
-            );
+            ),
+            // A typed value is compared as the runbook receives it (`01` as `1`, `TRUE` as
+            // `true`): a choice written otherwise could never be chosen.
+            Ok(received) if received != *choice => problems.add(
+                runbook,
+                &at,
+                format!("parameter `{name}` of runbook `{runbook}`: choice `{choice}` would never match, as values of type `{kind}` are received as `{received}`; write it `{received}`"),
+            ),
+            Ok(_) => {}
         }
     }
 }

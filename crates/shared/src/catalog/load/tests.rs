@@ -619,6 +619,20 @@ fn parameter_rules_are_checked_at_load() {
             &["choice `maybe`", "give true or false"],
         ),
         (
+            r#"{ name = "n", type = "int", choices = ["1", "02"] }"#,
+            r#""02""#,
+            &[
+                "choice `02` would never match",
+                "received as `2`",
+                "write it `2`",
+            ],
+        ),
+        (
+            r#"{ name = "n", type = "bool", choices = ["True", "false"] }"#,
+            r#""True""#,
+            &["choice `True` would never match", "write it `true`"],
+        ),
+        (
             r#"{ name = "n", type = "int", max = 3, default = "4" }"#,
             r#""4""#,
             &["default `4`", "of at most 3"],
