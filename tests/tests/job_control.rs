@@ -383,6 +383,29 @@ async fn someone_elses_job_from_another_channel_is_never_shown() {
 }
 
 #[tokio::test]
+async fn a_job_no_runner_took_up_yet_is_not_found_and_the_answer_says_why() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
+    for word in ["status", "stop"] {
+        let text = app
+            .command(ALICE, OPS, &format!("{word} {id}"))
+            .await
+            .text();
+        assert!(
+            text.contains(&format!("There is no job `{id}`"))
+                && text.contains("A job just queued shows once a runner has taken it up"),
+            "{word}: {text}"
+        );
+    }
+    assert_eq!(
+        app.take_jobs().await.len(),
+        1,
+        "only the job; no stop queued"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn job_ids_too_short_or_ambiguous_are_explained() {
     let app = TestApp::spawn().await;
     let mut a = Seed::new(ALICE, OPS, JobState::Completed, today_minus(1));

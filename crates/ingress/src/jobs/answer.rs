@@ -55,7 +55,7 @@ impl JobRefusal {
                 typed_id(typed)
             ),
             JobRefusal::NotFound { typed } => format!(
-                "There is no job `{}` that you can see (jobs run in this channel, and yours anywhere). `/runbook status` and `/runbook history` list them.",
+                "There is no job `{}` that you can see (jobs run in this channel, and yours anywhere). A job just queued shows once a runner has taken it up, usually within seconds. `/runbook status` and `/runbook history` list them.",
                 typed_id(typed)
             ),
             JobRefusal::Ambiguous { listing } => listing.clone(),
