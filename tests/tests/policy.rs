@@ -334,15 +334,28 @@ fn stop_message(app: &TestApp, target: &JobMessage, by: &str, signature: &str) -
     }
 }
 
+/// Bob is in the on-call group; Alice's `hold` job runs on a runner of its own (that asks
+/// Slack for group members on every check): its short id and that runner's task.
+async fn alice_runs_hold_and_bob_is_on_call(
+    app: &TestApp,
+) -> (
+    String,
+    tokio::task::JoinHandle<Result<Step, chatops_shared::queue::QueueError>>,
+) {
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "hold n=1 pause=30").await);
+    let membership = Membership::new(Some(app.slack.api_client()), Duration::ZERO);
+    let holder = app.worker().with_membership(membership);
+    let running = tokio::spawn(async move { holder.process_next().await });
+    app.wait_for_script_start().await;
+    (id, running)
+}
+
 #[tokio::test]
 async fn members_of_a_stop_allow_group_may_stop_a_job_and_the_runner_checks_again() {
     let app = spawn(true).await;
-    app.slack.set_usergroup(ONCALL, &[BOB]);
-    let id = TestApp::short_id(&app.command(ALICE, OPS, "hold n=1 pause=30").await);
+    let (id, running) = alice_runs_hold_and_bob_is_on_call(&app).await;
     let membership = || Membership::new(Some(app.slack.api_client()), Duration::ZERO);
-    let holder = app.worker().with_membership(membership());
-    let running = tokio::spawn(async move { holder.process_next().await });
-    app.wait_for_script_start().await;
 
     // Slack cannot say: refused, naming the problem, not "you may not".
     app.slack
@@ -373,12 +386,8 @@ async fn members_of_a_stop_allow_group_may_stop_a_job_and_the_runner_checks_agai
 #[tokio::test]
 async fn a_stop_whose_checks_outlast_its_visibility_is_handled_by_one_runner() {
     let app = spawn(true).await;
-    app.slack.set_usergroup(ONCALL, &[BOB]);
-    let id = TestApp::short_id(&app.command(ALICE, OPS, "hold n=1 pause=30").await);
+    let (id, running) = alice_runs_hold_and_bob_is_on_call(&app).await;
     let membership = || Membership::new(Some(app.slack.api_client()), Duration::ZERO);
-    let holder = app.worker().with_membership(membership());
-    let running = tokio::spawn(async move { holder.process_next().await });
-    app.wait_for_script_start().await;
     let answer = app.command(BOB, OPS, &format!("stop {id}")).await;
     assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
 

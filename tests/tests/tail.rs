@@ -189,6 +189,15 @@ fn live_text(reply: &ChatMessage) -> String {
     text
 }
 
+/// The output the live replies among `replies` show, in order.
+fn shown_live(replies: &[ChatMessage]) -> String {
+    replies
+        .iter()
+        .filter(|r| is_live(r))
+        .map(live_text)
+        .collect()
+}
+
 /// How many lines a reply says it did not show.
 fn not_shown(reply: &ChatMessage) -> usize {
     let all = reply.body.to_string();
@@ -270,11 +279,7 @@ async fn a_running_scripts_output_is_tailed_in_its_thread_and_shown_once() {
     assert!(card.body.to_string().contains("*Completed*"));
     let replies = replies(&app, &card);
     // The union of the replies is the output, each line once; nothing else follows.
-    let shown: String = replies
-        .iter()
-        .filter(|r| is_live(r))
-        .map(live_text)
-        .collect();
+    let shown = shown_live(&replies);
     let expected: String = (1..=10).map(|i| format!("tick {i}\n")).collect();
     assert_eq!(shown, expected, "{replies:#?}");
     assert!(replies.iter().all(is_live), "{replies:#?}");
@@ -293,11 +298,7 @@ async fn two_hundred_kilobytes_at_once_stay_within_slacks_limits_and_are_counted
     assert_within_limits(&app);
     let card = card(&app).unwrap();
     let replies = replies(&app, &card);
-    let shown: String = replies
-        .iter()
-        .filter(|r| is_live(r))
-        .map(live_text)
-        .collect();
+    let shown = shown_live(&replies);
     assert!(
         out.ends_with(&shown),
         "the live tail shows the end of the output"
@@ -353,11 +354,7 @@ async fn a_secret_printed_in_pieces_across_live_batches_is_masked_whole() {
 
     let card = card(&app).unwrap();
     let replies = replies(&app, &card);
-    let shown: String = replies
-        .iter()
-        .filter(|r| is_live(r))
-        .map(live_text)
-        .collect();
+    let shown = shown_live(&replies);
     // Its first piece was printed a second before the rest, without a line break: it waited
     // for the rest, and the whole value was masked.
     assert!(shown.contains("•••\nnext line\n"), "{replies:#?}");
@@ -413,11 +410,7 @@ async fn an_automation_jobs_output_is_tailed_from_its_stream() {
 
     let card = card(&app).unwrap();
     let replies = replies(&app, &card);
-    let shown: String = replies
-        .iter()
-        .filter(|r| is_live(r))
-        .map(live_text)
-        .collect();
+    let shown = shown_live(&replies);
     assert_eq!(shown, format!("{}\n", lines.join("\n")), "{replies:#?}");
     assert!(
         replies.iter().all(is_live),
@@ -476,11 +469,7 @@ async fn a_refused_live_reply_is_skipped_and_the_final_status_still_shows() {
         .record;
     assert!(record.reported, "the final status was delivered");
     let replies = replies(&app, &card);
-    let shown: String = replies
-        .iter()
-        .filter(|r| is_live(r))
-        .map(live_text)
-        .collect();
+    let shown = shown_live(&replies);
     let closing = replies.last().unwrap();
     let skipped = not_shown(closing);
     assert!(skipped >= 1, "{replies:#?}");
