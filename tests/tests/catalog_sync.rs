@@ -1,12 +1,14 @@
 //! `chatops-runner catalog sync` as a process against the ARM double: it reads the account's
 //! runbooks (every page of the list, then each runbook's parameters) and writes catalog
-//! entries that load, with types, required, defaults and positions, and never an `allow`.
+//! entries with types, required, defaults and positions, whose `allow` is a placeholder that
+//! does not load until an operator replaces it.
 
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::expect_used)]
 
 use chatops_e2e::arm::ArmServer;
 use chatops_e2e::process::binary;
+use chatops_runner::catalog_sync::WHO;
 use chatops_shared::catalog::{Catalog, ParamType};
 use serde_json::json;
 
@@ -45,7 +47,17 @@ async fn catalog_sync_writes_entries_for_review_from_the_automation_account() {
     assert!(stderr.contains("3 runbook(s) written"), "{stderr}");
 
     let text = std::fs::read_to_string(&out).expect("the entries were written");
-    let catalog = Catalog::load(&out).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // Who may run them is the operator's to say: as written, the entries do not load, even
+    // under a `[defaults].allow` that would otherwise let its callers run every one.
+    let defaults = format!("[defaults]\nallow = {{ usergroups = [\"S0DEVS001\"] }}\n{text}");
+    for written in [&text, &defaults] {
+        let refused = Catalog::parse(written, &out)
+            .expect_err("the placeholders do not load")
+            .to_string();
+        assert!(refused.contains(WHO), "{refused}");
+    }
+    let edited = text.replace(WHO, "U012AB3CD");
+    let catalog = Catalog::parse(&edited, &out).unwrap_or_else(|e| panic!("{e}\n{edited}"));
     assert_eq!(
         catalog.runbooks.keys().collect::<Vec<_>>(),
         ["purge-cache", "restart-webapp", "rotate-keys"]
@@ -72,11 +84,12 @@ async fn catalog_sync_writes_entries_for_review_from_the_automation_account() {
             .as_deref(),
         Some("kv-prod")
     );
-    assert!(
-        catalog.runbooks.values().all(|rb| rb.allow.is_none()),
+    assert_eq!(
+        text.matches(&format!("allow = {{ users = [\"{WHO}\"] }}"))
+            .count(),
+        3,
         "authorization is never generated: {text}"
     );
-    assert!(text.contains("# allow = "), "{text}");
 
     let gets: Vec<String> = arm
         .requests()

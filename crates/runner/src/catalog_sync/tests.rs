@@ -60,8 +60,7 @@ fn runbooks() -> Vec<RunbookInfo> {
 #[test]
 fn the_entries_load_as_a_catalog_with_types_required_defaults_and_positions() {
     let text = render("aa-ops", &runbooks());
-    let catalog =
-        Catalog::parse(&text, Path::new("synced.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let catalog = edited(&text);
     assert_eq!(
         catalog.runbooks.keys().collect::<Vec<_>>(),
         ["restart-webapp", "restart-webapp-2", "run-status"],
@@ -96,18 +95,28 @@ fn the_entries_load_as_a_catalog_with_types_required_defaults_and_positions() {
     assert_eq!(catalog.get("run-status").unwrap().target, "status");
 }
 
+/// The entries once an operator has said who may run them.
+fn edited(text: &str) -> Catalog {
+    let text = text.replace(WHO, "U012AB3CD");
+    Catalog::parse(&text, Path::new("synced.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
 #[test]
 fn authorization_is_never_generated() {
     let text = render("aa-ops", &runbooks());
-    let catalog = Catalog::parse(&text, Path::new("synced.toml")).unwrap();
-    assert!(
-        catalog
-            .runbooks
-            .values()
-            .all(|rb| rb.allow.is_none() && rb.stop_allow.is_none())
+    let refused = Catalog::parse(&text, Path::new("synced.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains(WHO), "{refused}");
+    assert_eq!(
+        text.matches(&format!("\nallow = {{ users = [\"{WHO}\"] }}"))
+            .count(),
+        3,
+        "{text}"
     );
-    assert_eq!(text.matches("\n# allow = ").count(), 3, "{text}");
-    assert!(text.contains("nobody may run these runbooks until you add one"));
+    assert!(text.contains("replace it with who may run the"));
+    let catalog = edited(&text);
+    assert!(catalog.runbooks.values().all(|rb| rb.stop_allow.is_none()));
 }
 
 #[test]
@@ -123,8 +132,7 @@ fn names_the_catalog_cannot_take_are_commented_out() {
         ],
     };
     let text = render("aa", &[rb]);
-    let catalog =
-        Catalog::parse(&text, Path::new("synced.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let catalog = edited(&text);
     let names: Vec<&str> = catalog
         .get("odd")
         .unwrap()

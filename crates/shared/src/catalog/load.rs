@@ -407,10 +407,22 @@ fn validate_who(
 ) {
     let path = |tail: &[At<'static>]| -> Vec<At> { at.iter().chain(tail).copied().collect() };
     if allow.users.is_empty() && allow.usergroups.is_empty() {
+        // What leaving the key out means instead, so that the advice is true where it is given.
+        let without = if key.starts_with("only.") {
+            format!("without `{key}`, everyone `allow` admits may give it")
+        } else if matches!(scope, Scope::Defaults) {
+            format!(
+                "without `[defaults].{key}`, a runbook without its own `{key}` is open to nobody"
+            )
+        } else {
+            format!(
+                "without `{key}`, the runbook takes `[defaults].{key}`, and without that nobody may"
+            )
+        };
         problems.add_in(
             scope,
             &path(&[At::Key("users")]),
-            format!("`{key}.users` is empty and there are no `usergroups`; list the Slack user IDs (like U012AB3CD) or user group IDs (like S0614TZR7) of who may {may}, or remove `{key}` so nobody can"),
+            format!("`{key}.users` is empty and there are no `usergroups`; list the Slack user IDs (like U012AB3CD) or user group IDs (like S0614TZR7) of who may {may} ({without})"),
         );
     }
     for (i, user) in allow.users.iter().enumerate() {
