@@ -66,7 +66,11 @@ pub fn modal(
         .iter()
         .filter_map(|p| {
             let value = p.fixed.as_deref()?;
-            Some(format!("`{}` = `{}`", escape(&p.name), escape(value)))
+            Some(format!(
+                "`{}` = `{}`",
+                escape(&p.name),
+                escape(&p.shown(value))
+            ))
         })
         .collect();
     if !fixed.is_empty() {
@@ -76,8 +80,9 @@ pub fn modal(
     for p in rb.params.iter().filter(|p| p.fixed.is_none()) {
         // A typed secret is not put back on screen: Slack has no masked input, so its field
         // starts empty (and is typed again, shown as typed).
+        // Nor is a secret default: left empty, the field gets it.
         let typed = prefill.get(&p.name).filter(|_| !p.secret);
-        let initial = typed.or(p.default.as_ref());
+        let initial = typed.or(p.default.as_ref().filter(|_| !p.secret));
         let (element, hidden) = element(p, initial.map(String::as_str), may_choose);
         let mut block = json!({
             "type": "input",
@@ -186,7 +191,7 @@ fn hint(p: &ParamSpec) -> String {
         notes.push(format!("must match {pattern}"));
     }
     if let Some(default) = &p.default {
-        notes.push(format!("default {default}"));
+        notes.push(format!("default {}", p.shown(default)));
     }
     let mut hint = p.description.clone().unwrap_or_default();
     if !notes.is_empty() {
@@ -301,7 +306,12 @@ params = [
 [runbooks.rotate]
 executor = "automation"
 target = "Rotate"
-params = [ { name = "token", secret = true }, { name = "note" } ]
+params = [
+  { name = "token", secret = true },
+  { name = "note" },
+  { name = "key", secret = true, default = "d3fault-key" },
+  { name = "pin", secret = true, fixed = "f1xed-pin" },
+]
 "#,
         );
         let prefill = BTreeMap::from([
@@ -309,8 +319,12 @@ params = [ { name = "token", secret = true }, { name = "note" } ]
             ("note".to_owned(), "typed".to_owned()),
         ]);
         let view = modal(&rb, &prefill, &meta(), &|_, _| true);
-        assert!(!view.to_string().contains("s3cr3t"), "{view}");
+        // Neither typed, nor the catalog's default or fixed value.
+        for secret in ["s3cr3t", "d3fault-key", "f1xed-pin"] {
+            assert!(!view.to_string().contains(secret), "{secret}: {view}");
+        }
         assert!(view.to_string().contains("typed"), "{view}");
+        assert!(view.to_string().contains("default •••"), "{view}");
     }
 
     #[test]
