@@ -22,19 +22,34 @@ pub struct Tail {
 }
 
 impl Tail {
-    /// The kept bytes as text. A character cut at the start of the tail is dropped, invalid
-    /// UTF-8 elsewhere is replaced.
+    /// The kept bytes as text. A cut tail starts at a line's start when one is near
+    /// ([`cut_start`]); invalid UTF-8 elsewhere is replaced.
     pub fn text(&self) -> String {
         let start = if self.total > self.bytes.len() as u64 {
-            self.bytes
-                .iter()
-                .take(3)
-                .take_while(|b| (**b & 0b1100_0000) == 0b1000_0000)
-                .count()
+            cut_start(&self.bytes)
         } else {
             0
         };
         String::from_utf8_lossy(&self.bytes[start..]).into_owned()
+    }
+}
+
+/// How far into a cut tail a line's start is looked for.
+const LINE_START_SEARCH: usize = 4096;
+
+/// Where text kept from the end of something longer starts: after the first line break within
+/// its first 4 KiB (the line the cut went through is dropped whole: it could hold the end of a
+/// secret value, which masking would not recognise), else at the first whole character. A cut
+/// that fell exactly at a line's start loses that line too when the caller cannot tell.
+pub fn cut_start(bytes: &[u8]) -> usize {
+    let near = &bytes[..bytes.len().min(LINE_START_SEARCH)];
+    match near.iter().position(|&b| b == b'\n') {
+        Some(end) => end + 1,
+        None => bytes
+            .iter()
+            .take(3)
+            .take_while(|b| (**b & 0b1100_0000) == 0b1000_0000)
+            .count(),
     }
 }
 
@@ -140,6 +155,12 @@ mod tests {
             total: 4,
         };
         assert_eq!(cut.text(), "ok");
+        // The line the cut went through is dropped whole (`er22` of a secret `hunter22`).
+        let cut = Tail {
+            bytes: b"er22 used\nnext\n".to_vec(),
+            total: 40,
+        };
+        assert_eq!(cut.text(), "next\n");
         let whole = Tail {
             bytes: "éok".as_bytes().to_vec(),
             total: 4,

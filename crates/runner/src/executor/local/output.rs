@@ -153,7 +153,8 @@ impl Tail {
         self.bytes.extend_from_slice(chunk);
         // Trim in batches so a chatty script does not cost a copy per read.
         if self.bytes.len() > self.limit.saturating_mul(2) {
-            let excess = self.bytes.len() - self.limit;
+            // One byte more than the limit: `text` sees whether the kept part starts a line.
+            let excess = self.bytes.len().saturating_sub(self.limit.saturating_add(1));
             self.bytes.drain(..excess);
         }
     }
@@ -168,11 +169,11 @@ impl Tail {
         if start == 0 && self.total <= self.limit {
             return String::from_utf8_lossy(kept).into_owned();
         }
-        // Do not start in the middle of a UTF-8 character.
-        while let Some((first, rest)) = kept.split_first()
-            && first & 0b1100_0000 == 0b1000_0000
-        {
-            kept = rest;
+        // Not in the middle of a character, nor of a line (which could hold a secret value's
+        // end, unrecognisable to masking).
+        let at_line_start = start > 0 && self.bytes[start - 1] == b'\n';
+        if !at_line_start {
+            kept = &kept[chatops_shared::body::cut_start(kept)..];
         }
         format!(
             "[output truncated: last {} of {} bytes kept]\n{}",
@@ -207,6 +208,16 @@ mod tests {
         let mut bad = vec![b'a', 0xff, b'b', 0xe2, 0x82];
         assert_eq!(take_text(&mut bad), "a\u{FFFD}b");
         assert_eq!(bad, vec![0xe2, 0x82]);
+    }
+
+    #[test]
+    fn a_cut_tail_starts_at_a_line() {
+        let mut tail = Tail::new(12);
+        tail.push(b"token hunter22\nnext\n");
+        assert_eq!(
+            tail.text(),
+            "[output truncated: last 5 of 20 bytes kept]\nnext\n"
+        );
     }
 
     #[test]
