@@ -23,7 +23,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -245,6 +245,8 @@ struct Inner {
     runbooks: BTreeMap<String, Value>,
     jobs: BTreeMap<String, JobRecord>,
     fail_next: VecDeque<StatusCode>,
+    /// The `Retry-After` (seconds) of an injected 429.
+    injected_retry_after: u64,
     fail_put_after_create: Option<StatusCode>,
     puts: HashMap<String, usize>,
     stops: HashMap<String, usize>,
@@ -304,6 +306,7 @@ impl ArmServer {
             client_id: "6f1c1a6e-0000-4000-8000-00000000c11d".to_owned(),
             inner: Mutex::new(Inner {
                 page_size: 2,
+                injected_retry_after: 1,
                 ..Inner::default()
             }),
         });
@@ -393,6 +396,12 @@ impl ArmServer {
             .lock()
             .fail_next
             .extend(std::iter::repeat_n(status, n));
+    }
+
+    /// From now on an injected 429 ([`ArmServer::fail_next`]) asks for `Retry-After: seconds`
+    /// (default 1).
+    pub fn set_retry_after(&self, seconds: u64) {
+        self.shared.lock().injected_retry_after = seconds;
     }
 
     /// Answers again: the failures [`ArmServer::fail_next`] queued and not yet given are
@@ -598,14 +607,17 @@ async fn arm_gate(State(shared): State<Arc<Shared>>, request: Request, next: Nex
             );
         }
     }
-    let injected = shared.lock().fail_next.pop_front();
+    let (injected, retry_after) = {
+        let mut inner = shared.lock();
+        (inner.fail_next.pop_front(), inner.injected_retry_after)
+    };
     if let Some(status) = injected {
-        return failure(status);
+        return failure(status, retry_after);
     }
     next.run(request).await
 }
 
-fn failure(status: StatusCode) -> Response {
+fn failure(status: StatusCode, retry_after: u64) -> Response {
     let mut response = envelope(
         status,
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -618,7 +630,7 @@ fn failure(status: StatusCode) -> Response {
     if status == StatusCode::TOO_MANY_REQUESTS {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, "1".parse().expect("header value"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     }
     response
 }
@@ -808,7 +820,7 @@ async fn put_job(
     let answer = job_json(&job);
     inner.jobs.insert(name, job);
     if let Some(status) = inner.fail_put_after_create.take() {
-        return failure(status);
+        return failure(status, 1);
     }
     (StatusCode::CREATED, Json(answer)).into_response()
 }

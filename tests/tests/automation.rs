@@ -137,6 +137,37 @@ async fn a_start_refused_for_a_while_counts_toward_the_jobs_timeout() {
 }
 
 #[tokio::test]
+async fn a_refused_start_waits_as_long_as_azure_asks() {
+    let server = ArmServer::start().await;
+    server.script("Hello-World", Script::completes("hello\n"));
+    // Longer than the client waits out itself: the executor's own retry, which shows the job
+    // waiting, waits it.
+    server.set_retry_after(6);
+    server.fail_next(1, 429);
+    let exec = executor(client(&server));
+    let (result, progress) = run(&exec, &request("Hello-World", &[])).await;
+    assert_eq!(result.unwrap().state, FinalState::Completed);
+    assert!(
+        progress
+            .iter()
+            .any(|p| matches!(p, Progress::Waiting { .. })),
+        "{progress:?}"
+    );
+    let puts: Vec<Instant> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == reqwest::Method::PUT)
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(puts.len(), 2, "refused, then taken");
+    assert!(
+        puts[1].duration_since(puts[0]) >= Duration::from_secs(6),
+        "{:?}",
+        puts[1].duration_since(puts[0])
+    );
+}
+
+#[tokio::test]
 async fn an_output_that_cannot_be_read_is_said_not_shown_as_empty() {
     let server = ArmServer::start().await;
     server.script(

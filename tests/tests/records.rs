@@ -619,7 +619,9 @@ async fn stop_of_an_automation_job_asks_azure_and_reports_stopped() {
 async fn a_stop_while_the_start_waits_at_azures_limit_starts_nothing() {
     let app = TestApp::spawn().await;
     app.arm.script("Restart-WebApp", Script::never_ends());
-    // Every PUT is refused (429) until the card says the job waits.
+    // Every PUT is refused (429) until the card says the job waits, asking for 8 s: the
+    // runner waits that long before its next try, time enough for the stop to reach it.
+    app.arm.set_retry_after(8);
     app.arm.fail_next(1000, 429);
     let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
     let job = app.peek_jobs().await.remove(0);

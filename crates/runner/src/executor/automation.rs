@@ -305,7 +305,12 @@ impl AutomationExecutor {
                 Err(e) if e.status() == Some(429) => e,
                 answer => return answer,
             };
-            let wait = backoff.wait(retry);
+            // At least what Azure asked for (the new-jobs window tells when a slot frees).
+            let asked = refused
+                .retry_after()
+                .unwrap_or_default()
+                .min(START_RETRY_MAX);
+            let wait = backoff.wait(retry).max(asked);
             if began.elapsed() + wait > request.timeout || request.stop.is_requested() {
                 return Err(refused);
             }
@@ -668,6 +673,7 @@ mod tests {
             status: 403,
             code: "AuthorizationFailed".into(),
             message: "The client with object id '1111' over scope '/subscriptions/2222'".into(),
+            retry_after: None,
         };
         let request = JobRequest {
             job_id: uuid::Uuid::parse_str("1a2b3c4d-0000-5000-8000-000000000000").unwrap(),

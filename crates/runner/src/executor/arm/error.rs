@@ -16,6 +16,8 @@ pub enum ArmError {
         status: u16,
         code: String,
         message: String,
+        /// The answer's `Retry-After`, on a 429 or 503 that had one.
+        retry_after: Option<std::time::Duration>,
     },
     /// No answer: connection refused, reset, timed out.
     #[error("could not reach Azure Resource Manager: {0}")]
@@ -48,6 +50,14 @@ impl ArmError {
         }
     }
 
+    /// How long ARM asked to wait before trying again (`Retry-After` of a 429 or 503).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ArmError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// A PUT for a job name that exists is refused: HTTP 409, or an error saying so.
     pub(super) fn means_already_exists(&self) -> bool {
         match self {
@@ -55,6 +65,7 @@ impl ArmError {
                 status,
                 code,
                 message,
+                ..
             } => {
                 *status == 409
                     || code.eq_ignore_ascii_case("Conflict")
@@ -95,6 +106,7 @@ impl ArmError {
             status: status.as_u16(),
             code,
             message: shorten(&redact_url_secrets(&message)),
+            retry_after: None,
         }
     }
 }
@@ -133,7 +145,8 @@ mod tests {
             ArmError::Api {
                 status: 403,
                 code: "AuthorizationFailed".into(),
-                message: "no access".into()
+                message: "no access".into(),
+                retry_after: None,
             }
         );
         let flat =

@@ -185,10 +185,14 @@ impl ArmClient {
         let network = |e: reqwest::Error| ArmError::Network(describe(&e));
         if !status.is_success() {
             let head = read_head(response, MAX_ERROR_BODY).await.map_err(network)?;
-            return Err(Failure {
-                error: ArmError::from_answer(status, &head.bytes),
-                retry_after,
-            });
+            let mut error = ArmError::from_answer(status, &head.bytes);
+            if let ArmError::Api {
+                retry_after: asked, ..
+            } = &mut error
+            {
+                *asked = retry_after;
+            }
+            return Err(Failure { error, retry_after });
         }
         match read {
             Read::Whole(max) => {

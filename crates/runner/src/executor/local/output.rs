@@ -154,7 +154,10 @@ impl Tail {
         // Trim in batches so a chatty script does not cost a copy per read.
         if self.bytes.len() > self.limit.saturating_mul(2) {
             // One byte more than the limit: `text` sees whether the kept part starts a line.
-            let excess = self.bytes.len().saturating_sub(self.limit.saturating_add(1));
+            let excess = self
+                .bytes
+                .len()
+                .saturating_sub(self.limit.saturating_add(1));
             self.bytes.drain(..excess);
         }
     }
