@@ -8,12 +8,13 @@
 //! How one message is seen through ([`Worker::handle_job`]):
 //! 1. A message for a job this runner holds already (running, or reporting) is handed to that
 //!    job (`held`), which takes it over: it is not a new job, and its deliveries are not counted.
-//! 2. A message this runner cannot read goes to `<queue>-poison` at once, with the reason; a
-//!    message delivered more than `max_dequeue` times goes to the poison queue and the
-//!    requester is told, unless the job was seen running or Azure Automation holds it back
-//!    (`give_up`). A `kind: stop` message is passed on to its target (`stop`).
-//! 3. From then on the message is held (`extender`): its invisibility is extended while the job
-//!    runs and its final status is delivered, so no other runner takes it.
+//! 2. A message this runner cannot read goes to `<queue>-poison` at once, with the reason.
+//! 3. From then on the message is held (`extender`): its invisibility is extended while this
+//!    runner works on it (the checks below, the job, the delivery of its final status), so no
+//!    other runner takes it. A message delivered more than `max_dequeue` times goes to the
+//!    poison queue and the requester is told, unless the job was seen running or Azure
+//!    Automation holds it back (`give_up`). A `kind: stop` message is passed on to its target
+//!    (`stop`).
 //! 4. The job's record decides who runs it (`ownership`): this runner when it created the
 //!    record or took it over from a dead runner; a job that ended is reported (once) or its
 //!    message deleted; a job another live runner holds is waited on, never run twice.
@@ -372,11 +373,13 @@ impl Worker {
             }
             Ended::Poison { reason, reported } => {
                 if self.poison(&held.message, reason).await {
-                    if let Some(note) = reported {
-                        Box::pin(self.record_reported(&job, Some(note))).await;
-                    }
+                    // The copies first: no longer extended, one that came back during a slow
+                    // record write would be taken up by another runner.
                     for copy in &held.copies {
                         self.delete(copy).await;
+                    }
+                    if let Some(note) = reported {
+                        Box::pin(self.record_reported(&job, Some(note))).await;
                     }
                 }
             }
