@@ -140,6 +140,7 @@ async fn a_secret_value_reaches_the_script_in_its_environment_only_and_is_shown_
     // that has none.
     for words in [
         format!("rerun {id} token={SECRET}"),
+        format!("rerun token={SECRET}"),
         format!("login --form alice {SECRET}"),
         format!("echo token={SECRET}"),
     ] {

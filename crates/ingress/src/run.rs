@@ -86,18 +86,31 @@ impl Request<'_> {
 
     /// Records that the command was refused, with the reason the caller is told (secret
     /// values masked; a job-control command keeps its word and the job id or runbook name
-    /// after it, and anything further, perhaps values typed again for a rerun, is masked).
+    /// after it, and anything else, perhaps values typed again for a rerun, is masked).
     pub fn audit_rejected(&self, reason: String) {
         let text = &self.cmd.text;
         let mut words = text.split_whitespace();
         let first = words.next().unwrap_or_default();
+        let catalog = self.state.catalog.current();
         let text = if crate::jobs::word(first).is_some() {
-            let kept = std::iter::once(first).chain(words.next());
-            kept.chain(words.map(|_| chatops_shared::job::MASK))
+            let named = |w: &str| {
+                let job_id = w.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+                job_id || catalog.get(&w.to_lowercase()).is_some()
+            };
+            let second = words.next().map(|w| {
+                if named(w) {
+                    w
+                } else {
+                    chatops_shared::job::MASK
+                }
+            });
+            std::iter::once(first)
+                .chain(second)
+                .chain(words.map(|_| chatops_shared::job::MASK))
                 .collect::<Vec<_>>()
                 .join(" ")
         } else {
-            self.state.catalog.current().masked_command(text)
+            catalog.masked_command(text)
         };
         self.state.audit.record(AuditEvent::Rejected {
             user_id: self.cmd.user_id.clone(),
