@@ -384,6 +384,41 @@ async fn members_of_a_stop_allow_group_may_stop_a_job_and_the_runner_checks_agai
 }
 
 #[tokio::test]
+async fn a_stop_whose_group_lookup_fails_at_the_runner_is_tried_again_not_refused() {
+    let app = spawn(true).await;
+    let (id, running) = alice_runs_hold_and_bob_is_on_call(&app).await;
+    let answer = app.command(BOB, OPS, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    // Slack cannot answer the runner's own check, once (as when a scope was being re-granted).
+    app.slack
+        .fail_method_next(LOOKUP, 1, 200, r#"{"ok":false,"error":"missing_scope"}"#);
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(1);
+    let stopper = app.worker_with(settings).with_membership(Membership::new(
+        Some(app.slack.api_client()),
+        Duration::ZERO,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while app.slack_count(&id, "*Stopped*") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never stopped");
+        if stopper.process_next().await != Ok(Step::Processed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let text = app.final_text(&id, "*Stopped*").await;
+    assert!(text.contains(&format!("Stopped by <@{BOB}>")), "{text}");
+    let refused = app
+        .slack
+        .messages()
+        .iter()
+        .filter(|m| m.text().contains("you may not stop"))
+        .count();
+    assert_eq!(refused, 0, "Bob was never told he may not");
+    let _ = running.await;
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn a_stop_whose_checks_outlast_its_visibility_is_handled_by_one_runner() {
     let app = spawn(true).await;
     let (id, running) = alice_runs_hold_and_bob_is_on_call(&app).await;

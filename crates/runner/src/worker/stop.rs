@@ -112,6 +112,12 @@ impl Worker {
         };
         let allowed = record.user_id == job.user_id
             || runbook.is_some_and(|runbook| runbook.stop_allowed(&caller));
+        if !allowed && let Some(problem) = groups.problem() {
+            // Not a "no": the ingress let the stop through and the channel saw it asked for.
+            return Err(format!(
+                "could not check the stopper's user groups for `stop_allow`: {problem}"
+            ));
+        }
         if !allowed {
             tracing::info!(decision = "deny", user = %job.user_id, channel = %job.channel_id, runbook = %record.runbook, rule = "stop_allow", "stop refused");
             return Ok(Stopping::Nothing(format!(
