@@ -46,6 +46,16 @@ pub const BASE_URL_VAR: &str = "SLACK_API_BASE_URL";
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 
 /// Waits between retries of a 5xx or a lost connection.
+/// What one answer came to, short of an error that asking again would not change.
+enum Read {
+    /// `ok: true`.
+    Answer(Value),
+    /// A 429 whose `Retry-After` the pacer holds the method for: call again (after it).
+    WaitedOut,
+    /// A 5xx: call again after [`RETRY`]'s growing wait.
+    ServerError(u16),
+}
+
 const RETRY: Backoff = Backoff {
     first: Duration::from_millis(200),
     max: Duration::from_secs(5),
@@ -176,11 +186,12 @@ impl SlackApi {
                     e.without_url().to_string()
                 }
                 Ok(Ok(response)) => match self.read(method, response, deadline).await? {
-                    Some(answer) => return Ok(answer),
-                    None => {
+                    Read::Answer(answer) => return Ok(answer),
+                    Read::WaitedOut => {
                         metrics::retry("slack");
                         continue;
                     }
+                    Read::ServerError(status) => format!("HTTP {status}"),
                 },
             };
             // A transport failure or a 5xx: wait and try again while the deadline allows.
@@ -195,14 +206,14 @@ impl SlackApi {
         }
     }
 
-    /// Reads one answer: `Ok(Some)` for `ok: true`, `Ok(None)` to call again (a 429 waited
-    /// out or a 5xx), `Err` for an answer that will not change by asking again.
+    /// Reads one answer: [`Read`] for `ok: true` or to call again, `Err` for an answer that
+    /// will not change by asking again.
     async fn read(
         &self,
         method: &str,
         response: reqwest::Response,
         deadline: Instant,
-    ) -> Result<Option<Value>, SlackApiError> {
+    ) -> Result<Read, SlackApiError> {
         let status = response.status();
         metrics::slack_answer("web", Some(status.as_u16()));
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -219,20 +230,11 @@ impl SlackApi {
                     retry_after: wait,
                 });
             }
-            return Ok(None);
+            return Ok(Read::WaitedOut);
         }
         if status.is_server_error() {
-            tracing::debug!(
-                method,
-                status = status.as_u16(),
-                "Slack server error; retrying"
-            );
-            let wait = RETRY.wait(0);
-            if Instant::now() + wait >= deadline {
-                return Err(SlackApiError::deadline(method, &format!("HTTP {status}")));
-            }
-            tokio::time::sleep(wait).await;
-            return Ok(None);
+            // Waited for with the transport failures' growing backoff.
+            return Ok(Read::ServerError(status.as_u16()));
         }
         if !status.is_success() {
             return Err(SlackApiError::Status {
@@ -257,7 +259,7 @@ impl SlackApi {
         let answer: Value = serde_json::from_slice(&head.bytes)
             .map_err(|_| SlackApiError::BadAnswer(method.to_string()))?;
         match answer.get("ok").and_then(Value::as_bool) {
-            Some(true) => Ok(Some(answer)),
+            Some(true) => Ok(Read::Answer(answer)),
             Some(false) => Err(SlackApiError::Slack {
                 method: method.to_string(),
                 error: answer

@@ -139,6 +139,22 @@ async fn a_server_error_is_retried_within_the_deadline() {
 }
 
 #[tokio::test]
+async fn server_errors_are_retried_with_a_growing_wait() {
+    let (api, script) = server(vec![(503, None, "down"); 40]).await;
+    let started = Instant::now();
+    let failed = api.usergroup_members("S1", None, soon(3)).await;
+    assert!(failed.is_err());
+    // 200 ms, 400, 800, 1600 (each less up to half): a handful of calls in 3 s, not one every
+    // 200 ms.
+    let calls = script.seen.lock().unwrap().len();
+    assert!(
+        (2..=6).contains(&calls),
+        "{calls} calls in {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn an_answer_that_is_not_slacks_json_is_a_bad_answer() {
     let (api, _) = server(vec![(200, None, "<html>proxy</html>")]).await;
     let err = api.open_view("T", &json!({}), soon(5)).await.unwrap_err();
