@@ -8,8 +8,11 @@
 //! [`LiveCatalog::watch`] reloads every poll interval (`CHATOPS_CATALOG_POLL`) when the file's
 //! content hash differs from the catalog in force, and at once on SIGHUP. Polling a hash, not
 //! waiting for file-change notifications, because those do not fire on network mounts such as
-//! Azure Files. A new catalog that does not load is refused with its `file:line:column` in the
-//! log, and the old one stays in force.
+//! Azure Files. A poll puts a changed text in force only once the next poll reads it the same
+//! (a file read while it is being written could load, missing runbooks or an `allow` line);
+//! SIGHUP, sent once the file is written, does not wait. A new catalog that does not load is
+//! refused with its `file:line:column` in the log, and the old one stays in force; so is an
+//! empty file (truncated by a writer), as one with no runbook at all must say so in a comment.
 
 use super::{Catalog, CatalogError};
 use std::future::Future;
@@ -30,6 +33,8 @@ pub struct LiveCatalog {
     check: Option<Check>,
     /// The version of the last text refused, so that a bad file is logged once, not every poll.
     refused: Mutex<Option<String>>,
+    /// A changed text one poll has read, put in force when the next one reads it the same.
+    settling: Mutex<Option<String>>,
 }
 
 /// What a reload did.
@@ -39,6 +44,8 @@ pub enum Reloaded {
     Unchanged,
     /// A new catalog is in force, with this version.
     Changed { from: String, to: String },
+    /// The file changed since the last poll: put in force if the next poll reads it the same.
+    Settling,
 }
 
 /// Why a reload was asked for.
@@ -57,6 +64,7 @@ impl LiveCatalog {
             path: catalog.path.clone(),
             current: RwLock::new(Arc::new(catalog)),
             refused: Mutex::new(None),
+            settling: Mutex::new(None),
             check: None,
         }
     }
@@ -78,14 +86,34 @@ impl LiveCatalog {
     /// Reads the file again and puts its catalog in force when its text changed. On error the
     /// catalog in force stays. Blocking (file reads): call it off the async threads.
     pub fn reload(&self) -> Result<Reloaded, CatalogError> {
+        self.reload_once(false)
+    }
+
+    /// [`LiveCatalog::reload`]; with `settle`, a changed text is put in force only when the
+    /// call before read it the same.
+    fn reload_once(&self, settle: bool) -> Result<Reloaded, CatalogError> {
         let text = std::fs::read_to_string(&self.path).map_err(|error| CatalogError::Read {
             path: self.path.clone(),
             error,
         })?;
         let version = super::version_of(&text);
         let from = self.current();
+        let mut settling = self.settling.lock().unwrap_or_else(PoisonError::into_inner);
         if from.version() == version {
+            *settling = None;
             return Ok(Reloaded::Unchanged);
+        }
+        if settle && settling.as_deref() != Some(version.as_str()) {
+            *settling = Some(version);
+            return Ok(Reloaded::Settling);
+        }
+        *settling = None;
+        drop(settling);
+        if text.trim().is_empty() {
+            return Err(CatalogError::Unusable {
+                path: self.path.clone(),
+                problem: "the file is empty (cut short while written?); a catalog with no runbook says so in a comment".to_owned(),
+            });
         }
         let next = Catalog::parse(&text, &self.path)?;
         if let Some(check) = &self.check {
@@ -110,7 +138,8 @@ impl LiveCatalog {
             Trigger::Poll => "changed",
             Trigger::Signal => "SIGHUP",
         };
-        match self.reload() {
+        match self.reload_once(!signal) {
+            Ok(Reloaded::Settling) => {}
             Ok(Reloaded::Unchanged) => {
                 if signal {
                     tracing::info!(catalog = %self.path.display(), version = %self.current().version(), "catalog unchanged (SIGHUP)");

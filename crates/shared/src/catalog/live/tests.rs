@@ -67,8 +67,9 @@ fn a_bad_file_is_refused_with_its_place_and_the_old_catalog_stays() {
     live.reload_and_log(Trigger::Poll);
     assert_eq!(names(&live.current()), ["one"]);
 
-    // Fixed: in force at the next reload.
+    // Fixed: in force once two polls read it the same.
     fs::write(&file.0, TWO).unwrap();
+    live.reload_and_log(Trigger::Poll);
     live.reload_and_log(Trigger::Poll);
     assert_eq!(names(&live.current()), ["two"]);
 }
@@ -108,4 +109,36 @@ fn a_catalog_the_check_refuses_is_not_put_in_force() {
     assert!(matches!(e, CatalogError::Unusable { .. }), "{e}");
     assert!(e.to_string().ends_with(": no `two` here"), "{e}");
     assert_eq!(names(&live.current()), ["one"]);
+}
+
+#[test]
+fn a_poll_puts_a_change_in_force_once_the_next_poll_reads_it_the_same() {
+    let file = File::new("settle", ONE);
+    let live = file.live();
+    // Read half-written: the next poll reads something else, so it is never put in force.
+    let half = &TWO[..TWO.len() - 10];
+    fs::write(&file.0, half).unwrap();
+    live.reload_and_log(Trigger::Poll);
+    fs::write(&file.0, TWO).unwrap();
+    live.reload_and_log(Trigger::Poll);
+    assert_eq!(names(&live.current()), ["one"]);
+    live.reload_and_log(Trigger::Poll);
+    assert_eq!(names(&live.current()), ["two"]);
+    // SIGHUP does not wait.
+    fs::write(&file.0, ONE).unwrap();
+    live.reload_and_log(Trigger::Signal);
+    assert_eq!(names(&live.current()), ["one"]);
+}
+
+#[test]
+fn an_emptied_file_is_refused() {
+    let file = File::new("empty", ONE);
+    let live = file.live();
+    fs::write(&file.0, "\n").unwrap();
+    let refused = live.reload().unwrap_err().to_string();
+    assert!(refused.contains("the file is empty"), "{refused}");
+    assert_eq!(names(&live.current()), ["one"]);
+    fs::write(&file.0, "# nothing to run here for now\n").unwrap();
+    assert!(matches!(live.reload(), Ok(Reloaded::Changed { .. })));
+    assert!(live.current().runbooks.is_empty());
 }
