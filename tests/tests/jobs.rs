@@ -650,6 +650,37 @@ async fn a_final_status_slack_refused_is_posted_later_when_its_poison_move_faile
     app.finish().await;
 }
 
+#[tokio::test]
+async fn a_job_given_up_on_whose_poison_move_failed_is_given_up_on_when_it_comes_back() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
+    let queue = Arc::new(ShapedQueue::over(app.runner_queue()).failing_poison_sends(1));
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(1);
+    // Every delivery is over the limit.
+    settings.max_dequeue = 0;
+    let worker = app.worker_on(queue, settings);
+    assert_eq!(worker.process_next().await, Ok(Step::Processed));
+    assert_eq!(
+        app.slack_count(&id, "gave up"),
+        0,
+        "not told before it is moved"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while app.slack_count(&id, "gave up") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never given up on");
+        if worker.process_next().await != Ok(Step::Processed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(
+        app.take_poison().await.len(),
+        1,
+        "on the poison queue, once"
+    );
+    app.finish().await;
+}
+
 /// One runner on a queue that loses one answer, with a 2 s visibility.
 fn runner_losing(app: &TestApp) -> (Arc<ShapedQueue>, chatops_e2e::app::Runners) {
     let queue = Arc::new(ShapedQueue::over(app.runner_queue()).losing_one_extend_answer());

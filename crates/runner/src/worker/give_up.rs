@@ -37,7 +37,11 @@ impl Worker {
         tracing::error!(%reason, "giving up on job");
         // Off the job queue first, so that a slow notification cannot let another runner
         // take the message and give up on it a second time.
-        self.poison(message, reason.clone()).await;
+        if !self.poison(message, reason.clone()).await {
+            // Nothing is told or recorded that says the poison queue has it: the message comes
+            // back, and the next delivery gives up on it.
+            return;
+        }
         let gave_up = Outcome::without_run(
             FinalState::Failed,
             format!(

@@ -307,6 +307,12 @@ impl Worker {
                 ),
                 give_up::OverLimit::GiveUp => {
                     let held = extender.stop().await;
+                    if held.lost {
+                        // Its pop receipt is stale: moved to the poison queue, it could not be
+                        // deleted. The next delivery gives up on it.
+                        tracing::warn!("lost hold of a message to give up on; it comes back");
+                        return;
+                    }
                     self.give_up(&held.message, &job).await;
                     for copy in &held.copies {
                         self.delete(copy).await;
