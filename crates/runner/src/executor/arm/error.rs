@@ -58,6 +58,14 @@ impl ArmError {
         }
     }
 
+    /// This error with the `Retry-After` its answer carried (kept by [`ArmError::Api`] only).
+    pub(super) fn with_retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        if let ArmError::Api { retry_after, .. } = &mut self {
+            *retry_after = wait;
+        }
+        self
+    }
+
     /// A PUT for a job name that exists is refused: HTTP 409, or an error saying so.
     pub(super) fn means_already_exists(&self) -> bool {
         match self {

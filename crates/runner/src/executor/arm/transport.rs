@@ -49,21 +49,6 @@ pub(super) struct Answer {
     pub(super) total: u64,
 }
 
-/// A failed try, with how long ARM asked us to wait.
-struct Failure {
-    error: ArmError,
-    retry_after: Option<Duration>,
-}
-
-impl From<ArmError> for Failure {
-    fn from(error: ArmError) -> Self {
-        Failure {
-            error,
-            retry_after: None,
-        }
-    }
-}
-
 pub(super) enum Body<'a> {
     None,
     Json(&'a Value),
@@ -99,21 +84,20 @@ impl ArmClient {
     ) -> Result<Answer, ArmError> {
         let mut retry = 0;
         loop {
-            let failure = match self.try_once(&method, &url, &body, accept, read).await {
+            let error = match self.try_once(&method, &url, &body, accept, read).await {
                 Ok(answer) => return Ok(answer),
-                Err(failure) => failure,
+                Err(error) => error,
             };
-            let error = failure.error;
             let long_throttle = error.status() == Some(429)
-                && failure.retry_after.is_some_and(|wait| wait > LONG_THROTTLE);
+                && error.retry_after().is_some_and(|wait| wait > LONG_THROTTLE);
             if !error.is_transient()
                 || retry + 1 >= self.retry.attempts
                 || (long_throttle && !retry_long_throttling)
             {
                 return Err(error);
             }
-            let wait = failure
-                .retry_after
+            let wait = error
+                .retry_after()
                 .map(|d| d.min(self.retry.max_retry_after))
                 .unwrap_or_else(|| self.retry.backoff(retry));
             tracing::warn!(
@@ -137,7 +121,7 @@ impl ArmClient {
         body: &Body<'_>,
         accept: &str,
         read: Read,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<Answer, ArmError> {
         // The read's turn first: with many jobs followed it can be minutes away, and a token
         // taken before the wait could expire on the way (the credential hands out a cached
         // one until its last 5 minutes).
@@ -185,14 +169,7 @@ impl ArmClient {
         let network = |e: reqwest::Error| ArmError::Network(describe(&e));
         if !status.is_success() {
             let head = read_head(response, MAX_ERROR_BODY).await.map_err(network)?;
-            let mut error = ArmError::from_answer(status, &head.bytes);
-            if let ArmError::Api {
-                retry_after: asked, ..
-            } = &mut error
-            {
-                *asked = retry_after;
-            }
-            return Err(Failure { error, retry_after });
+            return Err(ArmError::from_answer(status, &head.bytes).with_retry_after(retry_after));
         }
         match read {
             Read::Whole(max) => {
@@ -201,8 +178,7 @@ impl ArmClient {
                     return Err(ArmError::Unexpected(format!(
                         "an answer larger than {} KiB",
                         max / 1024
-                    ))
-                    .into());
+                    )));
                 }
                 let total = head.bytes.len() as u64;
                 Ok(Answer {
