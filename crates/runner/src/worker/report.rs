@@ -230,9 +230,6 @@ type StepFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// says how much. Under the 4 MiB of one Append Block.
 const BATCH_MAX: usize = 2 * 1024 * 1024;
 
-/// How far a batch that drops its front looks for a line's start to drop up to.
-const LINE_START_SEARCH: usize = 4096;
-
 /// Output not yet kept or given to the live tail.
 #[derive(Debug, Default)]
 struct Batch {
@@ -264,11 +261,7 @@ impl Batch {
         }
         // At a line's start when one is near, so that what is kept starts with a whole line
         // (and no secret value is kept in part, unmasked).
-        let near = (cut + LINE_START_SEARCH).min(self.text.len());
-        let ahead = self.text.as_bytes().get(cut..near).unwrap_or_default();
-        if let Some(start) = ahead.iter().position(|&b| b == b'\n') {
-            cut += start + 1;
-        }
+        cut += chatops_shared::body::cut_start(self.text.as_bytes().get(cut..).unwrap_or_default());
         self.text.drain(..cut);
         self.skipped += cut as u64;
     }
