@@ -40,43 +40,36 @@ impl Catalog {
     /// word. `--form` takes no place.
     pub fn masked_command(&self, text: &str) -> String {
         let first = text.split_whitespace().next().unwrap_or_default();
-        if self
+        if !self
             .runbooks
             .values()
-            .all(|rb| rb.secret_params().is_empty())
+            .flat_map(|rb| &rb.params)
+            .any(|p| p.secret)
         {
             return text.to_owned();
         }
-        let Some(rb) = self.get(&first.to_lowercase()) else {
-            let Ok(parsed) = command::parse(text) else {
-                return format!("{first} {MASK}");
-            };
-            let words = parsed.args.iter().map(|arg| match arg {
-                Arg::Positional(_) => MASK.to_owned(),
-                Arg::Named { name, .. } => format!("{name}={MASK}"),
-            });
-            return std::iter::once(first.to_owned())
-                .chain(words)
-                .collect::<Vec<_>>()
-                .join(" ");
-        };
         let Ok(parsed) = command::parse(text) else {
             return format!("{first} {MASK}");
         };
-        let open: Vec<&ParamSpec> = rb.params.iter().filter(|p| p.fixed.is_none()).collect();
+        // No runbook of that name: no place and no name is known, so every value is masked.
+        let rb = self.get(&first.to_lowercase());
+        let open: Vec<&ParamSpec> = rb
+            .iter()
+            .flat_map(|rb| &rb.params)
+            .filter(|p| p.fixed.is_none())
+            .collect();
         let mut positional = open.iter();
         let words = parsed.args.iter().map(|arg| match arg {
-            Arg::Positional(flag) if flag == command::FORM_FLAG => flag.clone(),
+            Arg::Positional(flag) if rb.is_some() && flag == command::FORM_FLAG => flag.clone(),
             Arg::Positional(value) => match positional.next() {
                 Some(p) if !p.secret => command::quote(value),
                 // A secret's place, or a value past the last place (a misplaced secret?).
                 _ => MASK.to_owned(),
             },
-            Arg::Named { name, value } => match rb.param(name) {
+            Arg::Named { name, value } => match rb.and_then(|rb| rb.param(name)) {
                 Some(p) if !p.secret => format!("{name}={}", command::quote(value)),
-                Some(_) => format!("{name}={MASK}"),
-                // An unknown name may be a secret's, mistyped.
-                None => format!("{name}={MASK}"),
+                // A secret's, or an unknown name's: perhaps a secret's, mistyped.
+                _ => format!("{name}={MASK}"),
             },
         });
         std::iter::once(first.to_owned())
