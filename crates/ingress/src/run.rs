@@ -93,8 +93,9 @@ impl Request<'_> {
         let first = words.next().unwrap_or_default();
         let catalog = self.state.catalog.current();
         let text = if crate::jobs::word(first).is_some() {
+            use crate::jobs::reference::{self, RefError};
             let named = |w: &str| {
-                let job_id = w.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+                let job_id = !matches!(reference::parse(w), Err(RefError::NotAnId { .. }));
                 job_id || catalog.get(&w.to_lowercase()).is_some()
             };
             let second = words.next().map(|w| {
