@@ -584,6 +584,24 @@ impl TestApp {
         }
     }
 
+    /// Runs worker steps (pausing while no message is visible) until `done` holds; fails the
+    /// test with `what` after `within`.
+    pub async fn process_until(
+        &self,
+        worker: &Worker,
+        within: Duration,
+        what: &str,
+        done: impl Fn() -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            if worker.process_next().await != Ok(Step::Processed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
     /// After a runner died holding a message: runs worker steps until that message has come
     /// back (when the invisibility of its last extension ends) and been processed, then until
     /// the queue is empty; returns how many messages were processed. Waiting for the message

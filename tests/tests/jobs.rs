@@ -188,13 +188,10 @@ async fn arm_down_for_good_leaves_the_message_then_gives_up_and_tells_the_reques
     // Delivery 1 fails transiently. Deliveries 2 to 4 are over the limit, but the job was
     // marked for its start, and Azure cannot say whether it has it: left for a retry. Delivery
     // 5 is past four times the limit.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while app.slack_count(&id, "gave up") == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "not given up on");
-        if worker.process_next().await != Ok(Step::Processed) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    app.process_until(&worker, Duration::from_secs(60), "not given up on", || {
+        app.slack_count(&id, "gave up") > 0
+    })
+    .await;
     let text = app.final_text(&id, "*Failed*").await;
     assert!(text.contains("gave up"), "{text}");
     let poison = app.take_poison().await;
@@ -635,16 +632,14 @@ async fn a_final_status_slack_refused_is_posted_later_when_its_poison_move_faile
 
     // The message was neither moved nor dropped: it comes back, and the status goes out.
     app.slack.recover();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while completed() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the final status never arrived"
-        );
-        if worker.process_next().await != Ok(Step::Processed) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let arrived = || completed() > 0;
+    app.process_until(
+        &worker,
+        Duration::from_secs(30),
+        "the final status never arrived",
+        arrived,
+    )
+    .await;
     assert_eq!(completed(), 1);
     assert!(app.take_poison().await.is_empty());
     app.finish().await;
@@ -666,13 +661,13 @@ async fn a_job_given_up_on_whose_poison_move_failed_is_given_up_on_when_it_comes
         0,
         "not told before it is moved"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app.slack_count(&id, "gave up") == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never given up on");
-        if worker.process_next().await != Ok(Step::Processed) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    app.process_until(
+        &worker,
+        Duration::from_secs(30),
+        "never given up on",
+        || app.slack_count(&id, "gave up") > 0,
+    )
+    .await;
     assert_eq!(
         app.take_poison().await.len(),
         1,

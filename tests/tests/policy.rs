@@ -398,13 +398,10 @@ async fn a_stop_whose_group_lookup_fails_at_the_runner_is_tried_again_not_refuse
         Some(app.slack.api_client()),
         Duration::ZERO,
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app.slack_count(&id, "*Stopped*") == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never stopped");
-        if stopper.process_next().await != Ok(Step::Processed) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    app.process_until(&stopper, Duration::from_secs(30), "never stopped", || {
+        app.slack_count(&id, "*Stopped*") > 0
+    })
+    .await;
     let text = app.final_text(&id, "*Stopped*").await;
     assert!(text.contains(&format!("Stopped by <@{BOB}>")), "{text}");
     let refused = app

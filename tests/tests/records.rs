@@ -11,7 +11,7 @@ use chatops_e2e::counting::CountingStore;
 use chatops_e2e::process::Service;
 use chatops_e2e::proxy::Proxy;
 use chatops_runner::worker::{Step, WorkerSettings};
-use chatops_shared::audit::AuditLog;
+use chatops_shared::audit::{AuditLog, AuditWriter};
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
 use chatops_shared::queue::Received;
 use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned};
@@ -713,7 +713,6 @@ async fn a_stop_from_someone_who_may_not_is_refused_by_the_runner_too() {
     app.finish().await;
 }
 
-/// The runner writes a job's start and end to the audit log, and who stopped it.
 /// Today's lines of the audit log in `store`, as `chatops-runner audit export` gives them.
 async fn todays_audit_lines(
     store: &Arc<dyn chatops_shared::blob::BlobStore>,
@@ -734,12 +733,26 @@ async fn todays_audit_lines(
         .collect()
 }
 
-#[tokio::test]
-async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
-    let app = TestApp::spawn().await;
+/// An audit log on the app's audit container, as a runner writes it: the container, the log
+/// and its writer.
+async fn runner_audit_log(
+    app: &TestApp,
+) -> (
+    Arc<dyn chatops_shared::blob::BlobStore>,
+    AuditLog,
+    AuditWriter,
+) {
     let store = app.blob_store(chatops_shared::audit::DEFAULT_AUDIT_CONTAINER);
     store.ensure_container().await.expect("audit container");
     let (audit, writer) = AuditLog::new(store.clone(), "test-runner".into());
+    (store, audit, writer)
+}
+
+/// The runner writes a job's start and end to the audit log, and who stopped it.
+#[tokio::test]
+async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
+    let app = TestApp::spawn().await;
+    let (store, audit, writer) = runner_audit_log(&app).await;
     let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
     let job = app.peek_jobs().await.remove(0);
     let holder = app.worker().with_audit(audit.clone());
@@ -781,9 +794,7 @@ async fn the_runner_writes_the_start_the_end_and_the_stop_to_the_audit_log() {
 #[tokio::test]
 async fn a_job_given_up_on_has_its_end_in_the_audit_log() {
     let app = TestApp::spawn().await;
-    let store = app.blob_store(chatops_shared::audit::DEFAULT_AUDIT_CONTAINER);
-    store.ensure_container().await.expect("audit container");
-    let (audit, writer) = AuditLog::new(store.clone(), "test-runner".into());
+    let (store, audit, writer) = runner_audit_log(&app).await;
     let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
     let job = app.peek_jobs().await.remove(0);
     let mut settings = app.worker_settings();
