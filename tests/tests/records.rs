@@ -320,6 +320,69 @@ async fn an_automation_job_whose_runner_died_is_taken_over_and_followed() {
     app.finish().await;
 }
 
+/// Runner settings whose shutdown grace (1 s) ends while the test's job runs, with a visibility
+/// timeout (60 s, the default) far longer than the tests below wait: a job its runner merely
+/// dropped would not come back to the next runner in time.
+fn short_grace(app: &TestApp) -> WorkerSettings {
+    let mut settings = app.worker_settings();
+    settings.visibility = Duration::from_secs(60);
+    settings.shutdown_grace = Duration::from_secs(1);
+    settings
+}
+
+/// After its runner stopped: the record names no holder and says why.
+async fn assert_handed_over(app: &TestApp, id: &str) {
+    let record = record_of(app, id).await.record;
+    assert!(record.holder.is_none(), "{record:#?}");
+    assert!(
+        record.history.iter().any(|c| c
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("handed it over"))),
+        "{:#?}",
+        record.history
+    );
+}
+
+#[tokio::test]
+async fn a_script_still_running_when_the_shutdown_grace_ends_is_handed_over_at_once() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
+    let runners = app.spawn_runners(1, short_grace(&app));
+    app.wait_for_script_start().await;
+    runners.stop().await;
+    assert_handed_over(&app, &id).await;
+    // The next runner finds the message on its first poll, not a visibility timeout later.
+    let next = app.worker_with(short_grace(&app));
+    assert_eq!(next.process_next().await, Ok(Step::Processed));
+    let text = app.final_text(&id, "*Interrupted*").await;
+    assert!(text.contains("it was not run again"), "{text}");
+    assert_eq!(lines(&app, "started.log"), 1);
+    assert_eq!(lines(&app, "record.log"), 0, "killed with its runner");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_automation_job_still_running_when_the_shutdown_grace_ends_is_followed_on_at_once() {
+    let app = TestApp::spawn().await;
+    let runs = Duration::from_secs(4);
+    app.arm
+        .script("Restart-WebApp", Script::runs_for("restarted", runs, runs));
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "restart-web prod").await);
+    let job_id = app.peek_jobs().await[0].job_id.to_string();
+    let runners = app.spawn_runners(1, short_grace(&app));
+    app.wait_for_slack(&id, "running").await;
+    runners.stop().await;
+    assert_handed_over(&app, &id).await;
+    let next = app.worker_with(short_grace(&app));
+    assert_eq!(next.process_next().await, Ok(Step::Processed));
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("restarted"), "{text}");
+    assert_eq!(app.arm.put_count(&job_id), 1, "started once, followed on");
+    assert_eq!(app.slack_count(&id, "*Completed*"), 1);
+    app.finish().await;
+}
+
 /// Reloads the catalog with `restart-web` allowed to Bob only.
 fn alice_may_no_longer_restart_web(app: &TestApp) {
     let path = app.dir.join("runbooks.toml");

@@ -31,7 +31,9 @@
 //!    good, the message goes to the poison queue with the outcome.
 //!
 //! Delivery is at-least-once, so every step is safe to repeat. A failure that may pass leaves
-//! the message to come back when its invisibility ends.
+//! the message to come back when its invisibility ends. A job still running when the runner's
+//! shutdown grace ends is handed over (`leave`): its record lets go of it and its message is made
+//! visible at once, so another runner takes it up without waiting for either to lapse.
 
 use crate::executor::{Executor, FinalState, Outcome, StopSignal, TransientError};
 use crate::notify::{Notifier, Update};
@@ -44,6 +46,7 @@ use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned};
 use extender::{Extender, Held};
 use finish::Start;
 use held::{HeldJobs, Hold};
+use leave::Leaving;
 use ownership::Owned;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -53,6 +56,7 @@ mod finish;
 mod give_up;
 mod held;
 mod kept;
+mod leave;
 mod mask;
 mod ownership;
 mod poll;
@@ -112,6 +116,8 @@ enum Ended {
     Retry,
     /// Another runner took the job over (this one was taken for dead): it reports it.
     TakenOver,
+    /// Not ended when the shutdown grace did: handed over to the next runner.
+    Left,
     /// To the poison queue, with the reason. With `reported`, once it is there the record is
     /// marked reported with that note (the final status failed for good: no copy of the
     /// message is to post it again); a move that fails leaves the message, and the record, to
@@ -158,6 +164,8 @@ pub struct Worker {
     held: HeldJobs,
     /// User-group membership for the re-check of `usergroups` and `only` rules.
     membership: Membership,
+    /// Set when the shutdown grace is over: jobs still running hand themselves over.
+    leaving: Leaving,
 }
 
 /// A received message that is not for a job held here already.
@@ -205,6 +213,7 @@ impl Worker {
             settings,
             held: HeldJobs::default(),
             membership: Membership::new(None, membership::DEFAULT_TTL),
+            leaving: Leaving::default(),
         }
     }
 
@@ -370,6 +379,7 @@ impl Worker {
                 tracing::warn!(%holder, "the job's record names another holder: this runner was taken for dead; leaving the job to it");
                 Ended::TakenOver
             }
+            () = self.leaving.wait() => Ended::Left,
         };
         let held = extender.stop().await;
         match ended {
@@ -377,6 +387,7 @@ impl Worker {
             Ended::Retry | Ended::TakenOver => {
                 // The message comes back when the visibility of its last extension ends.
             }
+            Ended::Left => self.hand_over(&name, &held).await,
             Ended::Poison { reason, reported } => {
                 if self.poison(&held.message, reason).await {
                     // The copies first: no longer extended, one that came back during a slow

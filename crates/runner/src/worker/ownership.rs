@@ -12,7 +12,8 @@
 //!   ends or its holder is dead. It is never run.
 //! - **Taken over**: the holder's heartbeat is older than the holder's visibility timeout (the
 //!   record's `dead_after_ms`; this runner's own when the record does not say): its runner is
-//!   dead. A conditional write makes this runner the holder (one runner wins).
+//!   dead. Or the record names no holder: its runner handed the job over at shutdown (`leave`).
+//!   A conditional write makes this runner the holder (one runner wins).
 
 use super::Worker;
 use super::extender::Extender;
@@ -105,18 +106,27 @@ impl Worker {
                     Err(e) => return Err(e),
                 }
             } else if record.holder_is_dead(now, self.settings.dead_after()) {
-                let dead = holder.unwrap_or_else(|| "none".to_owned());
+                // No holder: its runner handed it over at shutdown (`leave`).
+                let note = match &holder {
+                    Some(dead) => format!("taken over from {dead}, whose heartbeat stopped"),
+                    None => "taken over".to_owned(),
+                };
                 let mut taken = record.clone();
                 taken.holder = Some(Holder::new(me, now, self.settings.dead_after()));
                 taken.history.push(StateChange {
                     state: taken.state,
                     at: now,
                     runner: me.clone(),
-                    note: Some(format!("taken over from {dead}, whose heartbeat stopped")),
+                    note: Some(note),
                 });
                 match self.records.replace(&current, taken).await {
                     Ok(record) => {
-                        tracing::warn!(runner = %dead, "took over a job whose runner is gone");
+                        match holder {
+                            Some(dead) => {
+                                tracing::warn!(runner = %dead, "took over a job whose runner is gone");
+                            }
+                            None => tracing::info!("took over a job its runner handed over"),
+                        }
                         return Ok(owned(record));
                     }
                     // Another runner took it first, or its holder beat just now: look again.

@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, watch};
 
 impl Worker {
     /// Polls and handles messages until `shutdown` completes, then gives in-flight jobs
-    /// `shutdown_grace` to finish.
+    /// `shutdown_grace` to finish and hands over those that did not (`leave`).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let watcher = async move {
@@ -118,17 +118,30 @@ impl Worker {
         let drain = async { while in_flight.join_next().await.is_some() {} };
         if tokio::time::timeout(self.settings.shutdown_grace, drain)
             .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!(
+            jobs = in_flight.len(),
+            "jobs still running after the shutdown grace; handing them over to the next runner"
+        );
+        self.leaving.now();
+        let handed_over = async { while in_flight.join_next().await.is_some() {} };
+        if tokio::time::timeout(HAND_OVER_LIMIT, handed_over)
+            .await
             .is_err()
         {
             tracing::warn!(
-                "jobs still running after the shutdown grace; their messages return to the queue"
+                jobs = in_flight.len(),
+                "jobs not handed over in time; their messages return to the queue when their invisibility ends"
             );
             in_flight.abort_all();
         }
     }
 
     /// Makes messages taken but not handled visible again at once, for another runner.
-    async fn hand_back(&self, messages: Vec<Received>) {
+    pub(super) async fn hand_back(&self, messages: Vec<Received>) {
         for message in messages {
             if let Err(e) = self.queue.extend(&message, Duration::ZERO).await {
                 tracing::warn!(error = %e, message_id = %message.message_id, "could not hand a message back; it returns when its visibility ends");
@@ -136,6 +149,11 @@ impl Worker {
         }
     }
 }
+
+/// How long jobs may take to hand themselves over after the shutdown grace (a record write and
+/// a queue update each, or a job in a phase that does not hand over, such as the checks before
+/// it is owned). The Azure template gives a replica 30 s beyond the grace before it is killed.
+const HAND_OVER_LIMIT: Duration = Duration::from_secs(10);
 
 async fn stopped(stop: &watch::Receiver<bool>) {
     let mut stop = stop.clone();

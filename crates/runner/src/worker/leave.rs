@@ -1,0 +1,83 @@
+//! Handing jobs over at shutdown. After SIGTERM the runner takes no more messages and gives the
+//! jobs in flight `shutdown_grace` to end. A job still running then (a long Automation job, a
+//! script longer than the grace) is handed over rather than dropped: its record lets go of it
+//! (no holder, a line in its history) and its message is made visible at once. The next runner
+//! takes it up on its next poll, follows an Automation job to its end by name, and reports a
+//! script `Interrupted` (the supervisor kills it with this runner; it is never run twice).
+//! Dropped, the job would wait for its message's invisibility and its holder's heartbeat to
+//! lapse: up to a visibility timeout (60 s by default) without a status.
+
+use super::Worker;
+use super::extender::Held;
+use chatops_shared::records::StateChange;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+/// The signal that the shutdown grace is over, shared by the worker's clones.
+#[derive(Clone)]
+pub(super) struct Leaving(Arc<watch::Sender<bool>>);
+
+impl Default for Leaving {
+    fn default() -> Self {
+        Leaving(Arc::new(watch::channel(false).0))
+    }
+}
+
+impl Leaving {
+    /// Tells every job in flight to hand itself over.
+    pub(super) fn now(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes once [`Leaving::now`] was called (at once if it was already).
+    pub(super) async fn wait(&self) {
+        let mut leaving = self.0.subscribe();
+        // The sender lives in `self`: the channel cannot close while this waits.
+        let _ = leaving.wait_for(|leaving| *leaving).await;
+    }
+}
+
+/// The history note of a job handed over.
+pub(super) const HANDED_OVER: &str =
+    "its runner stopped (shutdown) before the job ended, and handed it over to the next runner";
+
+impl Worker {
+    /// Lets go of a job that has not ended (its work is dropped already): the record first, so
+    /// that the runner that takes the message finds the job free, then the messages.
+    pub(super) async fn hand_over(&self, name: &str, held: &Held) {
+        let me = self.settings.runner_id.as_str();
+        let now = OffsetDateTime::now_utc();
+        let released = self
+            .records
+            .update(name, |record| {
+                // Ended but not reported yet counts too: the next runner posts the status.
+                if record.holder.as_ref().is_none_or(|h| h.runner != me) {
+                    return false;
+                }
+                record.holder = None;
+                record.history.push(StateChange {
+                    state: record.state,
+                    at: now,
+                    runner: me.to_owned(),
+                    note: Some(HANDED_OVER.to_owned()),
+                });
+                true
+            })
+            .await;
+        match released {
+            Ok(_) => {
+                tracing::info!("the shutdown grace is over: job handed over to the next runner")
+            }
+            // The next runner waits for the heartbeat to lapse, as after a crash.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not let go of the job in its record; the next runner takes it once its heartbeat is old")
+            }
+        }
+        let mut messages = held.copies.clone();
+        if !held.lost {
+            messages.push(held.message.clone());
+        }
+        self.hand_back(messages).await;
+    }
+}
