@@ -126,9 +126,17 @@ impl Reply {
 /// Most characters of a section's text (Slack takes 3000).
 const SECTION_MAX: usize = 2900;
 
+/// Most blocks in one message: Slack refuses a message with more.
+const MESSAGE_BLOCKS_MAX: usize = 50;
+
 /// The text cut at blank lines and bullets into sections that fit [`SECTION_MAX`] (a longer
-/// line is cut in characters).
+/// line is cut in characters), at most [`MESSAGE_BLOCKS_MAX`] of them: when there would be more
+/// (a caller who may run dozens of runbooks), bullets share sections.
 fn help_sections(text: &str) -> Vec<String> {
+    fit_message(paragraphs(text))
+}
+
+fn paragraphs(text: &str) -> Vec<String> {
     let mut sections: Vec<String> = Vec::new();
     let mut current = String::new();
     for line in text.lines() {
@@ -154,6 +162,33 @@ fn help_sections(text: &str) -> Vec<String> {
         sections.push(current);
     }
     sections
+}
+
+/// `sections` in at most [`MESSAGE_BLOCKS_MAX`] sections: as they are when they fit, else
+/// packed, each filled up to [`SECTION_MAX`]; a text too long even then ends in a note that it
+/// was cut.
+fn fit_message(sections: Vec<String>) -> Vec<String> {
+    if sections.len() <= MESSAGE_BLOCKS_MAX {
+        return sections;
+    }
+    let mut packed: Vec<String> = Vec::new();
+    for section in sections {
+        match packed.last_mut() {
+            Some(last) if last.chars().count() + 1 + section.chars().count() <= SECTION_MAX => {
+                last.push('\n');
+                last.push_str(&section);
+            }
+            _ => packed.push(section),
+        }
+    }
+    if packed.len() > MESSAGE_BLOCKS_MAX {
+        packed.truncate(MESSAGE_BLOCKS_MAX - 1);
+        packed.push(
+            "… cut here: Slack shows no more in one message. Ask for `help <runbook>` for one runbook."
+                .to_owned(),
+        );
+    }
+    packed
 }
 
 impl IntoResponse for Reply {
@@ -353,5 +388,34 @@ mod tests {
         assert_eq!(sections[2], "• one\n    usage");
         assert!(sections.iter().all(|s| s.chars().count() <= SECTION_MAX));
         assert_eq!(sections[3..].concat(), format!("• {long}"));
+    }
+
+    fn section_texts(reply: &Reply) -> Vec<String> {
+        reply
+            .blocks
+            .iter()
+            .map(|b| b["text"]["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn help_for_many_runbooks_stays_within_slacks_blocks_per_message() {
+        let bullets: Vec<String> = (0..80)
+            .map(|n| format!("• runbook-{n}\n    usage: /runbook runbook-{n} env=dev|prod"))
+            .collect();
+        let text = format!("Usage: a\n\nRunbooks:\n{}", bullets.join("\n"));
+        let sections = section_texts(&Reply::help(&text));
+        assert!(sections.len() <= MESSAGE_BLOCKS_MAX, "{}", sections.len());
+        assert!(sections.iter().all(|s| s.chars().count() <= SECTION_MAX));
+        assert_eq!(
+            sections.join("\n"),
+            text.replace("\n\n", "\n"),
+            "nothing lost"
+        );
+
+        let huge: Vec<String> = (0..2000).map(|n| format!("• runbook-{n:0>80}")).collect();
+        let sections = section_texts(&Reply::help(&huge.join("\n")));
+        assert_eq!(sections.len(), MESSAGE_BLOCKS_MAX);
+        assert!(sections[MESSAGE_BLOCKS_MAX - 1].starts_with("… cut here"));
     }
 }
