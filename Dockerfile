@@ -5,8 +5,9 @@
 # (docker-compose.yml builds both.) Reproducible from the repository: the toolchain is the one
 # rust-toolchain.toml pins, and `cargo build --locked` takes every dependency from Cargo.lock.
 # CI has no Docker engine and does not build these images; scripts/check lints this file with
-# hadolint. Both images carry the sample catalog in /app (runbooks.toml, runbooks/), run as a
-# non-root user and start without a shell; /usr/local/bin/healthcheck probes /healthz.
+# hadolint. Both images carry the sample catalog in /app (runbooks.toml, runbooks/) and start
+# without a shell; /usr/local/bin/healthcheck probes /healthz. The ingress runs as a non-root
+# user; the runner as root, so that its scripts run as another user (below).
 
 # The toolchain of rust-toolchain.toml (keep the two in step).
 FROM rust:1.95.0-slim-bookworm AS build
@@ -36,9 +37,11 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/healthcheck", "127.0.0.1:3000", "/healthz"]
 ENTRYPOINT ["/usr/local/bin/chatops-ingress"]
 
-# chatops-runner: Debian slim, because local runbook scripts need /bin/sh and coreutils. It runs
-# as the unprivileged user chatops, so scripts run as that user too, and the runner makes itself
-# non-dumpable (docs/security.md): a script cannot read the runner's memory or environment.
+# chatops-runner: Debian slim, because local runbook scripts need /bin/sh and coreutils. The
+# runner runs as root and its scripts as the unprivileged user chatops (CHATOPS_SCRIPT_USER):
+# PID 1 (tini) holds the container's environment, every secret in it, and a process of tini's
+# own user could read it from /proc/1/environ. A script, as another user, can read neither a
+# root process's environment nor its memory (docs/security.md).
 FROM debian:bookworm-slim AS runner
 # tini is PID 1: it reaps the processes a script leaves behind once they end (their parent gone,
 # they are handed to PID 1, and the runner reaps only its own children), and passes SIGTERM on.
@@ -53,11 +56,16 @@ COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifica
 WORKDIR /app
 COPY --from=build /out/chatops-runner /out/healthcheck /usr/local/bin/
 COPY runbooks.toml /app/runbooks.toml
-COPY runbooks /app/runbooks
+# Scripts are run by user chatops: readable and executable by all, whatever the build
+# machine's umask.
+COPY --chmod=0755 runbooks /app/runbooks
 ENV CHATOPS_RUNNER_ADDR=0.0.0.0:3001 \
     CHATOPS_CATALOG=/app/runbooks.toml \
+    CHATOPS_SCRIPT_USER=chatops \
     RUST_LIB_BACKTRACE=0
-USER 10001:10001
+# Root on purpose (see above): its scripts run as user chatops.
+# hadolint ignore=DL3002
+USER 0:0
 EXPOSE 3001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/healthcheck", "127.0.0.1:3001", "/healthz"]

@@ -262,6 +262,59 @@ async fn a_root_runner_keeps_its_secrets_from_scripts_run_as_the_script_user() {
     snoop(&[("CHATOPS_SCRIPT_USER", "nobody")], None, nobody().0).await;
 }
 
+/// Says which processes' environments held the job signing key, of all the script can read.
+const SNOOP_ALL: &str = r#"for e in /proc/[0-9]*/environ; do
+  if { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -q '^CHATOPS_JOB_SIGNING_KEY='; then echo "read the key in $e"; fi
+done
+echo "uid $(id -u)"
+echo "[end]""#;
+
+/// Runs SNOOP_ALL through a runner started, as in a container, by an init that holds the same
+/// environment (every secret) and stays its parent, as `tini` does; both as `as_user` when
+/// given. Returns the script's output.
+async fn snoop_under_an_init(extra: &[(&str, &str)], as_user: Option<(u32, u32)>) -> String {
+    let app = TestApp::spawn().await;
+    let scripts = Scripts::new(&[("snoop", SNOOP_ALL)], 0o755);
+    let copy = RunnerCopy::new();
+    let init = scripts.0.join("init.sh");
+    std::fs::write(
+        &init,
+        format!(
+            "#!/bin/sh\n\"{}\" &\nchild=$!\ntrap 'kill -TERM $child' TERM\nwait $child\nwait $child\n",
+            copy.0.display()
+        ),
+    )
+    .expect("write init");
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).expect("chmod init");
+    let env = runner_env(&app, &scripts, extra);
+    let mut runner = Service::start_program(&init, &env, as_user);
+    started(&runner).await;
+    let id = enqueue(&app, "snoop").await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("[end]"), "the script ran to its end: {text}");
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    app.finish().await;
+    text
+}
+
+#[tokio::test]
+async fn in_the_runner_images_mode_a_script_cannot_read_the_secrets_its_init_holds() {
+    if !running_as_root() {
+        return skipped(
+            "in_the_runner_images_mode_a_script_cannot_read_the_secrets_its_init_holds",
+        );
+    }
+    // The image: init and runner root, scripts run as the script user.
+    let text = snoop_under_an_init(&[("CHATOPS_SCRIPT_USER", "nobody")], None).await;
+    assert!(!text.contains("read the key"), "{text}");
+    assert!(text.contains(&format!("uid {}", nobody().0)), "{text}");
+    // Why: when init, runner and scripts share a user, the init's environment is open to the
+    // scripts, though the runner hides its own (non-dumpable).
+    let nobody = nobody();
+    let text = snoop_under_an_init(&[("CHATOPS_SCRIPT_USER", "")], Some(nobody)).await;
+    assert!(text.contains("read the key"), "{text}");
+}
+
 #[tokio::test]
 async fn a_root_runner_must_be_told_who_runs_scripts() {
     if !running_as_root() {

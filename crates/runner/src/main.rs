@@ -35,6 +35,13 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
+    // First, for every subcommand (an operator's `chatops-runner output` in the container has
+    // its secrets too): processes of the same user (the scripts, when the runner is not root)
+    // then cannot read this process's environment or memory.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("chatops-runner: cannot make itself non-dumpable: {e}");
+        return ExitCode::from(2);
+    }
     if std::env::args().nth(1).as_deref() == Some("keygen") {
         return chatops_shared::job::mac::keygen();
     }
@@ -51,12 +58,6 @@ async fn run() -> ExitCode {
         return chatops_runner::executor::local::supervisor::main().await;
     }
     let otlp = telemetry::init("chatops-runner");
-    // Processes of the same user (the scripts, when the runner is not root) then cannot read
-    // this process's environment or memory, which hold its secrets.
-    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        eprintln!("chatops-runner: cannot make itself non-dumpable: {e}");
-        return ExitCode::from(2);
-    }
     let config = match RunnerConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
         Err(e) => {
