@@ -219,9 +219,13 @@ pub enum Refusal {
     OutOfTime { text: String },
     /// `--form` asked for a form, and this app has no bot token to open one.
     NoForms { usage: String },
-    /// `--form` asked for a form, and Slack did not open it (the trigger expired, or Slack was
-    /// slow).
-    FormUnavailable { usage: String },
+    /// `--form` asked for a form, and Slack did not open it: the trigger expired or Slack was
+    /// slow, or (`refused`, its error code) Slack refused the form itself, which asking again
+    /// does not change.
+    FormUnavailable {
+        usage: String,
+        refused: Option<String>,
+    },
 }
 
 impl Refusal {
@@ -248,8 +252,18 @@ impl Refusal {
             Refusal::NoForms { usage } => format!(
                 "Forms are not available here (this app has no bot token). Type the values instead.\n```\n{usage}\n```"
             ),
-            Refusal::FormUnavailable { usage } => format!(
+            Refusal::FormUnavailable {
+                usage,
+                refused: None,
+            } => format!(
                 "Slack did not open the form in time. Type the values instead, or try `--form` again.\n```\n{usage}\n```"
+            ),
+            Refusal::FormUnavailable {
+                usage,
+                refused: Some(code),
+            } => format!(
+                "Slack refused to open the form for this command (`{}`). Type the values instead:\n```\n{usage}\n```",
+                inline_code(code)
             ),
         }
     }
@@ -358,6 +372,11 @@ mod tests {
             },
             Refusal::FormUnavailable {
                 usage: "/runbook echo <first>".into(),
+                refused: None,
+            },
+            Refusal::FormUnavailable {
+                usage: "/runbook echo <first>".into(),
+                refused: Some("invalid_arguments".into()),
             },
         ];
         for refusal in refusals {

@@ -10,6 +10,7 @@ use crate::run::Request;
 use chatops_shared::catalog::{Caller, Catalog, Groups, ParamSpec, Rejection, Runbook};
 use chatops_shared::command::{Arg, ParsedCommand};
 use chatops_shared::mrkdwn::escape;
+use chatops_shared::slack_api::SlackApiError;
 use std::collections::BTreeMap;
 
 /// The word that asks for a form, anywhere after the runbook name.
@@ -67,8 +68,8 @@ pub async fn offer(
         Some(trigger) => api
             .open_view(trigger, &modal, req.deadline)
             .await
-            .map_err(|e| e.to_string()),
-        None => Err("the command carried no trigger_id".to_owned()),
+            .map_err(|e| (e.to_string(), refused_form(&e))),
+        None => Err(("the command carried no trigger_id".to_owned(), None)),
     };
     match opened {
         Ok(()) => {
@@ -78,10 +79,22 @@ pub async fn offer(
                 escape(&rb.name)
             )))
         }
-        Err(reason) => {
+        Err((reason, refused)) => {
             tracing::warn!(runbook = %rb.name, %reason, "could not open the form");
-            asked.then(|| refuse(req, Refusal::FormUnavailable { usage }))
+            asked.then(|| refuse(req, Refusal::FormUnavailable { usage, refused }))
         }
+    }
+}
+
+/// Slack's error code when it refused the form itself, which asking again does not change (a
+/// view over its limits: `invalid_arguments`); `None` for a late answer or a trigger that was
+/// used, expired or unknown, which a new command (a new trigger) may get past.
+fn refused_form(e: &SlackApiError) -> Option<String> {
+    match e {
+        SlackApiError::Slack { error, .. } if !error.ends_with("_trigger_id") => {
+            Some(error.clone())
+        }
+        _ => None,
     }
 }
 
@@ -116,6 +129,30 @@ fn prefill(rb: &Runbook, args: &[Arg]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_refusal_of_the_form_itself_is_told_apart_from_a_late_answer() {
+        let slack = |error: &str| SlackApiError::Slack {
+            method: "views.open".into(),
+            error: error.into(),
+        };
+        assert_eq!(
+            refused_form(&slack("invalid_arguments")).as_deref(),
+            Some("invalid_arguments")
+        );
+        for trigger in [
+            "expired_trigger_id",
+            "exchanged_trigger_id",
+            "invalid_trigger_id",
+        ] {
+            assert_eq!(refused_form(&slack(trigger)), None, "{trigger}");
+        }
+        let late = SlackApiError::Deadline {
+            method: "views.open".into(),
+            reason: "timed out".into(),
+        };
+        assert_eq!(refused_form(&late), None);
+    }
 
     #[test]
     fn the_flag_is_taken_wherever_it_is() {

@@ -61,19 +61,7 @@ pub async fn submit(state: &AppState, signed: &Signed, sub: &ViewSubmission) -> 
             "This form could not be read. Nothing was started. Run the command again to get a new one.",
         );
     };
-    // Empty inputs are not given: the runner fills in defaults, the check names missing ones.
-    let args: Vec<Arg> = sub
-        .values
-        .iter()
-        .filter_map(|(block, value)| {
-            let name = view::param_of(block)?;
-            let value = value.as_deref().filter(|v| !v.is_empty())?;
-            Some(Arg::Named {
-                name: name.to_owned(),
-                value: value.to_owned(),
-            })
-        })
-        .collect();
+    let args = args_of(&sub.values);
     let parsed = ParsedCommand {
         runbook: Some(meta.runbook),
         args,
@@ -209,6 +197,24 @@ fn text_of(parsed: &ParsedCommand) -> String {
     text
 }
 
+/// The form's values as named arguments. Spaces around a value are dropped (a phone keyboard's
+/// or a paste's, which a typed command would need quotes to pass on), and a field left empty,
+/// or holding only spaces, is not given: the runner fills in defaults, the check names missing
+/// ones.
+fn args_of(values: &BTreeMap<String, Option<String>>) -> Vec<Arg> {
+    values
+        .iter()
+        .filter_map(|(block, value)| {
+            let name = view::param_of(block)?;
+            let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+            Some(Arg::Named {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +320,25 @@ mod tests {
             panic!("not under count");
         };
         assert!(text.contains("U+200B at character 2"), "{text}");
+    }
+
+    #[test]
+    fn spaces_around_a_value_are_dropped_and_a_blank_field_is_not_given() {
+        let values = BTreeMap::from([
+            ("param:service".to_owned(), Some(" web \n".to_owned())),
+            ("param:note".to_owned(), Some("   ".to_owned())),
+            ("param:env".to_owned(), None),
+            ("param:msg".to_owned(), Some("two  words".to_owned())),
+            ("other".to_owned(), Some("x".to_owned())),
+        ]);
+        let named = |name: &str, value: &str| Arg::Named {
+            name: name.into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            args_of(&values),
+            [named("msg", "two  words"), named("service", "web")]
+        );
     }
 
     #[test]

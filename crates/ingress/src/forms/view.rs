@@ -60,6 +60,7 @@ pub fn modal(
     if !rb.description.is_empty() {
         intro.push_str(&format!(": {}", escape(&rb.description)));
     }
+    let intro = cut(&intro, MAX_INPUT);
     let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": intro}})];
     let fixed: Vec<String> = rb
         .params
@@ -74,7 +75,10 @@ pub fn modal(
         })
         .collect();
     if !fixed.is_empty() {
-        let text = format!("Set by the catalog: {}", fixed.join(", "));
+        let text = cut(
+            &format!("Set by the catalog: {}", fixed.join(", ")),
+            MAX_INPUT,
+        );
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}));
     }
     for p in rb.params.iter().filter(|p| p.fixed.is_none()) {
@@ -162,7 +166,14 @@ fn element(p: &ParamSpec, initial: Option<&str>, may_choose: MayChoose<'_>) -> (
         return (select, hidden);
     }
     let mut input = json!({"type": "plain_text_input", "action_id": "value"});
-    if let Some(v) = initial.filter(|v| !v.is_empty() && v.chars().count() <= MAX_INPUT) {
+    // Slack refuses a view whose initial value is longer than its field allows: a typed value
+    // too long is left out (the field's hint says the limit).
+    let most = p
+        .max_len
+        .filter(|m| *m > 0)
+        .map_or(MAX_INPUT, |m| m.min(MAX_INPUT));
+    let fits = |v: &&str| v.chars().count() <= most;
+    if let Some(v) = initial.filter(|v| !v.is_empty()).filter(fits) {
         input["initial_value"] = Value::String(v.to_owned());
     }
     if let Some(max) = p.max_len.filter(|m| *m > 0 && *m <= MAX_INPUT) {
@@ -297,6 +308,33 @@ params = [
             serde_json::from_str(view["private_metadata"].as_str().unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, meta());
+    }
+
+    #[test]
+    fn a_form_slack_would_refuse_is_not_built() {
+        // A typed value longer than its field allows, and a description over a section's
+        // 3000 characters: Slack refuses such a view (`invalid_arguments`) whenever it is asked.
+        let long = "d".repeat(5000);
+        let rb = runbook(&CATALOG.replace("Scales <it>", &long));
+        let prefill = BTreeMap::from([("note".to_owned(), "n".repeat(41))]);
+        let view = modal(&rb, &prefill, &meta(), &|_, _| true);
+        let blocks = view["blocks"].as_array().cloned().unwrap_or_default();
+        let intro = blocks[0]["text"]["text"].as_str().unwrap_or_default();
+        assert!(intro.chars().count() <= MAX_INPUT, "{}", intro.len());
+        assert!(intro.ends_with('…'));
+        let note = blocks
+            .iter()
+            .find(|b| b["block_id"] == "param:note")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(note["element"]["max_length"], 40);
+        assert!(note["element"].get("initial_value").is_none(), "{note}");
+        let prefill = BTreeMap::from([("note".to_owned(), "n".repeat(40))]);
+        let view = modal(&rb, &prefill, &meta(), &|_, _| true);
+        assert!(
+            view.to_string().contains(&"n".repeat(40)),
+            "a value that fits stays"
+        );
     }
 
     #[test]
