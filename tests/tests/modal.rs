@@ -273,6 +273,59 @@ async fn a_bad_value_is_shown_next_to_its_field_and_nothing_is_queued() {
     app.finish().await;
 }
 
+/// Twenty free-text fields: filled to Slack's 3,000 characters each, more than a queued job
+/// holds.
+const NOTES: &str = r#"
+[runbooks.notes]
+description = "Takes notes"
+executor = "local"
+target = "echo.sh"
+params = [
+  { name = "n01" }, { name = "n02" }, { name = "n03" }, { name = "n04" }, { name = "n05" },
+  { name = "n06" }, { name = "n07" }, { name = "n08" }, { name = "n09" }, { name = "n10" },
+  { name = "n11" }, { name = "n12" }, { name = "n13" }, { name = "n14" }, { name = "n15" },
+  { name = "n16" }, { name = "n17" }, { name = "n18" }, { name = "n19" }, { name = "n20" },
+]
+allow = { users = ["UALICE"] }
+"#;
+
+#[tokio::test]
+async fn values_too_long_to_queue_are_refused_under_the_longest_field() {
+    let app = TestApp::spawn_opts(Options {
+        bot: true,
+        extra_runbooks: NOTES,
+        ..Options::default()
+    })
+    .await;
+    let trigger = app.slack.trigger_id();
+    let (answer, _) =
+        command_with(&app, &app.ingress_url, &trigger, ALICE, OPS, "notes --form").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let view = opened_views(&app).pop().expect("a form opened");
+    let full = "é".repeat(3000);
+    let longest = "ü".repeat(3000) + "!";
+    let mut values: Vec<(String, &str)> = (1..=19)
+        .map(|n| (format!("n{n:02}"), full.as_str()))
+        .collect();
+    values.push(("n20".to_owned(), longest.as_str()));
+    let values: Vec<(&str, &str)> = values.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let (answer, _) = interact(&app, submission(&view, ALICE, &values), now()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let json = answer.json();
+    assert_eq!(json["response_action"], "errors", "{json}");
+    let error = json["errors"]["param:n20"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("Too long: the form's values make a job of "),
+        "{json}"
+    );
+    assert!(error.contains("at most 64 KB"), "{error}");
+    // Fewer values fit: the same form is queued.
+    let (answer, _) = interact(&app, submission(&view, ALICE, &values[..3]), now()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(app.take_jobs().await.len(), 1, "queued once it fits");
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn a_submission_is_authorized_like_a_command_from_its_channel() {
     let app = bot_app().await;

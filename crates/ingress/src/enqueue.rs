@@ -6,7 +6,7 @@
 
 use crate::app::AppState;
 use chatops_shared::job::JobMessage;
-use chatops_shared::queue::QueueError;
+use chatops_shared::queue::{MAX_MESSAGE_BYTES, QueueError};
 use chatops_shared::recent_ids::RecentIds;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -21,6 +21,10 @@ pub enum EnqueueError {
     /// same `job_id`.
     #[error("the queue did not confirm before the acknowledgement deadline")]
     Deadline,
+    /// The encoded message is longer than a queue message may be: its values are too long
+    /// (a form's fields are not bounded as a typed command is). Not sent.
+    #[error("the job message is {bytes} bytes, over the queue's {MAX_MESSAGE_BYTES}")]
+    TooLarge { bytes: usize },
 }
 
 /// What became of a message.
@@ -40,6 +44,10 @@ pub async fn enqueue(
     message: &JobMessage,
     deadline: Instant,
 ) -> Result<Queued, EnqueueError> {
+    let text = message.encode(&state.job_key);
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(EnqueueError::TooLarge { bytes: text.len() });
+    }
     if !state.replays.claim(message.job_id) {
         tracing::info!("replayed request: answering again without queueing");
         return Ok(Queued::Before);
@@ -51,7 +59,6 @@ pub async fn enqueue(
         job_id: message.job_id,
         queued: false,
     };
-    let text = message.encode(&state.job_key);
     tokio::time::timeout_at(deadline, state.queue.send(&text))
         .await
         .map_err(|_| EnqueueError::Deadline)??;

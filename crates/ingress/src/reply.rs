@@ -217,6 +217,8 @@ pub enum Refusal {
     /// The queue did not confirm before the acknowledgement deadline (Slack stops waiting at
     /// 3 s); `text` is the command's text, secret values masked.
     OutOfTime { text: String },
+    /// The job message would be longer than a queue message may be (`bytes`): values too long.
+    TooLarge { bytes: usize },
     /// `--form` asked for a form, and this app has no bot token to open one.
     NoForms { usage: String },
     /// `--form` asked for a form, and Slack did not open it: the trigger expired or Slack was
@@ -248,6 +250,11 @@ impl Refusal {
             Refusal::OutOfTime { text } => format!(
                 ":warning: Could not confirm `{}` in time: the job queue was slow and Slack is waiting for an answer. If no job shows in this channel within a minute, please try again.",
                 inline_code(text)
+            ),
+            Refusal::TooLarge { bytes } => format!(
+                "Not run: its values are too long. They make a job message of {} KB, and a queued job holds at most {} KB. Shorten the longest values and run it again.",
+                bytes.div_ceil(1024),
+                chatops_shared::queue::MAX_MESSAGE_BYTES / 1024
             ),
             Refusal::NoForms { usage } => format!(
                 "Forms are not available here (this app has no bot token). Type the values instead.\n```\n{usage}\n```"

@@ -217,6 +217,16 @@ pub async fn run_checked(
             });
             Ok(ack)
         }
+        Err(EnqueueError::TooLarge { bytes }) => {
+            crate::metrics::rejected("too_large");
+            tracing::info!(
+                bytes,
+                "command rejected: its job message is too large to queue"
+            );
+            let refusal = Refusal::TooLarge { bytes };
+            req.audit_rejected(refusal.text());
+            Err(refusal)
+        }
         Err(EnqueueError::Deadline) => {
             crate::metrics::queue_deadline();
             tracing::warn!("job not confirmed by the queue before the acknowledgement deadline");

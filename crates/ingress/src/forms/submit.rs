@@ -111,8 +111,18 @@ fn request_id(sub: &ViewSubmission, text: &str, signature: &str) -> String {
 }
 
 /// A refusal next to the field it is about when the form has that field, else in place of
-/// the form.
+/// the form. Values too long to queue: under the longest one.
 fn refused(refusal: Refusal, sub: &ViewSubmission) -> ViewAnswer {
+    if let Refusal::TooLarge { bytes } = &refusal
+        && let Some(block) = longest_value(sub)
+    {
+        let text = format!(
+            "Too long: the form's values make a job of {} KB, and a job holds at most {} KB. Shorten this value (or others).",
+            bytes.div_ceil(1024),
+            chatops_shared::queue::MAX_MESSAGE_BYTES / 1024
+        );
+        return ViewAnswer::Errors(BTreeMap::from([(block, text)]));
+    }
     if let Refusal::Rejected { rejection, .. } = &refusal
         && let Some((name, text)) = field_error(rejection, sub)
     {
@@ -122,6 +132,16 @@ fn refused(refusal: Refusal, sub: &ViewSubmission) -> ViewAnswer {
         }
     }
     notice(&Reply::from(refusal).text)
+}
+
+/// The `block_id` of the field holding the longest value.
+fn longest_value(sub: &ViewSubmission) -> Option<String> {
+    sub.values
+        .iter()
+        .filter(|(block, _)| view::param_of(block).is_some())
+        .filter_map(|(block, value)| Some((block, value.as_deref()?.len())))
+        .max_by_key(|(_, len)| *len)
+        .map(|(block, _)| block.clone())
 }
 
 /// The parameter a rejection is about, and what to say under its field, in the form's terms

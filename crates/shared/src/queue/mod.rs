@@ -58,6 +58,10 @@ impl QueueError {
     }
 }
 
+/// The most a queue message may hold (Azure Queue Storage: 64 KiB); the services' messages are
+/// base64 text, so this is their length in bytes. The service refuses a longer one.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// The job queue and its poison queue (`<name>-poison`).
 #[async_trait]
 pub trait JobQueue: Send + Sync {
