@@ -360,6 +360,46 @@ async fn a_root_runner_must_be_told_who_runs_scripts() {
 }
 
 #[tokio::test]
+async fn a_home_the_script_made_read_only_is_removed_by_a_runner_that_is_not_root() {
+    let app = TestApp::spawn().await;
+    let scripts = Scripts::new(
+        &[(
+            "readonly",
+            r#"echo "home=$HOME"; mkdir -p "$HOME/cache/mod/x" && touch "$HOME/cache/mod/x/f" && chmod -R a-w "$HOME/cache" && echo locked"#,
+        )],
+        0o755,
+    );
+    // Not root: the runner itself as `nobody` (the mode where the runner cannot override the
+    // script's permissions), else as the user running the tests.
+    let (extra, as_user, copy) = if running_as_root() {
+        (
+            vec![("CHATOPS_SCRIPT_USER", "")],
+            Some(nobody()),
+            Some(RunnerCopy::new()),
+        )
+    } else {
+        (vec![], None, None)
+    };
+    let env = runner_env(&app, &scripts, &extra);
+    let mut runner = match &copy {
+        Some(copy) => Service::start_program(&copy.0, &env, as_user),
+        None => Service::start("chatops-runner", &env),
+    };
+    started(&runner).await;
+    let id = enqueue(&app, "readonly").await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("locked"), "{text}");
+    let home = text
+        .lines()
+        .find_map(|l| l.strip_prefix("home="))
+        .expect("home line")
+        .to_owned();
+    assert!(!Path::new(&home).exists(), "{home} was not removed");
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn home_is_a_fresh_empty_directory_of_the_script_user_removed_afterwards() {
     let app = TestApp::spawn().await;
     let scripts = Scripts::new(

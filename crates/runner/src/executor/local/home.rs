@@ -31,14 +31,50 @@ impl JobHome {
     pub(super) fn path(&self) -> &Path {
         &self.0
     }
+
+    /// Removes it off the async threads (a script may leave a large tree: a clone, a cache).
+    pub(super) async fn remove(self) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+    }
 }
 
 impl Drop for JobHome {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0)
+        let mut removed = std::fs::remove_dir_all(&self.0);
+        if removed
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            // A directory the script made read-only (`chmod -R a-w`, Go's module cache): a
+            // runner that is not root cannot empty it until it is writable again. The script
+            // ran as the runner's user then, so its directories are the runner's to change.
+            make_writable(&self.0);
+            removed = std::fs::remove_dir_all(&self.0);
+        }
+        if let Err(e) = removed
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(error = %e, home = %self.0.display(), "could not remove a script's HOME");
+        }
+    }
+}
+
+/// Gives the owner full access to `dir` and every directory below it, without following
+/// symbolic links. Best effort: what cannot be changed stays as it is.
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let mut permissions = meta.permissions();
+    permissions.set_mode(permissions.mode() | 0o700);
+    let _ = std::fs::set_permissions(dir, permissions);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            make_writable(&entry.path());
         }
     }
 }

@@ -152,6 +152,8 @@ impl Executor for LocalExecutor {
             let status = next_status(&mut started.status);
             tokio::pin!(status);
             tokio::select! {
+                // A script that ended as the stop came is reported as it ended, not stopped.
+                biased;
                 ended = &mut status => ended,
                 () = stop.requested() => {
                     tracing::info!("stop asked for: stopping the script's process group");
@@ -214,7 +216,7 @@ impl Executor for LocalExecutor {
         }
         group.armed = false;
         let output = output.into_text();
-        drop(home);
+        home.remove().await;
 
         let ended_at = OffsetDateTime::now_utc();
         let (state, error) = match ended {
