@@ -558,13 +558,24 @@ async fn a_slow_queue_still_leaves_an_answer_within_3s_for_commands_and_forms() 
     )
     .await;
     assert!(took < SLACK_PATIENCE, "answered after {took:?}");
-    assert_eq!(answer.json()["response_action"], "update", "{answer:?}");
-    assert!(answer.body.contains("Could not confirm"), "{answer:?}");
+    // The form stays open, with what was typed, to be sent again.
+    let json = answer.json();
+    assert_eq!(json["response_action"], "errors", "{answer:?}");
+    let error = json["errors"]["param:first"].as_str().unwrap_or_default();
+    assert!(error.starts_with("Not confirmed in time"), "{json}");
 
     serving.abort();
     assert!(
         app.peek_jobs().await.is_empty(),
         "a send given up on was queued"
     );
+    // Run pressed again, twice, the queue fast again: one job.
+    for _ in 0..2 {
+        let body = submission(&view, ALICE, &[("first", "hi")]);
+        let (answer, _) = interact(&app, body, now()).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(answer.body.is_empty(), "the form closes: {answer:?}");
+    }
+    assert_eq!(app.take_jobs().await.len(), 1, "one job");
     app.finish().await;
 }

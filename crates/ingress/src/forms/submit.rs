@@ -123,6 +123,13 @@ fn refused(refusal: Refusal, sub: &ViewSubmission) -> ViewAnswer {
         );
         return ViewAnswer::Errors(BTreeMap::from([(block, text)]));
     }
+    // A failure that may pass: the form stays open with what was typed, and Run again sends
+    // the same form, which names the same job (`request_id`): never two jobs.
+    if let Some(text) = try_again(&refusal)
+        && let Some(block) = sub.values.keys().find(|b| view::param_of(b).is_some())
+    {
+        return ViewAnswer::Errors(BTreeMap::from([(block.clone(), text)]));
+    }
     if let Refusal::Rejected { rejection, .. } = &refusal
         && let Some((name, text)) = field_error(rejection, sub)
     {
@@ -132,6 +139,26 @@ fn refused(refusal: Refusal, sub: &ViewSubmission) -> ViewAnswer {
         }
     }
     notice(&Reply::from(refusal).text)
+}
+
+/// What to say above Run when a submission may succeed if sent again as it is.
+fn try_again(refusal: &Refusal) -> Option<String> {
+    Some(match refusal {
+        Refusal::QueueDown { .. } => {
+            "Not run: the job queue did not answer. Nothing was started. Press Run again in a minute.".to_owned()
+        }
+        Refusal::OutOfTime { .. } => {
+            "Not confirmed in time: the job queue was slow. Press Run again: if the job was queued after all, it runs once.".to_owned()
+        }
+        Refusal::Rejected {
+            rejection:
+                Rejection::GroupsUnavailable { .. } | Rejection::ValueUnchecked { .. },
+            ..
+        } => {
+            "Not run: Slack could not say who is in the user groups this runbook allows. Press Run again in a moment.".to_owned()
+        }
+        _ => return None,
+    })
 }
 
 /// The `block_id` of the field holding the longest value.
@@ -255,6 +282,42 @@ mod tests {
                 (view::block_id("env"), None),
             ]),
         }
+    }
+
+    #[test]
+    fn a_failure_that_may_pass_keeps_the_form_open_to_be_sent_again() {
+        let groups = Refusal::Rejected {
+            rejection: Rejection::GroupsUnavailable {
+                runbook: "x".into(),
+                problem: "timed out".into(),
+            },
+            command: "/runbook".into(),
+        };
+        for refusal in [
+            Refusal::QueueDown { text: "x".into() },
+            Refusal::OutOfTime { text: "x".into() },
+            groups,
+        ] {
+            let ViewAnswer::Errors(errors) = refused(refusal.clone(), &submission()) else {
+                panic!("{refusal:?}: the form was replaced");
+            };
+            let text = errors
+                .get(&view::block_id("count"))
+                .cloned()
+                .unwrap_or_default();
+            assert!(text.contains("Run again"), "{refusal:?}: {text}");
+        }
+        let denied = Refusal::Rejected {
+            rejection: Rejection::NotAllowed {
+                runbook: "x".into(),
+                user_id: "U1".into(),
+            },
+            command: "/runbook".into(),
+        };
+        assert!(matches!(
+            refused(denied, &submission()),
+            ViewAnswer::Update(_)
+        ));
     }
 
     #[test]
