@@ -127,7 +127,9 @@ enum OpenError {
 /// The audit container, configured like the runner's storage: a connection string, or the
 /// blob endpoint with the credential `CHATOPS_AZURE_CREDENTIAL` names.
 fn open_store(env: &dyn EnvSource) -> Result<Arc<dyn BlobStore>, OpenError> {
-    let settings = chatops_shared::audit::settings_from_env(env)?;
+    let mut settings = chatops_shared::audit::settings_from_env(env)?;
+    // Patient: a day's audit log is read in one try.
+    settings.budget = chatops_shared::queue::azure::RetryBudget::operator();
     let kind = credential::CredentialKind::from_env(env)?;
     let credential = match settings.target {
         BlobTarget::Endpoint(_) => Some(credential::build(&credential::choose(kind, env)?)?),

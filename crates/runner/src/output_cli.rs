@@ -99,7 +99,8 @@ fn is_job_id(s: &str) -> bool {
 }
 
 fn open(env: &dyn EnvSource) -> Result<Records, OpenError> {
-    let settings = records::settings_from_env(env, RetryBudget::interactive())?;
+    // Patient: the whole kept output is read in one try.
+    let settings = records::settings_from_env(env, RetryBudget::operator())?;
     let kind = credential::CredentialKind::from_env(env)?;
     let credential = match settings.target {
         BlobTarget::Endpoint(_) => Some(credential::build(&credential::choose(kind, env)?)?),

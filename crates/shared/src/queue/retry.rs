@@ -63,6 +63,20 @@ impl RetryBudget {
         }
     }
 
+    /// For an operator's command (`chatops-runner output`, `audit`): 3 tries of at most 2 min,
+    /// waits of 1 s then 2 s. A try includes reading the answer: the whole kept output of a
+    /// job (10 MiB by default) or a day's audit log, over the operator's link.
+    pub fn operator() -> Self {
+        RetryBudget {
+            attempts: 3,
+            per_try_timeout: Duration::from_secs(120),
+            total: None,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(2),
+            jitter: false,
+        }
+    }
+
     /// The wait after failed try number `failed_try` (1-based).
     pub fn backoff(&self, failed_try: u32) -> Duration {
         Backoff {
@@ -107,6 +121,18 @@ mod tests {
         assert_eq!(b.worst_case(), Duration::from_millis(2100));
         // Two whole tries and the wait between them fit.
         assert!(b.per_try_timeout * 2 + b.backoff(1) <= b.worst_case());
+    }
+
+    #[test]
+    fn an_operators_try_can_read_a_whole_kept_output_over_a_slow_link() {
+        // The default kept output (10 MiB) at 1 Mbit/s: 84 s.
+        let bits = 10.0 * 1024.0 * 1024.0 * 8.0;
+        let needed = Duration::from_secs_f64(bits / 1_000_000.0);
+        assert!(RetryBudget::operator().per_try_timeout > needed);
+        assert!(
+            RetryBudget::background().per_try_timeout < needed,
+            "why it has its own"
+        );
     }
 
     #[test]
