@@ -16,7 +16,7 @@ pub mod verify;
 mod writer;
 
 #[cfg(test)]
-mod memory;
+pub(crate) mod memory;
 #[cfg(test)]
 mod tests;
 

@@ -93,7 +93,40 @@ pub fn format_day(day: Date) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::memory::{Fault, MemoryStore};
     use std::collections::HashMap;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn an_output_append_whose_answer_was_lost_counts_as_done_only_when_it_landed() {
+        let store = Arc::new(MemoryStore::new());
+        let records = Records::new(store.clone(), 30);
+        assert!(records.create_output("r").await.unwrap());
+        records
+            .append_output("r", b"one\n".to_vec(), 0)
+            .await
+            .unwrap();
+        store.fail_next(&[Fault::AppliedAnswerLost]);
+        records
+            .append_output("r", b"two\n".to_vec(), 4)
+            .await
+            .unwrap();
+        store.fail_next(&[Fault::Unavailable]);
+        assert!(
+            records
+                .append_output("r", b"three\n".to_vec(), 8)
+                .await
+                .is_err()
+        );
+        records
+            .append_output("r", b"four\n".to_vec(), 8)
+            .await
+            .unwrap();
+        assert_eq!(
+            records.read_output("r").await.unwrap().unwrap_or_default(),
+            b"one\ntwo\nfour\n"
+        );
+    }
 
     #[test]
     fn retention_is_whole_days_with_a_default() {
