@@ -214,9 +214,7 @@ impl BlobStore for AzureBlobStore {
             Ok(_) => Ok(()),
             Err(f) if f.status == Some(409) => Ok(()),
             // A bad key or SAS would fail every later call: report it now.
-            Err(f)
-                if f.status == Some(403) && f.code.as_deref() != Some("AuthenticationFailed") =>
-            {
+            Err(f) if f.forbidden_for_this_operation_only() => {
                 tracing::debug!(container = %self.container, error = %f.message, "may not create containers; assuming the deployment created it");
                 Ok(())
             }

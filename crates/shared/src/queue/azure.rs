@@ -192,9 +192,7 @@ impl AzureJobQueue {
                 Ok(())
             }
             // A bad key or SAS would fail every later call: report it now.
-            Err(f)
-                if f.status == Some(403) && f.code.as_deref() != Some("AuthenticationFailed") =>
-            {
+            Err(f) if f.forbidden_for_this_operation_only() => {
                 tracing::debug!(queue = name, error = %f.message, "may not create queues; assuming the deployment created it");
                 Ok(())
             }
@@ -302,9 +300,7 @@ impl JobQueue for AzureJobQueue {
             Ok(_) => Ok(()),
             // The least-privilege roles (Message Sender, Message Processor) may not read queue
             // metadata: a 403 for that still proves the queue answers. A bad key or SAS does not.
-            Err(f)
-                if f.status == Some(403) && f.code.as_deref() != Some("AuthenticationFailed") =>
-            {
+            Err(f) if f.forbidden_for_this_operation_only() => {
                 tracing::debug!(error = %f.message, "queue answered 403 to the readiness check; counting it as reachable");
                 Ok(())
             }

@@ -18,7 +18,31 @@ pub(crate) struct Failure {
     pub(crate) exhausted_after: Option<u32>,
 }
 
+/// 403 error codes that refuse every call, not one operation: a bad key or SAS, a network rule
+/// (the account's firewall: `AuthorizationFailure`), a SAS for another service, address or
+/// protocol, shared keys turned off. Any other 403 (`AuthorizationPermissionMismatch`: the
+/// least-privilege roles may not create queues and containers, nor read queue metadata) refuses
+/// that operation only.
+const REFUSES_EVERY_CALL: &[&str] = &[
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "AuthorizationSourceIPMismatch",
+    "AuthorizationProtocolMismatch",
+    "AuthorizationServiceMismatch",
+    "KeyBasedAuthenticationNotPermitted",
+];
+
 impl Failure {
+    /// A 403 for this operation only (see [`REFUSES_EVERY_CALL`]): the start-up checks and
+    /// readiness take it as "the deployment created it" / "the service answers".
+    pub(crate) fn forbidden_for_this_operation_only(&self) -> bool {
+        self.status == Some(403)
+            && !self
+                .code
+                .as_deref()
+                .is_some_and(|code| REFUSES_EVERY_CALL.contains(&code))
+    }
+
     pub(crate) fn from_sdk(e: &azure_core::Error) -> Self {
         match e.kind() {
             ErrorKind::HttpResponse {
@@ -113,6 +137,34 @@ fn xml_message(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_403_for_one_operation_passes_for_a_deployment_without_that_right() {
+        let failure = |status: u16, code: Option<&str>| Failure {
+            status: Some(status),
+            code: code.map(str::to_owned),
+            transient: false,
+            message: String::new(),
+            exhausted_after: None,
+        };
+        assert!(
+            failure(403, Some("AuthorizationPermissionMismatch"))
+                .forbidden_for_this_operation_only()
+        );
+        assert!(failure(403, None).forbidden_for_this_operation_only());
+        for code in [
+            "AuthenticationFailed",
+            "AuthorizationFailure",
+            "AuthorizationServiceMismatch",
+            "KeyBasedAuthenticationNotPermitted",
+        ] {
+            assert!(
+                !failure(403, Some(code)).forbidden_for_this_operation_only(),
+                "{code}"
+            );
+        }
+        assert!(!failure(404, None).forbidden_for_this_operation_only());
+    }
 
     #[test]
     fn xml_error_message_is_extracted() {
