@@ -90,6 +90,17 @@ fn form_options(app: &TestApp, param: &str) -> (Vec<String>, String) {
 async fn a_form_lists_only_the_values_the_caller_may_choose() {
     let app = spawn(true).await;
     app.slack.set_usergroup(ONCALL, &[BOB]);
+    // Slack cannot say who is on call: the form leaves `prod` out, and says why.
+    app.slack
+        .fail_method_next(LOOKUP, 1, 200, r#"{"ok":false,"error":"missing_scope"}"#);
+    let answer = app.command_with_trigger(BOB, OPS, "deploy-app").await;
+    assert!(answer.text().contains("Fill in the form"), "{answer:?}");
+    let (options, hint) = form_options(&app, "env");
+    assert_eq!(options, ["dev"], "on call, but Slack could not say");
+    assert!(
+        hint.contains("Slack could not say which user groups you are in"),
+        "{hint}"
+    );
 
     let answer = app.command_with_trigger(ALICE, OPS, "deploy-app").await;
     assert!(answer.text().contains("Fill in the form"), "{answer:?}");

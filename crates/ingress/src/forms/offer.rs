@@ -63,7 +63,13 @@ pub async fn offer(
         command: req.cmd.command.clone(),
     };
     let may_choose = |p: &ParamSpec, value: &str| rb.may_choose(p, value, &caller);
-    let modal = view::modal(rb, &prefill(rb, &parsed.args), &meta, &may_choose);
+    let modal = view::modal(
+        rb,
+        &prefill(rb, &parsed.args),
+        &meta,
+        &may_choose,
+        groups.problem().is_some(),
+    );
     let opened = match req.cmd.trigger_id.as_deref() {
         Some(trigger) => api
             .open_view(trigger, &modal, req.deadline)

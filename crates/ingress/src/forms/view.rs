@@ -49,12 +49,14 @@ pub fn param_of(block_id: &str) -> Option<&str> {
 pub type MayChoose<'a> = &'a dyn Fn(&ParamSpec, &str) -> bool;
 
 /// The modal for `rb`, with `prefill` (values already typed) in its fields; selects list the
-/// values `may_choose` admits.
+/// values `may_choose` admits. `groups_unknown`: Slack could not say which user groups the
+/// caller is in, so values limited to groups are left out for that reason, and the hint says so.
 pub fn modal(
     rb: &Runbook,
     prefill: &BTreeMap<String, String>,
     meta: &Metadata,
     may_choose: MayChoose<'_>,
+    groups_unknown: bool,
 ) -> Value {
     let mut intro = format!("*{}*", escape(&rb.name));
     if !rb.description.is_empty() {
@@ -100,7 +102,11 @@ pub fn modal(
             if !hint.is_empty() {
                 hint.push(' ');
             }
-            hint.push_str("(values you may not choose are not listed)");
+            hint.push_str(if groups_unknown {
+                "(some values are not listed: Slack could not say which user groups you are in; close the form and run the command again to see them)"
+            } else {
+                "(values you may not choose are not listed)"
+            });
         }
         if !hint.is_empty() {
             block["hint"] = plain(&cut(&hint, MAX_HINT));
@@ -275,7 +281,7 @@ params = [
     fn one_input_per_open_parameter_with_selects_defaults_and_hints() {
         let rb = runbook(CATALOG);
         let prefill = BTreeMap::from([("note".to_owned(), "typed".to_owned())]);
-        let view = modal(&rb, &prefill, &meta(), &|_, _| true);
+        let view = modal(&rb, &prefill, &meta(), &|_, _| true, false);
         assert_eq!(view["callback_id"], CALLBACK_ID);
         assert!(
             view["title"]["text"]
@@ -317,7 +323,7 @@ params = [
         let long = "d".repeat(5000);
         let rb = runbook(&CATALOG.replace("Scales <it>", &long));
         let prefill = BTreeMap::from([("note".to_owned(), "n".repeat(41))]);
-        let view = modal(&rb, &prefill, &meta(), &|_, _| true);
+        let view = modal(&rb, &prefill, &meta(), &|_, _| true, false);
         let blocks = view["blocks"].as_array().cloned().unwrap_or_default();
         let intro = blocks[0]["text"]["text"].as_str().unwrap_or_default();
         assert!(intro.chars().count() <= MAX_INPUT, "{}", intro.len());
@@ -330,7 +336,7 @@ params = [
         assert_eq!(note["element"]["max_length"], 40);
         assert!(note["element"].get("initial_value").is_none(), "{note}");
         let prefill = BTreeMap::from([("note".to_owned(), "n".repeat(40))]);
-        let view = modal(&rb, &prefill, &meta(), &|_, _| true);
+        let view = modal(&rb, &prefill, &meta(), &|_, _| true, false);
         assert!(
             view.to_string().contains(&"n".repeat(40)),
             "a value that fits stays"
@@ -356,7 +362,7 @@ params = [
             ("token".to_owned(), "s3cr3t".to_owned()),
             ("note".to_owned(), "typed".to_owned()),
         ]);
-        let view = modal(&rb, &prefill, &meta(), &|_, _| true);
+        let view = modal(&rb, &prefill, &meta(), &|_, _| true, false);
         // Neither typed, nor the catalog's default or fixed value.
         for secret in ["s3cr3t", "d3fault-key", "f1xed-pin"] {
             assert!(!view.to_string().contains(secret), "{secret}: {view}");
