@@ -5,7 +5,7 @@
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::expect_used)]
 
-use chatops_e2e::app::{ALICE, OPS, TestApp};
+use chatops_e2e::app::{ALICE, OPS, Options, TestApp};
 use chatops_e2e::process::Service;
 use chatops_e2e::slack::PathKind;
 use chatops_shared::audit::DEFAULT_AUDIT_CONTAINER;
@@ -177,5 +177,55 @@ async fn a_secret_value_reaches_the_script_in_its_environment_only_and_is_shown_
     let logs = [ingress.output(), runner.output()].concat().join("\n");
     assert!(logs.contains(&id[..8]), "the job is logged: {logs}");
     assert_no_secret("the logs", &logs);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_run_without_its_optional_secret_can_be_rerun() {
+    let app = TestApp::spawn_opts(Options {
+        extra_runbooks: r#"
+[runbooks.fetch]
+description = "Fetches, with a token when given"
+executor = "local"
+target = "echo.sh"
+params = [ { name = "url", required = true }, { name = "token", secret = true } ]
+allow = { users = ["UALICE"] }
+"#,
+        ..Options::default()
+    })
+    .await;
+    let plain = TestApp::short_id(
+        &app.command(ALICE, OPS, "fetch url=https://example.org")
+            .await,
+    );
+    let with = TestApp::short_id(
+        &app.command(ALICE, OPS, "fetch url=https://example.org token=abcd1234")
+            .await,
+    );
+    app.drain(&app.worker()).await;
+    app.final_text(&plain, "*Completed*").await;
+
+    let answer = app
+        .command(ALICE, OPS, &format!("rerun {plain}"))
+        .await
+        .text();
+    assert!(answer.contains("queued *fetch*"), "{answer}");
+    let jobs = app.take_jobs().await;
+    assert_eq!(jobs.len(), 1, "{answer}");
+    assert_eq!(
+        jobs[0].params.get("url").map(String::as_str),
+        Some("https://example.org")
+    );
+    assert!(!jobs[0].params.contains_key("token"));
+
+    let answer = app
+        .command(ALICE, OPS, &format!("rerun {with}"))
+        .await
+        .text();
+    assert!(
+        answer.contains("its secret parameters (token) are not kept"),
+        "{answer}"
+    );
+    assert!(app.peek_jobs().await.is_empty());
     app.finish().await;
 }

@@ -34,8 +34,9 @@ pub enum JobRefusal {
     QueueDown { short_id: String, deadline: bool },
     /// A rerun of a job whose runbook is no longer in the catalog.
     RunbookGone { record: Box<JobRecord> },
-    /// A rerun of a job with secret parameters, whose values are not kept.
+    /// A rerun of a job that was given secret values (`given`, by parameter), which are not kept.
     SecretsNotKept {
+        given: Vec<String>,
         record: Box<JobRecord>,
         command: String,
     },
@@ -124,10 +125,14 @@ impl JobRefusal {
                 short(&record.job_id),
                 escape(&inline_code(&record.runbook))
             ),
-            JobRefusal::SecretsNotKept { record, command } => escape(&format!(
+            JobRefusal::SecretsNotKept {
+                record,
+                given,
+                command,
+            } => escape(&format!(
                 "Cannot rerun job `{}`: its secret parameters ({}) are not kept. Run `{} {}` again with their values.",
                 record.short_id(),
-                record.secret_params.join(", "),
+                given.join(", "),
                 command,
                 record.runbook,
             )),

@@ -13,10 +13,18 @@ use chatops_shared::records::JobRecord;
 
 pub async fn rerun(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     let record = lookup::visible_job(req, typed, super::RECORDS_DEADLINE_BEFORE_ENQUEUE).await?;
-    if !record.secret_params.is_empty() {
-        // Secret values are not kept: running it again needs them typed again.
+    // Secret values are not kept (the record has them masked): running it again needs them
+    // typed again. A secret parameter the job was run without is no obstacle.
+    let given: Vec<String> = record
+        .secret_params
+        .iter()
+        .filter(|name| record.params.contains_key(name.as_str()))
+        .cloned()
+        .collect();
+    if !given.is_empty() {
         return Err(JobRefusal::SecretsNotKept {
             record: Box::new(record),
+            given,
             command: req.cmd.command.clone(),
         });
     }
