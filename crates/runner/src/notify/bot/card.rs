@@ -1,7 +1,8 @@
 //! The job card: the one message a job is shown in, rebuilt from scratch on every change.
 //!
 //! Block Kit: a headline section (state icon, runbook, parameters, state), a context line (who,
-//! short job id, start, elapsed time or duration), the error's head when the job did not
+//! short job id, start, and once the job ended its duration: a running card is not rebuilt as
+//! time passes, so it says since when, not for how long), the error's head when the job did not
 //! complete, and for Automation jobs a link to the job in the Azure portal. `text` is the
 //! notification fallback, a plain sentence that says the same in short. Every piece is
 //! escaped and bounded (see `render`), so a card stays far below Slack's limits.
@@ -20,7 +21,7 @@ const MAX_CARD_ERROR_CHARS: usize = 500;
 const MAX_FALLBACK_CHARS: usize = 300;
 
 /// The card for `update`, as a `chat.postMessage` / `chat.update` body (`text` and `blocks`).
-pub fn card(job: &JobMessage, update: &Update, portal: Option<&str>, now: OffsetDateTime) -> Value {
+pub fn card(job: &JobMessage, update: &Update, portal: Option<&str>) -> Value {
     let (icon, state) = match update {
         Update::Running { .. } => (":arrow_forward:", "Running"),
         Update::Waiting { .. } => (":hourglass_flowing_sand:", "Waiting"),
@@ -37,10 +38,6 @@ pub fn card(job: &JobMessage, update: &Update, portal: Option<&str>, now: Offset
     match update {
         Update::Running { started_at } => {
             context.push(format!("started {}", mrkdwn::date(*started_at)));
-            context.push(format!(
-                "running for {}",
-                mrkdwn::duration(now - *started_at)
-            ));
             fallback.push_str(&format!(", running since {}", clock(*started_at)));
         }
         Update::Finished(outcome) => {
@@ -122,8 +119,9 @@ fn plain_what(job: &JobMessage) -> String {
 
 /// `12:34 UTC`, for the plain fallback (which cannot use Slack's date formatting).
 fn clock(at: OffsetDateTime) -> String {
-    let utc = at.to_offset(time::UtcOffset::UTC);
-    format!("{:02}:{:02} UTC", utc.hour(), utc.minute())
+    // Out of range in UTC (a date near the year 9999 in another offset, from ARM): as given.
+    let at = at.checked_to_offset(time::UtcOffset::UTC).unwrap_or(at);
+    format!("{:02}:{:02} UTC", at.hour(), at.minute())
 }
 
 #[cfg(test)]
@@ -137,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn running_card_says_who_what_state_and_elapsed_time() {
+    fn running_card_says_who_what_state_and_since_when() {
         let j = job("", time::Duration::ZERO);
         let started = OffsetDateTime::now_utc() - time::Duration::seconds(75);
         let c = card(
@@ -146,7 +144,6 @@ mod tests {
                 started_at: started,
             },
             None,
-            OffsetDateTime::now_utc(),
         );
         let all = texts(&c);
         assert!(
@@ -157,10 +154,37 @@ mod tests {
             all.contains("Requested by ana") && all.contains(&j.short_id()),
             "{all}"
         );
-        assert!(all.contains("running for 1m 1"), "{all}");
+        assert!(all.contains("started <!date^"), "{all}");
+        assert!(!all.contains("running for"), "it would not change: {all}");
         let text = c["text"].as_str().unwrap();
         assert!(text.starts_with("Running: restart-web by ana"), "{text}");
         assert!(!all.contains("portal"));
+    }
+
+    #[test]
+    fn no_timestamp_panics() {
+        use time::{PrimitiveDateTime, UtcOffset};
+        for offset in [
+            UtcOffset::UTC,
+            UtcOffset::from_hms(-23, -59, -59).unwrap(),
+            UtcOffset::from_hms(23, 59, 59).unwrap(),
+        ] {
+            for at in [PrimitiveDateTime::MAX, PrimitiveDateTime::MIN] {
+                let at = at.assume_offset(offset);
+                let finished = Update::Finished(Outcome {
+                    state: FinalState::Completed,
+                    output: String::new(),
+                    error: None,
+                    started_at: Some(at),
+                    ended_at: at,
+                    stopped_by: None,
+                });
+                for update in [Update::Running { started_at: at }, finished] {
+                    let c = card(&job("", time::Duration::ZERO), &update, None);
+                    assert!(c["text"].as_str().is_some_and(|t| !t.is_empty()));
+                }
+            }
+        }
     }
 
     #[test]
@@ -172,7 +196,6 @@ mod tests {
                 reason: "Azure Automation holds the job back".into(),
             },
             None,
-            OffsetDateTime::now_utc(),
         );
         let all = texts(&c);
         assert!(
@@ -203,7 +226,7 @@ mod tests {
             },
             Update::Notice("a notice".into()),
         ] {
-            let c = card(&j, &update, None, now);
+            let c = card(&j, &update, None);
             let all = texts(&c);
             assert!(!all.contains("hunter2"), "{all}");
             let text = c["text"].as_str().unwrap_or_default();
@@ -227,7 +250,6 @@ mod tests {
             &j,
             &Update::Finished(outcome),
             Some("https://portal.azure.com/#resource/x"),
-            now,
         );
         let all = texts(&c);
         assert!(all.contains(":x:") && all.contains("*Failed*"), "{all}");

@@ -47,7 +47,6 @@ use chatops_shared::slack_api::{Posted, SlackApi, SlackApiError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use time::OffsetDateTime;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -206,7 +205,7 @@ impl BotNotifier {
             record.as_ref().and_then(|r| r.executor.as_ref()),
             Some(ExecutorRef::Local { .. })
         );
-        let message = card::card(job, update, portal.as_deref(), OffsetDateTime::now_utc());
+        let message = card::card(job, update, portal.as_deref());
         let known = route.card.clone().or_else(|| {
             record
                 .as_ref()
@@ -368,7 +367,7 @@ impl BotNotifier {
             tracing::info!(
                 "no Slack path left for the final status of a job outside the bot's channels; telling the requester by DM"
             );
-            let message = card::card(job, update, None, OffsetDateTime::now_utc());
+            let message = card::card(job, update, None);
             self.post(&job.user_id, &message).await.map_err(failed)?;
         }
         if !route.hinted {
