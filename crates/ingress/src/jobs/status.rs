@@ -17,7 +17,8 @@ const YOUR_JOBS: time::Duration = time::Duration::DAY;
 pub async fn list(req: &Request<'_>) -> Result<Reply, JobRefusal> {
     let now = req.now;
     // A job still running started at most the longest timeout ago (the runner stops it then).
-    let running_since = now - running_lookback(&req.state.catalog.current()).max(YOUR_JOBS);
+    let lookback = running_lookback(&req.state.catalog.current()).max(YOUR_JOBS);
+    let running_since = now.checked_sub(lookback).unwrap_or(now - YOUR_JOBS);
     let your_since = now - YOUR_JOBS;
     let records = &req.state.records;
     let newest = now.replace_date(req.newest_day());

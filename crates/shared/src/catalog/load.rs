@@ -111,7 +111,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Catalog, CatalogError> {
     })
 }
 
-/// `timeout`: a humantime duration above zero.
+/// The longest `timeout`: 30 days, the default retention of job records (a job that runs
+/// longer outlives its record), and far beyond any ChatOps job.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `timeout`: a humantime duration above zero, at most [`MAX_TIMEOUT`].
 pub(super) fn deserialize_timeout<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Duration, D::Error> {
@@ -124,6 +128,11 @@ pub(super) fn deserialize_timeout<'de, D: serde::Deserializer<'de>>(
     if timeout.is_zero() {
         return Err(serde::de::Error::custom(format!(
             "timeout `{value}` must be longer than zero"
+        )));
+    }
+    if timeout > MAX_TIMEOUT {
+        return Err(serde::de::Error::custom(format!(
+            "timeout `{value}` is longer than the longest a job may run, 30 days"
         )));
     }
     Ok(timeout)

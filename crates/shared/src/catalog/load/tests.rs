@@ -239,6 +239,14 @@ fn timeout_must_be_a_positive_duration() {
         &["must be longer than zero"],
     );
     assert_error(
+        &runbook("a", "timeout = \"20000y\"\n"),
+        4,
+        11,
+        &["longer than the longest a job may run, 30 days"],
+    );
+    let c = parse(&runbook("a", "timeout = \"30days\"\n")).unwrap();
+    assert_eq!(c.runbooks["a"].timeout, MAX_TIMEOUT);
+    assert_error(
         &runbook("a", "timeout = 30\n"),
         4,
         11,
