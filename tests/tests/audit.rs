@@ -222,6 +222,38 @@ async fn export_writes_the_lines_of_the_days_asked_as_stored() {
     .await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout, "", "nothing recorded that day");
+
+    // A line that cannot be read is left out, said, and the export does not pass as whole.
+    let blob = store.read(&name).await.expect("read").expect("the blob");
+    let mut body = blob.body.clone();
+    body.extend_from_slice(b"not an audit line\n");
+    store
+        .replace(&name, body, &blob.metadata, &blob.etag)
+        .await
+        .expect("rewrite the blob");
+    let run = audit(
+        &env,
+        &[
+            "export",
+            "--since",
+            &day.to_string(),
+            "--until",
+            &next.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("1 line(s) could not be read and were left out"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stdout.as_bytes(),
+        stored.as_slice(),
+        "the rest as stored"
+    );
     app.finish().await;
 }
 

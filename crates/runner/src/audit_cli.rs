@@ -4,8 +4,9 @@
 //! (connection string or endpoint, `CHATOPS_AZURE_CREDENTIAL`), the container by
 //! `CHATOPS_AUDIT_CONTAINER`.
 //!
-//! Exit codes: 0 verified (or exported), 1 a chain has a problem (printed) or storage failed,
-//! 2 usage or configuration error.
+//! Exit codes: 0 verified (or exported whole), 1 a chain has a problem (printed), lines could
+//! not be read and were left out of an export, storage failed, or the output could not be
+//! written; 2 usage or configuration error.
 
 use chatops_shared::audit::export;
 use chatops_shared::audit::naming::parse_day;
@@ -146,7 +147,17 @@ async fn run_verify(store: &dyn BlobStore, since: Option<Date>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print!("{}", summary(&reports));
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out
+            .write_all(summary(&reports).as_bytes())
+            .and_then(|()| out.flush())
+        {
+            eprintln!("chatops-runner audit verify: cannot write to stdout: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let broken = reports.iter().filter(|r| r.problem.is_some()).count();
     if broken > 0 {
         eprintln!("chatops-runner audit verify: {broken} blob(s) failed the check");
@@ -159,7 +170,8 @@ async fn run_export(store: &dyn BlobStore, since: Date, until: Date) -> ExitCode
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = export::export(store, since, until, &mut out).await;
-    let _ = out.flush();
+    // `export` flushed already; a buffer it could not flush fails here again, and says so.
+    let result = result.and_then(|done| Ok(out.flush().map(|()| done)?));
     match result {
         Ok(done) => {
             eprintln!(
@@ -167,10 +179,12 @@ async fn run_export(store: &dyn BlobStore, since: Date, until: Date) -> ExitCode
                 done.lines, done.blobs
             );
             if done.unreadable > 0 {
+                // A SIEM pipeline that checks the exit status must not take this as whole.
                 eprintln!(
                     "{} line(s) could not be read and were left out: run `chatops-runner audit verify`",
                     done.unreadable
                 );
+                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }

@@ -1,6 +1,7 @@
-//! `chatops-runner catalog sync [--runbook NAME]… [--out FILE]`: reads the Automation account's
-//! runbooks and their parameters and writes catalog entries for an operator to review
-//! (`chatops_runner::catalog_sync`), to stdout or to FILE. The account and the credential are
+//! `chatops-runner catalog sync [--runbook NAME]… [--out FILE [--force]]`: reads the Automation
+//! account's runbooks and their parameters and writes catalog entries for an operator to review
+//! (`chatops_runner::catalog_sync`), to stdout or to FILE (a new file: an existing one, perhaps
+//! the catalog itself, is replaced only with `--force`). The account and the credential are
 //! configured as for the runner (`AZURE_SUBSCRIPTION_ID`, `AUTOMATION_RESOURCE_GROUP`,
 //! `AUTOMATION_ACCOUNT`, `CHATOPS_ARM_ENDPOINT`, `CHATOPS_AZURE_CREDENTIAL`); the identity needs
 //! to read runbooks ("Automation Runbook Operator").
@@ -15,7 +16,7 @@ use chatops_shared::credential;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: chatops-runner catalog sync [--runbook NAME]... [--out FILE]";
+const USAGE: &str = "usage: chatops-runner catalog sync [--runbook NAME]... [--out FILE [--force]]";
 
 /// What was asked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -23,6 +24,8 @@ struct Sync {
     /// Only these runbooks (Automation names); all when empty.
     runbooks: Vec<String>,
     out: Option<PathBuf>,
+    /// Replace FILE when it exists.
+    force: bool,
     help: bool,
 }
 
@@ -69,10 +72,18 @@ pub async fn main(args: Vec<String>) -> ExitCode {
     let text = catalog_sync::render(&account, &runbooks);
     match &sync.out {
         None => {
-            print!("{text}");
-            ExitCode::SUCCESS
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                // A closed pipe (`| head`) or a full disk: said, not a panic.
+                Err(e) => {
+                    eprintln!("chatops-runner catalog sync: cannot write to stdout: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
-        Some(path) => match std::fs::write(path, text) {
+        Some(path) => match write_out(path, &text, sync.force) {
             Ok(()) => {
                 eprintln!(
                     "chatops-runner catalog sync: {} runbook(s) written to {}; review them and add `allow` where wanted",
@@ -80,6 +91,13 @@ pub async fn main(args: Vec<String>) -> ExitCode {
                     path.display()
                 );
                 ExitCode::SUCCESS
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                eprintln!(
+                    "chatops-runner catalog sync: {} exists; nothing was written (give another FILE, or --force to replace it)",
+                    path.display()
+                );
+                ExitCode::FAILURE
             }
             Err(e) => {
                 eprintln!(
@@ -90,6 +108,21 @@ pub async fn main(args: Vec<String>) -> ExitCode {
             }
         },
     }
+}
+
+/// Writes `text` to a new file at `path`; an existing file only with `force`.
+fn write_out(path: &std::path::Path, text: &str, force: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 fn parse(args: &[String]) -> Result<Sync, UsageError> {
@@ -118,6 +151,7 @@ fn parse(args: &[String]) -> Result<Sync, UsageError> {
                     args.next().ok_or(UsageError::MissingValue("--out"))?,
                 ));
             }
+            "--force" => sync.force = true,
             "-h" | "--help" => sync.help = true,
             other => return Err(UsageError::UnknownOption(other.to_owned())),
         }
@@ -173,6 +207,21 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_file_is_replaced_only_with_force() {
+        let dir =
+            std::env::temp_dir().join(format!("catalog-cli-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("runbooks.toml");
+        write_out(&path, "first", false).unwrap();
+        let e = write_out(&path, "second", false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
+        write_out(&path, "third", true).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "third");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_command_line_is_read() {
         assert_eq!(parse(&args(&["sync"])), Ok(Sync::default()));
         assert_eq!(
@@ -188,6 +237,7 @@ mod tests {
             Ok(Sync {
                 runbooks: vec!["A".into(), "B".into()],
                 out: Some("x.toml".into()),
+                force: false,
                 help: false,
             })
         );

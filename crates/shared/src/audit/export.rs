@@ -36,8 +36,12 @@ pub async fn export(
     let start = since.with_time(Time::MIDNIGHT).assume_utc();
     let end = until.with_time(Time::MIDNIGHT).assume_utc();
     let mut exported = Exported::default();
-    for name in list_blobs(store, Some(since)).await? {
-        // A blob holds lines of its day (or, after a clock step back, earlier).
+    // A blob holds lines of its day, or earlier (after a clock step back), or the first ones of
+    // the next day: a batch is written to the blob of its first line's day, and a batch (or the
+    // lines that waited through a storage outage) can cross midnight. So the day before `since`
+    // is read too, and every line is judged by its own `at`.
+    let first = since.previous_day().unwrap_or(since);
+    for name in list_blobs(store, Some(first)).await? {
         if blob_day(&name).is_none_or(|day| day > until) {
             continue;
         }

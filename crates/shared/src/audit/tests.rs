@@ -574,6 +574,28 @@ async fn export_writes_the_lines_of_the_period_as_stored() {
     assert_eq!(out, expected, "lines exactly as stored");
 }
 
+#[tokio::test]
+async fn export_finds_the_lines_of_a_batch_that_crossed_midnight() {
+    let store = Arc::new(MemoryStore::new());
+    // A batch is written to the blob of its first line's day: 23:59:59 on the 28th, then
+    // 00:00:00 and 00:00:01 on the 29th.
+    store.put(BLOB1, joined(&chain(3)));
+    let mut out = Vec::new();
+    let exported = super::export::export(
+        store.as_ref(),
+        date!(2026 - 11 - 29),
+        date!(2026 - 11 - 30),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (exported.blobs, exported.lines, exported.unreadable),
+        (1, 2, 0)
+    );
+    assert_eq!(out, joined(&chain(3)[1..]), "the 29th's lines, as stored");
+}
+
 // ---- what operators see ----
 
 /// Log output captured on this thread (the tests' runtime runs the writer task here too).
