@@ -176,6 +176,25 @@ async fn a_response_url_slack_refuses_is_dropped_for_the_webhook() {
 }
 
 #[tokio::test]
+async fn a_job_given_a_secret_value_is_not_reported_in_the_webhooks_channel() {
+    let slack = SlackServer::start().await;
+    let n = notifier(&slack, true);
+    let mut j = job(slack.response_url(), time::Duration::minutes(31));
+    j.params.insert("token".into(), "hunter2".into());
+    j.secret_params = vec!["token".into()];
+    n.notify(&j, &finished()).await.unwrap();
+    // The same job without its secret: to the webhook.
+    let mut plain = j.clone();
+    plain.params.remove("token");
+    n.notify(&plain, &finished()).await.unwrap();
+    // Each notify returned once its message was delivered, or not sent.
+    let got = slack.messages();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].kind, PathKind::Webhook);
+    assert!(!got[0].text().contains("token"), "{}", got[0].text());
+}
+
+#[tokio::test]
 async fn an_expired_response_url_is_not_tried() {
     let slack = SlackServer::start().await;
     let n = notifier(&slack, true);

@@ -161,6 +161,12 @@ impl SlackNotifier {
             tracing::info!(job_id = %job.job_id, "no usable response_url and no webhook; the message goes to the log only");
             return self.log.notify(job, update).await.map(|()| false);
         };
+        if job.has_secret_values() {
+            // Its requester was told its statuses are for them only (Slack shows a command as
+            // typed, secret included, above any answer in the channel): not in the webhook's.
+            tracing::info!(job_id = %job.job_id, "no usable response_url for a job given a secret value; not posted to the webhook's channel; the message goes to the log only");
+            return self.log.notify(job, update).await.map(|()| false);
+        }
         let body = render::webhook_message(job, update);
         match self
             .post(Path::Webhook, None, webhook.expose(), &body, budget)
