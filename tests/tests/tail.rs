@@ -434,6 +434,48 @@ async fn an_automation_jobs_output_is_tailed_from_its_stream() {
 }
 
 #[tokio::test]
+async fn a_card_posted_anew_at_the_end_gets_the_output_in_its_own_thread() {
+    let app = spawn().await;
+    app.command(ALICE, OPS, "ticker").await;
+    let worker = live_worker(&app);
+    let run = tokio::spawn(async move {
+        while worker.process_next().await.unwrap() == chatops_runner::worker::Step::Processed {}
+    });
+    // Once live output shows under the card, the card is deleted: its final update is refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while card(&app).is_none_or(|c| !replies(&app, &c).iter().any(is_live)) {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.slack.fail_method_next(
+        "chat.update",
+        1,
+        200,
+        r#"{"ok":false,"error":"message_not_found"}"#,
+    );
+    run.await.unwrap();
+
+    let cards: Vec<ChatMessage> = app
+        .slack
+        .channel_messages(OPS)
+        .into_iter()
+        .filter(|m| m.thread_ts.is_none())
+        .collect();
+    assert_eq!(cards.len(), 2, "posted anew: {cards:#?}");
+    let new = &cards[1];
+    assert!(is_final(new), "{new:#?}");
+    let thread = replies(&app, new)
+        .iter()
+        .map(|r| r.body.to_string())
+        .collect::<String>();
+    assert!(
+        thread.contains("tick 1") && thread.contains("tick 10"),
+        "{thread}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn a_refused_live_reply_is_skipped_and_the_final_status_still_shows() {
     let app = spawn().await;
     app.command(ALICE, OPS, "ticker").await;

@@ -257,6 +257,11 @@ impl BotNotifier {
             },
         };
         if route.card.as_ref() != Some(&card) {
+            if route.card.is_some() {
+                // A new card (the old one was deleted, or can no longer be edited): the live
+                // output is under the old one, so the new card's thread gets the output whole.
+                route.live = live::Shown::default();
+            }
             self.remember(job, &card).await;
             route.card = Some(card.clone());
         }
