@@ -13,7 +13,8 @@ param namePrefix = 'chatops'
 // The two images, built from this repository's Dockerfile (targets `ingress` and `runner`) and
 // pushed to your registry: CI does not build them.
 param ingressImage = readEnvironmentVariable('CHATOPS_INGRESS_IMAGE', 'myregistry.azurecr.io/chatops-ingress:0.1.0')
-// The runner image (target `runner`): non-root, with /bin/sh for local scripts.
+// The runner image (target `runner`): the runner as root, its local scripts as user chatops
+// (CHATOPS_SCRIPT_USER, set in the image), with /bin/sh for them.
 param runnerImage = readEnvironmentVariable('CHATOPS_RUNNER_IMAGE', 'myregistry.azurecr.io/chatops-runner:0.1.0')
 
 // Registry server of the images when pulling needs credentials (an Azure Container Registry,
@@ -74,7 +75,7 @@ param runnerShutdownGraceSeconds = 120
 
 // ARM reads per second the runner replicas may use together (ARM refills 25/s per principal);
 // each replica gets armReadsPerSecond / runnerMaxReplicas (CHATOPS_ARM_READS_PER_SECOND, at
-// least 1) and slows down further when ARM says the budget runs low.
+// least 0.01) and slows down further when ARM says the budget runs low.
 param armReadsPerSecond = 20
 
 // Resource id of an existing Automation account (any resource group of the subscription):
