@@ -4,6 +4,10 @@ use super::{SlackApi, SlackApiError};
 use serde_json::Value;
 use tokio::time::Instant;
 
+/// The methods, as [`SlackApi::pace`] names them.
+pub const POST_MESSAGE: &str = "chat.postMessage";
+pub const UPDATE_MESSAGE: &str = "chat.update";
+
 /// Where a posted message is: what `chat.update` and replies in its thread need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {
@@ -21,8 +25,8 @@ impl SlackApi {
         deadline: Instant,
     ) -> Result<Posted, SlackApiError> {
         let body = with_fields(message, &[("channel", channel)]);
-        let answer = self.call("chat.postMessage", &body, deadline).await?;
-        posted("chat.postMessage", &answer, channel)
+        let answer = self.call(POST_MESSAGE, &body, deadline).await?;
+        posted(POST_MESSAGE, &answer, channel)
     }
 
     /// Replaces the message at `channel`/`ts` with `message`.
@@ -33,7 +37,7 @@ impl SlackApi {
         deadline: Instant,
     ) -> Result<(), SlackApiError> {
         let body = with_fields(message, &[("channel", &at.channel), ("ts", &at.ts)]);
-        self.call("chat.update", &body, deadline).await.map(drop)
+        self.call(UPDATE_MESSAGE, &body, deadline).await.map(drop)
     }
 
     /// Shows `message` to `user` only, in `channel`.

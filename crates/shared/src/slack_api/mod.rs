@@ -23,7 +23,7 @@ mod pace;
 mod usergroups;
 mod views;
 
-pub use chat::Posted;
+pub use chat::{POST_MESSAGE, Posted, UPDATE_MESSAGE};
 pub use error::SlackApiError;
 
 use crate::backoff::{self, Backoff};
@@ -131,11 +131,15 @@ impl SlackApi {
         })
     }
 
-    /// Waits until a call under `key` may go: `interval` after the previous call under `key`
-    /// got its turn (concurrent callers queue). Call Slack right after. Callers choose the keys:
+    /// Waits until a call of `method` under `key` may go: `interval` after the previous call
+    /// under `key` got its turn (concurrent callers queue), and after a 429's hold on `method`
+    /// when it ends before `deadline`. Call Slack right after. Callers choose the keys:
     /// `post:<channel>`, `update:<team>`.
-    pub async fn pace(&self, key: &str, interval: Duration) {
-        self.inner.pacer.wait_turn(key, interval).await;
+    pub async fn pace(&self, key: &str, interval: Duration, method: &str, deadline: Instant) {
+        self.inner
+            .pacer
+            .wait_turn(key, interval, method, deadline)
+            .await;
     }
 
     /// Calls `method` with a JSON body and returns Slack's answer (`ok: true`).
@@ -217,7 +221,10 @@ impl SlackApi {
         let status = response.status();
         metrics::slack_answer("web", Some(status.as_u16()));
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            let wait = backoff::retry_after(response.headers()).unwrap_or(Duration::from_secs(1));
+            // At least a second: `Retry-After: 0` would have every caller call again at once.
+            let wait = backoff::retry_after(response.headers())
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_secs(1));
             self.inner.pacer.hold(method, Instant::now() + wait);
             tracing::info!(
                 method,

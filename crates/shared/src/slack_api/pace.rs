@@ -24,8 +24,17 @@ pub(super) struct Pacer {
 }
 
 impl Pacer {
-    /// Waits for this key's turn: `interval` after the previous call under it went.
-    pub(super) async fn wait_turn(&self, key: &str, interval: Duration) {
+    /// Waits for this key's turn: `interval` after the previous call under it went, and after
+    /// the end of a 429's hold on `method` when that comes before `deadline`. The hold is waited
+    /// out in turn, so the calls that queued during it go one by one after it, not all at its
+    /// end (which Slack answers with another 429).
+    pub(super) async fn wait_turn(
+        &self,
+        key: &str,
+        interval: Duration,
+        method: &str,
+        deadline: Instant,
+    ) {
         let slot = {
             let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             if keys.len() > 1024 {
@@ -42,6 +51,9 @@ impl Pacer {
         let mut last = slot.lock().await;
         if let Some(at) = *last {
             tokio::time::sleep_until(at + interval).await;
+        }
+        if let Some(until) = self.held_until(method).filter(|until| *until < deadline) {
+            tokio::time::sleep_until(until).await;
         }
         *last = Some(Instant::now());
     }

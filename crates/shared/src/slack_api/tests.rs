@@ -165,12 +165,49 @@ async fn an_answer_that_is_not_slacks_json_is_a_bad_answer() {
 async fn pacing_spaces_calls_per_key_and_not_across_keys() {
     let api = SlackApi::new(Secret::new("t"), DEFAULT_BASE_URL).unwrap();
     let start = Instant::now();
+    let far = start + Duration::from_secs(60);
     for _ in 0..3 {
-        api.pace("post:C1", Duration::from_secs(1)).await;
+        api.pace("post:C1", Duration::from_secs(1), "chat.postMessage", far)
+            .await;
     }
     assert_eq!(start.elapsed(), Duration::from_secs(2));
-    api.pace("post:C2", Duration::from_secs(1)).await;
+    api.pace("post:C2", Duration::from_secs(1), "chat.postMessage", far)
+        .await;
     assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_held_by_a_429_go_one_by_one_after_it_not_together() {
+    let api = SlackApi::new(Secret::new("t"), DEFAULT_BASE_URL).unwrap();
+    let start = Instant::now();
+    let far = start + Duration::from_secs(60);
+    api.inner
+        .pacer
+        .hold("chat.postMessage", start + Duration::from_secs(5));
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.pace("post:C1", Duration::from_secs(1), "chat.postMessage", far)
+                    .await;
+                start.elapsed()
+            })
+        })
+        .collect();
+    let mut went = Vec::new();
+    for call in calls {
+        went.push(call.await.unwrap());
+    }
+    went.sort();
+    let secs: Vec<u64> = went.iter().map(Duration::as_secs).collect();
+    assert_eq!(secs, [5, 6, 7]);
+    // A hold past the caller's deadline is not waited here: the call says rate-limited.
+    api.inner
+        .pacer
+        .hold("chat.update", start + Duration::from_secs(120));
+    api.pace("update:T1", Duration::from_secs(1), "chat.update", far)
+        .await;
+    assert_eq!(start.elapsed().as_secs(), 7);
 }
 
 #[test]

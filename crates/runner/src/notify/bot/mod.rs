@@ -43,7 +43,9 @@ use super::{Notifier, NotifyError, Update};
 use async_trait::async_trait;
 use chatops_shared::job::JobMessage;
 use chatops_shared::records::{ExecutorRef, JobRecord, Records, SlackMessageRef, record_name_of};
-use chatops_shared::slack_api::{Posted, SlackApi, SlackApiError};
+use chatops_shared::slack_api::{
+    POST_MESSAGE as POST, Posted, SlackApi, SlackApiError, UPDATE_MESSAGE as UPDATE,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -173,10 +175,11 @@ impl BotNotifier {
 
     async fn post(&self, channel: &str, message: &Value) -> Result<Posted, SlackApiError> {
         let key = format!("post:{channel}");
-        self.api.pace(&key, self.settings.post_interval).await;
+        let deadline = self.deadline();
         self.api
-            .post_message(channel, message, self.deadline())
-            .await
+            .pace(&key, self.settings.post_interval, POST, deadline)
+            .await;
+        self.api.post_message(channel, message, deadline).await
     }
 
     async fn update(
@@ -186,8 +189,11 @@ impl BotNotifier {
         message: &Value,
     ) -> Result<(), SlackApiError> {
         let key = format!("update:{}", job.team_id);
-        self.api.pace(&key, self.settings.update_interval).await;
-        self.api.update_message(at, message, self.deadline()).await
+        let deadline = self.deadline();
+        self.api
+            .pace(&key, self.settings.update_interval, UPDATE, deadline)
+            .await;
+        self.api.update_message(at, message, deadline).await
     }
 
     /// Posts or updates the card; then, when the job ended, its output in the thread.
@@ -309,9 +315,12 @@ impl BotNotifier {
             Instant::now() + self.settings.tail_interval
         };
         let key = format!("post:{}", card.channel);
-        let paced =
-            tokio::time::timeout_at(deadline, self.api.pace(&key, self.settings.post_interval))
-                .await;
+        let paced = tokio::time::timeout_at(
+            deadline,
+            self.api
+                .pace(&key, self.settings.post_interval, POST, deadline),
+        )
+        .await;
         let posted = match paced {
             Ok(()) => self.api.post_message(&card.channel, &reply, deadline).await,
             Err(_) => Err(SlackApiError::Deadline {
