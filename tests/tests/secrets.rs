@@ -138,6 +138,13 @@ async fn a_secret_value_reaches_the_script_in_its_environment_only_and_is_shown_
     // Refused, and audited with the values masked: the values typed again after a rerun's job
     // id, values after `--form` (no forms without a bot token), a secret given to a runbook
     // that has none.
+    // A secret typed where a job id goes: the caller's own answer quotes what they typed; the
+    // audit log and the logs do not.
+    for words in [format!("rerun {SECRET}"), format!("stop {SECRET}")] {
+        let answer = post(&app, &addr, &words).await;
+        assert_eq!(answer["response_type"], "ephemeral", "{words}: {answer}");
+        assert!(answer.to_string().contains("is not a job id"), "{answer}");
+    }
     for words in [
         format!("rerun {id} token={SECRET}"),
         format!("rerun token={SECRET}"),

@@ -128,6 +128,9 @@ fn audited(req: &Request<'_>, word: Word, refusal: JobRefusal) -> Reply {
             }),
             // Outages, not the caller's doing.
             JobRefusal::RecordsDown { .. } | JobRefusal::QueueDown { .. } => {}
+            // What was typed is no job id: it may be a value meant for a parameter, perhaps a
+            // secret, which the audited command masks too.
+            JobRefusal::NotAnId { .. } => req.audit_rejected("not a job id".to_owned()),
             _ => req.audit_rejected(refusal.text()),
         }
     }
