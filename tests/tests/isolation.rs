@@ -400,6 +400,26 @@ async fn a_home_the_script_made_read_only_is_removed_by_a_runner_that_is_not_roo
 }
 
 #[tokio::test]
+async fn a_runner_whose_binary_was_replaced_on_disk_still_runs_scripts() {
+    let app = TestApp::spawn().await;
+    let scripts = Scripts::new(&[("hello", "echo hi from the script")], 0o755);
+    let copy = RunnerCopy::new();
+    let env = runner_env(&app, &scripts, &[]);
+    let mut runner = Service::start_program(&copy.0, &env, None);
+    started(&runner).await;
+    // An upgrade in place: another file renamed over the running binary's path.
+    let other = copy.0.with_file_name("next-build");
+    std::fs::write(&other, "#!/bin/sh\nexit 3\n").expect("write");
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&other, &copy.0).expect("rename over the binary");
+    let id = enqueue(&app, "hello").await;
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("hi from the script"), "{text}");
+    assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn home_is_a_fresh_empty_directory_of_the_script_user_removed_afterwards() {
     let app = TestApp::spawn().await;
     let scripts = Scripts::new(

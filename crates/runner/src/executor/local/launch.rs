@@ -55,6 +55,18 @@ pub(super) struct Started {
     pub(super) output: OutputPump,
 }
 
+/// The supervisor's program: this very build. `/proc/self/exe` opens the image this process
+/// runs even when its file was replaced since (an upgrade in place, a rebuild during a demo),
+/// where `current_exe` names a path that then holds another build (whose supervisor may speak
+/// another protocol) or nothing at all (`… (deleted)`, every local job refused).
+fn own_image() -> Result<PathBuf, StartError> {
+    let this = PathBuf::from("/proc/self/exe");
+    if this.exists() {
+        return Ok(this);
+    }
+    std::env::current_exe().map_err(StartError::SupervisorPath)
+}
+
 impl LocalExecutor {
     /// Starts the supervisor, gives it the job, and waits for the script to be started.
     pub(super) async fn start(
@@ -69,7 +81,7 @@ impl LocalExecutor {
             pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(StartError::Pipe)?;
         let path = match &self.supervisor {
             Some(path) => path.clone(),
-            None => std::env::current_exe().map_err(StartError::SupervisorPath)?,
+            None => own_image()?,
         };
         let mut command = Command::new(&path);
         command
