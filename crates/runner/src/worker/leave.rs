@@ -1,6 +1,7 @@
 //! Handing jobs over at shutdown. After SIGTERM the runner takes no more messages and gives the
 //! jobs in flight `shutdown_grace` to end. A job still running then (a long Automation job, a
-//! script longer than the grace) is handed over rather than dropped: its record lets go of it
+//! script longer than the grace) is handed over rather than dropped (one that has its outcome
+//! already goes on reporting it, within the hand-over limit): its record lets go of it
 //! (no holder, a line in its history) and its message is made visible at once. The next runner
 //! takes it up on its next poll, follows an Automation job to its end by name, and reports a
 //! script `Interrupted` (the supervisor kills it with this runner; it is never run twice).

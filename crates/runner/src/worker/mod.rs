@@ -379,7 +379,6 @@ impl Worker {
                 tracing::warn!(%holder, "the job's record names another holder: this runner was taken for dead; leaving the job to it");
                 Ended::TakenOver
             }
-            () = self.leaving.wait() => Ended::Left,
         };
         let held = extender.stop().await;
         match ended {
@@ -414,10 +413,14 @@ impl Worker {
     ) -> Ended {
         let (outcome, recorded) = match todo {
             Todo::Run { record, started } => {
-                match self
-                    .run_owned(job, *record, started, dequeue_count, stop)
-                    .await
-                {
+                // Only a job still running is handed over when the shutdown grace ends: one
+                // that has its outcome is reported here (within the hand-over limit), so that
+                // its end is neither lost nor posted twice.
+                let ran = tokio::select! {
+                    ran = self.run_owned(job, *record, started, dequeue_count, stop) => ran,
+                    () = self.leaving.wait() => return Ended::Left,
+                };
+                match ran {
                     Ran::Finished(outcome) => {
                         let outcome = self.secret_values(job).mask_outcome(outcome);
                         match Box::pin(self.record_final(job, outcome.clone())).await {
