@@ -60,7 +60,15 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     // The record holds secret values masked already; the names keep them masked downstream.
     message.secret_params.clone_from(&record.secret_params);
     tracing::Span::current().record("job_id", tracing::field::display(message.job_id));
-    match enqueue(req.state, &message, req.deadline).await {
+    let mut queued = enqueue(req.state, &message, req.deadline).await;
+    if matches!(queued, Err(EnqueueError::TooLarge { .. })) {
+        // A job whose values fill a queue message: the stop goes without them (they are only
+        // shown; the runner finds the job by `target`).
+        message.params.clear();
+        message.secret_params.clear();
+        queued = enqueue(req.state, &message, req.deadline).await;
+    }
+    match queued {
         Ok(Queued::Now) => {
             crate::metrics::command("accepted", "stop");
             tracing::info!(target_job = %record.job_id, "stop queued");

@@ -48,6 +48,9 @@ pub async fn export(
         let Some(blob) = store.read(&name).await? else {
             continue;
         };
+        // An unreadable line of a blob of the day before `since` is that day's, most likely:
+        // not counted against this export.
+        let earlier = blob_day(&name).is_some_and(|day| day < since);
         let mut any = false;
         for text in blob.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match line::decode_stamp(text) {
@@ -58,7 +61,8 @@ pub async fn export(
                     any = true;
                 }
                 Ok(_) => {}
-                Err(_) => exported.unreadable += 1,
+                Err(_) if !earlier => exported.unreadable += 1,
+                Err(_) => {}
             }
         }
         if any {

@@ -578,8 +578,10 @@ async fn export_writes_the_lines_of_the_period_as_stored() {
 async fn export_finds_the_lines_of_a_batch_that_crossed_midnight() {
     let store = Arc::new(MemoryStore::new());
     // A batch is written to the blob of its first line's day: 23:59:59 on the 28th, then
-    // 00:00:00 and 00:00:01 on the 29th.
-    store.put(BLOB1, joined(&chain(3)));
+    // 00:00:00 and 00:00:01 on the 29th. A torn line in the 28th's blob is the 28th's concern.
+    let mut lines = chain(3);
+    lines.insert(0, b"torn".to_vec());
+    store.put(BLOB1, joined(&lines));
     let mut out = Vec::new();
     let exported = super::export::export(
         store.as_ref(),

@@ -134,12 +134,28 @@ impl SlackApi {
     /// Waits until a call of `method` under `key` may go: `interval` after the previous call
     /// under `key` got its turn (concurrent callers queue), and after a 429's hold on `method`
     /// when it ends before `deadline`. Call Slack right after. Callers choose the keys:
-    /// `post:<channel>`, `update:<team>`.
-    pub async fn pace(&self, key: &str, interval: Duration, method: &str, deadline: Instant) {
-        self.inner
+    /// `post:<channel>`, `update:<team>`. A turn that would come after `deadline` is not
+    /// waited for: the call is not to be made ([`SlackApiError::Deadline`]).
+    pub async fn pace(
+        &self,
+        key: &str,
+        interval: Duration,
+        method: &str,
+        deadline: Instant,
+    ) -> Result<(), SlackApiError> {
+        if self
+            .inner
             .pacer
             .wait_turn(key, interval, method, deadline)
-            .await;
+            .await
+        {
+            Ok(())
+        } else {
+            Err(SlackApiError::deadline(
+                method,
+                "its turn in the pacing would come after the deadline",
+            ))
+        }
     }
 
     /// Calls `method` with a JSON body and returns Slack's answer (`ok: true`).

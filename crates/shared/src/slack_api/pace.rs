@@ -27,14 +27,15 @@ impl Pacer {
     /// Waits for this key's turn: `interval` after the previous call under it went, and after
     /// the end of a 429's hold on `method` when that comes before `deadline`. The hold is waited
     /// out in turn, so the calls that queued during it go one by one after it, not all at its
-    /// end (which Slack answers with another 429).
+    /// end (which Slack answers with another 429). False when the turn would come after
+    /// `deadline`: the caller does not call, and the turn stays for the next caller.
     pub(super) async fn wait_turn(
         &self,
         key: &str,
         interval: Duration,
         method: &str,
         deadline: Instant,
-    ) {
+    ) -> bool {
         let slot = {
             let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             if keys.len() > 1024 {
@@ -48,14 +49,20 @@ impl Pacer {
             }
             keys.entry(key.to_owned()).or_default().clone()
         };
-        let mut last = slot.lock().await;
+        let Ok(mut last) = tokio::time::timeout_at(deadline, slot.lock()).await else {
+            return false;
+        };
         if let Some(at) = *last {
+            if at + interval > deadline {
+                return false;
+            }
             tokio::time::sleep_until(at + interval).await;
         }
         if let Some(until) = self.held_until(method).filter(|until| *until < deadline) {
             tokio::time::sleep_until(until).await;
         }
         *last = Some(Instant::now());
+        true
     }
     /// Slack said to wait with `method` until `until`.
     pub(super) fn hold(&self, method: &str, until: Instant) {

@@ -168,11 +168,13 @@ async fn pacing_spaces_calls_per_key_and_not_across_keys() {
     let far = start + Duration::from_secs(60);
     for _ in 0..3 {
         api.pace("post:C1", Duration::from_secs(1), "chat.postMessage", far)
-            .await;
+            .await
+            .unwrap();
     }
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     api.pace("post:C2", Duration::from_secs(1), "chat.postMessage", far)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(2));
 }
 
@@ -189,7 +191,8 @@ async fn calls_held_by_a_429_go_one_by_one_after_it_not_together() {
             let api = api.clone();
             tokio::spawn(async move {
                 api.pace("post:C1", Duration::from_secs(1), "chat.postMessage", far)
-                    .await;
+                    .await
+                    .unwrap();
                 start.elapsed()
             })
         })
@@ -206,8 +209,25 @@ async fn calls_held_by_a_429_go_one_by_one_after_it_not_together() {
         .pacer
         .hold("chat.update", start + Duration::from_secs(120));
     api.pace("update:T1", Duration::from_secs(1), "chat.update", far)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(start.elapsed().as_secs(), 7);
+    // A turn after the caller's deadline is not waited for, nor taken from the next caller.
+    let soon = Instant::now() + Duration::from_millis(500);
+    assert!(
+        api.pace("post:C1", Duration::from_secs(1), "chat.postMessage", soon)
+            .await
+            .is_err()
+    );
+    assert_eq!(start.elapsed().as_secs(), 7, "not waited for");
+    api.pace("post:C1", Duration::from_secs(1), "chat.postMessage", far)
+        .await
+        .unwrap();
+    assert_eq!(
+        start.elapsed().as_secs(),
+        8,
+        "the turn after the last call that went"
+    );
 }
 
 #[test]

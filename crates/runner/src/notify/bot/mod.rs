@@ -178,7 +178,7 @@ impl BotNotifier {
         let deadline = self.deadline();
         self.api
             .pace(&key, self.settings.post_interval, POST, deadline)
-            .await;
+            .await?;
         self.api.post_message(channel, message, deadline).await
     }
 
@@ -192,7 +192,7 @@ impl BotNotifier {
         let deadline = self.deadline();
         self.api
             .pace(&key, self.settings.update_interval, UPDATE, deadline)
-            .await;
+            .await?;
         self.api.update_message(at, message, deadline).await
     }
 
@@ -315,18 +315,14 @@ impl BotNotifier {
             Instant::now() + self.settings.tail_interval
         };
         let key = format!("post:{}", card.channel);
-        let paced = tokio::time::timeout_at(
-            deadline,
-            self.api
-                .pace(&key, self.settings.post_interval, POST, deadline),
-        )
-        .await;
-        let posted = match paced {
+        // The channel's posts may be paced past the next batch: then this one is not sent.
+        let posted = match self
+            .api
+            .pace(&key, self.settings.post_interval, POST, deadline)
+            .await
+        {
             Ok(()) => self.api.post_message(&card.channel, &reply, deadline).await,
-            Err(_) => Err(SlackApiError::Deadline {
-                method: "chat.postMessage".into(),
-                reason: "the channel's posts are paced past the next batch".into(),
-            }),
+            Err(e) => Err(e),
         };
         match posted {
             Ok(_) => {
