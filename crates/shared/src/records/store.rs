@@ -202,6 +202,10 @@ impl Records {
         let Err(e) = self.store.append(&name, bytes.clone(), position).await else {
             return Ok(());
         };
+        // Only an answer that may hide an applied append is worth a read of the output.
+        if !(e.is_transient() || matches!(e, BlobError::ConditionNotMet)) {
+            return Err(e.into());
+        }
         let landed = match self.store.read(&name).await {
             Ok(Some(blob)) => {
                 u64::try_from(blob.body.len()).ok() == position.checked_add(len as u64)
