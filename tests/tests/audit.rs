@@ -23,6 +23,12 @@ struct Run {
     stderr: String,
 }
 
+/// `chatops-runner audit export --since <since> --until <until>`.
+async fn export(env: &[(String, String)], since: time::Date, until: time::Date) -> Run {
+    let (since, until) = (since.to_string(), until.to_string());
+    audit(env, &["export", "--since", &since, "--until", &until]).await
+}
+
 async fn audit(env: &[(String, String)], args: &[&str]) -> Run {
     let output = tokio::time::timeout(
         Duration::from_secs(60),
@@ -180,17 +186,7 @@ async fn export_writes_the_lines_of_the_days_asked_as_stored() {
     let next = day.next_day().expect("a next day");
     let after = next.next_day().expect("a day after");
 
-    let run = audit(
-        &env,
-        &[
-            "export",
-            "--since",
-            &day.to_string(),
-            "--until",
-            &next.to_string(),
-        ],
-    )
-    .await;
+    let run = export(&env, day, next).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let stored = store
         .read(&name)
@@ -209,17 +205,7 @@ async fn export_writes_the_lines_of_the_days_asked_as_stored() {
         run.stderr
     );
 
-    let run = audit(
-        &env,
-        &[
-            "export",
-            "--since",
-            &next.to_string(),
-            "--until",
-            &after.to_string(),
-        ],
-    )
-    .await;
+    let run = export(&env, next, after).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout, "", "nothing recorded that day");
 
@@ -231,17 +217,7 @@ async fn export_writes_the_lines_of_the_days_asked_as_stored() {
         .replace(&name, body, &blob.metadata, &blob.etag)
         .await
         .expect("rewrite the blob");
-    let run = audit(
-        &env,
-        &[
-            "export",
-            "--since",
-            &day.to_string(),
-            "--until",
-            &next.to_string(),
-        ],
-    )
-    .await;
+    let run = export(&env, day, next).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr

@@ -545,6 +545,19 @@ async fn verify_reads_the_blobs_of_the_days_asked() {
     assert_eq!(since[0].name, "2026-11-29/other-2-0000.jsonl");
 }
 
+/// What an export of `[since, until)` counts and writes.
+async fn exported(
+    store: &MemoryStore,
+    since: time::Date,
+    until: time::Date,
+) -> (super::export::Exported, Vec<u8>) {
+    let mut out = Vec::new();
+    let done = super::export::export(store, since, until, &mut out)
+        .await
+        .unwrap();
+    (done, out)
+}
+
 #[tokio::test]
 async fn export_writes_the_lines_of_the_period_as_stored() {
     let store = Arc::new(MemoryStore::new());
@@ -554,15 +567,7 @@ async fn export_writes_the_lines_of_the_period_as_stored() {
     log.record_at(DAY2, event(3));
     log.record_at(datetime!(2026-11-30 00:00 UTC), event(4));
     writer.shutdown(Duration::from_secs(5)).await;
-    let mut out = Vec::new();
-    let exported = super::export::export(
-        store.as_ref(),
-        date!(2026 - 11 - 28),
-        date!(2026 - 11 - 30),
-        &mut out,
-    )
-    .await
-    .unwrap();
+    let (exported, out) = exported(&store, date!(2026 - 11 - 28), date!(2026 - 11 - 30)).await;
     assert_eq!(
         (exported.blobs, exported.lines, exported.unreadable),
         (2, 2, 0)
@@ -582,15 +587,7 @@ async fn export_finds_the_lines_of_a_batch_that_crossed_midnight() {
     let mut lines = chain(3);
     lines.insert(0, b"torn".to_vec());
     store.put(BLOB1, joined(&lines));
-    let mut out = Vec::new();
-    let exported = super::export::export(
-        store.as_ref(),
-        date!(2026 - 11 - 29),
-        date!(2026 - 11 - 30),
-        &mut out,
-    )
-    .await
-    .unwrap();
+    let (exported, out) = exported(&store, date!(2026 - 11 - 29), date!(2026 - 11 - 30)).await;
     assert_eq!(
         (exported.blobs, exported.lines, exported.unreadable),
         (1, 2, 0)
