@@ -4,7 +4,7 @@
 
 #![allow(clippy::expect_used)]
 
-use chatops_e2e::app::{ALICE, BOB, OPS, Options, TestApp};
+use chatops_e2e::app::{ALICE, BOB, OPS, Options, RANDOM, TestApp};
 use chatops_e2e::shaped_queue::ShapedQueue;
 use chatops_runner::worker::Step;
 use chatops_shared::audit::AuditEvent;
@@ -39,7 +39,7 @@ executor = "local"
 target = "record.sh"
 params = [ { name = "n", required = true }, { name = "pause", default = "0" } ]
 allow = { users = ["UALICE"] }
-stop_allow = { usergroups = ["S0ONCALL"] }
+stop_allow = { usergroups = ["S0ONCALL"], channels = ["COPS"] }
 "#;
 
 /// With a bot token the ingress acknowledges a queued job to the caller only (the runner's job
@@ -390,6 +390,31 @@ async fn members_of_a_stop_allow_group_may_stop_a_job_and_the_runner_checks_agai
     assert_eq!(stopper.process_next().await, Ok(Step::Processed));
     let text = app.final_text(&id, "*Stopped*").await;
     assert!(text.contains(&format!("Stopped by <@{BOB}>")), "{text}");
+    let _ = running.await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_stop_from_a_channel_stop_allow_does_not_name_is_refused_for_that_not_for_a_lookup() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    // Alice's job in #random, where its stoppers may not stop it (`channels = ["COPS"]`).
+    let id = TestApp::short_id(&app.command(ALICE, RANDOM, "hold n=1 pause=30").await);
+    let holder = app.worker();
+    let running = tokio::spawn(async move { holder.process_next().await });
+    app.wait_for_script_start().await;
+    app.slack
+        .fail_method_next(LOOKUP, 1, 200, r#"{"ok":false,"error":"missing_scope"}"#);
+    let answer = app.command(BOB, RANDOM, &format!("stop {id}")).await;
+    let text = answer.text();
+    assert!(text.starts_with("You may not stop job"), "{text}");
+    assert!(!text.contains("could not be checked"), "{text}");
+    assert!(app.slack.api_calls(LOOKUP).is_empty(), "no lookup was made");
+    // Alice stops her own job.
+    let answer = app.command(ALICE, RANDOM, &format!("stop {id}")).await;
+    assert_eq!(answer.response_type(), "in_channel", "{answer:?}");
+    assert_eq!(app.worker().process_next().await, Ok(Step::Processed));
+    app.final_text(&id, "*Stopped*").await;
     let _ = running.await;
     app.finish().await;
 }

@@ -22,8 +22,12 @@ pub async fn stop(req: &Request<'_>, typed: &str) -> Result<Reply, JobRefusal> {
     }
     let catalog = req.state.catalog.current();
     let runbook = catalog.get(&record.runbook);
+    // No lookup where `stop_allow`'s channels refuse the stop anyway: a lookup that fails
+    // would be blamed for a refusal it did not cause.
     let groups = match runbook {
-        Some(rb) if record.user_id != req.cmd.user_id => {
+        Some(rb)
+            if record.user_id != req.cmd.user_id && rb.stop_channel_fits(&req.cmd.channel_id) =>
+        {
             crate::policy::groups(req, &rb.stop_groups_to_ask(&req.cmd.user_id)).await
         }
         _ => Default::default(),

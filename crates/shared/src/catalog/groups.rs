@@ -139,6 +139,14 @@ impl Runbook {
             .collect()
     }
 
+    /// Whether `stop_allow` lets a stop from `channel_id` through, groups aside: when it does
+    /// not, the stopper's user groups need not be asked.
+    pub fn stop_channel_fits(&self, channel_id: &str) -> bool {
+        self.stop_allow
+            .as_ref()
+            .is_some_and(|a| a.channel_fits(channel_id))
+    }
+
     /// Whether any of the runbook's rules names a user group.
     pub fn uses_usergroups(&self) -> bool {
         self.allow
