@@ -551,32 +551,16 @@ mod tests {
 
     #[test]
     fn no_timestamp_panics() {
-        use time::{PrimitiveDateTime, UtcOffset};
-        let offsets = [
-            UtcOffset::UTC,
-            UtcOffset::from_hms(-23, -59, -59).unwrap(),
-            UtcOffset::from_hms(23, 59, 59).unwrap(),
-            UtcOffset::from_hms(5, 45, 0).unwrap(),
-            UtcOffset::from_hms(0, 0, -30).unwrap(),
-        ];
-        for offset in offsets {
-            for at in [PrimitiveDateTime::MAX, PrimitiveDateTime::MIN] {
-                let at = at.assume_offset(offset);
-                let shown = mrkdwn::date(at);
-                assert!(
-                    shown.starts_with(&format!("<!date^{}^", at.unix_timestamp())),
-                    "{shown}"
-                );
-                let update = Update::Finished(Outcome {
-                    state: FinalState::Completed,
-                    output: String::new(),
-                    error: None,
-                    started_at: Some(at),
-                    ended_at: at,
-                    stopped_by: None,
-                });
-                text(&job(), &update);
-            }
+        use crate::notify::slack::tests::{completed_at, extreme_instants, odd_offsets};
+        use time::PrimitiveDateTime;
+        let offsets = odd_offsets();
+        for at in extreme_instants() {
+            let shown = mrkdwn::date(at);
+            assert!(
+                shown.starts_with(&format!("<!date^{}^", at.unix_timestamp())),
+                "{shown}"
+            );
+            text(&job(), &completed_at(at));
         }
         // Out of range in UTC: the Unix timestamp stands in.
         let late = PrimitiveDateTime::MAX.assume_offset(offsets[1]);

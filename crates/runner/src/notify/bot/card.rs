@@ -128,7 +128,7 @@ fn clock(at: OffsetDateTime) -> String {
 mod tests {
     use super::*;
     use crate::executor::{FinalState, Outcome};
-    use crate::notify::slack::tests::job;
+    use crate::notify::slack::tests::{completed_at, extreme_instants, job};
 
     fn texts(card: &Value) -> String {
         card.to_string()
@@ -163,26 +163,10 @@ mod tests {
 
     #[test]
     fn no_timestamp_panics() {
-        use time::{PrimitiveDateTime, UtcOffset};
-        for offset in [
-            UtcOffset::UTC,
-            UtcOffset::from_hms(-23, -59, -59).unwrap(),
-            UtcOffset::from_hms(23, 59, 59).unwrap(),
-        ] {
-            for at in [PrimitiveDateTime::MAX, PrimitiveDateTime::MIN] {
-                let at = at.assume_offset(offset);
-                let finished = Update::Finished(Outcome {
-                    state: FinalState::Completed,
-                    output: String::new(),
-                    error: None,
-                    started_at: Some(at),
-                    ended_at: at,
-                    stopped_by: None,
-                });
-                for update in [Update::Running { started_at: at }, finished] {
-                    let c = card(&job("", time::Duration::ZERO), &update, None);
-                    assert!(c["text"].as_str().is_some_and(|t| !t.is_empty()));
-                }
+        for at in extreme_instants() {
+            for update in [Update::Running { started_at: at }, completed_at(at)] {
+                let c = card(&job("", time::Duration::ZERO), &update, None);
+                assert!(c["text"].as_str().is_some_and(|t| !t.is_empty()));
             }
         }
     }

@@ -253,6 +253,42 @@ pub(super) mod tests {
 
     pub(crate) const SLACK_URL: &str = "https://hooks.slack.com/commands/T1/1/abc";
 
+    /// The offsets a timestamp may come with (the extremes, one of minutes, one of seconds).
+    pub(crate) fn odd_offsets() -> [time::UtcOffset; 5] {
+        use time::UtcOffset;
+        [
+            UtcOffset::UTC,
+            UtcOffset::from_hms(-23, -59, -59).unwrap(),
+            UtcOffset::from_hms(23, 59, 59).unwrap(),
+            UtcOffset::from_hms(5, 45, 0).unwrap(),
+            UtcOffset::from_hms(0, 0, -30).unwrap(),
+        ]
+    }
+
+    /// The first and last instants `time` can hold, in each of [`odd_offsets`]: what renders a
+    /// date must not panic on any (ARM sends timestamps with offsets of its choosing).
+    pub(crate) fn extreme_instants() -> Vec<OffsetDateTime> {
+        use time::PrimitiveDateTime;
+        odd_offsets()
+            .into_iter()
+            .flat_map(|offset| {
+                [PrimitiveDateTime::MAX, PrimitiveDateTime::MIN].map(|at| at.assume_offset(offset))
+            })
+            .collect()
+    }
+
+    /// A job that completed at `at`, having started then too.
+    pub(crate) fn completed_at(at: OffsetDateTime) -> Update {
+        Update::Finished(Outcome {
+            state: FinalState::Completed,
+            output: String::new(),
+            error: None,
+            started_at: Some(at),
+            ended_at: at,
+            stopped_by: None,
+        })
+    }
+
     #[tokio::test]
     async fn without_any_slack_path_the_log_gets_the_message() {
         let n = notifier(None);
