@@ -40,19 +40,19 @@ impl Leaving {
 }
 
 /// The history note of a job handed over.
-pub(super) const HANDED_OVER: &str =
+const HANDED_OVER: &str =
     "its runner stopped (shutdown) before the job ended, and handed it over to the next runner";
 
 impl Worker {
-    /// Lets go of a job that has not ended (its work is dropped already): the record first, so
-    /// that the runner that takes the message finds the job free, then the messages.
+    /// Lets go of a job still running (its work is dropped already: a script is killed with it):
+    /// the record first, so that the runner that takes the message finds the job free, then the
+    /// messages.
     pub(super) async fn hand_over(&self, name: &str, held: &Held) {
         let me = self.settings.runner_id.as_str();
         let now = OffsetDateTime::now_utc();
         let released = self
             .records
             .update(name, |record| {
-                // Ended but not reported yet counts too: the next runner posts the status.
                 if record.holder.as_ref().is_none_or(|h| h.runner != me) {
                     return false;
                 }

@@ -115,11 +115,7 @@ impl Worker {
             jobs = in_flight.len(),
             "stopped taking messages; waiting for jobs in flight"
         );
-        let drain = async { while in_flight.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.settings.shutdown_grace, drain)
-            .await
-            .is_ok()
-        {
+        if drained_within(&mut in_flight, self.settings.shutdown_grace).await {
             return;
         }
         tracing::warn!(
@@ -127,11 +123,7 @@ impl Worker {
             "jobs still running after the shutdown grace; handing them over to the next runner"
         );
         self.leaving.now();
-        let handed_over = async { while in_flight.join_next().await.is_some() {} };
-        if tokio::time::timeout(HAND_OVER_LIMIT, handed_over)
-            .await
-            .is_err()
-        {
+        if !drained_within(&mut in_flight, HAND_OVER_LIMIT).await {
             tracing::warn!(
                 jobs = in_flight.len(),
                 "jobs not handed over in time; their messages return to the queue when their invisibility ends"
@@ -151,9 +143,16 @@ impl Worker {
 }
 
 /// How long jobs may take to hand themselves over after the shutdown grace (a record write and
-/// a queue update each, or a job in a phase that does not hand over, such as the checks before
-/// it is owned). The Azure template gives a replica 30 s beyond the grace before it is killed.
+/// a queue update each), or to finish what does not hand over (the checks before a job is
+/// owned, the report of a job that has its outcome). The Azure template gives a replica 30 s
+/// beyond the grace before it is killed.
 const HAND_OVER_LIMIT: Duration = Duration::from_secs(10);
+
+/// Whether every job in `in_flight` ended within `limit`.
+async fn drained_within(in_flight: &mut tokio::task::JoinSet<()>, limit: Duration) -> bool {
+    let drain = async { while in_flight.join_next().await.is_some() {} };
+    tokio::time::timeout(limit, drain).await.is_ok()
+}
 
 async fn stopped(stop: &watch::Receiver<bool>) {
     let mut stop = stop.clone();
