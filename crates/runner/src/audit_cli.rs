@@ -147,16 +147,9 @@ async fn run_verify(store: &dyn BlobStore, since: Option<Date>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = out
-            .write_all(summary(&reports).as_bytes())
-            .and_then(|()| out.flush())
-        {
-            eprintln!("chatops-runner audit verify: cannot write to stdout: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = crate::write_stdout(summary(&reports).as_bytes()) {
+        eprintln!("chatops-runner audit verify: cannot write to stdout: {e}");
+        return ExitCode::FAILURE;
     }
     let broken = reports.iter().filter(|r| r.problem.is_some()).count();
     if broken > 0 {

@@ -71,18 +71,13 @@ pub async fn main(args: Vec<String>) -> ExitCode {
     };
     let text = catalog_sync::render(&account, &runbooks);
     match &sync.out {
-        None => {
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                Ok(()) => ExitCode::SUCCESS,
-                // A closed pipe (`| head`) or a full disk: said, not a panic.
-                Err(e) => {
-                    eprintln!("chatops-runner catalog sync: cannot write to stdout: {e}");
-                    ExitCode::FAILURE
-                }
+        None => match crate::write_stdout(text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("chatops-runner catalog sync: cannot write to stdout: {e}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Some(path) => match write_out(path, &text, sync.force) {
             Ok(()) => {
                 eprintln!(

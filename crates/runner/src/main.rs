@@ -9,6 +9,14 @@ mod audit_cli;
 mod catalog_cli;
 mod output_cli;
 
+/// Writes `bytes` whole to stdout and flushes, for the operator commands: an error (a closed
+/// pipe, `| head`; a full disk) is the caller's to report, not a panic as `print!` makes it.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush())
+}
+
 use chatops_runner::app::RunnerApp;
 use chatops_runner::config::RunnerConfig;
 use chatops_shared::config::ProcessEnv;

@@ -13,7 +13,6 @@ use chatops_shared::config::{ConfigError, EnvSource, ProcessEnv};
 use chatops_shared::credential;
 use chatops_shared::queue::azure::RetryBudget;
 use chatops_shared::records::{self, Records};
-use std::io::Write as _;
 use std::process::ExitCode;
 use time::OffsetDateTime;
 
@@ -73,8 +72,7 @@ pub async fn main(args: Vec<String>) -> ExitCode {
     };
     match records.read_output(&job.name).await {
         Ok(Some(bytes)) => {
-            let mut out = std::io::stdout().lock();
-            if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
+            if crate::write_stdout(&bytes).is_err() {
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
