@@ -19,17 +19,15 @@ pub struct Tail {
     pub bytes: Vec<u8>,
     /// Bytes of the whole body.
     pub total: u64,
+    /// The byte just before the kept ones; `None` when nothing was cut off.
+    pub before: Option<u8>,
 }
 
 impl Tail {
     /// The kept bytes as text. A cut tail starts at a line's start when one is near
     /// ([`cut_start`]); invalid UTF-8 elsewhere is replaced.
     pub fn text(&self) -> String {
-        let start = if self.total > self.bytes.len() as u64 {
-            cut_start(&self.bytes)
-        } else {
-            0
-        };
+        let start = cut_start(self.before, &self.bytes);
         String::from_utf8_lossy(&self.bytes[start..]).into_owned()
     }
 }
@@ -37,11 +35,16 @@ impl Tail {
 /// How far into a cut tail a line's start is looked for.
 const LINE_START_SEARCH: usize = 4096;
 
-/// Where text kept from the end of something longer starts: after the first line break within
-/// its first 4 KiB (the line the cut went through is dropped whole: it could hold the end of a
-/// secret value, which masking would not recognise), else at the first whole character. A cut
-/// that fell exactly at a line's start loses that line too when the caller cannot tell.
-pub fn cut_start(bytes: &[u8]) -> usize {
+/// Where text kept from the end of something longer starts, given the byte just before it
+/// (`before`; `None`: nothing was cut off, so the text starts where it is):
+/// - just after a line break, at once: the cut fell at a line's start;
+/// - else after the first line break within its first 4 KiB (the line the cut went through is
+///   dropped whole: it could hold the end of a secret value, which masking would not
+///   recognise), else at the first whole character.
+pub fn cut_start(before: Option<u8>, bytes: &[u8]) -> usize {
+    if matches!(before, None | Some(b'\n')) {
+        return 0;
+    }
     let near = &bytes[..bytes.len().min(LINE_START_SEARCH)];
     match near.iter().position(|&b| b == b'\n') {
         Some(end) => end + 1,
@@ -71,7 +74,7 @@ pub async fn read_head(
 }
 
 /// Reads the whole body, keeping only its last `max` bytes in memory (at most twice that while
-/// reading).
+/// reading), and the byte before them.
 pub async fn read_tail(
     mut response: reqwest::Response,
     max: usize,
@@ -83,7 +86,7 @@ pub async fn read_tail(
     Ok(tail.finish())
 }
 
-/// The bounded buffer behind [`read_tail`].
+/// The bounded buffer behind [`read_tail`]: the last `max` bytes and the one before them.
 #[derive(Debug)]
 struct TailBuffer {
     max: usize,
@@ -100,23 +103,32 @@ impl TailBuffer {
         }
     }
 
+    /// How many bytes are kept: one more than the bound, for [`Tail::before`].
+    fn keep(&self) -> usize {
+        self.max.saturating_add(1)
+    }
+
     fn push(&mut self, chunk: &[u8]) {
         self.total += chunk.len() as u64;
-        let chunk = &chunk[chunk.len().saturating_sub(self.max)..];
+        let chunk = &chunk[chunk.len().saturating_sub(self.keep())..];
         self.bytes.extend_from_slice(chunk);
         // Drop the front only once it doubles the bound: amortised, each byte moves once.
-        if self.bytes.len() > self.max.saturating_mul(2).max(1) {
-            let excess = self.bytes.len() - self.max;
+        if self.bytes.len() > self.keep().saturating_mul(2) {
+            let excess = self.bytes.len() - self.keep();
             self.bytes.drain(..excess);
         }
     }
 
     fn finish(mut self) -> Tail {
         let excess = self.bytes.len().saturating_sub(self.max);
+        let before = excess
+            .checked_sub(1)
+            .and_then(|i| self.bytes.get(i).copied());
         self.bytes.drain(..excess);
         Tail {
             bytes: self.bytes,
             total: self.total,
+            before,
         }
     }
 }
@@ -130,11 +142,12 @@ mod tests {
         let mut t = TailBuffer::new(5);
         for chunk in [&b"abc"[..], b"defgh", b"", b"ijklmnopq", b"r"] {
             t.push(chunk);
-            assert!(t.bytes.len() <= 10);
+            assert!(t.bytes.len() <= 12);
         }
         let tail = t.finish();
         assert_eq!(tail.bytes, b"nopqr");
         assert_eq!(tail.total, 18);
+        assert_eq!(tail.before, Some(b'm'));
 
         let mut short = TailBuffer::new(100);
         short.push(b"hi");
@@ -142,9 +155,26 @@ mod tests {
             short.finish(),
             Tail {
                 bytes: b"hi".to_vec(),
-                total: 2
+                total: 2,
+                before: None,
             }
         );
+    }
+
+    #[test]
+    fn a_tail_cut_at_a_line_start_keeps_that_line() {
+        // Cut exactly after a line break: the first kept line is whole, and kept.
+        let mut t = TailBuffer::new(11);
+        t.push(b"secret=1\nfirst\nlast\n");
+        let tail = t.finish();
+        assert_eq!(tail.before, Some(b'\n'));
+        assert_eq!(tail.text(), "first\nlast\n");
+        // One byte earlier, the cut goes through a line, which is dropped.
+        let mut t = TailBuffer::new(10);
+        t.push(b"secret=1\nfirst\nlast\n");
+        assert_eq!(t.finish().text(), "last\n");
+        // Nothing cut: the text is whole, a first line included.
+        assert_eq!(cut_start(None, b"one\ntwo"), 0);
     }
 
     #[test]
@@ -153,17 +183,20 @@ mod tests {
         let cut = Tail {
             bytes: vec![0xA9, b'o', b'k'],
             total: 4,
+            before: Some(0xC3),
         };
         assert_eq!(cut.text(), "ok");
         // The line the cut went through is dropped whole (`er22` of a secret `hunter22`).
         let cut = Tail {
             bytes: b"er22 used\nnext\n".to_vec(),
             total: 40,
+            before: Some(b'n'),
         };
         assert_eq!(cut.text(), "next\n");
         let whole = Tail {
             bytes: "éok".as_bytes().to_vec(),
             total: 4,
+            before: None,
         };
         assert_eq!(whole.text(), "éok");
     }

@@ -261,7 +261,9 @@ impl Batch {
         }
         // At a line's start when one is near, so that what is kept starts with a whole line
         // (and no secret value is kept in part, unmasked).
-        cut += chatops_shared::body::cut_start(self.text.as_bytes().get(cut..).unwrap_or_default());
+        let bytes = self.text.as_bytes();
+        let before = cut.checked_sub(1).and_then(|i| bytes.get(i).copied());
+        cut += chatops_shared::body::cut_start(before, bytes.get(cut..).unwrap_or_default());
         self.text.drain(..cut);
         self.skipped += cut as u64;
     }
@@ -320,6 +322,26 @@ mod tests {
         assert!(batch.is_empty());
         batch.push("x");
         assert_eq!(batch.take_all(), "x");
+    }
+
+    #[test]
+    fn a_batch_cut_at_a_line_start_keeps_that_line() {
+        let first = "first\n";
+        let rest = format!("{}\n", "x".repeat(BATCH_MAX - first.len() - 1));
+        // Exactly the limit: nothing is cut.
+        let mut batch = Batch::default();
+        batch.push(first);
+        batch.push(&rest);
+        assert_eq!(batch.take_lines(), format!("{first}{rest}"));
+        // A line more in front: the cut falls at the start of `first`, which is kept.
+        let mut batch = Batch::default();
+        batch.push("dropped\n");
+        batch.push(first);
+        batch.push(&rest);
+        let taken = batch.take_lines();
+        let (note, kept) = taken.split_once('\n').unwrap_or_default();
+        assert!(note.contains("8 bytes of output skipped"), "{note}");
+        assert_eq!(kept, format!("{first}{rest}"));
     }
 
     #[test]

@@ -183,6 +183,7 @@ impl ArmClient {
         let tail = Tail {
             bytes: answer.body,
             total: answer.total,
+            before: answer.before,
         };
         Ok(tail.text())
     }

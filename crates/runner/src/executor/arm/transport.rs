@@ -47,6 +47,8 @@ pub(super) struct Answer {
     pub(super) body: Vec<u8>,
     /// Bytes of the whole body (more than `body` holds when only the tail was kept).
     pub(super) total: u64,
+    /// The byte before `body` when only the tail was kept ([`chatops_shared::body::Tail`]).
+    pub(super) before: Option<u8>,
 }
 
 pub(super) enum Body<'a> {
@@ -185,6 +187,7 @@ impl ArmClient {
                     headers,
                     body: head.bytes,
                     total,
+                    before: None,
                 })
             }
             Read::Tail(max, _) => {
@@ -193,6 +196,7 @@ impl ArmClient {
                     headers,
                     body: tail.bytes,
                     total: tail.total,
+                    before: tail.before,
                 })
             }
         }

@@ -173,11 +173,12 @@ impl Tail {
             return String::from_utf8_lossy(kept).into_owned();
         }
         // Not in the middle of a character, nor of a line (which could hold a secret value's
-        // end, unrecognisable to masking).
-        let at_line_start = start > 0 && self.bytes[start - 1] == b'\n';
-        if !at_line_start {
-            kept = &kept[chatops_shared::body::cut_start(kept)..];
-        }
+        // end, unrecognisable to masking). A trim keeps a byte more than the limit: the one
+        // before what is kept.
+        let before = start
+            .checked_sub(1)
+            .and_then(|i| self.bytes.get(i).copied());
+        kept = &kept[chatops_shared::body::cut_start(before, kept)..];
         format!(
             "[output truncated: last {} of {} bytes kept]\n{}",
             kept.len(),
@@ -216,6 +217,13 @@ mod tests {
     #[test]
     fn a_cut_tail_starts_at_a_line() {
         let mut tail = Tail::new(12);
+        tail.push(b"token hunter22\nnext\n");
+        assert_eq!(
+            tail.text(),
+            "[output truncated: last 5 of 20 bytes kept]\nnext\n"
+        );
+        // Cut exactly at a line's start: that line is kept.
+        let mut tail = Tail::new(5);
         tail.push(b"token hunter22\nnext\n");
         assert_eq!(
             tail.text(),
