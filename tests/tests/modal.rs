@@ -240,6 +240,50 @@ async fn missing_values_open_a_form_whose_submission_is_checked_and_queued_once(
 }
 
 #[tokio::test]
+async fn a_forms_job_is_filed_under_the_day_the_form_was_opened() {
+    // A form sent again after midnight UTC must name the same record as the first time, or two
+    // runners could each claim one. The form carries the day its command came.
+    let app = bot_app().await;
+    let trigger = app.slack.trigger_id();
+    let opened_at = now();
+    let (answer, _) = command_with(
+        &app,
+        &app.ingress_url,
+        &trigger,
+        ALICE,
+        OPS,
+        "deploy service=web",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let views = opened_views(&app);
+    let view = views.first().expect("a form opened");
+    let mut meta: Value =
+        serde_json::from_str(view["private_metadata"].as_str().unwrap_or_default()).unwrap();
+    let today = time::OffsetDateTime::from_unix_timestamp(opened_at)
+        .unwrap()
+        .date();
+    assert_eq!(meta["record_day"], today.to_string(), "{meta}");
+
+    // The same form as if opened the day before: its job is filed under that day.
+    let day_before = today.previous_day().unwrap();
+    meta["record_day"] = json!(day_before.to_string());
+    let mut opened_yesterday = view.clone();
+    opened_yesterday["private_metadata"] = json!(meta.to_string());
+    let body = submission(&opened_yesterday, ALICE, &[("env", "prod")]);
+    let (answer, _) = interact(&app, body, now()).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, ""),
+        "{answer:?}"
+    );
+    let jobs = app.take_jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].record_day, Some(day_before));
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn a_bad_value_is_shown_next_to_its_field_and_nothing_is_queued() {
     let app = bot_app().await;
     let trigger = app.slack.trigger_id();

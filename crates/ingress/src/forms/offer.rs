@@ -61,6 +61,7 @@ pub async fn offer(
         channel_id: req.cmd.channel_id.clone(),
         channel_name: req.cmd.channel_name.clone(),
         command: req.cmd.command.clone(),
+        record_day: Some(req.record_day),
     };
     let may_choose = |p: &ParamSpec, value: &str| rb.may_choose(p, value, &caller);
     let modal = view::modal(

@@ -84,7 +84,7 @@ pub async fn submit(state: &AppState, signed: &Signed, sub: &ViewSubmission) -> 
         cmd: &cmd,
         request_id: &request_id,
         now: signed.now,
-        record_day: signed.record_day,
+        record_day: meta.record_day.unwrap_or(signed.record_day),
         deadline: signed.deadline,
     };
     if let Err(denied) = workspace_allowed(&req) {
@@ -100,8 +100,9 @@ pub async fn submit(state: &AppState, signed: &Signed, sub: &ViewSubmission) -> 
 /// submitted (Slack shows an error and keeps the form open when the answer to a submission that
 /// was queued comes late, and the user sends it again). The values go in by their SHA-256: the
 /// id derivation lower-cases what it is given (it was made for hex signatures), and values
-/// that differ only in case are different jobs. Across midnight UTC a second submission names
-/// another day's record: the runners' exactly-once holds within a day.
+/// that differ only in case are different jobs. The record's day is the form's too
+/// ([`view::Metadata::record_day`]), so a submission sent again after midnight UTC names the
+/// same record.
 fn request_id(sub: &ViewSubmission, text: &str, signature: &str) -> String {
     if sub.view_id.is_empty() {
         return signature.to_owned();

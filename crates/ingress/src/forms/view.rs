@@ -33,6 +33,15 @@ pub struct Metadata {
     pub channel_name: Option<String>,
     /// The slash command as configured, e.g. `/runbook`.
     pub command: String,
+    /// The day the job's record is filed under (`record_day`): that of the command that opened
+    /// the form, so that the form sent again after midnight UTC still names one job. Absent in
+    /// forms opened by an older ingress: the submission's day.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "chatops_shared::job::day_format::option"
+    )]
+    pub record_day: Option<time::Date>,
 }
 
 /// The `block_id` of parameter `name`'s input.
@@ -274,6 +283,7 @@ params = [
             channel_id: "C1".into(),
             channel_name: None,
             command: "/runbook".into(),
+            record_day: Some(time::macros::date!(2026 - 11 - 29)),
         }
     }
 

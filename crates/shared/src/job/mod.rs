@@ -91,8 +91,9 @@ pub struct JobMessage {
     pub started_at: Option<OffsetDateTime>,
     /// The UTC day (`yyyy-mm-dd`) under which the job's record is filed. The ingress takes it
     /// from Slack's request timestamp, which every copy of one request carries, so that copies
-    /// queued by different ingress replicas name one record. Absent in messages from older
-    /// ingresses: the day of `requested_at`.
+    /// queued by different ingress replicas name one record; for a form, from the request that
+    /// opened it, so that a form sent again after midnight names the same record. Absent in
+    /// messages from older ingresses: the day of `requested_at`.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -121,7 +122,8 @@ pub struct JobMessage {
 /// What a secret parameter's value is shown as.
 pub const MASK: &str = "•••";
 
-time::serde::format_description!(day_format, Date, "[year]-[month]-[day]");
+// `yyyy-mm-dd`, as `record_day` is written (also for the ingress's form metadata).
+time::serde::format_description!(pub day_format, Date, "[year]-[month]-[day]");
 
 /// Why a queue message could not be read as a job.
 #[derive(Debug, thiserror::Error, PartialEq)]
