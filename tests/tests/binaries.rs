@@ -458,3 +458,66 @@ async fn a_script_that_floods_its_output_does_not_fill_the_runners_memory() {
     assert_eq!(runner.terminate(Duration::from_secs(15)).await, Some(0));
     app.finish().await;
 }
+
+/// The `chatops-homes-*` directories in `tmp`, and the job homes in each.
+fn homes_in(tmp: &std::path::Path) -> Vec<(std::path::PathBuf, usize)> {
+    let mut found: Vec<_> = std::fs::read_dir(tmp)
+        .expect("read TMPDIR")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("chatops-homes-")
+        })
+        .map(|e| {
+            let homes = std::fs::read_dir(e.path())
+                .map(|d| {
+                    d.flatten()
+                        .filter(|h| h.file_name().to_string_lossy().starts_with("chatops-home-"))
+                        .count()
+                })
+                .unwrap_or(0);
+            (e.path(), homes)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn the_next_runner_removes_the_script_homes_a_killed_runner_left() {
+    let app = TestApp::spawn().await;
+    let tmp = app.dir.join("tmp");
+    std::fs::create_dir(&tmp).expect("TMPDIR");
+    let env = with(
+        &app.service_env(),
+        &[("TMPDIR", tmp.to_str().expect("UTF-8 path"))],
+    );
+    let mut killed = Service::start("chatops-runner", &env);
+    killed.bound_addr().await;
+    app.command(ALICE, OPS, "record n=1 pause=30").await;
+    app.wait_for_script_start().await;
+    let left = homes_in(&tmp);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].1, 1, "the job's home is in its runner's directory");
+    killed.kill().await;
+    assert_eq!(homes_in(&tmp), left, "SIGKILL leaves them");
+
+    let mut next = Service::start("chatops-runner", &env);
+    next.bound_addr().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while homes_in(&tmp).iter().any(|(dir, _)| *dir == left[0].0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the killed runner's homes are still there: {:?}",
+            homes_in(&tmp)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(homes_in(&tmp).len(), 1, "the next runner's own");
+    assert_eq!(next.terminate(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(homes_in(&tmp), [], "a runner that stops removes its own");
+    // The killed runner's message stays invisible for its visibility timeout (60 s at
+    // least); taking over such a job is tested in `records.rs`.
+    app.forget_queue();
+}

@@ -5,8 +5,8 @@ use crate::config::RunnerConfig;
 use crate::executor::Executor;
 use crate::executor::arm::ArmClient;
 use crate::executor::automation::AutomationExecutor;
-use crate::executor::local::LocalExecutor;
 use crate::executor::local::user::{self, ScriptMode};
+use crate::executor::local::{Homes, LocalExecutor};
 use crate::notify::Notifier;
 use crate::notify::bot::BotNotifier;
 use crate::notify::slack::SlackNotifier;
@@ -85,6 +85,7 @@ impl RunnerApp {
             automation,
             local: Arc::new(
                 LocalExecutor::new()
+                    .with_homes(scripts_homes())
                     .with_script_user(script_mode.user().cloned())
                     // For the live tail and the kept whole output.
                     .with_live_output(true),
@@ -194,6 +195,30 @@ impl RunnerApp {
         self.audit.shutdown(AUDIT_FLUSH_LIMIT).await;
         served
     }
+}
+
+/// This runner's directory of scripts' homes; the homes of runners killed before they could
+/// remove them are removed in the background. `None` (homes straight in the temp directory)
+/// when the directory cannot be made: a script's start then says why.
+fn scripts_homes() -> Option<Arc<Homes>> {
+    let homes = match Homes::claim() {
+        Ok(homes) => Arc::new(homes),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %std::env::temp_dir().display(), "could not make a directory for scripts' homes");
+            return None;
+        }
+    };
+    let sweeping = homes.clone();
+    tokio::task::spawn_blocking(move || {
+        let removed = sweeping.sweep_left();
+        if removed > 0 {
+            tracing::info!(
+                runners = removed,
+                "removed the scripts' homes of runners that were killed"
+            );
+        }
+    });
+    Some(homes)
 }
 
 /// How long open health-check connections may take to finish after shutdown begins.

@@ -11,7 +11,7 @@
 //! - `launch`: starting the supervisor and learning whether the script started;
 //! - `protocol`: what the runner and the supervisor say to each other;
 //! - `output`: the output pipe's bounded tail, and its chunks for the live tail;
-//! - `home`: the per-job `HOME`.
+//! - `home`: the per-job `HOME`, in the runner's own directory of homes ([`Homes`]).
 
 mod home;
 mod launch;
@@ -22,12 +22,14 @@ pub mod user;
 
 use super::{Executor, FinalState, JobRequest, Outcome, Progress, TransientError};
 use async_trait::async_trait;
+pub use home::Homes;
 use home::JobHome;
 use launch::{StartError, next_status};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use protocol::Status;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::mpsc::UnboundedSender;
@@ -53,6 +55,8 @@ pub struct LocalExecutor {
     script_user: Option<ScriptUser>,
     /// Output is passed on as [`Progress::Output`] while the script runs (the live tail).
     live_output: bool,
+    /// Where job homes are made; `None`: straight in the temp directory.
+    homes: Option<Arc<Homes>>,
 }
 
 impl Default for LocalExecutor {
@@ -64,6 +68,7 @@ impl Default for LocalExecutor {
             supervisor: None,
             script_user: None,
             live_output: false,
+            homes: None,
         }
     }
 }
@@ -103,6 +108,13 @@ impl LocalExecutor {
         self
     }
 
+    /// Job homes go in `homes` (the runner's own directory, swept when the runner was killed)
+    /// instead of straight in the temp directory.
+    pub fn with_homes(mut self, homes: Option<Arc<Homes>>) -> Self {
+        self.homes = homes;
+        self
+    }
+
     /// Scripts run as this user (the runner must be root).
     pub fn with_script_user(mut self, user: Option<ScriptUser>) -> Self {
         self.script_user = user;
@@ -119,7 +131,11 @@ impl Executor for LocalExecutor {
         progress: UnboundedSender<Progress>,
     ) -> Result<Outcome, TransientError> {
         let owner = self.script_user.as_ref().map(|u| (u.uid, u.gid));
-        let home = match JobHome::create(&request.job_id, owner) {
+        let parent = self
+            .homes
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |h| h.path().to_owned());
+        let home = match JobHome::create(&parent, &request.job_id, owner) {
             Ok(home) => home,
             Err(e) => return Ok(not_started(request, &StartError::Home(e))),
         };
