@@ -55,7 +55,8 @@ impl Reply {
     }
 
     /// The help text (plain text from the catalog), for the caller only: one Block Kit
-    /// section per paragraph, with the whole text as the fallback.
+    /// section per paragraph, with the text as the fallback (its start, when it is longer than
+    /// Slack advises for one).
     pub fn help(text: &str) -> Self {
         let text = escape(text);
         let blocks = help_sections(&text)
@@ -69,7 +70,10 @@ impl Reply {
             .collect();
         Reply {
             blocks,
-            ..Reply::ephemeral(text)
+            ..Reply::ephemeral(crate::jobs::words::head(
+                &text,
+                crate::jobs::words::MAX_TEXT_CHARS,
+            ))
         }
     }
 
@@ -403,7 +407,15 @@ mod tests {
         let long = "x".repeat(7000);
         let text = format!("Usage: a\nmore\n\nRunbooks:\n• one\n    usage\n• {long}");
         let reply = Reply::help(&text);
-        assert_eq!(reply.text, text, "the fallback is the whole text");
+        // The fallback: the text up to what Slack advises, cut with an ellipsis.
+        let max = crate::jobs::words::MAX_TEXT_CHARS;
+        assert!(reply.text.starts_with("Usage: a\nmore\n\nRunbooks:\n• one"));
+        assert!(reply.text.ends_with('…') && reply.text.chars().count() == max);
+        let short = Reply::help("Usage: a\n\nRunbooks:\n• one");
+        assert_eq!(
+            short.text, "Usage: a\n\nRunbooks:\n• one",
+            "a short one is whole"
+        );
         let sections: Vec<String> = reply
             .blocks
             .iter()
@@ -440,7 +452,12 @@ mod tests {
         );
 
         let huge: Vec<String> = (0..2000).map(|n| format!("• runbook-{n:0>80}")).collect();
-        let sections = section_texts(&Reply::help(&huge.join("\n")));
+        let reply = Reply::help(&huge.join("\n"));
+        let fallback = serde_json::to_value(&reply).unwrap()["text"].clone();
+        let fallback = fallback.as_str().unwrap_or_default();
+        assert!(fallback.starts_with("• runbook-0"), "{fallback}");
+        assert!(fallback.chars().count() <= crate::jobs::words::MAX_TEXT_CHARS);
+        let sections = section_texts(&reply);
         assert_eq!(sections.len(), MESSAGE_BLOCKS_MAX);
         assert!(sections[MESSAGE_BLOCKS_MAX - 1].starts_with("… cut here"));
     }

@@ -20,7 +20,7 @@ mod render;
 mod rerun;
 mod status;
 mod stop;
-mod words;
+pub(crate) mod words;
 
 use crate::reply::Reply;
 use crate::run::Request;

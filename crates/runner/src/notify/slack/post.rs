@@ -155,9 +155,12 @@ impl SlackNotifier {
     }
 }
 
-/// How long Slack asked to wait: `Retry-After` (capped), or a second without one.
+/// How long Slack asked to wait: `Retry-After` (capped), or a second without one; at least a
+/// second (`Retry-After: 0` would have every post sent again at once).
 fn wait_asked(headers: &HeaderMap) -> Duration {
-    retry_after(headers).map_or(DEFAULT_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER))
+    retry_after(headers)
+        .map_or(DEFAULT_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER))
+        .max(DEFAULT_RETRY_AFTER)
 }
 
 #[cfg(test)]
@@ -175,6 +178,8 @@ mod tests {
         assert_eq!(wait_asked(&h), MAX_RETRY_AFTER);
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(wait_asked(&h), DEFAULT_RETRY_AFTER);
+        h.insert(RETRY_AFTER, "0".parse().unwrap());
+        assert_eq!(wait_asked(&h), DEFAULT_RETRY_AFTER, "at least a second");
     }
 
     #[test]
