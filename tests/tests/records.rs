@@ -5,7 +5,7 @@
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::expect_used)]
 
-use chatops_e2e::app::{ALICE, BOB, OPS, SIGNING_SECRET, TestApp};
+use chatops_e2e::app::{ALICE, BOB, OPS, Options, SIGNING_SECRET, TestApp};
 use chatops_e2e::arm::Script;
 use chatops_e2e::counting::CountingStore;
 use chatops_e2e::process::Service;
@@ -13,6 +13,7 @@ use chatops_e2e::proxy::Proxy;
 use chatops_runner::worker::{Step, WorkerSettings};
 use chatops_shared::audit::{AuditLog, AuditWriter};
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
+use chatops_shared::membership::Membership;
 use chatops_shared::queue::Received;
 use chatops_shared::records::{ExecutorRef, JobState, Records, Versioned};
 use std::sync::Arc;
@@ -359,6 +360,100 @@ async fn a_script_still_running_when_the_shutdown_grace_ends_is_handed_over_at_o
     assert!(text.contains("it was not run again"), "{text}");
     assert_eq!(lines(&app, "started.log"), 1);
     assert_eq!(lines(&app, "record.log"), 0, "killed with its runner");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_script_that_ended_before_the_shutdown_grace_ends_is_reported_by_its_runner() {
+    let app = TestApp::spawn().await;
+    // Ends at once, but leaves a process holding its output: its runner reads on for the drain
+    // limit (2 s), past the shutdown grace (1 s).
+    let script = app.dir.join("leaves.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$CHATOPS_JOB_ID\" >> '{}'\nsleep 30 &\necho done\n",
+            app.dir.join("started.log").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let catalog = app.dir.join("runbooks.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    text.push_str("\n[runbooks.leaves]\ndescription = \"Leaves a process behind\"\nexecutor = \"local\"\ntarget = \"leaves.sh\"\nallow = { users = [\"UALICE\"] }\n");
+    std::fs::write(&catalog, text).unwrap();
+    app.live_catalog.reload().unwrap();
+
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "leaves").await);
+    let runners = app.spawn_runners(1, short_grace(&app));
+    app.wait_for_script_start().await;
+    runners.stop().await;
+    // Not handed over (the next runner could only say it was interrupted): reported.
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("done"), "{text}");
+    let record = record_of(&app, &id).await.record;
+    assert!(
+        !record.history.iter().any(|c| c
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("handed it over"))),
+        "{:#?}",
+        record.history
+    );
+    assert_eq!(app.slack_count(&id, "*Interrupted*"), 0);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_not_started_when_shutdown_begins_is_handed_over_unstarted() {
+    // A runbook the runner checks Slack's user groups for before it starts it.
+    let app = TestApp::spawn_opts(Options {
+        bot: true,
+        extra_runbooks: "\n[runbooks.page]\ndescription = \"For the on-call group\"\nexecutor = \"local\"\ntarget = \"echo.sh\"\nallow = { usergroups = [\"S0ONCALL\"] }\n",
+        ..Options::default()
+    })
+    .await;
+    app.slack.set_usergroup("S0ONCALL", &[BOB]);
+    let id = TestApp::short_id(&app.command(BOB, OPS, "page").await);
+    // The runner's lookup is slow: shutdown begins while it waits, well within the grace.
+    app.slack
+        .delay_method("usergroups.users.list", Duration::from_secs(2));
+    let mut settings = app.worker_settings();
+    settings.shutdown_grace = Duration::from_secs(20);
+    let membership = Membership::new(Some(app.slack.api_client()), Duration::ZERO);
+    let runners = app.spawn_workers(vec![
+        app.worker_with(settings.clone())
+            .with_membership(membership),
+    ]);
+    let claimed = record_of(&app, &id).await.record;
+    assert!(
+        claimed.holder.is_some() && claimed.state == JobState::Pending,
+        "{claimed:#?}"
+    );
+    runners.stop().await;
+    assert_eq!(
+        app.slack_count(&id, "*Completed*"),
+        0,
+        "not run by the stopping runner"
+    );
+    let record = record_of(&app, &id).await.record;
+    assert!(record.holder.is_none(), "{record:#?}");
+    assert!(
+        record.history.iter().any(|c| c
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("did not start the job"))),
+        "{:#?}",
+        record.history
+    );
+    // The next runner finds it at once and runs it, once.
+    let membership = Membership::new(Some(app.slack.api_client()), Duration::ZERO);
+    let next = app.worker_with(settings).with_membership(membership);
+    assert_eq!(next.process_next().await, Ok(Step::Processed));
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("args:"), "{text}");
+    assert_eq!(app.slack_count(&id, "*Completed*"), 1);
     app.finish().await;
 }
 

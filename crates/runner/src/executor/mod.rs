@@ -155,6 +155,11 @@ pub enum Progress {
     /// (`Queued`) while the account runs as many jobs as it may, or its start refused for now
     /// and being retried. `reason` is plain words for the requester.
     Waiting { reason: String },
+    /// The job ended, and its outcome is being gathered (a script's last output read, its
+    /// `HOME` removed). Sent by the local executor: no other runner could learn how a script
+    /// ended, so from here on a runner that is shutting down reports the job rather than hand
+    /// it over.
+    Ended,
 }
 
 /// The end of a job.

@@ -49,6 +49,7 @@ use held::{HeldJobs, Hold};
 use leave::Leaving;
 use ownership::Owned;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tracing::Instrument;
 
 mod extender;
@@ -90,6 +91,8 @@ enum Ran {
     Retry(TransientError),
     /// Another runner holds the job now (this one was taken for dead): it runs and reports it.
     TakenOver,
+    /// Not started: the runner is shutting down. The job is handed over.
+    NotStarted,
 }
 
 /// A script whose runner stopped after marking its start.
@@ -116,8 +119,9 @@ enum Ended {
     Retry,
     /// Another runner took the job over (this one was taken for dead): it reports it.
     TakenOver,
-    /// Not ended when the shutdown grace did: handed over to the next runner.
-    Left,
+    /// Not ended when the shutdown grace did, or (`started` false) not started as shutdown
+    /// began: handed over to the next runner.
+    Left { started: bool },
     /// To the poison queue, with the reason. With `reported`, once it is there the record is
     /// marked reported with that note (the final status failed for good: no copy of the
     /// message is to post it again); a move that fails leaves the message, and the record, to
@@ -386,7 +390,7 @@ impl Worker {
             Ended::Retry | Ended::TakenOver => {
                 // The message comes back when the visibility of its last extension ends.
             }
-            Ended::Left => self.hand_over(&name, &held).await,
+            Ended::Left { started } => self.hand_over(&name, &held, started).await,
             Ended::Poison { reason, reported } => {
                 if self.poison(&held.message, reason).await {
                     // The copies first: no longer extended, one that came back during a slow
@@ -414,11 +418,13 @@ impl Worker {
         let (outcome, recorded) = match todo {
             Todo::Run { record, started } => {
                 // Only a job still running is handed over when the shutdown grace ends: one
-                // that has its outcome is reported here (within the hand-over limit), so that
-                // its end is neither lost nor posted twice.
+                // that has ended (a script that exited, its output still being read) or has its
+                // outcome is reported here (within the hand-over limit), so that its end is
+                // neither lost nor posted twice.
+                let ended = AtomicBool::new(false);
                 let ran = tokio::select! {
-                    ran = self.run_owned(job, *record, started, dequeue_count, stop) => ran,
-                    () = self.leaving.wait() => return Ended::Left,
+                    ran = self.run_owned(job, *record, started, dequeue_count, stop, &ended) => ran,
+                    () = self.leaving.wait_unless_ended(&ended) => return Ended::Left { started: true },
                 };
                 match ran {
                     Ran::Finished(outcome) => {
@@ -437,6 +443,7 @@ impl Worker {
                         return Ended::Retry;
                     }
                     Ran::TakenOver => return Ended::TakenOver,
+                    Ran::NotStarted => return Ended::Left { started: false },
                 }
             }
             Todo::Report(outcome) => (outcome, true),
@@ -481,6 +488,7 @@ impl Worker {
         started: bool,
         dequeue_count: u32,
         stop: StopSignal,
+        ended: &AtomicBool,
     ) -> Ran {
         // A script a runner marked for its start is never run again, nor checked again, whatever
         // the catalog says now (it may have made the runbook an Automation one meanwhile).
@@ -523,6 +531,12 @@ impl Worker {
                 job_name: job.job_id.hyphenated().to_string(),
             })
         };
+        // Nothing new starts once shutdown began: a script would be killed at the grace's end,
+        // part run; the next runner starts it whole.
+        if reference.is_some() && !started && self.leaving.is_stopping() {
+            tracing::info!("shutting down: the job is handed over, not started");
+            return Ran::NotStarted;
+        }
         if let Some(reference) = reference {
             match Box::pin(self.record_running(&name, reference)).await {
                 Ok(Start::Go) => {}
@@ -545,7 +559,7 @@ impl Worker {
             // looked up first; it is started only when it is not there and may still start.
             if !prepared.local && (started || expired.is_some()) {
                 let found = self
-                    .reporting(job, false, |progress| {
+                    .reporting(job, false, ended, |progress| {
                         executor.follow_started(&request, progress)
                     })
                     .await?;
@@ -560,7 +574,7 @@ impl Worker {
                 return Ok(refusal.report(job));
             }
             // A local script's whole output is kept here; Automation keeps its own.
-            self.reporting(job, prepared.local, |progress| {
+            self.reporting(job, prepared.local, ended, |progress| {
                 executor.run(&request, progress)
             })
             .await

@@ -13,12 +13,15 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 impl Worker {
-    /// Polls and handles messages until `shutdown` completes, then gives in-flight jobs
-    /// `shutdown_grace` to finish and hands over those that did not (`leave`).
+    /// Polls and handles messages until `shutdown` completes, then starts no more jobs, gives
+    /// in-flight jobs `shutdown_grace` to finish and hands over those that did not (`leave`).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let leaving = self.leaving.clone();
         let watcher = async move {
             shutdown.await;
+            // At once, for jobs between their message and their start too.
+            leaving.stopping();
             let _ = stop_tx.send(true);
             std::future::pending::<()>().await;
         };

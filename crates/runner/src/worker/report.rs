@@ -11,6 +11,7 @@ use chatops_shared::records::record_name_of;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -23,11 +24,13 @@ impl Worker {
     /// tail in batches, at most one per
     /// [`Notifier::live_tail`](crate::notify::Notifier::live_tail) interval, and what is left
     /// when the call ends in a last batch. With `keep`, the batches are kept whole
-    /// next to the job's record too (`kept`).
+    /// next to the job's record too (`kept`). `ended` is set when the executor says the job
+    /// ended ([`Progress::Ended`]).
     pub(super) async fn reporting<T, Fut>(
         &self,
         job: &JobMessage,
         keep: bool,
+        ended: &AtomicBool,
         call: impl FnOnce(UnboundedSender<Progress>) -> Fut,
     ) -> T
     where
@@ -94,6 +97,7 @@ impl Worker {
                             todo.push_back(Step::Running { started_at, pgid });
                         }
                         Some(Progress::Waiting { reason }) => todo.push_back(Step::Waiting { reason }),
+                        Some(Progress::Ended) => ended.store(true, Ordering::Release),
                         Some(Progress::Output { text }) => {
                             if batching {
                                 batch.push(&text);

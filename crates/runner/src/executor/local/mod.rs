@@ -211,6 +211,7 @@ impl Executor for LocalExecutor {
         if matches!(ended, Ended::Lost(_)) {
             signal_group(started.pgid, Signal::SIGKILL);
         }
+        let _ = progress.send(Progress::Ended);
         // It exits by itself after its last status; it is ours to reap.
         started.guard.disarm();
         if tokio::time::timeout(Duration::from_secs(2), started.supervisor.wait())
