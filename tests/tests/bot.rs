@@ -313,7 +313,7 @@ async fn two_hundred_kilobytes_of_output_go_to_the_thread_within_slacks_limits()
 /// Slack's error code for posting `message` in `C1`, if it refuses.
 async fn code(api: &chatops_shared::slack_api::SlackApi, message: Value) -> Option<String> {
     let soon = tokio::time::Instant::now() + Duration::from_secs(5);
-    api.post_message("C1", &message, soon)
+    api.post_message("C1", &message, None, soon)
         .await
         .err()
         .and_then(|e| e.code().map(str::to_owned))
@@ -356,16 +356,17 @@ async fn the_slack_double_refuses_what_slack_refuses() {
     });
     let api = app.slack.api_client();
     app.slack.join("C2");
-    api.post_message("C2", &json!({"text": "x"}), soon())
+    api.post_message("C2", &json!({"text": "x"}), None, soon())
         .await
         .unwrap();
-    api.post_message("C2", &json!({"text": "x"}), soon())
+    api.post_message("C2", &json!({"text": "x"}), None, soon())
         .await
         .unwrap();
     let e = api
         .post_message(
             "C2",
             &json!({"text": "x"}),
+            None,
             tokio::time::Instant::now() + Duration::from_millis(300),
         )
         .await

@@ -24,15 +24,16 @@ async fn a_message_is_posted_updated_and_replied_to_in_its_thread() {
     slack.join("C1");
     let api = client(&slack, BOT_TOKEN).await;
     let posted = api
-        .post_message("C1", &json!({"text": "queued"}), soon())
+        .post_message("C1", &json!({"text": "queued"}), None, soon())
         .await
         .unwrap();
-    api.update_message(&posted, &json!({"text": "running"}), soon())
+    api.update_message(&posted, &json!({"text": "running"}), None, soon())
         .await
         .unwrap();
     api.post_message(
         "C1",
         &json!({"text": "output", "thread_ts": posted.ts}),
+        None,
         soon(),
     )
     .await
@@ -50,23 +51,23 @@ async fn slacks_refusals_come_back_as_their_codes() {
     slack.join("C1");
     let api = client(&slack, BOT_TOKEN).await;
     let err = api
-        .post_message("C2", &json!({"text": "x"}), soon())
+        .post_message("C2", &json!({"text": "x"}), None, soon())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("not_in_channel"));
     let posted = api
-        .post_message("C1", &json!({"text": "x"}), soon())
+        .post_message("C1", &json!({"text": "x"}), None, soon())
         .await
         .unwrap();
     slack.delete_message(&posted.ts);
     let err = api
-        .update_message(&posted, &json!({"text": "y"}), soon())
+        .update_message(&posted, &json!({"text": "y"}), None, soon())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("message_not_found"));
     slack.remove_channel("C1");
     let err = api
-        .post_message("C1", &json!({"text": "x"}), soon())
+        .post_message("C1", &json!({"text": "x"}), None, soon())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("channel_not_found"));

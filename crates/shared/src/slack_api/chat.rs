@@ -1,6 +1,6 @@
 //! `chat.postMessage`, `chat.update` and `chat.postEphemeral` (scope `chat:write`).
 
-use super::{SlackApi, SlackApiError};
+use super::{Body, Pace, SlackApi, SlackApiError};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -18,26 +18,35 @@ pub struct Posted {
 impl SlackApi {
     /// Posts `message` (a JSON object with `text` and optionally `blocks`, `thread_ts`, …) to
     /// `channel`.
+    /// `pace`: the call's place in the pacing ([`SlackApi::pace`]), taken again when Slack
+    /// answers 429, so that the calls queued meanwhile keep their turns.
     pub async fn post_message(
         &self,
         channel: &str,
         message: &Value,
+        pace: Option<Pace<'_>>,
         deadline: Instant,
     ) -> Result<Posted, SlackApiError> {
         let body = with_fields(message, &[("channel", channel)]);
-        let answer = self.call(POST_MESSAGE, &body, deadline).await?;
+        let answer = self
+            .send(POST_MESSAGE, Body::Json(&body), pace, deadline)
+            .await?;
         posted(POST_MESSAGE, &answer, channel)
     }
 
-    /// Replaces the message at `channel`/`ts` with `message`.
+    /// Replaces the message at `channel`/`ts` with `message`; `pace` as for
+    /// [`SlackApi::post_message`].
     pub async fn update_message(
         &self,
         at: &Posted,
         message: &Value,
+        pace: Option<Pace<'_>>,
         deadline: Instant,
     ) -> Result<(), SlackApiError> {
         let body = with_fields(message, &[("channel", &at.channel), ("ts", &at.ts)]);
-        self.call(UPDATE_MESSAGE, &body, deadline).await.map(drop)
+        self.send(UPDATE_MESSAGE, Body::Json(&body), pace, deadline)
+            .await
+            .map(drop)
     }
 
     /// Shows `message` to `user` only, in `channel`.

@@ -80,6 +80,14 @@ struct Inner {
     pacer: Pacer,
 }
 
+/// A call's place in the pacing ([`SlackApi::pace`]): its key (`post:<channel>`,
+/// `update:<team>`) and the interval between calls under it.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace<'a> {
+    pub key: &'a str,
+    pub interval: Duration,
+}
+
 /// How a method takes its arguments: write methods take JSON, some read methods only a form.
 enum Body<'a> {
     Json(&'a Value),
@@ -133,8 +141,9 @@ impl SlackApi {
 
     /// Waits until a call of `method` under `key` may go: `interval` after the previous call
     /// under `key` got its turn (concurrent callers queue), and after a 429's hold on `method`
-    /// when it ends before `deadline`. Call Slack right after. Callers choose the keys:
-    /// `post:<channel>`, `update:<team>`. A turn that would come after `deadline` is not
+    /// when it ends before `deadline`. Call Slack right after; [`SlackApi::post_message`] and
+    /// [`SlackApi::update_message`] do it themselves given a [`Pace`], for each try. Callers
+    /// choose the keys: `post:<channel>`, `update:<team>`. A turn that would come after `deadline` is not
     /// waited for: the call is not to be made ([`SlackApiError::Deadline`]).
     pub async fn pace(
         &self,
@@ -165,7 +174,7 @@ impl SlackApi {
         body: &Value,
         deadline: Instant,
     ) -> Result<Value, SlackApiError> {
-        self.send(method, Body::Json(body), deadline).await
+        self.send(method, Body::Json(body), None, deadline).await
     }
 
     /// Calls `method` with form arguments (methods that do not read JSON bodies, such as
@@ -176,19 +185,26 @@ impl SlackApi {
         args: &[(&str, &str)],
         deadline: Instant,
     ) -> Result<Value, SlackApiError> {
-        self.send(method, Body::Form(args), deadline).await
+        self.send(method, Body::Form(args), None, deadline).await
     }
 
+    /// Calls `method`, each try in its turn of `pace` when given (else after a 429's hold).
     async fn send(
         &self,
         method: &str,
         body: Body<'_>,
+        pace: Option<Pace<'_>>,
         deadline: Instant,
     ) -> Result<Value, SlackApiError> {
         let url = format!("{}/{method}", self.inner.base_url);
         let mut retry = 0u32;
         loop {
-            self.wait_out_rate_limit(method, deadline).await?;
+            match &pace {
+                Some(pace) => {
+                    self.pace(pace.key, pace.interval, method, deadline).await?;
+                }
+                None => self.wait_out_rate_limit(method, deadline).await?,
+            }
             let request = self
                 .inner
                 .http

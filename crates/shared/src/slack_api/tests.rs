@@ -14,6 +14,8 @@ use std::sync::Mutex;
 struct Script {
     answers: Mutex<Vec<(u16, Option<u64>, String)>>,
     seen: Mutex<Vec<(String, Option<String>, String)>>,
+    /// When each call came.
+    at: Mutex<Vec<Instant>>,
 }
 
 async fn answer(
@@ -27,6 +29,7 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     script.seen.lock().unwrap().push((method, auth, body));
+    script.at.lock().unwrap().push(Instant::now());
     let (status, retry_after, text) = script.answers.lock().unwrap().remove(0);
     let mut response = (StatusCode::from_u16(status).unwrap(), text).into_response();
     if let Some(secs) = retry_after {
@@ -70,7 +73,7 @@ async fn ok_false_is_slacks_error_code_and_the_token_is_sent_as_bearer_only() {
     )])
     .await;
     let err = api
-        .post_message("C1", &json!({"text": "hi"}), soon(5))
+        .post_message("C1", &json!({"text": "hi"}), None, soon(5))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("not_in_channel"));
@@ -92,7 +95,7 @@ async fn a_429_is_waited_out_and_the_call_goes_again() {
     .await;
     let started = Instant::now();
     let posted = api
-        .post_message("C1", &json!({"text": "x"}), soon(5))
+        .post_message("C1", &json!({"text": "x"}), None, soon(5))
         .await
         .unwrap();
     assert_eq!(
@@ -107,6 +110,36 @@ async fn a_429_is_waited_out_and_the_call_goes_again() {
         "Retry-After was not honoured"
     );
     assert_eq!(script.seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_paced_call_answered_429_goes_again_in_a_new_turn_not_with_the_next_call() {
+    let ok = r#"{"ok":true,"channel":"C1","ts":"1.0002"}"#;
+    let (api, script) = server(vec![(429, Some(1), ""), (200, None, ok), (200, None, ok)]).await;
+    let pace = Pace {
+        key: "post:C1",
+        interval: Duration::from_secs(1),
+    };
+    let first = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            api.post_message("C1", &json!({"text": "a"}), Some(pace), soon(10))
+                .await
+        })
+    };
+    while script.at.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Queued on the same channel while the first call waits out its 429.
+    api.post_message("C1", &json!({"text": "b"}), Some(pace), soon(10))
+        .await
+        .unwrap();
+    first.await.unwrap().unwrap();
+    let at = script.at.lock().unwrap().clone();
+    assert_eq!(at.len(), 3);
+    // The hold's end lets one call go; the other waits its interval after it.
+    assert!(at[1] - at[0] >= Duration::from_millis(950), "{at:?}");
+    assert!(at[2] - at[1] >= Duration::from_millis(950), "{at:?}");
 }
 
 #[tokio::test]

@@ -43,9 +43,7 @@ use super::{Notifier, NotifyError, Update};
 use async_trait::async_trait;
 use chatops_shared::job::JobMessage;
 use chatops_shared::records::{ExecutorRef, JobRecord, Records, SlackMessageRef, record_name_of};
-use chatops_shared::slack_api::{
-    POST_MESSAGE as POST, Posted, SlackApi, SlackApiError, UPDATE_MESSAGE as UPDATE,
-};
+use chatops_shared::slack_api::{Pace, Posted, SlackApi, SlackApiError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -175,11 +173,13 @@ impl BotNotifier {
 
     async fn post(&self, channel: &str, message: &Value) -> Result<Posted, SlackApiError> {
         let key = format!("post:{channel}");
-        let deadline = self.deadline();
+        let pace = Pace {
+            key: &key,
+            interval: self.settings.post_interval,
+        };
         self.api
-            .pace(&key, self.settings.post_interval, POST, deadline)
-            .await?;
-        self.api.post_message(channel, message, deadline).await
+            .post_message(channel, message, Some(pace), self.deadline())
+            .await
     }
 
     async fn update(
@@ -189,11 +189,13 @@ impl BotNotifier {
         message: &Value,
     ) -> Result<(), SlackApiError> {
         let key = format!("update:{}", job.team_id);
-        let deadline = self.deadline();
+        let pace = Pace {
+            key: &key,
+            interval: self.settings.update_interval,
+        };
         self.api
-            .pace(&key, self.settings.update_interval, UPDATE, deadline)
-            .await?;
-        self.api.update_message(at, message, deadline).await
+            .update_message(at, message, Some(pace), self.deadline())
+            .await
     }
 
     /// Posts or updates the card; then, when the job ended, its output in the thread.
@@ -315,15 +317,15 @@ impl BotNotifier {
             Instant::now() + self.settings.tail_interval
         };
         let key = format!("post:{}", card.channel);
-        // The channel's posts may be paced past the next batch: then this one is not sent.
-        let posted = match self
-            .api
-            .pace(&key, self.settings.post_interval, POST, deadline)
-            .await
-        {
-            Ok(()) => self.api.post_message(&card.channel, &reply, deadline).await,
-            Err(e) => Err(e),
+        let pace = Pace {
+            key: &key,
+            interval: self.settings.post_interval,
         };
+        // The channel's posts may be paced past the next batch: then this one is not sent.
+        let posted = self
+            .api
+            .post_message(&card.channel, &reply, Some(pace), deadline)
+            .await;
         match posted {
             Ok(_) => {
                 route.live.lines += lines - hidden;
