@@ -1,5 +1,5 @@
 //! A [`JobQueue`] decorator for tests that need the real queue (Azurite) with one thing changed
-//! at its boundary: sends that take longer, an answer lost on its way back, and counts of what
+//! at its boundary: sends or receives that take longer, an answer lost on its way back, and counts of what
 //! was delivered and of the storage checks (`ping`) made, moves to the poison queue that fail. Everything not shaped goes straight to the queue underneath.
 
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use std::time::Duration;
 pub struct ShapedQueue {
     inner: Arc<dyn JobQueue>,
     send_delay: Duration,
+    receive_delay: Duration,
     lose_extend_answer: AtomicBool,
     deliveries: Mutex<HashMap<String, u32>>,
     pings: AtomicUsize,
@@ -24,6 +25,7 @@ impl ShapedQueue {
         ShapedQueue {
             inner,
             send_delay: Duration::ZERO,
+            receive_delay: Duration::ZERO,
             lose_extend_answer: AtomicBool::new(false),
             deliveries: Mutex::default(),
             pings: AtomicUsize::new(0),
@@ -40,6 +42,12 @@ impl ShapedQueue {
     /// Every send waits `delay` before it goes to the queue.
     pub fn slow_sends(mut self, delay: Duration) -> Self {
         self.send_delay = delay;
+        self
+    }
+
+    /// Every receive answers only `delay` after the queue did (a slow storage account).
+    pub fn slow_receives(mut self, delay: Duration) -> Self {
+        self.receive_delay = delay;
         self
     }
 
@@ -83,6 +91,7 @@ impl JobQueue for ShapedQueue {
     }
     async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError> {
         let received = self.inner.receive(max, visibility).await?;
+        tokio::time::sleep(self.receive_delay).await;
         let mut deliveries = self
             .deliveries
             .lock()

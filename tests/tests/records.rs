@@ -10,6 +10,7 @@ use chatops_e2e::arm::Script;
 use chatops_e2e::counting::CountingStore;
 use chatops_e2e::process::Service;
 use chatops_e2e::proxy::Proxy;
+use chatops_e2e::shaped_queue::ShapedQueue;
 use chatops_runner::worker::{Step, WorkerSettings};
 use chatops_shared::audit::{AuditLog, AuditWriter};
 use chatops_shared::job::{JobKind, JobMessage, job_id_from_signature};
@@ -360,6 +361,31 @@ async fn a_script_still_running_when_the_shutdown_grace_ends_is_handed_over_at_o
     assert!(text.contains("it was not run again"), "{text}");
     assert_eq!(lines(&app, "started.log"), 1);
     assert_eq!(lines(&app, "record.log"), 0, "killed with its runner");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_shutdown_grace_counts_from_the_shutdown_even_when_the_last_poll_is_slow() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "record n=1 pause=30").await);
+    // Every receive takes 5 s; two slots, so the loop polls again while the script runs.
+    let queue =
+        Arc::new(ShapedQueue::over(app.runner_queue()).slow_receives(Duration::from_secs(5)));
+    let mut settings = short_grace(&app);
+    settings.shutdown_grace = Duration::from_secs(4);
+    settings.concurrency = 2;
+    let runners = app.spawn_workers(vec![app.worker_on(queue, settings)]);
+    app.wait_for_script_start().await;
+    let began = std::time::Instant::now();
+    runners.stop().await;
+    // The grace (4 s) ended while the last poll was still out (5 s): the job is handed over
+    // when it returns, not a whole grace later (9 s).
+    let took = began.elapsed();
+    assert!(took < Duration::from_millis(7500), "stopped in {took:?}");
+    assert_handed_over(&app, &id).await;
+    let next = app.worker_with(short_grace(&app));
+    assert_eq!(next.process_next().await, Ok(Step::Processed));
+    app.final_text(&id, "*Interrupted*").await;
     app.finish().await;
 }
 

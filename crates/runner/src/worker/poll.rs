@@ -11,18 +11,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
 impl Worker {
     /// Polls and handles messages until `shutdown` completes, then starts no more jobs, gives
-    /// in-flight jobs `shutdown_grace` to finish and hands over those that did not (`leave`).
+    /// in-flight jobs `shutdown_grace` (from the shutdown, not from when the last poll ends)
+    /// to finish and hands over those that did not (`leave`).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(None);
         let leaving = self.leaving.clone();
+        let grace = self.settings.shutdown_grace;
         let watcher = async move {
             shutdown.await;
             // At once, for jobs between their message and their start too.
             leaving.stopping();
-            let _ = stop_tx.send(true);
+            let _ = stop_tx.send(Some(Instant::now() + grace));
             std::future::pending::<()>().await;
         };
         tokio::select! {
@@ -31,7 +34,8 @@ impl Worker {
         }
     }
 
-    async fn poll_until(&self, stop: watch::Receiver<bool>) {
+    /// `stop`: the end of the shutdown grace, once shutdown began.
+    async fn poll_until(&self, stop: watch::Receiver<Option<Instant>>) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = tokio::task::JoinSet::new();
         let mut idle = Duration::from_millis(50);
@@ -50,7 +54,8 @@ impl Worker {
             // Not raced against shutdown: messages the service already handed out must be
             // handled or handed back, not left invisible.
             let received = self.queue.receive(batch, self.settings.visibility).await;
-            if *stop.borrow() {
+            let grace_end = *stop.borrow();
+            if let Some(grace_end) = grace_end {
                 if let Ok(messages) = received {
                     let new: Vec<Received> = messages
                         .into_iter()
@@ -58,10 +63,7 @@ impl Worker {
                         .map(Delivery::into_message)
                         .collect();
                     let hand_back = self.hand_back(new);
-                    if tokio::time::timeout(self.settings.shutdown_grace, hand_back)
-                        .await
-                        .is_err()
-                    {
+                    if tokio::time::timeout_at(grace_end, hand_back).await.is_err() {
                         tracing::warn!(
                             "could not hand every message back in time; the rest return when their visibility ends"
                         );
@@ -118,7 +120,10 @@ impl Worker {
             jobs = in_flight.len(),
             "stopped taking messages; waiting for jobs in flight"
         );
-        if drained_within(&mut in_flight, self.settings.shutdown_grace).await {
+        let grace_end = stop
+            .borrow()
+            .unwrap_or_else(|| Instant::now() + self.settings.shutdown_grace);
+        if drained_by(&mut in_flight, grace_end).await {
             return;
         }
         tracing::warn!(
@@ -126,7 +131,7 @@ impl Worker {
             "jobs still running after the shutdown grace; handing them over to the next runner"
         );
         self.leaving.now();
-        if !drained_within(&mut in_flight, HAND_OVER_LIMIT).await {
+        if !drained_by(&mut in_flight, Instant::now() + HAND_OVER_LIMIT).await {
             tracing::warn!(
                 jobs = in_flight.len(),
                 "jobs not handed over in time; their messages return to the queue when their invisibility ends"
@@ -151,13 +156,13 @@ impl Worker {
 /// beyond the grace before it is killed.
 const HAND_OVER_LIMIT: Duration = Duration::from_secs(10);
 
-/// Whether every job in `in_flight` ended within `limit`.
-async fn drained_within(in_flight: &mut tokio::task::JoinSet<()>, limit: Duration) -> bool {
+/// Whether every job in `in_flight` ended by `deadline`.
+async fn drained_by(in_flight: &mut tokio::task::JoinSet<()>, deadline: Instant) -> bool {
     let drain = async { while in_flight.join_next().await.is_some() {} };
-    tokio::time::timeout(limit, drain).await.is_ok()
+    tokio::time::timeout_at(deadline, drain).await.is_ok()
 }
 
-async fn stopped(stop: &watch::Receiver<bool>) {
+async fn stopped(stop: &watch::Receiver<Option<Instant>>) {
     let mut stop = stop.clone();
-    let _ = stop.wait_for(|stopped| *stopped).await;
+    let _ = stop.wait_for(Option::is_some).await;
 }
