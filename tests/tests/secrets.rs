@@ -236,3 +236,33 @@ allow = { users = ["UALICE"] }
     assert!(app.peek_jobs().await.is_empty());
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_secrets_catalog_default_is_masked_in_what_the_job_shows_and_keeps() {
+    const DEFAULT: &str = "d3fault-k3y-9b1c";
+    let app = TestApp::spawn_opts(Options {
+        extra_runbooks: r#"
+[runbooks.sync]
+description = "Syncs with the catalog's key unless given another"
+executor = "local"
+target = "echo.sh"
+params = [ { name = "key", secret = true, default = "d3fault-k3y-9b1c" } ]
+allow = { users = ["UALICE"] }
+"#,
+        ..Options::default()
+    })
+    .await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "sync").await);
+    app.drain(&app.worker()).await;
+    // The script got it (echo.sh prints its environment), and it shows masked.
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("CHATOPS_PARAM_KEY=•••"), "{text}");
+    assert!(!text.contains(DEFAULT), "{text}");
+    let records = container_text(&app, DEFAULT_RECORDS_CONTAINER).await;
+    assert!(records.contains("CHATOPS_PARAM_KEY=•••"), "{records}");
+    assert!(
+        !records.contains(DEFAULT),
+        "the default is in the records: {records}"
+    );
+    app.finish().await;
+}

@@ -64,18 +64,20 @@ impl SecretValues {
 
 impl Worker {
     /// The values of the job's secret parameters: secret by the message or by this runner's
-    /// catalog.
+    /// catalog, given or filled in from the catalog (a secret's `default` or `fixed`).
     pub(super) fn secret_values(&self, job: &JobMessage) -> SecretValues {
         let catalog = self.catalog.current();
-        let by_catalog = catalog
-            .get(&job.runbook)
-            .map(|rb| rb.secret_params())
+        let runbook = catalog.get(&job.runbook);
+        let by_catalog = runbook.map(|rb| rb.secret_params()).unwrap_or_default();
+        let filled_in = runbook
+            .map(|rb| rb.secret_catalog_values())
             .unwrap_or_default();
         let mut values: Vec<String> = job
             .secret_params
             .iter()
             .chain(&by_catalog)
             .filter_map(|name| job.params.get(name))
+            .chain(&filled_in)
             .filter(|v| v.chars().count() >= MIN_MASKED)
             .cloned()
             .collect();

@@ -328,7 +328,7 @@ impl Runbook {
                     return Err(Rejection::ValueUnchecked {
                         runbook: self.name.clone(),
                         name: p.name.clone(),
-                        value: value.clone(),
+                        value: p.shown(value),
                         problem,
                     });
                 }
@@ -336,7 +336,7 @@ impl Runbook {
                     return Err(Rejection::ValueNotAllowed {
                         runbook: self.name.clone(),
                         name: p.name.clone(),
-                        value: value.clone(),
+                        value: p.shown(value),
                         usage: self.usage_line(""),
                     });
                 }

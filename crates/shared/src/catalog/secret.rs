@@ -21,6 +21,17 @@ impl ParamSpec {
 }
 
 impl Runbook {
+    /// The values the catalog itself gives its secret parameters (`default`, `fixed`): the
+    /// runner fills them in, so they are masked as given ones are.
+    pub fn secret_catalog_values(&self) -> Vec<String> {
+        self.params
+            .iter()
+            .filter(|p| p.secret)
+            .flat_map(|p| p.default.iter().chain(&p.fixed))
+            .cloned()
+            .collect()
+    }
+
     /// The names of its secret parameters, in catalog order.
     pub fn secret_params(&self) -> Vec<String> {
         self.params

@@ -302,6 +302,42 @@ fn denials_name_what_to_do() {
 }
 
 #[test]
+fn a_refused_secret_value_is_not_quoted() {
+    let catalog = Catalog::parse(
+        r#"
+[runbooks.login]
+executor = "automation"
+target = "A"
+params = [ { name = "key", secret = true, choices = ["k-blue-1", "k-red-2"], default = "k-blue-1", only = { k-blue-1 = { usergroups = ["SONCALL"] } } } ]
+allow = { users = ["UBOB"] }
+"#,
+        Path::new("runbooks.toml"),
+    )
+    .unwrap();
+    for (answer, typed) in [('n', "login"), ('?', "login"), ('n', "login key=k-blue-1")] {
+        let g = groups(&[("SONCALL", answer)]);
+        let bob = Caller {
+            user_id: "UBOB",
+            channel_id: "COPS",
+            groups: &g,
+        };
+        // The choices are in the usage line; which one was refused is not said.
+        let refusal = catalog.check(&bob, &parse(typed).unwrap()).unwrap_err();
+        let m = refusal.to_string();
+        assert!(
+            !m.contains("key=k-blue-1") && m.contains("key=•••"),
+            "{typed}: {m}"
+        );
+        match refusal {
+            Rejection::ValueNotAllowed { value, .. } | Rejection::ValueUnchecked { value, .. } => {
+                assert_eq!(value, "•••");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
 fn bad_usergroups_and_only_rules_are_load_errors() {
     let cases = [
         (
