@@ -905,7 +905,9 @@ async fn get_output(
         return envelope(
             StatusCode::FORBIDDEN,
             "AuthorizationFailed",
-            "The client does not have authorization to perform action 'Microsoft.Automation/automationAccounts/jobs/output/read'.",
+            &format!(
+                "The client 'runner' with object id '11111111-2222-3333-4444-555555555555' does not have authorization to perform action 'Microsoft.Automation/automationAccounts/jobs/output/read' over scope '/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Automation/automationAccounts/{ACCOUNT}/jobs/{name}' or the scope is invalid."
+            ),
         );
     }
     let body = match job.script.generated_output {

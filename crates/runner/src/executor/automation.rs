@@ -387,9 +387,15 @@ impl AutomationExecutor {
             Ok(output) => output,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the job's output");
-                // Said where the output would be: an empty one would pass for none.
+                // Said where the output would be: an empty one would pass for none. ARM's own
+                // message stays in the log, as with `refusal`.
+                let reason = match e.status() {
+                    Some(status) => format!("{status}: {}", plain_reason(status)),
+                    None => "no usable answer".to_owned(),
+                };
                 format!(
-                    "[The job's output could not be read from Azure Automation ({e}); it is on the job in the Azure portal.]"
+                    "[The job's output could not be read from Azure Automation ({reason}); it is on the job in the Azure portal, and the details are in the runner's log under job {}.]",
+                    name.get(..8).unwrap_or(name)
                 )
             }
         };

@@ -157,7 +157,9 @@ impl ReadBudget {
         let mut state = self.lock();
         self.refill(&mut state, now);
         if status == 429 {
-            let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
+            let pause = retry_after
+                .unwrap_or(DEFAULT_PAUSE)
+                .clamp(super::retry::MIN_RETRY_AFTER, MAX_PAUSE);
             state.paused_until = Some(
                 state
                     .paused_until
@@ -280,6 +282,20 @@ mod tests {
             budget.observe(429, None, None);
         }
         assert!(budget.rate() >= 8.0 * FLOOR_SHARE);
+    }
+
+    #[test]
+    fn a_429_asking_for_no_wait_still_pauses_reads_a_second() {
+        let _turn = gauge_turn();
+        let budget = ReadBudget::new(8.0);
+        let before = Instant::now();
+        budget.observe(429, None, Some(Duration::ZERO));
+        let until = budget.lock().paused_until.expect("paused");
+        assert!(
+            until >= before + Duration::from_secs(1),
+            "{:?}",
+            until - before
+        );
     }
 
     #[test]

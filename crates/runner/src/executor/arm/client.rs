@@ -65,7 +65,7 @@ impl ArmClient {
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("chatops-runner/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ArmError::Setup(describe(&e)))?;
+            .map_err(|e| ArmError::Setup(describe(e)))?;
         let mut account_url = config.endpoint.clone();
         account_url.set_query(None);
         account_url.set_fragment(None);

@@ -38,7 +38,20 @@ impl RetryPolicy {
         }
         .wait(retry)
     }
+
+    /// The wait before retry number `retry` after an answer that asked for `retry_after`: what
+    /// it asked (capped, and at least a second: `Retry-After: 0` would send it again at once,
+    /// and every runner with it), else the backoff.
+    pub(super) fn wait(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
+            Some(asked) => asked.min(self.max_retry_after).max(MIN_RETRY_AFTER),
+            None => self.backoff(retry),
+        }
+    }
 }
+
+/// The shortest wait on a `Retry-After`.
+pub(super) const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -52,5 +65,16 @@ mod tests {
             let wait = policy.backoff(retry);
             assert!(wait >= full / 2 && wait <= full, "{retry}: {wait:?}");
         }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_bounds() {
+        let policy = RetryPolicy::default();
+        let asked = |secs| policy.wait(3, Some(Duration::from_secs(secs)));
+        assert_eq!(asked(7), Duration::from_secs(7));
+        assert_eq!(asked(0), MIN_RETRY_AFTER, "not again at once");
+        assert_eq!(asked(3600), policy.max_retry_after);
+        let backoff = policy.wait(0, None);
+        assert!(backoff <= policy.initial_backoff, "{backoff:?}");
     }
 }

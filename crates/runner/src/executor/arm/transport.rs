@@ -98,10 +98,7 @@ impl ArmClient {
             {
                 return Err(error);
             }
-            let wait = error
-                .retry_after()
-                .map(|d| d.min(self.retry.max_retry_after))
-                .unwrap_or_else(|| self.retry.backoff(retry));
+            let wait = self.retry.wait(retry, error.retry_after());
             tracing::warn!(
                 %method,
                 path = url.path(),
@@ -157,7 +154,7 @@ impl ArmClient {
             .send()
             .await
             .inspect_err(|_| crate::metrics::arm_answer(None))
-            .map_err(|e| ArmError::Network(describe(&e)))?;
+            .map_err(|e| ArmError::Network(describe(e)))?;
         let status = response.status();
         crate::metrics::arm_answer(Some(status.as_u16()));
         let headers = response.headers().clone();
@@ -168,7 +165,7 @@ impl ArmClient {
         if is_read && let Some(budget) = &self.budget {
             budget.observe(status.as_u16(), remaining_reads(&headers), retry_after);
         }
-        let network = |e: reqwest::Error| ArmError::Network(describe(&e));
+        let network = |e: reqwest::Error| ArmError::Network(describe(e));
         if !status.is_success() {
             let head = read_head(response, MAX_ERROR_BODY).await.map_err(network)?;
             return Err(ArmError::from_answer(status, &head.bytes).with_retry_after(retry_after));
@@ -243,8 +240,10 @@ fn remaining_reads(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// A reqwest error with its causes, without the URL.
-pub(super) fn describe(error: &reqwest::Error) -> String {
+/// A reqwest error with its causes, without the URL (it names the subscription and the
+/// account).
+pub(super) fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = if error.is_timeout() {
         "the request timed out".to_owned()
     } else if error.is_connect() {
@@ -252,11 +251,37 @@ pub(super) fn describe(error: &reqwest::Error) -> String {
     } else {
         error.to_string()
     };
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
     }
     redact_url_secrets(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_network_failure_is_described_without_its_url() {
+        // A server that takes the connection and closes it without an answer.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                drop(socket);
+            }
+        });
+        let url = format!("http://{addr}/subscriptions/0000-sub/resourceGroups/rg-secret/jobs");
+        let error = reqwest::get(&url).await.unwrap_err();
+        assert!(error.to_string().contains("rg-secret"), "{error}");
+        let text = describe(error);
+        assert!(
+            !text.contains("rg-secret") && !text.contains("subscriptions"),
+            "{text}"
+        );
+        assert!(!text.is_empty());
+    }
 }
