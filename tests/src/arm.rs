@@ -250,6 +250,8 @@ struct Inner {
     fail_put_after_create: Option<StatusCode>,
     puts: HashMap<String, usize>,
     stops: HashMap<String, usize>,
+    /// Stop requests still to answer 503 ([`ArmServer::fail_next_stops`]).
+    failing_stops: usize,
     requests: Vec<RecordedRequest>,
     token_requests: usize,
     page_size: usize,
@@ -408,6 +410,11 @@ impl ArmServer {
     /// dropped.
     pub fn recover(&self) {
         self.shared.lock().fail_next.clear();
+    }
+
+    /// The next `n` stop requests answer 503 (counted in [`ArmServer::stop_count`]).
+    pub fn fail_next_stops(&self, n: usize) {
+        self.shared.lock().failing_stops = n;
     }
 
     /// The next PUT creates its job and then answers `status`, as when an answer is lost.
@@ -1092,6 +1099,14 @@ async fn stop_job(
     };
     let mut inner = shared.lock();
     *inner.stops.entry(name.clone()).or_default() += 1;
+    if inner.failing_stops > 0 {
+        inner.failing_stops -= 1;
+        return envelope(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable.",
+        );
+    }
     let Some(job) = inner.jobs.get_mut(&name) else {
         return flat(StatusCode::NOT_FOUND, "NotFound", "The job does not exist.");
     };

@@ -593,6 +593,35 @@ async fn a_suspended_job_is_reported_suspended() {
 }
 
 #[tokio::test]
+async fn a_users_stop_is_asked_again_until_azure_takes_it() {
+    let server = ArmServer::start().await;
+    server.script("Hello-World", Script::never_ends());
+    let exec = executor(client(&server));
+    let (stop, signal) = chatops_runner::executor::StopSignal::new();
+    let req = JobRequest {
+        stop: signal,
+        ..request("Hello-World", &[])
+    };
+    let job = name(&req);
+    // Azure refuses stops for longer than the client's own retries (5 tries).
+    server.fail_next_stops(8);
+    let running = {
+        let server_job = job.clone();
+        let server = &server;
+        async move {
+            while server.job(&server_job).is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop.stop();
+        }
+    };
+    let ((result, _), ()) = tokio::join!(run(&exec, &req), running);
+    let outcome = result.unwrap();
+    assert_eq!(outcome.state, FinalState::Stopped, "{outcome:?}");
+    assert_eq!(server.stop_count(&job), 9, "asked until Azure took it");
+}
+
+#[tokio::test]
 async fn a_job_stopped_by_someone_else_is_reported_stopped() {
     let server = ArmServer::start().await;
     server.script(

@@ -218,10 +218,21 @@ impl AutomationExecutor {
 
             if request.stop.is_requested() && !stop_asked {
                 tracing::info!("a stop was asked for; asking Azure to stop the job");
-                if let Err(e) = Box::pin(self.client.stop_job(name)).await {
-                    tracing::warn!(error = %e, "Azure did not take the stop request");
+                // Through outages, as the timeout's stop: a runner that found no job yet left
+                // the stop to this one, so no one else asks.
+                let stop = Box::pin(self.through_outages("stop", || self.client.stop_job(name)));
+                match stop.await {
+                    Ok(()) => stop_asked = true,
+                    // Asked again after the next poll.
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "Azure did not take the stop request yet");
+                    }
+                    // Most likely the job ended meanwhile; the next poll tells.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Azure refused to stop the job");
+                        stop_asked = true;
+                    }
                 }
-                stop_asked = true;
             }
             let age = job_age(&job, since);
             match stop_requested {
