@@ -45,7 +45,7 @@ impl ShapedQueue {
         self
     }
 
-    /// Every receive answers only `delay` after the queue did (a slow storage account).
+    /// Every receive waits `delay` before it asks the queue (a slow storage account).
     pub fn slow_receives(mut self, delay: Duration) -> Self {
         self.receive_delay = delay;
         self
@@ -90,8 +90,8 @@ impl JobQueue for ShapedQueue {
         self.inner.send(text).await
     }
     async fn receive(&self, max: u8, visibility: Duration) -> Result<Vec<Received>, QueueError> {
-        let received = self.inner.receive(max, visibility).await?;
         tokio::time::sleep(self.receive_delay).await;
+        let received = self.inner.receive(max, visibility).await?;
         let mut deliveries = self
             .deliveries
             .lock()

@@ -376,6 +376,8 @@ async fn the_shutdown_grace_counts_from_the_shutdown_even_when_the_last_poll_is_
     settings.concurrency = 2;
     let runners = app.spawn_workers(vec![app.worker_on(queue, settings)]);
     app.wait_for_script_start().await;
+    // The poll now out takes this one, after the shutdown.
+    let second = TestApp::short_id(&app.command(ALICE, OPS, "record n=2").await);
     let began = std::time::Instant::now();
     runners.stop().await;
     // The grace (4 s) ended while the last poll was still out (5 s): the job is handed over
@@ -383,9 +385,12 @@ async fn the_shutdown_grace_counts_from_the_shutdown_even_when_the_last_poll_is_
     let took = began.elapsed();
     assert!(took < Duration::from_millis(7500), "stopped in {took:?}");
     assert_handed_over(&app, &id).await;
+    // What that poll took is handed back too, though the grace was over.
+    assert_eq!(app.peek_jobs().await.len(), 2, "both visible at once");
     let next = app.worker_with(short_grace(&app));
-    assert_eq!(next.process_next().await, Ok(Step::Processed));
+    assert_eq!(app.drain(&next).await, 2);
     app.final_text(&id, "*Interrupted*").await;
+    app.final_text(&second, "*Completed*").await;
     app.finish().await;
 }
 

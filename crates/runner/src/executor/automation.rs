@@ -218,14 +218,13 @@ impl AutomationExecutor {
 
             if request.stop.is_requested() && !stop_asked {
                 tracing::info!("a stop was asked for; asking Azure to stop the job");
-                // Through outages, as the timeout's stop: a runner that found no job yet left
-                // the stop to this one, so no one else asks.
-                let stop = Box::pin(self.through_outages("stop", || self.client.stop_job(name)));
-                match stop.await {
+                // Asked at every poll until Azure takes it: a runner that found no job yet left
+                // the stop to this one, so no one else asks. Between polls, so that following
+                // the job (its end, its timeout) goes on through an outage of stops alone.
+                match Box::pin(self.client.stop_job(name)).await {
                     Ok(()) => stop_asked = true,
-                    // Asked again after the next poll.
                     Err(e) if e.is_transient() => {
-                        tracing::warn!(error = %e, "Azure did not take the stop request yet");
+                        tracing::warn!(error = %e, "Azure did not take the stop request yet; asking again after the next poll");
                     }
                     // Most likely the job ended meanwhile; the next poll tells.
                     Err(e) => {

@@ -84,8 +84,9 @@ const HANDED_OVER: &str =
 const HANDED_OVER_UNSTARTED: &str = "its runner was shutting down, so it did not start the job and handed it over to the next runner";
 
 impl Worker {
-    /// Lets go of a job still running (its work is dropped already: a script is killed with it):
-    /// the record first, so that the runner that takes the message finds the job free, then the
+    /// Lets go of a job still running when the grace ended (its work is dropped already: a
+    /// script is killed with it), or (`started` false) not started as shutdown began: the
+    /// record first, so that the runner that takes the message finds the job free, then the
     /// messages.
     pub(super) async fn hand_over(&self, name: &str, held: &Held, started: bool) {
         let me = self.settings.runner_id.as_str();
@@ -115,7 +116,7 @@ impl Worker {
             .await;
         match released {
             Ok(_) => {
-                tracing::info!("the shutdown grace is over: job handed over to the next runner")
+                tracing::info!(started, "shutting down: job handed over to the next runner")
             }
             // The next runner waits for the heartbeat to lapse, as after a crash.
             Err(e) => {

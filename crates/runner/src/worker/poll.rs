@@ -63,7 +63,9 @@ impl Worker {
                         .map(Delivery::into_message)
                         .collect();
                     let hand_back = self.hand_back(new);
-                    if tokio::time::timeout_at(grace_end, hand_back).await.is_err() {
+                    // At least the hand-over limit, also when the poll outlasted the grace.
+                    let limit = grace_end.max(Instant::now() + HAND_OVER_LIMIT);
+                    if tokio::time::timeout_at(limit, hand_back).await.is_err() {
                         tracing::warn!(
                             "could not hand every message back in time; the rest return when their visibility ends"
                         );

@@ -199,12 +199,11 @@ impl SlackApi {
         let url = format!("{}/{method}", self.inner.base_url);
         let mut retry = 0u32;
         loop {
-            match &pace {
-                Some(pace) => {
-                    self.pace(pace.key, pace.interval, method, deadline).await?;
-                }
-                None => self.wait_out_rate_limit(method, deadline).await?,
+            if let Some(pace) = &pace {
+                self.pace(pace.key, pace.interval, method, deadline).await?;
             }
+            // A hold past the deadline: rate-limited, without asking Slack again.
+            self.wait_out_rate_limit(method, deadline).await?;
             let request = self
                 .inner
                 .http

@@ -140,6 +140,17 @@ async fn a_paced_call_answered_429_goes_again_in_a_new_turn_not_with_the_next_ca
     // The hold's end lets one call go; the other waits its interval after it.
     assert!(at[1] - at[0] >= Duration::from_millis(950), "{at:?}");
     assert!(at[2] - at[1] >= Duration::from_millis(950), "{at:?}");
+
+    // A hold that outlasts a paced call's deadline: rate-limited, Slack not asked.
+    api.inner
+        .pacer
+        .hold(POST_MESSAGE, Instant::now() + Duration::from_secs(30));
+    let err = api
+        .post_message("C1", &json!({"text": "c"}), Some(pace), soon(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SlackApiError::RateLimited { .. }), "{err:?}");
+    assert_eq!(script.at.lock().unwrap().len(), 3);
 }
 
 #[tokio::test]

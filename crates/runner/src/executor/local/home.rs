@@ -2,19 +2,22 @@
 //! when the job is over (also when the runner drops the job), so no script sees the runner's
 //! home or what an earlier job left there.
 //!
-//! The homes of one runner process are in a directory of its own ([`Homes`]), locked for as
-//! long as the process lives: a runner killed with SIGKILL cannot remove its jobs' homes, and the
-//! next runner to start on the machine does, as nobody holds their lock any more.
+//! The homes of one runner process are in a directory of its own ([`Homes`]), locked (`flock`
+//! on the directory) for as long as the process lives: a runner killed with SIGKILL cannot
+//! remove its jobs' homes, and the next runner to start on the machine does, as nobody holds
+//! their lock any more. (A directory lock also keeps `systemd-tmpfiles` from ageing it out.)
 
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 /// The start of a [`Homes`] directory's name.
 const HOMES_PREFIX: &str = "chatops-homes-";
-/// The lock file in a [`Homes`] directory, locked (`flock`) by its runner while it lives.
-const LOCK: &str = ".lock";
+/// A [`Homes`] directory's name until it is locked.
+const STAGING_PREFIX: &str = "chatops-staging-";
 
 /// One runner's directory of job homes: `chatops-homes-<random>` in the temp directory, mode
 /// 0711 (a script's user may reach its home in it, nobody else may list it or add to it),
@@ -22,8 +25,8 @@ const LOCK: &str = ".lock";
 #[derive(Debug)]
 pub struct Homes {
     dir: PathBuf,
-    /// Held for the process's life; the file is opened close-on-exec, so a script never holds
-    /// it.
+    /// The directory, open and locked for the process's life. Opened close-on-exec, so a
+    /// script never holds it; and a script's user cannot open it (no read permission).
     _lock: File,
 }
 
@@ -34,16 +37,22 @@ impl Homes {
     }
 
     fn claim_in(base: &Path) -> std::io::Result<Homes> {
-        let dir = base.join(format!("{HOMES_PREFIX}{}", Uuid::new_v4().simple()));
-        std::fs::DirBuilder::new().mode(0o711).create(&dir)?;
-        // Whatever the umask: the script's user must be able to pass through.
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
-        // Locked before it has its name, so that a sweep never finds it unlocked.
-        let staged = dir.join(".lock-new");
-        let lock = File::create_new(&staged)?;
-        lock.lock()?;
-        std::fs::rename(&staged, dir.join(LOCK))?;
-        Ok(Homes { dir, _lock: lock })
+        let name = Uuid::new_v4().simple();
+        let staged = base.join(format!("{STAGING_PREFIX}{name}"));
+        std::fs::DirBuilder::new().mode(0o711).create(&staged)?;
+        // Locked before it has the name a sweep looks for: a sweep never finds it unlocked.
+        let claimed = || {
+            // Whatever the umask: the script's user must be able to pass through.
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o711))?;
+            let lock = File::open(&staged)?;
+            lock.lock()?;
+            let dir = base.join(format!("{HOMES_PREFIX}{name}"));
+            std::fs::rename(&staged, &dir)?;
+            Ok(Homes { dir, _lock: lock })
+        };
+        claimed().inspect_err(|_| {
+            let _ = std::fs::remove_dir(&staged);
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -75,8 +84,7 @@ impl Homes {
             if !ours || !owned || path == self.dir {
                 continue;
             }
-            // No lock file: a directory being made right now, or one whose runner died making it.
-            let Ok(lock) = File::open(path.join(LOCK)) else {
+            let Ok(lock) = File::open(&path) else {
                 continue;
             };
             if lock.try_lock().is_ok() {
@@ -164,17 +172,24 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Gives the owner full access to `dir` and every directory below it, without following
-/// symbolic links. Best effort: what cannot be changed stays as it is.
+/// symbolic links: each directory is opened as such (`O_NOFOLLOW`, `O_DIRECTORY`) and changed
+/// through that handle, so one swapped for a link meanwhile is not changed. Best effort: what
+/// cannot be changed stays as it is.
 fn make_writable(dir: &Path) {
-    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_DIRECTORY;
+    let Ok(opened) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(dir)
+    else {
         return;
     };
-    if !meta.is_dir() {
+    let Ok(meta) = opened.metadata() else {
         return;
-    }
+    };
     let mut permissions = meta.permissions();
     permissions.set_mode(permissions.mode() | 0o700);
-    let _ = std::fs::set_permissions(dir, permissions);
+    let _ = opened.set_permissions(permissions);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             make_writable(&entry.path());
@@ -204,7 +219,6 @@ mod tests {
                 .join(format!("{HOMES_PREFIX}{}", Uuid::new_v4().simple()));
             std::fs::DirBuilder::new().mode(0o711).create(&dir).unwrap();
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
-            File::create(dir.join(LOCK)).unwrap();
             let home = JobHome::create(&dir, &Uuid::new_v4(), None).unwrap();
             let cache = home.path().join("cache");
             std::fs::create_dir(&cache).unwrap();
@@ -229,8 +243,8 @@ mod tests {
         let live_home = JobHome::create(live.path(), &Uuid::new_v4(), None).unwrap();
         let dead = base.left_by_a_killed_runner();
         let other_dead = base.left_by_a_killed_runner();
-        // Being made (no lock file yet), and not made by a runner (another mode).
-        let unlocked = base.0.join(format!("{HOMES_PREFIX}new"));
+        // Being made (not locked yet), and not made by a runner (another mode).
+        let unlocked = base.0.join(format!("{STAGING_PREFIX}new"));
         std::fs::DirBuilder::new()
             .mode(0o711)
             .create(&unlocked)
@@ -239,7 +253,6 @@ mod tests {
         let foreign = base.0.join(format!("{HOMES_PREFIX}other"));
         std::fs::create_dir(&foreign).unwrap();
         std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o755)).unwrap();
-        File::create(foreign.join(LOCK)).unwrap();
 
         let me = Homes::claim_in(&base.0).unwrap();
         assert_eq!(std::fs::metadata(me.path()).unwrap().mode() & 0o7777, 0o711);
