@@ -4,7 +4,7 @@
 use crate::config::RunnerConfig;
 use crate::executor::Executor;
 use crate::executor::arm::ArmClient;
-use crate::executor::automation::AutomationExecutor;
+use crate::executor::automation::{AutomationExecutor, FAIR_SHARE};
 use crate::executor::local::user::{self, ScriptMode};
 use crate::executor::local::{Homes, LocalExecutor};
 use crate::notify::Notifier;
@@ -96,6 +96,11 @@ impl RunnerApp {
             config.slack.webhook_url.is_some() || config.slack_api.is_some(),
         );
         warn_about_missing_automation(&catalog, executors.automation.is_some());
+        warn_about(
+            &catalog,
+            |rb| rb.executor == ExecutorKind::Automation && rb.timeout > FAIR_SHARE,
+            "these Automation runbooks have a timeout over 3 hours, but Azure stops a job in its cloud sandbox at 3 hours (fair share): it ends Stopped then, with a note saying so",
+        );
         let fallback = SlackNotifier::new(config.slack)?;
         let notifier: Arc<dyn Notifier> = match config.slack_api.clone() {
             Some(api) => {

@@ -418,6 +418,9 @@ impl AutomationExecutor {
         }
         lines.extend(job.exception.clone());
         lines.extend(self.error_records(name).await);
+        if timed_out.is_none() {
+            lines.extend(fair_share_note(job));
+        }
         if lines.is_empty()
             && matches!(
                 job.status,
@@ -617,6 +620,20 @@ fn transient(doing: &str, error: &ArmError) -> TransientError {
     ))
 }
 
+/// How long Azure lets a job run in its cloud sandboxes before it stops it ("fair share").
+pub const FAIR_SHARE: Duration = Duration::from_secs(3 * 3600);
+
+/// Why a job Azure stopped after about [`FAIR_SHARE`] was stopped: read as a plain `Stopped`, it
+/// would pass for someone's stop.
+fn fair_share_note(job: &Job) -> Option<String> {
+    let ran = job.end_time? - job.start_time?;
+    (job.status == JobStatus::Stopped && ran >= FAIR_SHARE - Duration::from_secs(60)).then(|| {
+        "Azure Automation stops a job in its cloud sandbox after 3 hours (fair share); a runbook \
+         that runs longer needs a Hybrid Runbook Worker"
+            .to_owned()
+    })
+}
+
 /// The outcome of a job this runner can no longer follow; the details go to the log.
 fn lost(error: &ArmError, request: &JobRequest) -> Outcome {
     tracing::warn!(%error, "lost track of the Automation job");
@@ -680,6 +697,29 @@ mod tests {
         assert_eq!(
             fixed.interval(Duration::from_secs(3600)),
             Duration::from_millis(20)
+        );
+    }
+
+    #[test]
+    fn a_job_azure_stopped_at_three_hours_says_why() {
+        let start = OffsetDateTime::now_utc();
+        let job = |status, ran: Duration| Job {
+            status,
+            status_details: None,
+            creation_time: Some(start),
+            start_time: Some(start),
+            end_time: Some(start + ran),
+            exception: None,
+        };
+        let three_hours = job(JobStatus::Stopped, FAIR_SHARE + Duration::from_secs(2));
+        assert!(fair_share_note(&three_hours).is_some_and(|n| n.contains("3 hours")));
+        assert_eq!(
+            fair_share_note(&job(JobStatus::Stopped, Duration::from_secs(600))),
+            None
+        );
+        assert_eq!(
+            fair_share_note(&job(JobStatus::Completed, FAIR_SHARE)),
+            None
         );
     }
 
