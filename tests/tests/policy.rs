@@ -507,6 +507,30 @@ async fn the_runner_refuses_a_stop_from_a_workspace_not_listed() {
 }
 
 #[tokio::test]
+async fn lookups_of_one_group_at_once_ask_slack_once() {
+    let app = spawn(true).await;
+    app.slack.set_usergroup(ONCALL, &[BOB]);
+    app.slack.delay_method(LOOKUP, Duration::from_millis(300));
+    let membership = Membership::new(Some(app.slack.api_client()), Duration::from_secs(60));
+    let groups = std::collections::BTreeSet::from([ONCALL.to_owned()]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let answers =
+        futures_util::future::join_all((0..5).map(|_| membership.resolve(BOB, &groups, deadline)))
+            .await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.answer(ONCALL) == GroupAnswer::Member)
+    );
+    assert_eq!(
+        app.slack.api_calls(LOOKUP).len(),
+        1,
+        "one call for five lookups"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn member_lists_are_kept_for_the_ttl_then_asked_again() {
     let app = spawn(true).await;
     app.slack.set_usergroup(ONCALL, &[BOB]);

@@ -31,6 +31,9 @@ pub struct Membership {
     api: Option<SlackApi>,
     ttl: Duration,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
+    /// Per group, the turn to ask Slack: callers that miss the cache together ask once, the
+    /// others find the list it brought (`usergroups.users.list` is rate-limited, Tier 2).
+    asking: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 #[derive(Debug)]
@@ -46,6 +49,7 @@ impl Membership {
             api,
             ttl,
             cache: Arc::default(),
+            asking: Arc::default(),
         }
     }
 
@@ -103,6 +107,16 @@ impl Membership {
                     .to_owned(),
             );
         };
+        let turn = self.turn_to_ask(group);
+        let Ok(_turn) = tokio::time::timeout_at(deadline, turn.lock()).await else {
+            return Err(format!(
+                "Slack could not be asked about user group {group} in time (another lookup of it was under way)"
+            ));
+        };
+        // Asked by the caller that had the turn before this one.
+        if let Some(members) = self.cached(group) {
+            return Ok(members);
+        }
         let members: Arc<HashSet<String>> = Arc::new(
             api.usergroup_members(group, None, deadline)
                 .await
@@ -120,6 +134,14 @@ impl Membership {
             );
         }
         Ok(members)
+    }
+
+    fn turn_to_ask(&self, group: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut asking = self
+            .asking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        asking.entry(group.to_owned()).or_default().clone()
     }
 
     fn cached(&self, group: &str) -> Option<Arc<HashSet<String>>> {
