@@ -309,6 +309,23 @@ impl TestApp {
     }
 
     /// The form body Slack would send, with a fresh response_url on the Slack test server.
+    /// Adds local runbook `name` (for Alice), running `script`, written executable as
+    /// `<name>.sh` beside the catalog; the catalog is reloaded (the in-process ingress and
+    /// workers use it at once, runner processes started after this read it).
+    pub fn add_script_runbook(&self, name: &str, description: &str, script: &str) {
+        let path = self.dir.join(format!("{name}.sh"));
+        std::fs::write(&path, script).expect("write script");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let catalog = self.dir.join("runbooks.toml");
+        let mut text = std::fs::read_to_string(&catalog).expect("read catalog");
+        text.push_str(&format!(
+            "\n[runbooks.{name}]\ndescription = \"{description}\"\nexecutor = \"local\"\ntarget = \"{name}.sh\"\nallow = {{ users = [\"UALICE\"] }}\n"
+        ));
+        std::fs::write(&catalog, text).expect("write catalog");
+        self.live_catalog.reload().expect("the new catalog loads");
+    }
+
     pub fn form(&self, user: &str, channel: &str, text: &str) -> String {
         let pairs = [
             ("token", "unused"),

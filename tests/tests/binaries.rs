@@ -425,21 +425,11 @@ fn peak_rss(pid: u32) -> u64 {
 async fn a_script_that_floods_its_output_does_not_fill_the_runners_memory() {
     let app = TestApp::spawn().await;
     // 200 MB of lines, written as fast as a pipe takes them, then done.
-    let script = app.dir.join("flood.sh");
-    std::fs::write(
-        &script,
+    app.add_script_runbook(
+        "flood",
+        "Floods its output",
         "#!/bin/sh\nyes 'a line of output' | head -c 200000000\necho done\n",
-    )
-    .expect("write script");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let catalog = app.dir.join("runbooks.toml");
-    let mut text = std::fs::read_to_string(&catalog).expect("read catalog");
-    text.push_str(
-        "\n[runbooks.flood]\ndescription = \"Floods its output\"\nexecutor = \"local\"\ntarget = \"flood.sh\"\nallow = { users = [\"UALICE\"] }\n",
     );
-    std::fs::write(&catalog, text).expect("write catalog");
-    app.live_catalog.reload().expect("the new catalog loads");
 
     let mut runner = Service::start("chatops-runner", &app.service_env());
     runner.bound_addr().await;

@@ -399,22 +399,14 @@ async fn a_script_that_ended_before_the_shutdown_grace_ends_is_reported_by_its_r
     let app = TestApp::spawn().await;
     // Ends at once, but leaves a process holding its output: its runner reads on for the drain
     // limit (2 s), past the shutdown grace (1 s).
-    let script = app.dir.join("leaves.sh");
-    std::fs::write(
-        &script,
-        format!(
+    app.add_script_runbook(
+        "leaves",
+        "Leaves a process behind",
+        &format!(
             "#!/bin/sh\necho \"$CHATOPS_JOB_ID\" >> '{}'\nsleep 30 &\necho done\n",
             app.dir.join("started.log").display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let catalog = app.dir.join("runbooks.toml");
-    let mut text = std::fs::read_to_string(&catalog).unwrap();
-    text.push_str("\n[runbooks.leaves]\ndescription = \"Leaves a process behind\"\nexecutor = \"local\"\ntarget = \"leaves.sh\"\nallow = { users = [\"UALICE\"] }\n");
-    std::fs::write(&catalog, text).unwrap();
-    app.live_catalog.reload().unwrap();
+    );
 
     let id = TestApp::short_id(&app.command(ALICE, OPS, "leaves").await);
     let runners = app.spawn_runners(1, short_grace(&app));
