@@ -134,6 +134,8 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_LIMIT,
         ))
+        // Outermost: the time a request arrived, before its body is read.
+        .layer(axum::middleware::from_fn(crate::run::stamp_arrival))
         .with_state(state)
 }
 

@@ -16,8 +16,9 @@ use tokio::time::Instant;
 pub struct AckTimer(Instant);
 
 impl AckTimer {
-    pub fn start() -> Self {
-        AckTimer(Instant::now())
+    /// Counting from `arrived` (the request's [`crate::run::Arrived`]).
+    pub fn since(arrived: Instant) -> Self {
+        AckTimer(arrived)
     }
 }
 

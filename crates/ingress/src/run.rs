@@ -35,6 +35,31 @@ pub struct Request<'a> {
 /// and the answer still has to travel.
 pub const ACK_DEADLINE: std::time::Duration = std::time::Duration::from_millis(2500);
 
+/// When a Slack request arrived, before its body was read ([`stamp_arrival`]): the
+/// acknowledgement's deadline and its measured latency count from here, so a body that is
+/// slow to come takes its time from the 3 s, not in addition to them.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived(pub tokio::time::Instant);
+
+impl Arrived {
+    /// The arrival stamped on the request, or now when it has none (a router without
+    /// [`stamp_arrival`]).
+    pub fn or_now(stamp: Option<axum::Extension<Arrived>>) -> tokio::time::Instant {
+        stamp.map_or_else(tokio::time::Instant::now, |axum::Extension(at)| at.0)
+    }
+}
+
+/// Middleware: stamps each request with its [`Arrived`] time as it comes in.
+pub async fn stamp_arrival(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    request
+        .extensions_mut()
+        .insert(Arrived(tokio::time::Instant::now()));
+    next.run(request).await
+}
+
 impl Request<'_> {
     /// The newest day a record can be filed under: today, or Slack's day when its clock is
     /// past midnight before this one (records are filed under Slack's day, `record_day`).

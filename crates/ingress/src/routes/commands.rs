@@ -13,6 +13,7 @@ use crate::reply::{Refusal, Reply, RequestError};
 use crate::run::{self, Request};
 use crate::slack::form::{self, Form, FormError};
 use crate::slack::signed;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -24,11 +25,13 @@ use chatops_shared::mrkdwn::escape;
 #[tracing::instrument(skip_all, fields(job_id, user_id, runbook))]
 pub async fn slash_command(
     State(state): State<AppState>,
+    arrived: Option<Extension<run::Arrived>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RequestError> {
-    let _ack = crate::metrics::AckTimer::start();
-    let deadline = tokio::time::Instant::now() + run::ACK_DEADLINE;
+    let arrived = run::Arrived::or_now(arrived);
+    let _ack = crate::metrics::AckTimer::since(arrived);
+    let deadline = arrived + run::ACK_DEADLINE;
     let signed = signed::verify(&state.verifier, &headers, &body, deadline)
         .inspect_err(|_| crate::metrics::unverified())?;
     let cmd = match form::parse(&body) {

@@ -10,6 +10,7 @@ use crate::reply::RequestError;
 use crate::run;
 use crate::slack::interaction::{self, Interaction};
 use crate::slack::signed;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -18,11 +19,13 @@ use axum::response::{IntoResponse, Response};
 #[tracing::instrument(skip_all, fields(job_id, user_id, runbook, kind))]
 pub async fn interaction(
     State(state): State<AppState>,
+    arrived: Option<Extension<run::Arrived>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RequestError> {
-    let _ack = crate::metrics::AckTimer::start();
-    let deadline = tokio::time::Instant::now() + run::ACK_DEADLINE;
+    let arrived = run::Arrived::or_now(arrived);
+    let _ack = crate::metrics::AckTimer::since(arrived);
+    let deadline = arrived + run::ACK_DEADLINE;
     let signed = signed::verify(&state.verifier, &headers, &body, deadline)
         .inspect_err(|_| crate::metrics::unverified())?;
     match interaction::parse(&body)? {
