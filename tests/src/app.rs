@@ -1022,3 +1022,33 @@ impl TestApp {
             .to_owned()
     }
 }
+
+/// Posts `body` signed to `path` at `addr` over a plain connection, sending the headers and
+/// the first half of the body, then the rest after `pause`. The answer's status, and how long
+/// it took from the first byte sent.
+pub async fn post_slowly(addr: &str, path: &str, body: &str, pause: Duration) -> (u16, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signature = sign(SIGNING_SECRET, timestamp, body.as_bytes());
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let started = std::time::Instant::now();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\nx-slack-request-timestamp: {timestamp}\r\nx-slack-signature: {signature}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(head.as_bytes()).await.expect("send");
+    stream.write_all(first.as_bytes()).await.expect("send");
+    tokio::time::sleep(pause).await;
+    stream.write_all(rest.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("answer");
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, took)
+}

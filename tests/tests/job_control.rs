@@ -768,6 +768,17 @@ async fn when_records_cannot_be_read_job_control_says_so_in_time_and_runbooks_st
             // Within the records deadline (1.5 s): a storage call alone may retry for 2.1 s.
             assert!(took < Duration::from_secs(2), "{text} took {took:?}");
         }
+        // A body that comes slowly (2 s): the records get what is left of the 3 s, not 1.5 s
+        // more.
+        let body = app.form(ALICE, OPS, "status");
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/slack/commands");
+        let (status, took) =
+            chatops_e2e::app::post_slowly(addr, "/slack/commands", &body, Duration::from_secs(2))
+                .await;
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(3), "status took {took:?}");
         let (answer, took) = post(&app, &url, "echo hi").await;
         assert_eq!(answer["response_type"], "in_channel", "{answer}");
         assert!(took < Duration::from_secs(3), "{took:?}");

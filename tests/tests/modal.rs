@@ -151,36 +151,6 @@ fn submission(view: &Value, user: &str, values: &[(&str, &str)]) -> String {
     form_payload(&payload)
 }
 
-/// Posts `body` signed to `path` at `addr` over a plain connection, sending the headers and
-/// the first half of the body, then the rest after `pause`. The answer's status, and how long
-/// it took from the first byte sent.
-async fn post_slowly(addr: &str, path: &str, body: &str, pause: Duration) -> (u16, Duration) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let timestamp = now();
-    let signature = sign(SIGNING_SECRET, timestamp, body.as_bytes());
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let started = Instant::now();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\nx-slack-request-timestamp: {timestamp}\r\nx-slack-signature: {signature}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let (first, rest) = body.split_at(body.len() / 2);
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(first.as_bytes()).await.unwrap();
-    tokio::time::sleep(pause).await;
-    stream.write_all(rest.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let took = started.elapsed();
-    let text = String::from_utf8_lossy(&answer);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, took)
-}
-
 fn form_payload(payload: &Value) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .append_pair("payload", &payload.to_string())
@@ -643,7 +613,8 @@ async fn a_slow_queue_still_leaves_an_answer_within_3s_for_commands_and_forms() 
     let addr = url.trim_start_matches("http://");
     let body = app.form(ALICE, OPS, "echo slowly");
     let (status, took) =
-        post_slowly(addr, "/slack/commands", &body, Duration::from_millis(1500)).await;
+        chatops_e2e::app::post_slowly(addr, "/slack/commands", &body, Duration::from_millis(1500))
+            .await;
     assert!(took < SLACK_PATIENCE, "answered after {took:?}");
     assert_eq!(status, 200);
 

@@ -19,7 +19,7 @@ pub async fn list(req: &Request<'_>, runbook: Option<&str>) -> Result<Reply, Job
             && filter.as_ref().is_none_or(|r| s.runbook == *r)
     };
     let mut found = within_deadline(
-        deadline(),
+        deadline(req),
         records.recent(req.newest_day(), HISTORY_LEN, keep),
     )
     .await

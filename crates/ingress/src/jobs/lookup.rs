@@ -10,14 +10,15 @@ use chatops_shared::records::{JobRecord, Summary, newest_first};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The record of the job `typed` names, when the caller may see it, read within `budget`.
+/// The record of the job `typed` names, when the caller may see it, read within `budget` (and
+/// the request's deadline).
 pub async fn visible_job(
     req: &Request<'_>,
     typed: &str,
     budget: Duration,
 ) -> Result<JobRecord, JobRefusal> {
     let reference = parse(typed)?;
-    let deadline = Instant::now() + budget;
+    let deadline = req.deadline.min(Instant::now() + budget);
     let records = &req.state.records;
     let down = |slow| JobRefusal::RecordsDown {
         typed: Some(typed.to_owned()),

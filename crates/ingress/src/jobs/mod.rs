@@ -146,9 +146,10 @@ fn one_optional_value(args: &[Arg]) -> Result<Option<&str>, ()> {
     }
 }
 
-/// When the records reads of a command that starts now must be done.
-fn deadline() -> Instant {
-    Instant::now() + RECORDS_DEADLINE
+/// When the records reads of a command must be done: [`RECORDS_DEADLINE`] from now, and
+/// within the request's own deadline (counted from its arrival).
+fn deadline(req: &Request<'_>) -> Instant {
+    req.deadline.min(Instant::now() + RECORDS_DEADLINE)
 }
 
 /// Runs a records read until `deadline` at most; `Err(slow)` when it failed (`false`) or

@@ -23,7 +23,7 @@ pub async fn list(req: &Request<'_>) -> Result<Reply, JobRefusal> {
     let records = &req.state.records;
     let newest = now.replace_date(req.newest_day());
     let days = days_between(running_since, newest, records.retention_days());
-    let listed = within_deadline(deadline(), records.list_days(&days))
+    let listed = within_deadline(deadline(req), records.list_days(&days))
         .await
         .map_err(|slow| JobRefusal::RecordsDown { typed: None, slow })?;
     let caller = req.caller();
