@@ -706,6 +706,42 @@ async fn a_running_job_whose_message_came_back_too_often_is_followed_not_given_u
 }
 
 #[tokio::test]
+async fn a_delivery_over_the_limit_of_a_job_a_live_runner_holds_waits_for_it_not_gives_up() {
+    // Runner A holds the job (its heartbeat fresh) and left its message to come back, as after
+    // a start that failed for now; the delivery that comes back is over the limit.
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo held").await);
+    // Delivered once here (the peek), so B's is the second, over a limit of 1.
+    let job = app.peek_jobs().await.remove(0);
+    let mut settings = app.worker_settings();
+    settings.max_dequeue = 1;
+    settings.visibility = Duration::from_secs(2);
+    let claimed = app
+        .records()
+        .claim(
+            &job,
+            "runner-a",
+            time::OffsetDateTime::now_utc(),
+            settings.dead_after(),
+        )
+        .await
+        .expect("claim");
+    assert!(matches!(
+        claimed,
+        chatops_shared::records::Claim::Created(_)
+    ));
+    // Not given up on (A would never be told, its message gone): it waits for A, whose
+    // heartbeat then lapses, and takes the job over.
+    let b = app.worker_with(settings);
+    assert_eq!(b.process_next().await, Ok(Step::Processed));
+    let text = app.final_text(&id, "*Completed*").await;
+    assert!(text.contains("args: held"), "{text}");
+    assert_eq!(app.slack_count(&id, "gave up"), 0);
+    assert!(app.take_poison().await.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn a_job_given_up_on_before_any_runner_recorded_it_is_recorded_failed_and_not_run_later() {
     let app = TestApp::spawn().await;
     let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
@@ -724,6 +760,24 @@ async fn a_job_given_up_on_before_any_runner_recorded_it_is_recorded_failed_and_
     assert_eq!(app.slack_count(&id, "*Completed*"), 0);
     assert_eq!(app.slack_count(&id, "*Failed*"), 1);
     assert_eq!(app.take_poison().await.len(), 1, "the first message");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_given_up_jobs_status_is_tried_again_while_slack_fails() {
+    let app = TestApp::spawn().await;
+    let id = TestApp::short_id(&app.command(ALICE, OPS, "echo hi").await);
+    let mut settings = app.worker_settings();
+    settings.max_dequeue = 0;
+    // More failures than one post retries: tried again, as any final status is (its message
+    // is on the poison queue by then: this is the one chance to tell the requester).
+    app.slack
+        .fail_next(chatops_e2e::slack::PathKind::ResponseUrl, 4, 500, "");
+    app.drain(&app.worker_with(settings)).await;
+    let text = app.final_text(&id, "*Failed*").await;
+    assert!(text.contains("gave up"), "{text}");
+    assert!(record_of(&app, &id).await.record.reported);
+    assert_eq!(app.take_poison().await.len(), 1);
     app.finish().await;
 }
 

@@ -1,11 +1,11 @@
 //! A message delivered more than `max_dequeue` times is given up on: it goes to the poison
-//! queue, and the requester is told, unless the job's record says another runner is on it or
-//! its end was posted already.
+//! queue, and the requester is told (tried as any final status is), unless the job's record
+//! says its end was posted already. A job a live runner holds is not given up on: that runner
+//! decides, and the delivery waits for it as any other does.
 
 use super::prepare::Reached;
 use super::{Worker, finish};
 use crate::executor::{FinalState, Outcome};
-use crate::notify::Update;
 use chatops_shared::audit::AuditEvent;
 use chatops_shared::job::{JobKind, JobMessage};
 use chatops_shared::queue::Received;
@@ -55,8 +55,9 @@ impl Worker {
             },
             JobKind::Stop => gave_up.clone(),
         };
-        // Best effort: the poison queue keeps it either way.
-        if let Err(e) = self.notifier.notify(job, &Update::Finished(outcome)).await {
+        // Tried as any final status (its message is gone: this is the one chance); the
+        // poison queue keeps the job either way.
+        if let Err(e) = Box::pin(self.notify_final(job, &outcome)).await {
             tracing::warn!(error = %e, "could not tell the requester about the given-up job");
         } else if job.kind == JobKind::Run {
             self.record_reported_given_up(job, &gave_up).await;
@@ -77,7 +78,17 @@ impl Worker {
         {
             return OverLimit::GiveUp;
         }
+        let me = self.settings.runner_id.as_str();
+        let now = OffsetDateTime::now_utc();
         match self.records.read(&record_name_of(job)).await {
+            // Held by a live runner, which decides (it may have left the message to retry a
+            // start that failed for now): handled as any delivery, which waits for it.
+            Ok(Some(found))
+                if !found.record.state.is_final()
+                    && held_alive_elsewhere(&found.record, me, now, self.settings.dead_after()) =>
+            {
+                OverLimit::Follow
+            }
             Ok(Some(found)) if !found.record.state.is_final() => {
                 match Reached::of(&found.record) {
                     Reached::Running => OverLimit::Follow,
