@@ -1,7 +1,7 @@
 //! A message delivered more than `max_dequeue` times is given up on: it goes to the poison
 //! queue, and the requester is told (tried as any final status is), unless the job's record
-//! says its end was posted already. A job a live runner holds is not given up on: that runner
-//! decides, and the delivery waits for it as any other does.
+//! says its end was posted already. A job a runner that still looks alive holds is not given up
+//! on yet: its message comes back later.
 
 use super::prepare::Reached;
 use super::{Worker, finish};
@@ -81,13 +81,16 @@ impl Worker {
         let me = self.settings.runner_id.as_str();
         let now = OffsetDateTime::now_utc();
         match self.records.read(&record_name_of(job)).await {
-            // Held by a live runner, which decides (it may have left the message to retry a
-            // start that failed for now): handled as any delivery, which waits for it.
+            // Held by a runner that still looks alive (it may have left the message to retry a
+            // start that failed for now, and its heartbeat has not lapsed yet): giving up now
+            // would poison the message while the record stays that runner's, and the requester
+            // would never be told. The message comes back, by when the holder is either on it
+            // or dead.
             Ok(Some(found))
                 if !found.record.state.is_final()
                     && held_alive_elsewhere(&found.record, me, now, self.settings.dead_after()) =>
             {
-                OverLimit::Follow
+                OverLimit::Retry
             }
             Ok(Some(found)) if !found.record.state.is_final() => {
                 match Reached::of(&found.record) {
