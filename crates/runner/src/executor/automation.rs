@@ -399,10 +399,7 @@ impl AutomationExecutor {
                 tracing::warn!(error = %e, "could not read the job's output");
                 // Said where the output would be: an empty one would pass for none. ARM's own
                 // message stays in the log, as with `refusal`.
-                let reason = match e.status() {
-                    Some(status) => format!("{status}: {}", plain_reason(status)),
-                    None => "no usable answer".to_owned(),
-                };
+                let reason = plain_status(&e);
                 format!(
                     "[The job's output could not be read from Azure Automation ({reason}); it is on the job in the Azure portal, and the details are in the runner's log under job {}.]",
                     name.get(..8).unwrap_or(name)
@@ -647,15 +644,21 @@ fn lost(error: &ArmError, request: &JobRequest) -> Outcome {
 /// rest. ARM's own message stays in the log: it names subscriptions, scopes and principal ids
 /// that have no place in a channel.
 fn refusal(doing: &str, error: &ArmError, request: &JobRequest) -> String {
-    let reason = match error.status() {
-        Some(status) => format!("{status}: {}", plain_reason(status)),
-        None => "no usable answer".to_owned(),
-    };
+    let reason = plain_status(error);
     format!(
         "Azure refused to {doing} ({reason}); an operator can find the details in the runner's \
          log under job {}",
         short_id(&request.job_id)
     )
+}
+
+/// An ARM failure as the user may see it: its status and [`plain_reason`], nothing of ARM's
+/// own message.
+fn plain_status(error: &ArmError) -> String {
+    match error.status() {
+        Some(status) => format!("{status}: {}", plain_reason(status)),
+        None => "no usable answer".to_owned(),
+    }
 }
 
 /// What an ARM status means for this runner, in words that name nothing of Azure's.

@@ -143,8 +143,8 @@ impl SlackApi {
     /// under `key` got its turn (concurrent callers queue), and after a 429's hold on `method`
     /// when it ends before `deadline`. Call Slack right after; [`SlackApi::post_message`] and
     /// [`SlackApi::update_message`] do it themselves given a [`Pace`], for each try. Callers
-    /// choose the keys: `post:<channel>`, `update:<team>`. A turn that would come after `deadline` is not
-    /// waited for: the call is not to be made ([`SlackApiError::Deadline`]).
+    /// choose the keys: `post:<channel>`, `update:<team>`. A turn that would come after
+    /// `deadline` is not waited for: the call is not to be made ([`SlackApiError::Deadline`]).
     pub async fn pace(
         &self,
         key: &str,
@@ -188,7 +188,8 @@ impl SlackApi {
         self.send(method, Body::Form(args), None, deadline).await
     }
 
-    /// Calls `method`, each try in its turn of `pace` when given (else after a 429's hold).
+    /// Calls `method`, each try in its turn of `pace` when given, and after a 429's hold on
+    /// `method` (rate-limited at once when the hold outlasts `deadline`).
     async fn send(
         &self,
         method: &str,
