@@ -80,6 +80,14 @@ async fn post(
     (answer, started.elapsed())
 }
 
+/// Alice's `text` in #ops, which opens a form: the form, once the command was answered 200.
+async fn open_form(app: &TestApp, text: &str) -> Value {
+    let trigger = app.slack.trigger_id();
+    let (answer, _) = command_with(app, &app.ingress_url, &trigger, ALICE, OPS, text).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    opened_views(app).pop().expect("a form opened")
+}
+
 /// The views the ingress opened, in order.
 fn opened_views(app: &TestApp) -> Vec<Value> {
     app.slack
@@ -244,20 +252,8 @@ async fn a_forms_job_is_filed_under_the_day_the_form_was_opened() {
     // A form sent again after midnight UTC must name the same record as the first time, or two
     // runners could each claim one. The form carries the day its command came.
     let app = bot_app().await;
-    let trigger = app.slack.trigger_id();
     let opened_at = now();
-    let (answer, _) = command_with(
-        &app,
-        &app.ingress_url,
-        &trigger,
-        ALICE,
-        OPS,
-        "deploy service=web",
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    let views = opened_views(&app);
-    let view = views.first().expect("a form opened");
+    let view = open_form(&app, "deploy service=web").await;
     let mut meta: Value =
         serde_json::from_str(view["private_metadata"].as_str().unwrap_or_default()).unwrap();
     let today = time::OffsetDateTime::from_unix_timestamp(opened_at)
@@ -286,11 +282,7 @@ async fn a_forms_job_is_filed_under_the_day_the_form_was_opened() {
 #[tokio::test]
 async fn a_bad_value_is_shown_next_to_its_field_and_nothing_is_queued() {
     let app = bot_app().await;
-    let trigger = app.slack.trigger_id();
-    let (answer, _) =
-        command_with(&app, &app.ingress_url, &trigger, ALICE, OPS, "scale --form").await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    let view = opened_views(&app).pop().expect("a form opened");
+    let view = open_form(&app, "scale --form").await;
     // The fixed value is shown, not editable; the int's range is the hint.
     let ids: Vec<String> = inputs(&view).into_iter().map(|(id, _)| id).collect();
     assert_eq!(ids, ["param:count"]);
@@ -341,11 +333,7 @@ async fn values_too_long_to_queue_are_refused_under_the_longest_field() {
         ..Options::default()
     })
     .await;
-    let trigger = app.slack.trigger_id();
-    let (answer, _) =
-        command_with(&app, &app.ingress_url, &trigger, ALICE, OPS, "notes --form").await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    let view = opened_views(&app).pop().expect("a form opened");
+    let view = open_form(&app, "notes --form").await;
     let full = "é".repeat(3000);
     let longest = "ü".repeat(3000) + "!";
     let mut values: Vec<(String, &str)> = (1..=19)
