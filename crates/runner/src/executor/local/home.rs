@@ -5,7 +5,7 @@
 //! The homes of one runner process are in a directory of its own ([`Homes`]), locked (`flock`
 //! on the directory) for as long as the process lives: a runner killed with SIGKILL cannot
 //! remove its jobs' homes, and the next runner to start on the machine does, as nobody holds
-//! their lock any more. (A directory lock also keeps `systemd-tmpfiles` from ageing it out.)
+//! their lock any more.
 
 use std::fs::File;
 use std::os::unix::fs::{
